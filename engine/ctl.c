@@ -1,0 +1,383 @@
+#include "engine/ctl.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "engine/log.h"
+#include "engine/util.h"
+
+/* Requests handled per read callback before yielding to other clients. */
+#define CTL_BATCH 32
+/* A client that lets this much output pile up is not reading: requests
+ * stop being read from it, and a watcher is dropped. */
+#define CTL_OUT_HIGH (8u << 20)
+#define CTL_OUT_LOW (1u << 20)
+#define CTL_ACCEPT_PAUSE_MS 500
+
+struct ctl_client {
+	struct ctl_client *next, *prev;
+	struct bufferevent *bev;
+	uint64_t id;
+	int watching;
+	char *watch_rule;
+	char *watch_kind;
+	int closing;     /* close once the output is flushed */
+	int throttled;   /* reading paused until the output drains */
+};
+
+static struct {
+	struct event_base *base;
+	struct evconnlistener *listener;
+	struct event *resume_ev;
+	char *path;
+	ctl_handler_fn handler;
+	struct ctl_client *clients;
+	int nclients;
+	uint64_t next_id;
+} ctl;
+
+static void ctl_read_cb(struct bufferevent *bev, void *arg);
+
+static void
+ctl_client_free(struct ctl_client *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		ctl.clients = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	bufferevent_free(c->bev);
+	free(c->watch_rule);
+	free(c->watch_kind);
+	free(c);
+	ctl.nclients--;
+}
+
+static size_t
+ctl_out_len(const struct ctl_client *c)
+{
+	return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+static void
+ctl_send(struct ctl_client *c, const json_t *obj)
+{
+	char *s;
+
+	if (c->closing)
+		return;
+	s = json_dumps(obj, JSON_COMPACT);
+	if (s == NULL)
+		return;
+	bufferevent_write(c->bev, s, strlen(s));
+	bufferevent_write(c->bev, "\n", 1);
+	free(s);
+}
+
+static void
+ctl_send_error(struct ctl_client *c, const char *msg, const char *id)
+{
+	json_t *o = json_pack("{s:b,s:s}", "ok", 0, "error", msg);
+
+	if (id != NULL)
+		json_object_set_new(o, "id", json_string(id));
+	ctl_send(c, o);
+	json_decref(o);
+}
+
+/* Close after the pending output has been written. */
+static void
+ctl_close_soon(struct ctl_client *c)
+{
+	c->closing = 1;
+	bufferevent_disable(c->bev, EV_READ);
+	if (ctl_out_len(c) == 0)
+		ctl_client_free(c);
+}
+
+static void
+ctl_check_backlog(struct ctl_client *c)
+{
+	if (ctl_out_len(c) <= CTL_OUT_HIGH)
+		return;
+	if (c->watching) {
+		log_warn("status socket: dropping watcher %llu that does not read",
+		    (unsigned long long)c->id);
+		/* Its buffer is full: closing soon would never finish. */
+		evbuffer_drain(bufferevent_get_output(c->bev), ctl_out_len(c));
+		ctl_client_free(c);
+		return;
+	}
+	c->throttled = 1;
+	bufferevent_disable(c->bev, EV_READ);
+}
+
+static void
+ctl_handle_line(struct ctl_client *c, const char *line, size_t len)
+{
+	struct request req;
+	char *err;
+	json_t *resp;
+
+	if (request_parse(line, len, &req, &err) != 0) {
+		ctl_send_error(c, err, NULL);
+		free(err);
+		return;
+	}
+	resp = ctl.handler(c, &req);
+	if (resp != NULL) {
+		if (req.id != NULL)
+			json_object_set_new(resp, "id", json_string(req.id));
+		ctl_send(c, resp);
+		json_decref(resp);
+	}
+	request_free(&req);
+}
+
+static void
+ctl_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct ctl_client *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	uint64_t id = c->id;
+	int n;
+
+	for (n = 0; n < CTL_BATCH; n++) {
+		size_t len;
+		char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF);
+		struct ctl_client *p;
+
+		if (line == NULL)
+			break;
+		if (len > REQUEST_MAX_LINE) {
+			free(line);
+			ctl_send_error(c, "request line too long", NULL);
+			ctl_close_soon(c);
+			return;
+		}
+		ctl_handle_line(c, line, len);
+		free(line);
+		/* The handler may have closed this client. */
+		for (p = ctl.clients; p != NULL && p->id != id; p = p->next)
+			;
+		if (p == NULL || c->closing)
+			return;
+		ctl_check_backlog(c);
+		for (p = ctl.clients; p != NULL && p->id != id; p = p->next)
+			;
+		if (p == NULL || c->throttled)
+			return;
+	}
+	if (evbuffer_get_length(in) > REQUEST_MAX_LINE &&
+	    evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF).pos < 0) {
+		ctl_send_error(c, "request line too long", NULL);
+		ctl_close_soon(c);
+		return;
+	}
+	/* More complete lines wait: come back after other clients had a turn. */
+	if (n == CTL_BATCH && evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF).pos >= 0)
+		bufferevent_trigger(bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
+}
+
+static void
+ctl_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct ctl_client *c = arg;
+
+	if (c->closing && ctl_out_len(c) == 0) {
+		ctl_client_free(c);
+		return;
+	}
+	if (c->throttled && ctl_out_len(c) <= CTL_OUT_LOW) {
+		c->throttled = 0;
+		bufferevent_enable(c->bev, EV_READ);
+		bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
+	}
+}
+
+static void
+ctl_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+		ctl_client_free(arg);
+}
+
+static void
+ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+	struct ctl_client *c = xcalloc(1, sizeof(*c));
+
+	c->bev = bufferevent_socket_new(ctl.base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+	if (c->bev == NULL) {
+		close(fd);
+		free(c);
+		return;
+	}
+	c->id = ++ctl.next_id;
+	c->next = ctl.clients;
+	if (ctl.clients)
+		ctl.clients->prev = c;
+	ctl.clients = c;
+	ctl.nclients++;
+	bufferevent_setcb(c->bev, ctl_read_cb, ctl_write_cb, ctl_event_cb, c);
+	bufferevent_setwatermark(c->bev, EV_WRITE, CTL_OUT_LOW, 0);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+static void
+ctl_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	evconnlistener_enable(ctl.listener);
+}
+
+/* Out of file descriptors: stop accepting for a moment instead of
+ * spinning on a listener that cannot accept. */
+static void
+ctl_accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct timeval tv = { 0, CTL_ACCEPT_PAUSE_MS * 1000 };
+	int err = EVUTIL_SOCKET_ERROR();
+
+	log_warn("status socket: accept failed (%s); pausing new connections",
+	    evutil_socket_error_to_string(err));
+	evconnlistener_disable(ctl.listener);
+	evtimer_add(ctl.resume_ev, &tv);
+}
+
+int
+ctl_open(struct event_base *base, const char *path, ctl_handler_fn handler)
+{
+	struct sockaddr_un sun;
+	int fd;
+	mode_t old;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		log_err("status socket path too long: %s", path);
+		return -1;
+	}
+	strcpy(sun.sun_path, path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) < 0)
+		return -1;
+	/* A socket file nobody answers on is left over from a crash. */
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+		log_err("status socket %s: another vmferryd is answering there", path);
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	unlink(path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM, 0)) < 0)
+		return -1;
+	old = umask(0117);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+		umask(old);
+		log_err("status socket %s: bind: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	umask(old);
+	chmod(path, 0660);
+	evutil_make_socket_nonblocking(fd);
+	evutil_make_socket_closeonexec(fd);
+	ctl.listener = evconnlistener_new(base, ctl_accept_cb, NULL, LEV_OPT_CLOSE_ON_FREE, 512, fd);
+	if (ctl.listener == NULL) {
+		close(fd);
+		return -1;
+	}
+	evconnlistener_set_error_cb(ctl.listener, ctl_accept_error_cb);
+	ctl.base = base;
+	ctl.handler = handler;
+	ctl.path = xstrdup(path);
+	ctl.resume_ev = evtimer_new(base, ctl_resume_cb, NULL);
+	return 0;
+}
+
+void
+ctl_close(void)
+{
+	while (ctl.clients != NULL)
+		ctl_client_free(ctl.clients);
+	if (ctl.listener != NULL)
+		evconnlistener_free(ctl.listener);
+	if (ctl.resume_ev != NULL)
+		event_free(ctl.resume_ev);
+	if (ctl.path != NULL)
+		unlink(ctl.path);
+	free(ctl.path);
+	memset(&ctl, 0, sizeof(ctl));
+}
+
+uint64_t
+ctl_client_id(const struct ctl_client *c)
+{
+	return c->id;
+}
+
+void
+ctl_reply(uint64_t client_id, json_t *resp)
+{
+	struct ctl_client *c;
+
+	for (c = ctl.clients; c != NULL; c = c->next)
+		if (c->id == client_id) {
+			ctl_send(c, resp);
+			ctl_check_backlog(c);
+			break;
+		}
+	json_decref(resp);
+}
+
+void
+ctl_client_watch(struct ctl_client *c, const char *rule, const char *kind)
+{
+	c->watching = 1;
+	free(c->watch_rule);
+	free(c->watch_kind);
+	c->watch_rule = rule ? xstrdup(rule) : NULL;
+	c->watch_kind = kind ? xstrdup(kind) : NULL;
+}
+
+void
+ctl_broadcast(const json_t *event, const char *rule, const char *kind)
+{
+	struct ctl_client *c, *next;
+	char *s = NULL;
+	size_t len = 0;
+
+	for (c = ctl.clients; c != NULL; c = next) {
+		next = c->next;
+		if (!c->watching || c->closing)
+			continue;
+		if (c->watch_rule != NULL && (rule == NULL || strcmp(c->watch_rule, rule) != 0))
+			continue;
+		if (c->watch_kind != NULL && (kind == NULL || strcmp(c->watch_kind, kind) != 0))
+			continue;
+		if (s == NULL) {
+			if ((s = json_dumps(event, JSON_COMPACT)) == NULL)
+				return;
+			len = strlen(s);
+			s[len++] = '\n'; /* replaces the NUL; written with its length */
+		}
+		bufferevent_write(c->bev, s, len);
+		ctl_check_backlog(c);
+	}
+	free(s);
+}
+
+int
+ctl_client_count(void)
+{
+	return ctl.nclients;
+}

@@ -1,0 +1,34 @@
+/* The status socket: a Unix stream socket (mode 0660) speaking
+ * newline-delimited JSON.  ctl.c owns connections and framing; the engine
+ * answers requests.  No client, however slow or hostile, can block the
+ * loop: output is buffered with a cap, input lines are capped, and each
+ * callback handles a bounded number of requests. */
+#ifndef VMFERRY_CTL_H
+#define VMFERRY_CTL_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "engine/request.h"
+
+struct event_base;
+struct ctl_client;
+
+/* Answer a request now (return the response object, stolen), or return
+ * NULL and answer later with ctl_reply(ctl_client_id(c), ...). */
+typedef json_t *(*ctl_handler_fn)(struct ctl_client *c, const struct request *req);
+
+int ctl_open(struct event_base *base, const char *path, ctl_handler_fn handler);
+void ctl_close(void);
+
+uint64_t ctl_client_id(const struct ctl_client *c);
+/* Send a late answer; dropped if the client has gone.  Steals resp. */
+void ctl_reply(uint64_t client_id, json_t *resp);
+/* Turn the connection into an event stream, optionally for one rule/kind. */
+void ctl_client_watch(struct ctl_client *c, const char *rule, const char *kind);
+/* Send an event to every watcher whose filter matches.  Does not steal. */
+void ctl_broadcast(const json_t *event, const char *rule, const char *kind);
+
+int ctl_client_count(void);
+
+#endif

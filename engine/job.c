@@ -1,0 +1,815 @@
+#include "engine/job.h"
+
+#include <event2/event.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine/store.h"
+#include "engine/util.h"
+
+/* Record versions.  Every record starts with a big-endian u16 version;
+ * strings are u16 length + bytes, blobs u32 length + bytes. */
+#define JOB_REC_V1 1
+#define STATS_REC_V1 1
+#define LOG_REC_V1 1
+
+#define INVALID_BACKOFF_MIN 5
+#define INVALID_BACKOFF_MAX 60
+#define PROGRESS_NOTIFY_S 0.25
+
+static struct {
+	struct job_list jobs;
+	size_t njobs;
+	struct event_base *base;
+	void (*observer)(struct job *, const char *);
+	int init;
+} js;
+
+/* ---- record codec ---- */
+
+struct rec {
+	struct sbuf b;
+};
+
+static void
+rec_u8(struct rec *r, uint8_t v)
+{
+	sbuf_add(&r->b, &v, 1);
+}
+
+static void
+rec_u16(struct rec *r, uint16_t v)
+{
+	uint8_t p[2];
+
+	put_be16(p, v);
+	sbuf_add(&r->b, p, 2);
+}
+
+static void
+rec_u64(struct rec *r, uint64_t v)
+{
+	uint8_t p[8];
+
+	put_be64(p, v);
+	sbuf_add(&r->b, p, 8);
+}
+
+static void
+rec_str(struct rec *r, const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+
+	if (n > UINT16_MAX)
+		n = UINT16_MAX;
+	rec_u16(r, (uint16_t)n);
+	sbuf_add(&r->b, s ? s : "", n);
+}
+
+static void
+rec_blob(struct rec *r, const void *p, size_t n)
+{
+	uint8_t l[4];
+
+	put_be32(l, (uint32_t)n);
+	sbuf_add(&r->b, l, 4);
+	sbuf_add(&r->b, p, n);
+}
+
+struct rd {
+	const uint8_t *p;
+	size_t n;
+	int bad;
+};
+
+static const uint8_t *
+rd_take(struct rd *r, size_t n)
+{
+	const uint8_t *p;
+
+	if (r->bad || r->n < n) {
+		r->bad = 1;
+		return NULL;
+	}
+	p = r->p;
+	r->p += n;
+	r->n -= n;
+	return p;
+}
+
+static uint8_t
+rd_u8(struct rd *r)
+{
+	const uint8_t *p = rd_take(r, 1);
+
+	return p ? p[0] : 0;
+}
+
+static uint16_t
+rd_u16(struct rd *r)
+{
+	const uint8_t *p = rd_take(r, 2);
+
+	return p ? get_be16(p) : 0;
+}
+
+static uint64_t
+rd_u64(struct rd *r)
+{
+	const uint8_t *p = rd_take(r, 8);
+
+	return p ? get_be64(p) : 0;
+}
+
+static char *
+rd_str(struct rd *r)
+{
+	uint16_t n = rd_u16(r);
+	const uint8_t *p = rd_take(r, n);
+
+	return p ? xstrndup((const char *)p, n) : NULL;
+}
+
+static uint8_t *
+rd_blob(struct rd *r, size_t *len)
+{
+	const uint8_t *l = rd_take(r, 4), *p;
+	uint8_t *out;
+	uint32_t n;
+
+	*len = 0;
+	if (l == NULL)
+		return NULL;
+	n = get_be32(l);
+	if ((p = rd_take(r, n)) == NULL)
+		return NULL;
+	if (n == 0)
+		return NULL;
+	out = xmalloc(n);
+	memcpy(out, p, n);
+	*len = n;
+	return out;
+}
+
+/* ---- keys ---- */
+
+static void
+job_make_key(struct job *j)
+{
+	size_t rl = strlen(j->rule), vl = strlen(j->vm);
+
+	j->keylen = 1 + rl + 1 + vl;
+	j->key = xmalloc(j->keylen);
+	j->key[0] = (uint8_t)j->kind;
+	memcpy(j->key + 1, j->rule, rl);
+	j->key[1 + rl] = '\0';
+	memcpy(j->key + 2 + rl, j->vm, vl);
+}
+
+/* ---- lifecycle ---- */
+
+static struct fsm_instance *
+hook_inst(struct job *j)
+{
+	return &j->fsm;
+}
+
+static void
+hook_persist(struct job *j, int from, int event, const char *reason)
+{
+	const struct fsm_table *t = j->fsm.table;
+	unsigned fl_from = t->states[from].flags, fl_to = t->states[j->fsm.state].flags;
+
+	j->updated = (int64_t)time(NULL);
+	/* A reason explains the state it comes with; a good step clears it. */
+	if (reason != NULL)
+		job_set_error(j, reason);
+	else if (!(fl_to & (FSM_F_FAILED | FSM_F_INVALID)))
+		job_set_error(j, NULL);
+	if ((fl_from & FSM_F_SLOT) && !(fl_to & FSM_F_SLOT))
+		sched_release(&j->sched);
+	if (fl_to & FSM_F_SLOT)
+		sched_hold(&j->sched);
+	if (!(fl_to & FSM_F_QUEUED))
+		sched_dequeue(&j->sched);
+	job_persist(j);
+	if (from != j->fsm.state)
+		job_log(j, LOG_INFO, "%s -> %s (event %s)%s%s", t->states[from].id,
+		    t->states[j->fsm.state].id, fsm_event_name(t, event), reason ? ": " : "",
+		    reason ? reason : "");
+	if (js.observer != NULL)
+		js.observer(j, "state");
+}
+
+static int
+hook_alive(const struct job *j)
+{
+	return !j->forgotten;
+}
+
+static void
+hook_hold(struct job *j)
+{
+	job_hold(j);
+}
+
+static void
+hook_release(struct job *j)
+{
+	job_release(j);
+}
+
+static void
+job_admit(struct sched_item *it)
+{
+	struct job *j = (struct job *)((char *)it - offsetof(struct job, sched));
+
+	fsm_dispatch(j, EV_ADMIT, NULL);
+}
+
+void
+job_init(struct event_base *base)
+{
+	static const struct fsm_hooks hooks = {
+		.inst = hook_inst,
+		.persist = hook_persist,
+		.after_commit = store_after_commit,
+		.alive = hook_alive,
+		.hold = hook_hold,
+		.release = hook_release,
+	};
+
+	TAILQ_INIT(&js.jobs);
+	js.njobs = 0;
+	js.base = base;
+	js.init = 1;
+	fsm_set_hooks(&hooks);
+}
+
+static void
+job_free(struct job *j)
+{
+	if (j->timer != NULL)
+		event_free(j->timer);
+	free(j->rule);
+	free(j->vm);
+	free(j->key);
+	free(j->error);
+	free(j->data);
+	free(j->stats.last_error);
+	free(j);
+}
+
+void
+job_shutdown(void)
+{
+	struct job *j;
+
+	while ((j = TAILQ_FIRST(&js.jobs)) != NULL) {
+		TAILQ_REMOVE(&js.jobs, j, link);
+		sched_dequeue(&j->sched);
+		sched_release(&j->sched);
+		j->forgotten = 1;
+		if (--j->refs <= 0)
+			job_free(j);
+	}
+	js.njobs = 0;
+}
+
+void
+job_hold(struct job *j)
+{
+	j->refs++;
+}
+
+void
+job_release(struct job *j)
+{
+	if (--j->refs <= 0)
+		job_free(j);
+}
+
+struct job_list *
+job_all(void)
+{
+	return &js.jobs;
+}
+
+size_t
+job_count(void)
+{
+	return js.njobs;
+}
+
+const struct fsm_table *
+job_table_for(enum cfg_kind kind)
+{
+	switch (kind) {
+	case CFG_MIGRATION:
+		return &fsm_migration;
+	case CFG_REPLICATION:
+		return &fsm_replication;
+	case CFG_BACKUP:
+		return &fsm_backup;
+	default:
+		return NULL;
+	}
+}
+
+static struct job *
+job_alloc(enum cfg_kind kind, const char *rule, const char *vm)
+{
+	struct job *j = xcalloc(1, sizeof(*j));
+
+	j->kind = kind;
+	j->rule = xstrdup(rule);
+	j->vm = xstrdup(vm);
+	j->fsm.table = job_table_for(kind);
+	j->fsm.state = j->fsm.table->initial;
+	j->sched.admit = job_admit;
+	j->refs = 1;
+	j->invalid_backoff = INVALID_BACKOFF_MIN;
+	job_make_key(j);
+	TAILQ_INSERT_TAIL(&js.jobs, j, link);
+	js.njobs++;
+	return j;
+}
+
+static void
+job_run_enter(void *arg)
+{
+	struct job *j = arg;
+	fsm_action enter = j->fsm.table->enter[j->fsm.state];
+
+	if (!j->forgotten && enter != NULL && !fsm_quiesced())
+		enter(j, EV_RESUME);
+	job_release(j);
+}
+
+struct job *
+job_create(enum cfg_kind kind, const char *rule, const char *vm, const struct cfg_rule *cfg)
+{
+	struct job *j = job_alloc(kind, rule, vm);
+
+	j->cfg = cfg;
+	j->created = j->updated = (int64_t)time(NULL);
+	job_persist(j);
+	job_log(j, LOG_INFO, "job created in state %s", job_state_info(j)->id);
+	/* The initial state's work starts once the job is on disk. */
+	job_hold(j);
+	store_after_commit(job_run_enter, j);
+	if (js.observer != NULL)
+		js.observer(j, "created");
+	return j;
+}
+
+struct job *
+job_find(enum cfg_kind kind, const char *rule, const char *vm)
+{
+	struct job *j;
+
+	TAILQ_FOREACH(j, &js.jobs, link)
+		if (j->kind == kind && strcmp(j->rule, rule) == 0 && strcmp(j->vm, vm) == 0)
+			return j;
+	return NULL;
+}
+
+/* ---- persistence ---- */
+
+void
+job_persist(struct job *j)
+{
+	struct rec r;
+
+	sbuf_init(&r.b);
+	rec_u16(&r, JOB_REC_V1);
+	rec_u8(&r, (uint8_t)j->kind);
+	rec_str(&r, j->rule);
+	rec_str(&r, j->vm);
+	rec_str(&r, j->fsm.table->states[j->fsm.state].id);
+	rec_str(&r, j->error);
+	rec_str(&r, j->sched.host);
+	rec_u64(&r, j->bytes_done);
+	rec_u64(&r, j->bytes_total);
+	rec_u64(&r, (uint64_t)j->created);
+	rec_u64(&r, (uint64_t)j->updated);
+	rec_u64(&r, j->log_seq);
+	rec_blob(&r, j->data, j->datalen);
+	store_put(STORE_JOBS, j->key, j->keylen, r.b.data, r.b.len);
+	sbuf_free(&r.b);
+}
+
+static void
+stats_persist(struct job *j)
+{
+	struct rec r;
+
+	sbuf_init(&r.b);
+	rec_u16(&r, STATS_REC_V1);
+	rec_u64(&r, j->stats.successes);
+	rec_u64(&r, j->stats.failures);
+	rec_u64(&r, j->stats.bytes);
+	rec_u64(&r, j->stats.unviewed_errors);
+	rec_u64(&r, (uint64_t)j->stats.last_success);
+	rec_u64(&r, (uint64_t)j->stats.last_failure);
+	rec_str(&r, j->stats.last_error);
+	store_put(STORE_STATS, j->key, j->keylen, r.b.data, r.b.len);
+	sbuf_free(&r.b);
+}
+
+static void
+stats_load(struct job *j)
+{
+	struct rd r;
+	void *val;
+	size_t vlen;
+
+	if (!store_get(STORE_STATS, j->key, j->keylen, &val, &vlen))
+		return;
+	r.p = val;
+	r.n = vlen;
+	r.bad = 0;
+	if (rd_u16(&r) == STATS_REC_V1) {
+		j->stats.successes = rd_u64(&r);
+		j->stats.failures = rd_u64(&r);
+		j->stats.bytes = rd_u64(&r);
+		j->stats.unviewed_errors = rd_u64(&r);
+		j->stats.last_success = (int64_t)rd_u64(&r);
+		j->stats.last_failure = (int64_t)rd_u64(&r);
+		j->stats.last_error = rd_str(&r);
+	}
+	if (r.bad)
+		log_warn("job %s/%s: statistics record is damaged, ignored", j->rule, j->vm);
+	free(val);
+}
+
+static int
+job_load_one(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
+{
+	struct rd r = { val, vlen, 0 };
+	struct job *j;
+	char *rule, *vm, *state, *err, *host;
+	uint8_t kind;
+	int st;
+
+	if (rd_u16(&r) != JOB_REC_V1) {
+		log_err("store: job record of unknown version skipped");
+		return 0;
+	}
+	kind = rd_u8(&r);
+	rule = rd_str(&r);
+	vm = rd_str(&r);
+	state = rd_str(&r);
+	err = rd_str(&r);
+	host = rd_str(&r);
+	if (r.bad || job_table_for((enum cfg_kind)kind) == NULL) {
+		log_err("store: damaged job record skipped");
+		goto out;
+	}
+	st = fsm_state_by_id(job_table_for((enum cfg_kind)kind), state);
+	if (st < 0) {
+		log_err("store: job %s/%s has unknown state %s, skipped", rule, vm, state);
+		goto out;
+	}
+	j = job_alloc((enum cfg_kind)kind, rule, vm);
+	j->fsm.state = st;
+	j->error = err && *err ? xstrdup(err) : NULL;
+	sched_set_host(&j->sched, host);
+	j->bytes_done = rd_u64(&r);
+	j->bytes_total = rd_u64(&r);
+	j->created = (int64_t)rd_u64(&r);
+	j->updated = (int64_t)rd_u64(&r);
+	j->log_seq = rd_u64(&r);
+	j->data = rd_blob(&r, &j->datalen);
+	if (r.bad)
+		log_warn("job %s/%s: record truncated, loaded what was readable", rule, vm);
+	if (job_flags(j) & FSM_F_SLOT)
+		sched_hold(&j->sched);
+	stats_load(j);
+	(*(size_t *)arg)++;
+out:
+	free(rule);
+	free(vm);
+	free(state);
+	free(err);
+	free(host);
+	return 0;
+}
+
+size_t
+job_load_all(void)
+{
+	size_t n = 0;
+
+	store_scan(STORE_JOBS, "", 0, 0, 0, job_load_one, &n);
+	return n;
+}
+
+void
+job_resume_all(void)
+{
+	struct job *j;
+
+	TAILQ_FOREACH(j, &js.jobs, link)
+		fsm_dispatch(j, EV_RESUME, NULL);
+}
+
+void
+job_progress(struct job *j, uint64_t done, uint64_t total, double rate_bps)
+{
+	double now = now_mono();
+
+	j->bytes_done = done;
+	j->bytes_total = total;
+	j->rate_bps = rate_bps;
+	if (js.observer != NULL && (now - j->last_notify >= PROGRESS_NOTIFY_S || done == total)) {
+		j->last_notify = now;
+		js.observer(j, "progress");
+	}
+}
+
+void
+job_set_error(struct job *j, const char *reason)
+{
+	free(j->error);
+	j->error = reason ? xstrdup(reason) : NULL;
+}
+
+void
+job_set_data(struct job *j, const void *data, size_t len)
+{
+	free(j->data);
+	j->data = NULL;
+	j->datalen = 0;
+	if (len > 0) {
+		j->data = xmalloc(len);
+		memcpy(j->data, data, len);
+		j->datalen = len;
+	}
+}
+
+/* ---- log ---- */
+
+static void
+log_key(const struct job *j, uint64_t seq, uint8_t *out)
+{
+	/* The NUL after the key keeps job "a/b" from matching job "a/bc". */
+	memcpy(out, j->key, j->keylen);
+	out[j->keylen] = '\0';
+	put_be64(out + j->keylen + 1, seq);
+}
+
+void
+job_log(struct job *j, enum log_level lvl, const char *fmt, ...)
+{
+	struct rec r;
+	va_list ap;
+	char *msg;
+	uint8_t *key = xmalloc(j->keylen + 9);
+
+	va_start(ap, fmt);
+	msg = xvasprintf(fmt, ap);
+	va_end(ap);
+	log_msg(lvl, "job %s/%s/%s: %s", cfg_kind_name(j->kind), j->rule, j->vm, msg);
+
+	sbuf_init(&r.b);
+	rec_u16(&r, LOG_REC_V1);
+	rec_u64(&r, (uint64_t)time(NULL));
+	rec_u8(&r, (uint8_t)lvl);
+	rec_str(&r, msg);
+	log_key(j, j->log_seq, key);
+	store_put(STORE_LOG, key, j->keylen + 9, r.b.data, r.b.len);
+	if (j->log_seq >= JOB_LOG_KEEP) {
+		log_key(j, j->log_seq - JOB_LOG_KEEP, key);
+		store_del(STORE_LOG, key, j->keylen + 9);
+	}
+	j->log_seq++;
+	/* The sequence lives in the job record: keep it in step. */
+	job_persist(j);
+	sbuf_free(&r.b);
+	free(key);
+	free(msg);
+}
+
+struct log_collect {
+	json_t *arr;
+	size_t keylen;
+};
+
+static int
+log_collect_one(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
+{
+	struct log_collect *lc = arg;
+	struct rd r = { val, vlen, 0 };
+	json_t *e;
+	uint64_t t;
+	uint8_t lvl;
+	char *msg, ts[32];
+	struct tm tm;
+	time_t tt;
+
+	if (klen != lc->keylen + 9)
+		return 0;
+	if (rd_u16(&r) != LOG_REC_V1)
+		return 0;
+	t = rd_u64(&r);
+	lvl = rd_u8(&r);
+	msg = rd_str(&r);
+	if (r.bad || lvl > LOG_DEBUG) {
+		free(msg);
+		return 0;
+	}
+	tt = (time_t)t;
+	localtime_r(&tt, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", &tm);
+	e = json_pack("{s:I,s:s,s:s,s:s,s:I}", "time", (json_int_t)t, "time_local", ts, "level",
+	    log_level_name((enum log_level)lvl), "message", msg,
+	    "seq", (json_int_t)get_be64((const uint8_t *)key + lc->keylen + 1));
+	json_array_insert_new(lc->arr, 0, e);
+	free(msg);
+	return 0;
+}
+
+json_t *
+job_log_to_json(const struct job *j, size_t n)
+{
+	struct log_collect lc = { json_array(), j->keylen };
+	uint8_t *prefix = xmalloc(j->keylen + 1);
+
+	memcpy(prefix, j->key, j->keylen);
+	prefix[j->keylen] = '\0';
+	store_scan(STORE_LOG, prefix, j->keylen + 1, 1, n, log_collect_one, &lc);
+	free(prefix);
+	return lc.arr;
+}
+
+/* ---- statistics ---- */
+
+void
+job_stat_success(struct job *j, uint64_t bytes)
+{
+	j->stats.successes++;
+	j->stats.bytes += bytes;
+	j->stats.last_success = (int64_t)time(NULL);
+	stats_persist(j);
+}
+
+void
+job_stat_failure(struct job *j, const char *reason)
+{
+	j->stats.failures++;
+	j->stats.unviewed_errors++;
+	j->stats.last_failure = (int64_t)time(NULL);
+	free(j->stats.last_error);
+	j->stats.last_error = reason ? xstrdup(reason) : NULL;
+	stats_persist(j);
+}
+
+void
+job_stats_viewed(struct job *j)
+{
+	if (j->stats.unviewed_errors == 0)
+		return;
+	j->stats.unviewed_errors = 0;
+	stats_persist(j);
+}
+
+json_t *
+job_stats_to_json(const struct job *j)
+{
+	return json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:s?}", "rule", j->rule, "vm", j->vm,
+	    "kind", cfg_kind_name(j->kind), "successes", (json_int_t)j->stats.successes, "failures",
+	    (json_int_t)j->stats.failures, "bytes", (json_int_t)j->stats.bytes, "unviewed_errors",
+	    (json_int_t)j->stats.unviewed_errors, "last_success", (json_int_t)j->stats.last_success,
+	    "last_failure", (json_int_t)j->stats.last_failure, "last_error", j->stats.last_error);
+}
+
+/* ---- presentation ---- */
+
+const struct fsm_state_info *
+job_state_info(const struct job *j)
+{
+	return &j->fsm.table->states[j->fsm.state];
+}
+
+unsigned
+job_flags(const struct job *j)
+{
+	return job_state_info(j)->flags;
+}
+
+json_t *
+job_to_json(const struct job *j)
+{
+	const struct fsm_state_info *si = job_state_info(j);
+	int progress = 0;
+
+	if (j->bytes_total > 0)
+		progress = (int)(j->bytes_done * 100 / j->bytes_total);
+	return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:I,s:I,s:I,s:s?,s:b,s:i,s:s,s:I,s:I}",
+	    "rule", j->rule, "vm", j->vm, "kind", cfg_kind_name(j->kind), "state", si->id,
+	    "label_zh", si->label_zh, "label_en", si->label_en, "progress", progress, "bytes_done",
+	    (json_int_t)j->bytes_done, "bytes_total", (json_int_t)j->bytes_total, "rate_bps",
+	    (json_int_t)j->rate_bps, "error", j->error, "pending", (si->flags & FSM_F_QUEUED) != 0,
+	    "queue_position", sched_position(&j->sched), "host", j->sched.host, "updated",
+	    (json_int_t)j->updated, "unviewed_errors", (json_int_t)j->stats.unviewed_errors);
+}
+
+void
+job_set_observer(void (*fn)(struct job *j, const char *what))
+{
+	js.observer = fn;
+}
+
+/* ---- generic enter actions ---- */
+
+void
+job_enter_starting(struct job *j, int event)
+{
+	j->invalid_backoff = INVALID_BACKOFF_MIN;
+	if (j->cfg == NULL) {
+		/* Its rule is gone (file removed or broken at start-up). */
+		fsm_dispatch(j, EV_RULE_REMOVED, "its rule is no longer configured");
+		return;
+	}
+	fsm_dispatch(j, EV_SCHEDULE, NULL);
+}
+
+void
+job_enter_queued(struct job *j, int event)
+{
+	sched_enqueue(&j->sched);
+}
+
+void
+job_enter_stopping(struct job *j, int event)
+{
+	if (j->timer != NULL)
+		event_del(j->timer);
+	/* Nothing is in flight once the kind's work has been cancelled; the
+	 * kinds' own clean-up (snapshot removal) hooks in here. */
+	fsm_dispatch(j, EV_OK, NULL);
+}
+
+static void
+job_invalid_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct job *j = arg;
+
+	fsm_dispatch(j, EV_PEER_BACK, NULL);
+}
+
+void
+job_enter_invalid(struct job *j, int event)
+{
+	struct timeval tv = { j->invalid_backoff, 0 };
+
+	if (js.base == NULL)
+		return;
+	if (j->timer == NULL)
+		j->timer = evtimer_new(js.base, job_invalid_retry, j);
+	evtimer_add(j->timer, &tv);
+	job_log(j, LOG_INFO, "will try again in %d s", j->invalid_backoff);
+	j->invalid_backoff *= 2;
+	if (j->invalid_backoff > INVALID_BACKOFF_MAX)
+		j->invalid_backoff = INVALID_BACKOFF_MAX;
+}
+
+void
+job_enter_deleting(struct job *j, int event)
+{
+	if (j->timer != NULL)
+		event_del(j->timer);
+	fsm_dispatch(j, EV_CLEANED, NULL);
+}
+
+void
+job_forget(struct job *j, int event)
+{
+	if (j->forgotten)
+		return;
+	log_info("job %s/%s/%s: deleted", cfg_kind_name(j->kind), j->rule, j->vm);
+	store_del(STORE_JOBS, j->key, j->keylen);
+	store_del(STORE_STATS, j->key, j->keylen);
+	{
+		uint8_t *prefix = xmalloc(j->keylen + 1);
+
+		memcpy(prefix, j->key, j->keylen);
+		prefix[j->keylen] = '\0';
+		store_del_prefix(STORE_LOG, prefix, j->keylen + 1);
+		free(prefix);
+	}
+	sched_dequeue(&j->sched);
+	sched_release(&j->sched);
+	if (j->timer != NULL)
+		event_del(j->timer);
+	if (js.observer != NULL)
+		js.observer(j, "deleted");
+	TAILQ_REMOVE(&js.jobs, j, link);
+	js.njobs--;
+	j->forgotten = 1;
+	job_release(j);
+}

@@ -1,0 +1,41 @@
+#include "engine/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <time.h>
+
+static enum log_level log_max = LOG_INFO;
+
+static const char *const log_names[] = { "error", "warning", "info", "debug" };
+
+void
+log_set_level(enum log_level lvl)
+{
+	log_max = lvl;
+}
+
+const char *
+log_level_name(enum log_level lvl)
+{
+	return log_names[lvl];
+}
+
+void
+log_msg(enum log_level lvl, const char *fmt, ...)
+{
+	char ts[32];
+	struct tm tm;
+	time_t t;
+	va_list ap;
+
+	if (lvl > log_max)
+		return;
+	t = time(NULL);
+	localtime_r(&t, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", &tm);
+	va_start(ap, fmt);
+	fprintf(stderr, "%s vmferryd[%s]: ", ts, log_names[lvl]);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}

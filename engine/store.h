@@ -1,0 +1,59 @@
+/* The LMDB store: the only file that talks to LMDB.  Everything persisted
+ * (jobs, job logs, statistics) goes through here as opaque byte records.
+ *
+ * Writes join one group transaction that is committed durably once per
+ * loop turn; work that must not start before the writes are on disk is
+ * queued with store_after_commit().  When the map fills up it grows and
+ * the group's writes are replayed, so callers never see MDB_MAP_FULL. */
+#ifndef VMFERRY_STORE_H
+#define VMFERRY_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+
+enum store_db {
+	STORE_META,  /* format version, counters */
+	STORE_JOBS,  /* one record per job */
+	STORE_LOG,   /* per-job event log: key = job key + be64 sequence */
+	STORE_STATS, /* per-job statistics */
+	STORE_NDBS
+};
+
+int store_open(const char *dir, struct event_base *base);
+/* Commits what is pending and closes.  Safe to call when not open. */
+void store_close(void);
+
+void store_put(enum store_db db, const void *key, size_t klen, const void *val, size_t vlen);
+void store_del(enum store_db db, const void *key, size_t klen);
+/* Delete every key that starts with prefix. */
+void store_del_prefix(enum store_db db, const void *prefix, size_t plen);
+
+/* Reads see the writes of the pending group.  store_get copies the value
+ * into a malloc'd buffer (*val, *vlen); returns 1 found, 0 not found. */
+int store_get(enum store_db db, const void *key, size_t klen, void **val, size_t *vlen);
+/* Calls cb for each key starting with prefix, in key order (or reverse),
+ * at most limit times (0 = no limit).  key/val are only valid during the
+ * call.  A non-zero return from cb stops the scan. */
+typedef int (*store_scan_cb)(const void *key, size_t klen, const void *val, size_t vlen, void *arg);
+int store_scan(enum store_db db, const void *prefix, size_t plen, int reverse, size_t limit,
+    store_scan_cb cb, void *arg);
+
+/* Run fn(arg) once everything written so far is durable. */
+void store_after_commit(void (*fn)(void *), void *arg);
+/* Commit now (shutdown, tests).  Returns 0, or -1 if the commit failed
+ * (then it is retried on the loop, and after-commit work waits). */
+int store_commit(void);
+
+/* Counters for statistics and benchmarks. */
+struct store_stats {
+	uint64_t commits;
+	uint64_t writes;
+	uint64_t map_grows;
+	uint64_t commit_failures;
+	size_t map_size;
+};
+void store_get_stats(struct store_stats *st);
+
+#endif

@@ -1,0 +1,53 @@
+/* Small helpers shared by every part of vmferry: allocation that never
+ * returns NULL, growable strings, byte-order codecs for stored records. */
+#ifndef VMFERRY_UTIL_H
+#define VMFERRY_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Out of memory is fatal: there is no useful way to go on. */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+void *xreallocarray(void *p, size_t n, size_t size);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *xvasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+
+void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* Growable byte string; always NUL-terminated. */
+struct sbuf {
+	char *data;
+	size_t len;
+	size_t cap;
+};
+void sbuf_init(struct sbuf *b);
+void sbuf_free(struct sbuf *b);
+void sbuf_add(struct sbuf *b, const void *p, size_t n);
+void sbuf_adds(struct sbuf *b, const char *s);
+void sbuf_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+char *sbuf_steal(struct sbuf *b);
+
+/* Big-endian codecs for persisted records. */
+void put_be16(uint8_t *p, uint16_t v);
+void put_be32(uint8_t *p, uint32_t v);
+void put_be64(uint8_t *p, uint64_t v);
+uint16_t get_be16(const uint8_t *p);
+uint32_t get_be32(const uint8_t *p);
+uint64_t get_be64(const uint8_t *p);
+
+/* Clocks: monotonic seconds for intervals, wall clock for display/schedules. */
+double now_mono(void);
+double now_wall(void);
+
+int str_eq(const char *a, const char *b);
+/* True when s is a safe single path component: no '/', no "..", no control characters. */
+int name_is_safe(const char *s);
+
+#endif

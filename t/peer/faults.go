@@ -1,0 +1,258 @@
+package main
+
+// Fault injection and counters. Every fault kind is one slot; a POST /fault
+// replaces the slots it names. Probabilistic faults draw from one seeded
+// RNG so a test run is repeatable.
+
+import (
+	"encoding/json"
+	"math/rand"
+	"net/http"
+	"sync"
+	"time"
+)
+
+type delayFault struct {
+	Method string `json:"method"`
+	MS     int    `json:"ms"`
+}
+
+type httpErrorFault struct {
+	Status   int     `json:"status"`
+	Fraction float64 `json:"fraction"`
+	Path     string  `json:"path"`
+	Count    int     `json:"count,omitempty"` // fail exactly the next N matching requests
+}
+
+type dropFault struct {
+	Fraction float64 `json:"fraction"`
+	Count    int     `json:"count,omitempty"`
+	After    int64   `json:"after,omitempty"` // body bytes sent before the cut
+}
+
+type cbtResetFault struct {
+	VM   string `json:"vm"`
+	Disk int    `json:"disk"`
+}
+
+// faultRequest is the body of POST /fault.
+type faultRequest struct {
+	Delay          *delayFault     `json:"delay"`
+	HTTPError      *httpErrorFault `json:"http_error"`
+	Drop           *dropFault      `json:"drop"`
+	SessionExpiryS *float64        `json:"session_expiry_s"`
+	OutageS        *float64        `json:"outage_s"`
+	CBTReset       *cbtResetFault  `json:"cbt_reset"`
+	Clear          bool            `json:"clear"`
+	Seed           *int64          `json:"seed"`
+}
+
+type faultState struct {
+	mu            sync.Mutex
+	rng           *rand.Rand
+	seed          int64
+	delayF        *delayFault
+	httpErr       *httpErrorFault
+	drop          *dropFault
+	expiry        time.Duration
+	outageUntil   time.Time
+	injectedHTTP  int
+	injectedDrops int
+}
+
+func newFaultState() *faultState {
+	return &faultState{rng: rand.New(rand.NewSource(1)), seed: 1}
+}
+
+func (f *faultState) delay(method string) {
+	f.mu.Lock()
+	d := f.delayF
+	f.mu.Unlock()
+	if d != nil && d.MS > 0 && (d.Method == "*" || d.Method == method) {
+		time.Sleep(time.Duration(d.MS) * time.Millisecond)
+	}
+}
+
+func (f *faultState) sessionExpiry() time.Duration {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.expiry
+}
+
+// draw decides whether a probabilistic fault fires; count, when set, fires
+// deterministically and counts down.
+func (f *faultState) draw(fraction float64, count *int) bool {
+	if *count > 0 {
+		*count--
+		return true
+	}
+	return fraction > 0 && f.rng.Float64() < fraction
+}
+
+// httpError answers the request with the configured status if the fault
+// fires for this path kind ("/sdk" or "/folder").
+func (f *faultState) httpError(kind string, w http.ResponseWriter) bool {
+	f.mu.Lock()
+	e := f.httpErr
+	fire := false
+	status := 0
+	if e != nil && (e.Path == "*" || e.Path == "" || e.Path == kind) {
+		fire = f.draw(e.Fraction, &e.Count)
+		status = e.Status
+		if fire {
+			f.injectedHTTP++
+		}
+	}
+	f.mu.Unlock()
+	if !fire {
+		return false
+	}
+	if status == 0 {
+		status = http.StatusServiceUnavailable
+	}
+	http.Error(w, "vmferry-peer: injected fault", status)
+	return true
+}
+
+// dropAfter returns how many body bytes to send before cutting the
+// connection, or -1 for no drop.
+func (f *faultState) dropAfter(length int64) int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d := f.drop
+	if d == nil || length <= 0 || !f.draw(d.Fraction, &d.Count) {
+		return -1
+	}
+	f.injectedDrops++
+	if d.After > 0 && d.After < length {
+		return d.After
+	}
+	return length / 2
+}
+
+func (f *faultState) snapshot() map[string]interface{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string]interface{}{
+		"seed":             f.seed,
+		"session_expiry_s": f.expiry.Seconds(),
+		"injected":         map[string]int{"http_error": f.injectedHTTP, "drop": f.injectedDrops},
+	}
+	if f.delayF != nil {
+		out["delay"] = f.delayF
+	}
+	if f.httpErr != nil {
+		out["http_error"] = f.httpErr
+	}
+	if f.drop != nil {
+		out["drop"] = f.drop
+	}
+	if time.Now().Before(f.outageUntil) {
+		out["outage_remaining_s"] = time.Until(f.outageUntil).Seconds()
+	}
+	return out
+}
+
+// apply installs the settings of one POST /fault body.
+func (p *Peer) applyFault(req *faultRequest) error {
+	f := p.faults
+	if req.CBTReset != nil {
+		if err := p.cbtReset(req.CBTReset.VM, req.CBTReset.Disk); err != nil {
+			return err
+		}
+	}
+	f.mu.Lock()
+	if req.Clear {
+		f.delayF, f.httpErr, f.drop, f.expiry = nil, nil, nil, 0
+		f.injectedHTTP, f.injectedDrops = 0, 0
+		f.seed = 1
+		f.rng = rand.New(rand.NewSource(1))
+	}
+	if req.Seed != nil {
+		f.seed = *req.Seed
+		f.rng = rand.New(rand.NewSource(f.seed))
+	}
+	if req.Delay != nil {
+		f.delayF = req.Delay
+		if req.Delay.MS <= 0 {
+			f.delayF = nil
+		}
+	}
+	if req.HTTPError != nil {
+		f.httpErr = req.HTTPError
+		if req.HTTPError.Fraction <= 0 && req.HTTPError.Count <= 0 {
+			f.httpErr = nil
+		}
+	}
+	if req.Drop != nil {
+		f.drop = req.Drop
+		if req.Drop.Fraction <= 0 && req.Drop.Count <= 0 {
+			f.drop = nil
+		}
+	}
+	if req.SessionExpiryS != nil {
+		f.expiry = time.Duration(*req.SessionExpiryS * float64(time.Second))
+	}
+	f.mu.Unlock()
+	if req.Clear {
+		p.https.endOutage()
+	}
+	if req.OutageS != nil && *req.OutageS > 0 {
+		d := time.Duration(*req.OutageS * float64(time.Second))
+		f.mu.Lock()
+		f.outageUntil = time.Now().Add(d)
+		f.mu.Unlock()
+		p.https.outage(d)
+	}
+	return nil
+}
+
+// --- counters --------------------------------------------------------------
+
+type statTable struct {
+	mu       sync.Mutex
+	files    map[string]int64
+	requests map[string]int64
+	methods  map[string]int64
+}
+
+func newStatTable() *statTable {
+	t := &statTable{}
+	t.reset()
+	return t
+}
+
+func (t *statTable) reset() {
+	t.mu.Lock()
+	t.files = map[string]int64{}
+	t.requests = map[string]int64{}
+	t.methods = map[string]int64{}
+	t.mu.Unlock()
+}
+
+func (t *statTable) request(kind string) {
+	t.mu.Lock()
+	t.requests[kind]++
+	t.mu.Unlock()
+}
+
+func (t *statTable) method(name string) {
+	t.mu.Lock()
+	t.methods[name]++
+	t.mu.Unlock()
+}
+
+func (t *statTable) cbtQuery() { t.request("cbt_query") }
+
+func (t *statTable) served(file string, n int64) {
+	t.mu.Lock()
+	t.files[file] += n
+	t.requests["folder_bytes"] += n
+	t.mu.Unlock()
+}
+
+func (t *statTable) MarshalJSON() ([]byte, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return json.Marshal(map[string]interface{}{"files": t.files, "requests": t.requests, "methods": t.methods})
+}
