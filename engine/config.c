@@ -577,7 +577,8 @@ map_fields(struct pctx *c, yaml_node_t *n, const char *where, struct field *f, s
 		}
 		ks = (const char *)k->data.scalar.value;
 		for (i = 0; i < nf; i++)
-			if (strlen(f[i].key) == k->data.scalar.length && strcmp(f[i].key, ks) == 0)
+			if (f[i].key != NULL && strlen(f[i].key) == k->data.scalar.length &&
+			    strcmp(f[i].key, ks) == 0)
 				break;
 		if (i == nf) {
 			show_value(ks, k->data.scalar.length, buf, sizeof(buf));
@@ -594,7 +595,7 @@ map_fields(struct pctx *c, yaml_node_t *n, const char *where, struct field *f, s
 	}
 	missing[0] = '\0';
 	for (i = 0; i < nf; i++) {
-		if (f[i].required && f[i].val == NULL) {
+		if (f[i].key != NULL && f[i].required && f[i].val == NULL) {
 			size_t l = strlen(missing);
 
 			snprintf(missing + l, sizeof(missing) - l, "%s\"%s\"", nmissing ? ", " : "",
@@ -1741,12 +1742,18 @@ parse_rule(struct pctx *c, yaml_node_t *n, enum cfg_kind kind, struct cfg_file *
 	int before = c->nerr;
 
 	/* keys that do not belong to this kind are unknown keys */
-	if (kind == CFG_BACKUP)
-		f[F_TARGET].key = "\001", f[F_HIST].key = "\001";
-	if (kind != CFG_BACKUP)
-		f[F_RETENTION].key = "\001", f[F_REPO].key = "\001";
-	if (kind == CFG_MIGRATION)
-		f[F_SCHED].key = "\001", f[F_HIST].key = "\001";
+	if (kind == CFG_BACKUP) {
+		f[F_TARGET].key = NULL;
+		f[F_HIST].key = NULL;
+	}
+	if (kind != CFG_BACKUP) {
+		f[F_RETENTION].key = NULL;
+		f[F_REPO].key = NULL;
+	}
+	if (kind == CFG_MIGRATION) {
+		f[F_SCHED].key = NULL;
+		f[F_HIST].key = NULL;
+	}
 	snprintf(where, sizeof(where), "%s rule", cfg_kind_name(kind));
 
 	memset(&r, 0, sizeof(r));

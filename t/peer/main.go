@@ -45,6 +45,25 @@ func statSize(p string) (int64, error) {
 }
 
 // selfSigned makes an ECDSA P-256 certificate for 127.0.0.1/localhost.
+// loadCert serves a fixed certificate, so that a config can pin its
+// thumbprint across restarts (the demo set-up does).
+func loadCert(certFile, keyFile string) (tls.Certificate, string, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return tls.Certificate{}, "", err
+	}
+	return cert, thumbprint(cert.Certificate[0]), nil
+}
+
+func thumbprint(der []byte) string {
+	sum := sha256.Sum256(der)
+	hexes := make([]string, len(sum))
+	for i, b := range sum {
+		hexes[i] = fmt.Sprintf("%02X", b)
+	}
+	return strings.Join(hexes, ":")
+}
+
 func selfSigned() (tls.Certificate, string, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -67,12 +86,7 @@ func selfSigned() (tls.Certificate, string, error) {
 	if err != nil {
 		return tls.Certificate{}, "", err
 	}
-	sum := sha256.Sum256(der)
-	hexes := make([]string, len(sum))
-	for i, b := range sum {
-		hexes[i] = fmt.Sprintf("%02X", b)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, strings.Join(hexes, ":"), nil
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, thumbprint(der), nil
 }
 
 // httpsServer serves the SOAP and /folder front and can go away for an
@@ -164,6 +178,8 @@ func main() {
 		cbtMax      = flag.Int("cbt-max-extents", 64, "max extents per QueryChangedDiskAreas reply")
 		ctlPort     = flag.Int("control-port", 0, "control HTTP port on 127.0.0.1 (0 = any free port)")
 		keep        = flag.Bool("keep", false, "keep the temp dir on exit")
+		certFile    = flag.String("cert", "", "PEM certificate to serve (default: a fresh self-signed one)")
+		keyFile     = flag.String("key", "", "PEM private key for --cert")
 	)
 	flag.Parse()
 	if *cbtMax < 1 {
@@ -215,6 +231,9 @@ func main() {
 	vs.Close()
 
 	cert, thumb, err := selfSigned()
+	if *certFile != "" {
+		cert, thumb, err = loadCert(*certFile, *keyFile)
+	}
 	if err != nil {
 		fail("certificate: %v", err)
 	}

@@ -1,0 +1,126 @@
+# Shared helpers for integration tests: each test sources this, gets a
+# private temp dir, and everything it started is killed on exit.
+# Tests print "ok N - text" / "not ok N - text" lines and exit non-zero on
+# the first failure.
+set -euo pipefail
+
+SRC=${VMFERRY_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+BIN=${VMFERRY_BIN:-$SRC/build}
+T=$(mktemp -d /tmp/vmferry-it.XXXXXX)
+SOCK=$T/sock
+STATE=$T/state
+DAEMON_PID=
+PIDS=()
+NTEST=0
+
+it_cleanup() {
+	local p
+	for p in "${PIDS[@]}" $DAEMON_PID; do
+		kill -9 "$p" 2>/dev/null || true
+	done
+	wait 2>/dev/null || true
+	if [ "${KEEP_TMP:-}" = "" ]; then rm -rf "$T"; else echo "# kept $T"; fi
+}
+trap it_cleanup EXIT
+
+ok() { NTEST=$((NTEST + 1)); echo "ok $NTEST - $*"; }
+fail() {
+	NTEST=$((NTEST + 1))
+	echo "not ok $NTEST - $*"
+	if [ -f "$T/daemon.log" ]; then echo "# daemon log (tail):"; tail -n 40 "$T/daemon.log" | sed 's/^/#   /'; fi
+	exit 1
+}
+assert_eq() { [ "$1" = "$2" ] && ok "$3" || fail "$3: expected '$2', got '$1'"; }
+assert_match() { grep -Eq -- "$2" <<<"$1" && ok "$3" || fail "$3: '$1' does not match /$2/"; }
+assert_nomatch() { grep -Eq -- "$2" <<<"$1" && fail "$3: '$1' matches /$2/" || ok "$3"; }
+
+ctl() { "$BIN/vmferryctl" -s "$SOCK" "$@"; }
+
+# wait_until TIMEOUT_S COMMAND...: poll until COMMAND succeeds.
+wait_until() {
+	local limit=$1; shift
+	local end=$((SECONDS + limit))
+	while ! "$@" >/dev/null 2>&1; do
+		[ $SECONDS -lt $end ] || return 1
+		sleep 0.1
+	done
+}
+
+# start_daemon CONFIG_DIR [extra args]
+start_daemon() {
+	local conf=$1; shift
+	"$BIN/vmferryd" -c "$conf" -d "$STATE" -s "$SOCK" "$@" >>"$T/daemon.log" 2>&1 &
+	DAEMON_PID=$!
+	wait_until 20 ctl ping || fail "vmferryd did not come up"
+}
+
+stop_daemon() {
+	[ -n "$DAEMON_PID" ] || return 0
+	kill -TERM "$DAEMON_PID" 2>/dev/null || true
+	wait "$DAEMON_PID" || true
+	DAEMON_PID=
+}
+
+crash_daemon() {
+	kill -9 "$DAEMON_PID"
+	wait "$DAEMON_PID" 2>/dev/null || true
+	DAEMON_PID=
+}
+
+# job_state RULE VM [KIND]: the job's state id, or "none".
+job_state() {
+	ctl --json jobs "$1" ${3:+--kind "$3"} | jq -r --arg vm "$2" '[.jobs[] | select(.vm == $vm) | .state][0] // "none"'
+}
+
+# start_peer NAME FIXTURE [peer args]: sets NAME_URL, NAME_THUMB, NAME_CTL, NAME_DIR.
+start_peer() {
+	local name=$1 fixture=$2; shift 2
+	local out=$T/peer-$name.json
+	"$SRC/tools/peer" --fixture "$fixture" "$@" >"$out" 2>"$T/peer-$name.log" &
+	PIDS+=($!)
+	wait_until 60 test -s "$out" || fail "peer $name did not start: $(tail -5 "$T/peer-$name.log")"
+	local line
+	line=$(head -n1 "$out")
+	printf -v "${name}_URL" '%s' "$(jq -r .url <<<"$line")"
+	printf -v "${name}_THUMB" '%s' "$(jq -r .thumbprint <<<"$line")"
+	printf -v "${name}_CTL" '%s' "$(jq -r .control_url <<<"$line")"
+	printf -v "${name}_DIR" '%s' "$(jq -r .dir <<<"$line")"
+}
+
+# A config directory with one platform, a node and a migration rule.
+# make_config DIR [VMS...]
+make_config() {
+	local dir=$1; shift
+	local vms=${*:-web01}
+	mkdir -p "$dir/secrets"
+	echo pass >"$dir/secrets/vc"
+	cat >"$dir/platforms.yaml" <<YAML
+kind: platform
+name: src
+type: vsphere
+url: https://127.0.0.1:1/sdk
+username: user
+password_file: secrets/vc
+tls: { insecure: true }
+---
+kind: platform
+name: dst
+type: vsphere
+url: https://127.0.0.1:2/sdk
+username: user
+password_file: secrets/vc
+tls: { insecure: true }
+---
+kind: node
+name: local
+repository: repo
+temp_dir: tmp
+YAML
+	cat >"$dir/mig.yaml" <<YAML
+kind: migration
+name: mig
+source: { platform: src, vms: [$(echo "$vms" | sed 's/ /, /g')] }
+node: local
+target: { platform: dst, datacenter: DC0, host: H0, datastore: ds0 }
+YAML
+}
