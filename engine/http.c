@@ -508,6 +508,12 @@ http_transport_failed(const struct http_req *r)
 }
 
 int
+http_connect_failed(const struct http_req *r)
+{
+	return r->result == CURLE_COULDNT_CONNECT || r->result == CURLE_COULDNT_RESOLVE_HOST;
+}
+
+int
 http_tls_refused(const struct http_req *r)
 {
 	return r->cert_refused;

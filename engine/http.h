@@ -55,6 +55,8 @@ void http_free(struct http_req *r);
 long http_status(const struct http_req *r);       /* 0 if no HTTP answer */
 const char *http_error(const struct http_req *r); /* NULL on a transport success */
 int http_transport_failed(const struct http_req *r);
+/* The connection could not be made: the request never reached the server. */
+int http_connect_failed(const struct http_req *r);
 int http_tls_refused(const struct http_req *r);   /* the certificate was not accepted */
 const char *http_body(const struct http_req *r, size_t *len);
 /* A response header's value (first occurrence, case-insensitive), or NULL.

@@ -176,6 +176,7 @@ func main() {
 		user        = flag.String("user", "user", "login user name")
 		password    = flag.String("password", "pass", "login password")
 		cbtMax      = flag.Int("cbt-max-extents", 64, "max extents per QueryChangedDiskAreas reply")
+		maxObjects  = flag.Int("max-objects", 0, "server cap on objects per RetrievePropertiesEx page (0 = none)")
 		ctlPort     = flag.Int("control-port", 0, "control HTTP port on 127.0.0.1 (0 = any free port)")
 		keep        = flag.Bool("keep", false, "keep the temp dir on exit")
 		certFile    = flag.String("cert", "", "PEM certificate to serve (default: a fresh self-signed one)")
@@ -184,6 +185,10 @@ func main() {
 	flag.Parse()
 	if *cbtMax < 1 {
 		fmt.Fprintln(os.Stderr, "vmferry-peer: --cbt-max-extents must be >= 1")
+		os.Exit(2)
+	}
+	if *maxObjects < 0 {
+		fmt.Fprintln(os.Stderr, "vmferry-peer: --max-objects must be >= 0")
 		os.Exit(2)
 	}
 	if os.Getenv("VMFERRY_PEER_TRACE") != "" {
@@ -218,7 +223,7 @@ func main() {
 		os.Exit(1)
 	}
 
-	p := newPeer(*dir, *user, *password, *cbtMax)
+	p := newPeer(*dir, *user, *password, *cbtMax, *maxObjects)
 	start := time.Now()
 	if err := p.build(fx); err != nil {
 		fail("fixture: %v", err)

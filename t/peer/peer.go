@@ -91,43 +91,47 @@ type snapRec struct {
 }
 
 type Peer struct {
-	mu      sync.Mutex // guards the maps below and rng
-	rng     *rand.Rand
-	svc     *simulator.Service
-	client  *vim25.Client
-	dir     string
-	user    string
-	pass    string
-	cbtMax  int
-	dsDirs  map[string]string // datastore name -> absolute directory
-	dsDC    map[string]string // datastore name -> datacenter name
-	disks   map[types.ManagedObjectReference]map[int32]*vdisk
-	cbtOn   map[types.ManagedObjectReference]bool
-	snaps   map[types.ManagedObjectReference][]*snapRec
-	adapter map[types.ManagedObjectReference]string
+	mu         sync.Mutex // guards the maps below and rng
+	rng        *rand.Rand
+	svc        *simulator.Service
+	client     *vim25.Client
+	dir        string
+	user       string
+	pass       string
+	cbtMax     int
+	maxObjects int               // --max-objects: server cap on objects per page, 0 = none
+	dsDirs     map[string]string // datastore name -> absolute directory
+	dsDC       map[string]string // datastore name -> datacenter name
+	disks      map[types.ManagedObjectReference]map[int32]*vdisk
+	cbtOn      map[types.ManagedObjectReference]bool
+	snaps      map[types.ManagedObjectReference][]*snapRec
+	adapter    map[types.ManagedObjectReference]string
 
 	sessions *sessionTable
+	paging   *pagingTable
 	faults   *faultState
 	stats    *statTable
 	https    *httpsServer
 }
 
-func newPeer(dir, user, pass string, cbtMax int) *Peer {
+func newPeer(dir, user, pass string, cbtMax, maxObjects int) *Peer {
 	return &Peer{
-		rng:      rand.New(rand.NewSource(time.Now().UnixNano())),
-		dir:      dir,
-		user:     user,
-		pass:     pass,
-		cbtMax:   cbtMax,
-		dsDirs:   map[string]string{},
-		dsDC:     map[string]string{},
-		disks:    map[types.ManagedObjectReference]map[int32]*vdisk{},
-		cbtOn:    map[types.ManagedObjectReference]bool{},
-		snaps:    map[types.ManagedObjectReference][]*snapRec{},
-		adapter:  map[types.ManagedObjectReference]string{},
-		sessions: newSessionTable(),
-		faults:   newFaultState(),
-		stats:    newStatTable(),
+		rng:        rand.New(rand.NewSource(time.Now().UnixNano())),
+		dir:        dir,
+		user:       user,
+		pass:       pass,
+		cbtMax:     cbtMax,
+		maxObjects: maxObjects,
+		dsDirs:     map[string]string{},
+		dsDC:       map[string]string{},
+		disks:      map[types.ManagedObjectReference]map[int32]*vdisk{},
+		cbtOn:      map[types.ManagedObjectReference]bool{},
+		snaps:      map[types.ManagedObjectReference][]*snapRec{},
+		adapter:    map[types.ManagedObjectReference]string{},
+		sessions:   newSessionTable(),
+		paging:     newPagingTable(),
+		faults:     newFaultState(),
+		stats:      newStatTable(),
 	}
 }
 

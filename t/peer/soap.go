@@ -4,7 +4,8 @@ package main
 // request goes to vcsim's own SOAP handler. Calls that change disks are
 // followed up once vcsim's (synchronous) task has finished, before the reply
 // leaves, so a client never sees a task complete before the model caught up.
-// QueryChangedDiskAreas, which vcsim lacks, is answered here entirely.
+// QueryChangedDiskAreas, which vcsim lacks, is answered here entirely;
+// RetrievePropertiesEx replies are cut into pages (paging.go).
 
 import (
 	"bytes"
@@ -155,9 +156,20 @@ func (p *Peer) serveSDK(w http.ResponseWriter, r *http.Request) {
 	}
 	p.faults.delay(name)
 
-	if name == "QueryChangedDiskAreas" {
+	switch name {
+	case "QueryChangedDiskAreas":
 		if q, ok := req.(*types.QueryChangedDiskAreas); ok {
 			p.queryChangedDiskAreas(w, q)
+			return
+		}
+	case "ContinueRetrievePropertiesEx":
+		if q, ok := req.(*types.ContinueRetrievePropertiesEx); ok {
+			p.continueRetrieve(w, q, cookie)
+			return
+		}
+	case "CancelRetrievePropertiesEx":
+		if q, ok := req.(*types.CancelRetrievePropertiesEx); ok {
+			p.cancelRetrieve(w, q, cookie)
 			return
 		}
 	}
@@ -191,8 +203,14 @@ func (p *Peer) serveSDK(w http.ResponseWriter, r *http.Request) {
 	if rec.Code == http.StatusOK {
 		if name == "Logout" {
 			p.sessions.del(cookie)
+			p.paging.dropSession(cookie)
 		}
 		p.after(name, req, this, related, rec.Body.Bytes())
+		if q, ok := req.(*types.RetrievePropertiesEx); ok && name == "RetrievePropertiesEx" {
+			if p.pageRetrieve(w, q, cookie, rec.Body.Bytes()) {
+				return
+			}
+		}
 	}
 	for k, v := range rec.Header() {
 		w.Header()[k] = v

@@ -1,0 +1,200 @@
+/* The direct transport: a datastore mounted on the node, read and written
+ * in place with pread/pwrite.  Completions are still delivered from the
+ * loop so callers see one behaviour for every transport. */
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "drivers/transport.h"
+#include "engine/loop.h"
+#include "engine/util.h"
+
+struct disk_io {
+	TAILQ_ENTRY(disk_io) link;
+	struct direct_disk *d;
+	struct event *ev;
+	enum xfer_status st;
+	char *err;
+	xfer_cb cb;
+	void *arg;
+};
+
+struct direct_disk {
+	struct disk base;
+	int fd;
+	char *path;
+	TAILQ_HEAD(, disk_io) ios;
+};
+
+char *
+disk_mount_path(const char *mount_root, const char *path)
+{
+	const char *p = path;
+
+	if (mount_root == NULL || path == NULL || *path == '/' || *path == '\0')
+		return NULL;
+	/* Every component must be a plain name. */
+	while (*p) {
+		size_t n = strcspn(p, "/");
+
+		if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+			return NULL;
+		p += n;
+		if (*p == '/')
+			p++;
+	}
+	return xasprintf("%s/%s", mount_root, path);
+}
+
+static void
+io_free(struct disk_io *io)
+{
+	TAILQ_REMOVE(&io->d->ios, io, link);
+	event_free(io->ev);
+	free(io->err);
+	free(io);
+}
+
+static void
+io_deliver(evutil_socket_t fd, short what, void *arg)
+{
+	struct disk_io *io = arg;
+	xfer_cb cb = io->cb;
+	void *cbarg = io->arg;
+	enum xfer_status st = io->st;
+	char *err = io->err;
+
+	io->err = NULL;
+	io_free(io);
+	cb(cbarg, st, err);
+	free(err);
+}
+
+static struct disk_io *
+io_queue(struct direct_disk *d, enum xfer_status st, char *err, xfer_cb cb, void *arg)
+{
+	struct disk_io *io = xcalloc(1, sizeof(*io));
+	struct timeval tv = { 0, 0 };
+
+	io->d = d;
+	io->st = st;
+	io->err = err;
+	io->cb = cb;
+	io->arg = arg;
+	io->ev = evtimer_new(loop_base(), io_deliver, io);
+	TAILQ_INSERT_TAIL(&d->ios, io, link);
+	evtimer_add(io->ev, &tv);
+	return io;
+}
+
+static struct disk_io *
+direct_rw(struct disk *dk, uint64_t off, size_t len, void *rbuf, const void *wbuf, xfer_cb cb, void *arg)
+{
+	struct direct_disk *d = (struct direct_disk *)dk;
+	size_t done = 0;
+
+	if (len == 0 || off > dk->size || len > dk->size - off)
+		return NULL;
+	while (done < len) {
+		ssize_t n = rbuf ? pread(d->fd, (uint8_t *)rbuf + done, len - done, (off_t)(off + done))
+		                 : pwrite(d->fd, (const uint8_t *)wbuf + done, len - done, (off_t)(off + done));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			/* Out of space or I/O errors on the mount may pass; a
+			 * missing file will not. */
+			enum xfer_status st = (errno == ENOSPC || errno == EIO) ? XFER_TRANSIENT : XFER_FATAL;
+
+			return io_queue(d, st, xasprintf("%s: %s", d->path, strerror(errno)), cb, arg);
+		}
+		if (n == 0) {
+			if (rbuf == NULL)
+				return io_queue(d, XFER_FATAL, xasprintf("%s: write made no progress", d->path), cb, arg);
+			/* Past the end of a shorter file: the rest is zeros. */
+			memset((uint8_t *)rbuf + done, 0, len - done);
+			break;
+		}
+		done += (size_t)n;
+	}
+	if (rbuf)
+		dk->bytes_read += len;
+	else
+		dk->bytes_written += len;
+	return io_queue(d, XFER_OK, NULL, cb, arg);
+}
+
+static struct disk_io *
+direct_read(struct disk *dk, uint64_t off, size_t len, void *buf, xfer_cb cb, void *arg)
+{
+	return direct_rw(dk, off, len, buf, NULL, cb, arg);
+}
+
+static struct disk_io *
+direct_write(struct disk *dk, uint64_t off, size_t len, const void *buf, xfer_cb cb, void *arg)
+{
+	return direct_rw(dk, off, len, NULL, buf, cb, arg);
+}
+
+static void
+direct_cancel(struct disk_io *io)
+{
+	if (io != NULL)
+		io_free(io);
+}
+
+static void
+direct_close(struct disk *dk)
+{
+	struct direct_disk *d = (struct direct_disk *)dk;
+
+	while (!TAILQ_EMPTY(&d->ios))
+		io_free(TAILQ_FIRST(&d->ios));
+	if (d->fd >= 0) {
+		if (dk->bytes_written > 0)
+			fsync(d->fd);
+		close(d->fd);
+	}
+	free(d->path);
+	free(d);
+}
+
+static const struct disk_ops direct_ops = {
+	.name = "direct",
+	.read = direct_read,
+	.write = direct_write,
+	.cancel = direct_cancel,
+	.close = direct_close,
+};
+
+struct disk *
+disk_open_direct(const char *mount_root, const char *path, uint64_t size, int writable, char **err)
+{
+	struct direct_disk *d;
+	char *full = disk_mount_path(mount_root, path);
+	int fd;
+
+	*err = NULL;
+	if (full == NULL) {
+		*err = xasprintf("datastore path %s is not a plain relative path", path);
+		return NULL;
+	}
+	fd = open(full, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	if (fd < 0) {
+		*err = xasprintf("%s: %s", full, strerror(errno));
+		free(full);
+		return NULL;
+	}
+	d = xcalloc(1, sizeof(*d));
+	d->base.ops = &direct_ops;
+	d->base.size = size;
+	d->fd = fd;
+	d->path = full;
+	TAILQ_INIT(&d->ios);
+	return &d->base;
+}

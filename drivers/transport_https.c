@@ -1,0 +1,320 @@
+/* The https transport: /folder Range GETs and whole-file PUTs. */
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include "drivers/transport.h"
+#include "drivers/vsops.h"
+#include "drivers/vsphere.h"
+#include "engine/http.h"
+#include "engine/log.h"
+#include "engine/loop.h"
+#include "engine/util.h"
+
+#define XFER_RETRY_WINDOW_S 15.0
+#define XFER_BACKOFF_FIRST_S 0.2
+#define XFER_BACKOFF_MAX_S 4.0
+
+struct disk_io {
+	TAILQ_ENTRY(disk_io) link;
+	struct https_disk *d;       /* NULL for uploads */
+	struct vs_client *c;
+	char *url;
+	char *label;
+	uint64_t off;
+	size_t len;
+	uint8_t *buf;
+	size_t got;
+	int fd;                     /* uploads */
+	xfer_cb cb;
+	void *arg;
+	struct http_req *http;
+	struct vs_call *login;
+	struct event *timer;
+	double first_try;
+	double backoff;
+	int relogins;
+};
+
+struct https_disk {
+	struct disk base;
+	struct vs_client *c;
+	char *url;
+	char *label;
+	TAILQ_HEAD(, disk_io) ios;
+};
+
+static void io_send(struct disk_io *io);
+
+static void
+io_free(struct disk_io *io)
+{
+	if (io->d != NULL)
+		TAILQ_REMOVE(&io->d->ios, io, link);
+	if (io->http != NULL)
+		http_cancel(io->http);
+	if (io->login != NULL)
+		vs_call_cancel(io->login);
+	if (io->timer != NULL)
+		event_free(io->timer);
+	free(io->url);
+	free(io->label);
+	free(io);
+}
+
+static void
+io_finish(struct disk_io *io, enum xfer_status st, const char *err)
+{
+	xfer_cb cb = io->cb;
+	void *arg = io->arg;
+
+	if (st == XFER_OK && io->d != NULL)
+		io->d->base.bytes_read += io->len;
+	io_free(io);
+	cb(arg, st, err);
+}
+
+static void
+io_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	io_send(arg);
+}
+
+static void
+io_transient(struct disk_io *io, const char *why)
+{
+	double elapsed = now_mono() - io->first_try;
+	struct timeval tv;
+
+	if (elapsed + io->backoff > XFER_RETRY_WINDOW_S) {
+		char *msg = xasprintf("%s: %s (retried for %.0f s)", io->label, why, elapsed);
+
+		io_finish(io, XFER_TRANSIENT, msg);
+		free(msg);
+		return;
+	}
+	log_debug("%s: %s; retrying in %.2f s", io->label, why, io->backoff);
+	if (io->timer == NULL)
+		io->timer = evtimer_new(loop_base(), io_retry_cb, io);
+	tv.tv_sec = (long)io->backoff;
+	tv.tv_usec = (long)((io->backoff - (double)tv.tv_sec) * 1e6);
+	evtimer_add(io->timer, &tv);
+	io->backoff *= 2;
+	if (io->backoff > XFER_BACKOFF_MAX_S)
+		io->backoff = XFER_BACKOFF_MAX_S;
+}
+
+static void
+io_relogged(struct vs_result *res, void *arg)
+{
+	struct disk_io *io = arg;
+
+	io->login = NULL;
+	if (res->status == VS_OK) {
+		io_send(io);
+	} else if (vs_status_transient(res->status)) {
+		io_transient(io, res->error);
+	} else {
+		io_finish(io, XFER_FATAL, res->error);
+	}
+}
+
+static int
+io_sink(const void *p, size_t n, void *arg)
+{
+	struct disk_io *io = arg;
+
+	/* Never write past the caller's buffer, whatever the server sends. */
+	if (n > io->len - io->got)
+		return -1;
+	memcpy(io->buf + io->got, p, n);
+	io->got += n;
+	return 0;
+}
+
+static void
+io_http_done(struct http_req *h, void *arg)
+{
+	struct disk_io *io = arg;
+	long st = http_status(h);
+	char *why;
+
+	io->http = NULL;
+	if (http_transport_failed(h)) {
+		int tls = http_tls_refused(h);
+
+		why = xstrdup(http_error(h));
+		http_free(h);
+		if (tls) {
+			io_finish(io, XFER_FATAL, why);
+		} else {
+			io_transient(io, why);
+		}
+		free(why);
+		return;
+	}
+	http_free(h);
+	if (st == 401 && io->relogins < 3) {
+		/* The session expired under a long transfer: log in, go on. */
+		io->relogins++;
+		io->login = vs_relogin(io->c, io_relogged, io);
+		return;
+	}
+	if (st >= 500 || st == 429) {
+		why = xasprintf("HTTP %ld", st);
+		io_transient(io, why);
+		free(why);
+		return;
+	}
+	if (io->d == NULL) {
+		/* Upload. */
+		if (st == 200 || st == 201 || st == 204) {
+			io_finish(io, XFER_OK, NULL);
+		} else {
+			why = xasprintf("%s: upload refused: HTTP %ld", io->label, st);
+			io_finish(io, XFER_FATAL, why);
+			free(why);
+		}
+		return;
+	}
+	if (st != 206 && !(st == 200 && io->off == 0 && io->len == io->d->base.size)) {
+		why = xasprintf("%s: range %llu+%zu answered with HTTP %ld", io->label, (unsigned long long)io->off,
+		    io->len, st);
+		io_finish(io, XFER_FATAL, why);
+		free(why);
+		return;
+	}
+	if (io->got != io->len) {
+		/* A body cut short: never hand on a partial range. */
+		why = xasprintf("short read: %zu of %zu bytes", io->got, io->len);
+		io_transient(io, why);
+		free(why);
+		return;
+	}
+	io_finish(io, XFER_OK, NULL);
+}
+
+static void
+io_send(struct disk_io *io)
+{
+	struct http_req *h;
+	const char *cookie = vs_cookie(io->c);
+
+	if (cookie == NULL) {
+		/* No session yet (or it was dropped): log in first. */
+		io->login = vs_login(io->c, io_relogged, io);
+		return;
+	}
+	if (io->first_try == 0)
+		io->first_try = now_mono();
+	io->got = 0;
+	h = http_new(io->d != NULL ? "GET" : "PUT", io->url);
+	http_set_tls(h, &vs_config(io->c)->tls);
+	http_set_cookie(h, cookie);
+	if (io->d != NULL) {
+		http_set_range(h, io->off, io->off + io->len - 1);
+		http_set_sink(h, io_sink, io);
+	} else {
+		http_add_header(h, "Content-Type: application/octet-stream");
+		http_set_upload_fd(h, io->fd, io->len);
+	}
+	http_set_stall_timeout(h, 30);
+	io->http = h;
+	if (http_start(h, io_http_done, io) != 0) {
+		io->http = NULL;
+		http_free(h);
+		io_transient(io, "could not start the request");
+	}
+}
+
+static struct disk_io *
+https_read(struct disk *dk, uint64_t off, size_t len, void *buf, xfer_cb cb, void *arg)
+{
+	struct https_disk *d = (struct https_disk *)dk;
+	struct disk_io *io;
+
+	if (len == 0 || off > dk->size || len > dk->size - off)
+		return NULL;
+	io = xcalloc(1, sizeof(*io));
+	io->d = d;
+	io->c = d->c;
+	io->url = xstrdup(d->url);
+	io->label = xstrdup(d->label);
+	io->off = off;
+	io->len = len;
+	io->buf = buf;
+	io->cb = cb;
+	io->arg = arg;
+	io->fd = -1;
+	io->backoff = XFER_BACKOFF_FIRST_S;
+	TAILQ_INSERT_TAIL(&d->ios, io, link);
+	io_send(io);
+	return io;
+}
+
+static void
+https_cancel(struct disk_io *io)
+{
+	if (io != NULL)
+		io_free(io);
+}
+
+static void
+https_close(struct disk *dk)
+{
+	struct https_disk *d = (struct https_disk *)dk;
+
+	while (!TAILQ_EMPTY(&d->ios))
+		io_free(TAILQ_FIRST(&d->ios));
+	free(d->url);
+	free(d->label);
+	free(d);
+}
+
+static const struct disk_ops https_ops = {
+	.name = "https",
+	.read = https_read,
+	.write = NULL,
+	.cancel = https_cancel,
+	.close = https_close,
+};
+
+struct disk *
+disk_open_https(struct vs_client *c, const char *datacenter, const char *datastore, const char *path, uint64_t size)
+{
+	struct https_disk *d = xcalloc(1, sizeof(*d));
+
+	d->base.ops = &https_ops;
+	d->base.size = size;
+	d->c = c;
+	d->url = vs_folder_url(c, datacenter, datastore, path);
+	d->label = xasprintf("%s: [%s] %s", vs_config(c)->name, datastore, path);
+	TAILQ_INIT(&d->ios);
+	return &d->base;
+}
+
+struct disk_io *
+disk_upload_https(struct vs_client *c, const char *datacenter, const char *datastore, const char *path, int fd,
+    uint64_t len, xfer_cb cb, void *arg)
+{
+	struct disk_io *io = xcalloc(1, sizeof(*io));
+
+	io->c = c;
+	io->url = vs_folder_url(c, datacenter, datastore, path);
+	io->label = xasprintf("%s: upload [%s] %s", vs_config(c)->name, datastore, path);
+	io->fd = fd;
+	io->len = (size_t)len;
+	io->cb = cb;
+	io->arg = arg;
+	io->backoff = XFER_BACKOFF_FIRST_S;
+	io_send(io);
+	return io;
+}
+
+void
+disk_upload_cancel(struct disk_io *io)
+{
+	if (io != NULL)
+		io_free(io);
+}

@@ -1,0 +1,31 @@
+/* VMDK descriptor files: find the extent that holds a disk's data instead
+ * of guessing its name. */
+#ifndef VMFERRY_VMDK_H
+#define VMFERRY_VMDK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct vmdk_extent {
+	char access[8];   /* RW, RDONLY, NOACCESS */
+	uint64_t sectors;
+	char type[16];    /* FLAT, VMFS, VMFSSPARSE, SESPARSE, SPARSE, ZERO, ... */
+	char *file;       /* relative to the descriptor's directory */
+	uint64_t offset;  /* sectors, for FLAT */
+};
+
+struct vmdk_desc {
+	char *create_type;
+	char *parent_hint; /* parentFileNameHint, for deltas */
+	struct vmdk_extent *extents;
+	size_t nextents;
+};
+
+/* Returns 0, or -1 with *err (malloc'd) naming the line that is wrong. */
+int vmdk_parse(const char *text, size_t len, struct vmdk_desc *out, char **err);
+void vmdk_free(struct vmdk_desc *d);
+/* The file of a flat disk's single data extent (VMFS or FLAT at offset 0),
+ * or NULL with *err saying why this disk cannot be read as flat. */
+const char *vmdk_flat_file(const struct vmdk_desc *d, char **err);
+
+#endif

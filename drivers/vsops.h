@@ -1,0 +1,183 @@
+/* vSphere operations the engine needs, each an asynchronous sequence of
+ * SOAP calls on a vs_client: inventory (container views, paged property
+ * retrieval), tasks, snapshots, changed block tracking, VM creation and
+ * power.  Results arrive in one struct vs_out; it is freed after the
+ * callback returns, so copy what you keep. */
+#ifndef VMFERRY_VSOPS_H
+#define VMFERRY_VSOPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "drivers/vsphere.h"
+
+struct vs_disk {
+	int key;                 /* device key, for QueryChangedDiskAreas */
+	char *label;
+	char *file;              /* "[ds0] web01/web01.vmdk" */
+	uint64_t capacity;       /* bytes */
+	char *mode;              /* persistent, independent_persistent, ... */
+	char *change_id;         /* NULL if none */
+	char *uuid;
+	int controller_key;
+	int unit;
+};
+
+struct vs_controller {
+	int key;
+	int bus;
+	char *type;              /* ParaVirtualSCSIController, VirtualLsiLogicController, ... */
+};
+
+struct vs_nic {
+	char *type;              /* VirtualVmxnet3, VirtualE1000, ... */
+	char *network;
+	char *mac;
+};
+
+struct vs_snapshot {
+	char *moref;
+	char *name;
+	char *description;
+	int quiesced;
+	char *parent;            /* moref of the parent snapshot, NULL at the root */
+};
+
+struct vs_vm {
+	char *moref;
+	char *name;
+	char *uuid;
+	char *instance_uuid;
+	char *power;             /* poweredOn, poweredOff, suspended */
+	char *host;              /* HostSystem moref */
+	char *host_name;
+	char *datacenter;        /* name */
+	char *datastore;         /* name, from the vmx path */
+	char *vmx_path;          /* "[ds0] web01/web01.vmx" */
+	char *guest_id;
+	char *version;           /* vmx-13 */
+	int cpus;
+	int memory_mb;
+	int cbt;                 /* changeTrackingEnabled */
+	struct vs_disk *disks;
+	size_t ndisks;
+	struct vs_controller *controllers;
+	size_t ncontrollers;
+	struct vs_nic *nics;
+	size_t nnics;
+	struct vs_snapshot *snapshots; /* the whole tree, flattened, parents first */
+	size_t nsnapshots;
+	char *current_snapshot;
+};
+
+struct vs_host {
+	char *moref;
+	char *name;
+	char *datacenter;
+	char *resource_pool;     /* of its compute resource */
+};
+
+struct vs_datastore {
+	char *moref;
+	char *name;
+	char *datacenter;
+	uint64_t capacity;
+	uint64_t free;
+	char *url;
+};
+
+struct vs_datacenter {
+	char *moref;
+	char *name;
+	char *vm_folder;
+};
+
+struct vs_inventory {
+	struct vs_datacenter *dcs;
+	size_t ndcs;
+	struct vs_host *hosts;
+	size_t nhosts;
+	struct vs_datastore *datastores;
+	size_t ndatastores;
+	struct vs_vm *vms;
+	size_t nvms;
+	uint64_t pages;          /* property retrieval pages read */
+};
+
+struct vs_extent {
+	uint64_t start;
+	uint64_t length;
+};
+
+struct vs_out {
+	enum vs_status status;
+	char *error;
+	char *fault_type;        /* VS_FAULT: e.g. "FileFault" */
+	char *moref;             /* created task result: snapshot, VM */
+	struct vs_inventory *inv;
+	struct vs_vm *vm;
+	struct vs_disk *disks;   /* vs_snapshot_disks */
+	size_t ndisks;
+	struct vs_extent *extents; /* vs_query_changes, coalesced, in order */
+	size_t nextents;
+	uint64_t pages;          /* replies read (paging) */
+	char *data;              /* vs_get_file */
+	size_t len;
+};
+
+typedef void (*vs_op_fn)(struct vs_out *out, void *arg);
+struct vs_op;
+
+void vs_op_cancel(struct vs_op *op);
+
+struct vs_op *vs_get_inventory(struct vs_client *c, int page_size, vs_op_fn done, void *arg);
+struct vs_op *vs_get_vm(struct vs_client *c, const char *vm_moref, vs_op_fn done, void *arg);
+/* The disks of a snapshot's configuration (their files and changeIds). */
+struct vs_op *vs_snapshot_disks(struct vs_client *c, const char *snap_moref, vs_op_fn done, void *arg);
+struct vs_op *vs_enable_cbt(struct vs_client *c, const char *vm_moref, int enable, vs_op_fn done, void *arg);
+struct vs_op *vs_create_snapshot(struct vs_client *c, const char *vm_moref, const char *name, const char *desc,
+    int memory, int quiesce, vs_op_fn done, void *arg);
+struct vs_op *vs_remove_snapshot(struct vs_client *c, const char *snap_moref, vs_op_fn done, void *arg);
+struct vs_op *vs_revert_snapshot(struct vs_client *c, const char *snap_moref, vs_op_fn done, void *arg);
+/* Every changed area of a disk from changeId ("*" = allocated areas) up to
+ * the snapshot, following the paged replies to the end of the disk. */
+struct vs_op *vs_query_changes(struct vs_client *c, const char *vm_moref, const char *snap_moref, int disk_key,
+    const char *change_id, uint64_t capacity, vs_op_fn done, void *arg);
+
+struct vs_vm_spec {
+	const char *name;
+	const char *datacenter_vm_folder; /* Folder moref */
+	const char *resource_pool;
+	const char *host;                 /* HostSystem moref */
+	const char *datastore;            /* name */
+	const char *guest_id;
+	const char *version;
+	int cpus;
+	int memory_mb;
+	const uint64_t *disk_capacities;
+	size_t ndisks;
+	const char *const *networks;
+	size_t nnics;
+};
+struct vs_op *vs_create_vm(struct vs_client *c, const struct vs_vm_spec *spec, vs_op_fn done, void *arg);
+struct vs_op *vs_power(struct vs_client *c, const char *vm_moref, const char *how /* on|off|shutdown */,
+    vs_op_fn done, void *arg);
+struct vs_op *vs_destroy(struct vs_client *c, const char *vm_moref, vs_op_fn done, void *arg);
+/* GET a (small) datastore file: descriptors, vmx. */
+struct vs_op *vs_get_file(struct vs_client *c, const char *datacenter, const char *datastore, const char *path,
+    vs_op_fn done, void *arg);
+
+/* "[ds0] web01/web01.vmdk" → datastore "ds0", path "web01/web01.vmdk". */
+int vs_split_ds_path(const char *ds_path, char **datastore, char **path);
+/* URL of a datastore file for /folder access (malloc'd). */
+char *vs_folder_url(struct vs_client *c, const char *datacenter, const char *datastore, const char *path);
+
+void vs_inventory_free(struct vs_inventory *inv);
+void vs_vm_free(struct vs_vm *vm);
+const struct vs_vm *vs_inventory_vm(const struct vs_inventory *inv, const char *name);
+
+/* Parse a RetrievePropertiesEx/RetrieveProperties reply's VirtualMachine
+ * object into *vm (for the fuzzer and tests).  Returns 0 or -1. */
+int vs_parse_vm_object(const xmlNode *objects, struct vs_vm *vm);
+
+#endif
