@@ -1105,24 +1105,22 @@ vs_destroy(struct vs_client *c, const char *vm_moref, vs_op_fn done, void *arg)
 
 static void qca_send(struct vs_op *op);
 
-static void
-qca_page(struct vs_op *op, struct vs_result *res)
+int
+vs_parse_changes(const xmlNode *rv, uint64_t offset, uint64_t capacity, struct vs_extent **ext, size_t *n,
+    uint64_t *next, char **err)
 {
-	xmlNode *rv = returnval(res), *a;
+	xmlNode *a;
 	uint64_t start = 0, len = 0;
 
-	op->out.pages++;
+	*err = NULL;
 	if (xml_child_u64(rv, "startOffset", &start) != 0 || xml_child_u64(rv, "length", &len) != 0) {
-		op_fail(op, VS_BADREPLY, NULL,
-		    xasprintf("%s: QueryChangedDiskAreas reply lacks startOffset/length", vs_config(op->c)->name));
-		return;
+		*err = xstrdup("QueryChangedDiskAreas reply lacks startOffset/length");
+		return -1;
 	}
-	if (start != op->offset || len == 0) {
-		op_fail(op, VS_BADREPLY, NULL,
-		    xasprintf("%s: QueryChangedDiskAreas answered for offset %llu length %llu, asked for %llu",
-		        vs_config(op->c)->name, (unsigned long long)start, (unsigned long long)len,
-		        (unsigned long long)op->offset));
-		return;
+	if (start != offset || len == 0 || len > UINT64_MAX - start) {
+		*err = xasprintf("QueryChangedDiskAreas answered for offset %llu length %llu, asked for %llu",
+		    (unsigned long long)start, (unsigned long long)len, (unsigned long long)offset);
+		return -1;
 	}
 	for (a = xml_child(rv, "changedArea"); a != NULL; a = xml_next(a, "changedArea")) {
 		uint64_t s, l;
@@ -1130,23 +1128,38 @@ qca_page(struct vs_op *op, struct vs_result *res)
 
 		if (xml_child_u64(a, "start", &s) != 0 || xml_child_u64(a, "length", &l) != 0 || l == 0)
 			continue;
-		if (s >= op->capacity)
+		if (s >= capacity)
 			continue;
-		if (l > op->capacity - s)
-			l = op->capacity - s;
-		last = op->out.nextents ? &op->out.extents[op->out.nextents - 1] : NULL;
+		if (l > capacity - s)
+			l = capacity - s;
+		last = *n ? &(*ext)[*n - 1] : NULL;
 		if (last != NULL && last->start + last->length >= s) {
 			/* Adjacent or overlapping: coalesce. */
 			if (s + l > last->start + last->length)
 				last->length = s + l - last->start;
 			continue;
 		}
-		op->out.extents = xreallocarray(op->out.extents, op->out.nextents + 1, sizeof(*op->out.extents));
-		op->out.extents[op->out.nextents].start = s;
-		op->out.extents[op->out.nextents].length = l;
-		op->out.nextents++;
+		*ext = xreallocarray(*ext, *n + 1, sizeof(**ext));
+		(*ext)[*n].start = s;
+		(*ext)[*n].length = l;
+		(*n)++;
 	}
-	op->offset = start + len;
+	*next = start + len;
+	return 0;
+}
+
+static void
+qca_page(struct vs_op *op, struct vs_result *res)
+{
+	char *err = NULL;
+
+	op->out.pages++;
+	if (vs_parse_changes(returnval(res), op->offset, op->capacity, &op->out.extents, &op->out.nextents, &op->offset,
+	        &err) != 0) {
+		op_fail(op, VS_BADREPLY, NULL, xasprintf("%s: %s", vs_config(op->c)->name, err));
+		free(err);
+		return;
+	}
 	if (op->offset >= op->capacity) {
 		op->out.status = VS_OK;
 		op_finish(op);

@@ -180,4 +180,10 @@ const struct vs_vm *vs_inventory_vm(const struct vs_inventory *inv, const char *
  * object into *vm (for the fuzzer and tests).  Returns 0 or -1. */
 int vs_parse_vm_object(const xmlNode *objects, struct vs_vm *vm);
 
+/* One QueryChangedDiskAreas reply (its returnval), asked at offset:
+ * appends its areas to *ext (coalesced, clipped to the capacity) and sets
+ * *next to where the next page starts.  Returns 0 or -1 with *err. */
+int vs_parse_changes(const xmlNode *returnval, uint64_t offset, uint64_t capacity, struct vs_extent **ext,
+    size_t *n, uint64_t *next, char **err);
+
 #endif

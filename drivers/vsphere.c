@@ -199,7 +199,7 @@ static int
 call_idempotent(const struct vs_call *call)
 {
 	static const char *const safe[] = {
-		"RetrieveServiceContent", "Login", "RetrievePropertiesEx", "ContinueRetrievePropertiesEx",
+		"RetrieveServiceContent", "Login", "RetrievePropertiesEx",
 		"RetrieveProperties", "CurrentTime", "QueryChangedDiskAreas", "CreateContainerView", "DestroyView",
 		"SessionIsActive", NULL,
 	};

@@ -32,6 +32,7 @@ struct ctl_client {
 	char *watch_kind;
 	int closing;     /* close once the output is flushed */
 	int throttled;   /* reading paused until the output drains */
+	int awaiting;    /* a late answer is due: answers stay in request order */
 };
 
 static struct {
@@ -134,7 +135,12 @@ ctl_handle_line(struct ctl_client *c, const char *line, size_t len)
 		free(err);
 		return;
 	}
+	c->awaiting = 1;
 	resp = ctl.handler(c, &req);
+	if (resp != NULL)
+		c->awaiting = 0;
+	else if (c->awaiting)
+		bufferevent_disable(c->bev, EV_READ);
 	if (resp != NULL) {
 		if (req.id != NULL)
 			json_object_set_new(resp, "id", json_string(req.id));
@@ -170,7 +176,7 @@ ctl_read_cb(struct bufferevent *bev, void *arg)
 		/* The handler may have closed this client. */
 		for (p = ctl.clients; p != NULL && p->id != id; p = p->next)
 			;
-		if (p == NULL || c->closing)
+		if (p == NULL || c->closing || c->awaiting)
 			return;
 		ctl_check_backlog(c);
 		for (p = ctl.clients; p != NULL && p->id != id; p = p->next)
@@ -198,7 +204,7 @@ ctl_write_cb(struct bufferevent *bev, void *arg)
 		ctl_client_free(c);
 		return;
 	}
-	if (c->throttled && ctl_out_len(c) <= CTL_OUT_LOW) {
+	if (c->throttled && !c->awaiting && ctl_out_len(c) <= CTL_OUT_LOW) {
 		c->throttled = 0;
 		bufferevent_enable(c->bev, EV_READ);
 		bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
@@ -333,6 +339,13 @@ ctl_reply(uint64_t client_id, json_t *resp)
 	for (c = ctl.clients; c != NULL; c = c->next)
 		if (c->id == client_id) {
 			ctl_send(c, resp);
+			if (c->awaiting) {
+				c->awaiting = 0;
+				if (!c->throttled && !c->closing) {
+					bufferevent_enable(c->bev, EV_READ);
+					bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
+				}
+			}
 			ctl_check_backlog(c);
 			break;
 		}

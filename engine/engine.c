@@ -21,6 +21,8 @@
 #include "engine/job.h"
 #include "engine/log.h"
 #include "engine/loop.h"
+#include "engine/platform.h"
+#include "drivers/vsops.h"
 #include "engine/sched.h"
 #include "engine/store.h"
 #include "engine/units.h"
@@ -110,6 +112,7 @@ engine_apply_config(int initial)
 	size_t i, k;
 
 	sched_set_limits(c->system.max_tasks, c->system.max_tasks_per_host);
+	platform_apply_config(c);
 
 	/* Re-point every job at its rule; jobs whose rule (or VM) is gone stop. */
 	for (j = TAILQ_FIRST(job_all()); j != NULL; j = next) {
@@ -535,6 +538,103 @@ op_watch(struct ctl_client *c, const struct request *req)
 	return json_pack("{s:b,s:b,s:o}", "ok", 1, "watching", 1, "jobs", arr);
 }
 
+/* Which rule of each kind claims a VM of a platform (the seed's
+ * "(已迁移)/(已复制)" marks). */
+static json_t *
+vm_claims(const char *platform, const char *vm)
+{
+	json_t *o = json_object();
+	size_t i, k;
+
+	for (i = 0; i < eng.loader.cur.nrules; i++) {
+		const struct cfg_rule *r = eng.loader.cur.rules[i];
+
+		if (r->source_platform == NULL || strcmp(r->source_platform, platform) != 0)
+			continue;
+		for (k = 0; k < r->nvms; k++)
+			if (strcmp(r->vms[k], vm) == 0)
+				json_object_set_new(o, cfg_kind_name(r->kind), json_string(r->name));
+	}
+	return o;
+}
+
+struct inv_req {
+	uint64_t client;
+	char *platform;
+	char *id;
+};
+
+static void
+inventory_answer(const struct vs_inventory *inv, const char *error, double age_s, void *arg)
+{
+	struct inv_req *ir = arg;
+	json_t *resp, *vms, *hosts, *dss;
+	size_t i, k;
+
+	if (inv == NULL) {
+		resp = resp_error("inventory of %s: %s", ir->platform, error);
+	} else {
+		vms = json_array();
+		hosts = json_array();
+		dss = json_array();
+		for (i = 0; i < inv->nvms; i++) {
+			const struct vs_vm *v = &inv->vms[i];
+			json_t *disks = json_array();
+			int independent = 0;
+
+			for (k = 0; k < v->ndisks; k++) {
+				json_array_append_new(disks, json_pack("{s:s?,s:I,s:s?,s:s?}", "label", v->disks[k].label,
+				                                 "capacity", (json_int_t)v->disks[k].capacity, "mode",
+				                                 v->disks[k].mode, "file", v->disks[k].file));
+				if (v->disks[k].mode != NULL && strncmp(v->disks[k].mode, "independent", 11) == 0)
+					independent = 1;
+			}
+			json_array_append_new(vms,
+			    json_pack("{s:s,s:s?,s:s?,s:s?,s:s?,s:i,s:i,s:b,s:b,s:o,s:o}", "name", v->name, "power", v->power,
+			        "host", v->host_name, "datacenter", v->datacenter, "datastore", v->datastore, "cpus", v->cpus,
+			        "memory_mb", v->memory_mb, "cbt", v->cbt, "independent_disks", independent, "disks", disks,
+			        "claimed_by", vm_claims(ir->platform, v->name)));
+		}
+		for (i = 0; i < inv->nhosts; i++)
+			json_array_append_new(hosts, json_pack("{s:s?,s:s?}", "name", inv->hosts[i].name, "datacenter",
+			                                 inv->hosts[i].datacenter));
+		for (i = 0; i < inv->ndatastores; i++)
+			json_array_append_new(dss, json_pack("{s:s?,s:s?,s:I,s:I}", "name", inv->datastores[i].name,
+			                               "datacenter", inv->datastores[i].datacenter, "capacity",
+			                               (json_int_t)inv->datastores[i].capacity, "free",
+			                               (json_int_t)inv->datastores[i].free));
+		resp = json_pack("{s:b,s:s,s:f,s:o,s:o,s:o}", "ok", 1, "platform", ir->platform, "age_s", age_s, "vms", vms,
+		    "hosts", hosts, "datastores", dss);
+	}
+	if (ir->id != NULL)
+		json_object_set_new(resp, "id", json_string(ir->id));
+	ctl_reply(ir->client, resp);
+	free(ir->platform);
+	free(ir->id);
+	free(ir);
+}
+
+static json_t *
+op_inventory(struct ctl_client *c, const struct request *req)
+{
+	struct inv_req *ir;
+
+	if (config_platform(&eng.loader.cur, req->platform) == NULL)
+		return resp_error("no platform named %s", req->platform);
+	ir = xcalloc(1, sizeof(*ir));
+	ir->client = ctl_client_id(c);
+	ir->platform = xstrdup(req->platform);
+	ir->id = req->id ? xstrdup(req->id) : NULL;
+	if (platform_inventory(req->platform, req->refresh, inventory_answer, ir) != 0) {
+		free(ir->platform);
+		free(ir->id);
+		free(ir);
+		return resp_error("platform %s has no client", req->platform);
+	}
+	/* Answered from the cache at once, or later by inventory_answer. */
+	return NULL;
+}
+
 static const char *
 result_name(enum fsm_result r)
 {
@@ -678,10 +778,7 @@ engine_handle(struct ctl_client *c, const struct request *req)
 		return resp_error("%s: replication and backup jobs cannot run yet in this version of vmferry",
 		    request_op_name(req->op));
 	case OP_INVENTORY:
-		if (config_platform(&eng.loader.cur, req->platform) == NULL)
-			return resp_error("no platform named %s", req->platform);
-		return resp_error("inventory of %s: the vSphere driver is not built into this version yet",
-		    req->platform);
+		return op_inventory(c, req);
 	case OP_COUNT:
 		break;
 	}
@@ -796,6 +893,7 @@ out_jobs:
 	if (store_commit() != 0)
 		rc = -1;
 	job_shutdown();
+	platform_shutdown();
 	http_shutdown();
 out_store:
 	store_close();

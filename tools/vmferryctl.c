@@ -270,6 +270,54 @@ cmd_rules(json_t *resp)
 }
 
 static int
+cmd_inventory(json_t *resp)
+{
+	json_t *v, *d;
+	size_t i, k;
+
+	printf("platform %s (inventory read %.0f s ago)\n\n", jstr(resp, "platform"),
+	    json_number_value(json_object_get(resp, "age_s")));
+	printf("%-20s %-11s %-12s %4s %8s  %-34s %s\n", "VM", "POWER", "HOST", "CPUS", "MEMORY", "DISKS", "RULES");
+	json_array_foreach(json_object_get(resp, "vms"), i, v) {
+		char disks[256] = "", rules[256] = "";
+		const char *kind;
+		json_t *r;
+
+		json_array_foreach(json_object_get(v, "disks"), k, d) {
+			char sz[32];
+			size_t l = strlen(disks);
+
+			fmt_size(jint(d, "capacity"), sz, sizeof(sz));
+			snprintf(disks + l, sizeof(disks) - l, "%s%s%s", l ? ", " : "", sz,
+			    strncmp(jstr(d, "mode"), "independent", 11) == 0 ? " (independent)" : "");
+		}
+		/* The seed marks VMs a rule already covers: (已迁移) / (已复制). */
+		json_object_foreach(json_object_get(v, "claimed_by"), kind, r) {
+			size_t l = strlen(rules);
+			const char *mark = strcmp(kind, "migration") == 0 ? "已迁移" :
+			                   strcmp(kind, "replication") == 0 ? "已复制" : "已备份";
+
+			snprintf(rules + l, sizeof(rules) - l, "%s%s:%s (%s)", l ? " " : "", kind, json_string_value(r), mark);
+		}
+		printf("%-20s %-11s %-12s %4lld %6lldMB  %-34s %s\n", jstr(v, "name"), jstr(v, "power"), jstr(v, "host"),
+		    jint(v, "cpus"), jint(v, "memory_mb"), disks, rules);
+	}
+	printf("\nhosts:");
+	json_array_foreach(json_object_get(resp, "hosts"), i, v)
+		printf(" %s", jstr(v, "name"));
+	printf("\ndatastores:");
+	json_array_foreach(json_object_get(resp, "datastores"), i, v) {
+		char cap[32], fr[32];
+
+		fmt_size(jint(v, "capacity"), cap, sizeof(cap));
+		fmt_size(jint(v, "free"), fr, sizeof(fr));
+		printf(" %s (%s free of %s)", jstr(v, "name"), fr, cap);
+	}
+	printf("\n");
+	return 0;
+}
+
+static int
 cmd_log(json_t *resp)
 {
 	json_t *e;
@@ -615,6 +663,8 @@ main(int argc, char **argv)
 		rc = cmd_show(resp);
 	} else if (strcmp(cmd, "log") == 0) {
 		rc = cmd_log(resp);
+	} else if (strcmp(cmd, "inventory") == 0) {
+		rc = cmd_inventory(resp);
 	} else if (strcmp(cmd, "stats") == 0) {
 		rc = cmd_stats(resp);
 	} else if (strcmp(cmd, "ping") == 0) {

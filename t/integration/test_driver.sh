@@ -41,6 +41,14 @@ assert_eq "$(jq -r '.vms[] | select(.name=="web01") | "\(.host) \(.datacenter) \
 assert_eq "$(jq -r '.vms[] | select(.name=="indep") | .disks[0].mode' <<<"$inv")" independent_persistent "independent disks are recognised"
 assert_match "$(jq -r '.datastores[0] | "\(.name) \(.capacity) \(.free)"' <<<"$inv")" '^ds0 [0-9]+ [0-9]+$' "datastore capacity and free space"
 
+# A server that pages property results (at most one object a page).
+start_peer Q "$T/fixture.json" --max-objects 1
+pinv=$("$PROBE" --thumbprint "$Q_THUMB" --page 100 "$Q_URL" inventory)
+pages=$(jq -r .pages <<<"$pinv")
+[ "$pages" -ge 4 ] && ok "inventory follows ContinueRetrievePropertiesEx tokens ($pages pages)" || fail "expected paging, got $pages pages"
+assert_eq "$(jq -r '[.vms[].name] | sort | join(",")' <<<"$pinv")" "indep,web01" "paged inventory has every VM exactly once"
+assert_eq "$(jq -c '[.vms[] | select(.name=="web01") | .disks[].capacity]' <<<"$pinv")" "[50397184,7340033]" "paged inventory has the same details"
+
 # CBT and a snapshot; the snapshot's disk is frozen.
 probe "$P_URL" cbt web01 on >/dev/null
 assert_eq "$(probe "$P_URL" vm web01 | jq -r .cbt)" true "ReconfigVM turns CBT on"

@@ -1,0 +1,23 @@
+/* Registered platforms (源平台 / 目标平台): one vSphere client each, made
+ * from the configuration and remade when its connection settings change,
+ * and the last inventory read from it (the seed's refresh button). */
+#ifndef VMFERRY_PLATFORM_H
+#define VMFERRY_PLATFORM_H
+
+#include <jansson.h>
+
+struct config;
+struct vs_client;
+struct vs_inventory;
+
+void platform_apply_config(const struct config *c);
+void platform_shutdown(void);
+/* NULL if no such platform is configured. */
+struct vs_client *platform_client(const char *name);
+
+/* The platform's inventory: from the cache unless refresh is set or
+ * there is none yet.  done gets the inventory (NULL with error set). */
+typedef void (*platform_inv_fn)(const struct vs_inventory *inv, const char *error, double age_s, void *arg);
+int platform_inventory(const char *name, int refresh, platform_inv_fn done, void *arg);
+
+#endif

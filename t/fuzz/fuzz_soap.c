@@ -1,0 +1,44 @@
+/* SOAP replies as a vSphere server might send them, hostile or broken:
+ * envelope and fault parsing, VM property sets, and changed-area pages. */
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "drivers/soap.h"
+#include "drivers/vsops.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct soap_reply r;
+	char *err = NULL;
+	xmlNode *rv, *obj;
+
+	if (soap_parse_reply((const char *)data, size, &r, &err) != 0) {
+		free(err);
+		return 0;
+	}
+	if (r.is_fault) {
+		free(soap_fault_text(&r));
+	} else {
+		rv = xml_child(r.body_child, "returnval");
+		for (obj = xml_child(rv, "objects"); obj != NULL; obj = xml_next(obj, "objects")) {
+			struct vs_vm vm;
+
+			vs_parse_vm_object(obj, &vm);
+			vs_vm_free(&vm);
+		}
+		{
+			struct vs_extent *ext = NULL;
+			size_t n = 0;
+			uint64_t next = 0;
+
+			if (vs_parse_changes(rv, 0, 1u << 30, &ext, &n, &next, &err) != 0)
+				free(err);
+			free(ext);
+		}
+	}
+	soap_reply_free(&r);
+	return 0;
+}
