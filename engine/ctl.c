@@ -33,6 +33,7 @@ struct ctl_client {
 	int closing;     /* close once the output is flushed */
 	int throttled;   /* reading paused until the output drains */
 	int awaiting;    /* a late answer is due: answers stay in request order */
+	int closing_after_reply; /* EOF seen while awaiting: finish, then close */
 };
 
 static struct {
@@ -88,7 +89,12 @@ ctl_send(struct ctl_client *c, const json_t *obj)
 static void
 ctl_send_error(struct ctl_client *c, const char *msg, const char *id)
 {
-	json_t *o = json_pack("{s:b,s:s}", "ok", 0, "error", msg);
+	char *safe = xstrdup(msg);
+	json_t *o;
+
+	str_make_utf8(safe);
+	o = json_pack("{s:b,s:s}", "ok", 0, "error", safe);
+	free(safe);
 
 	if (id != NULL)
 		json_object_set_new(o, "id", json_string(id));
@@ -150,15 +156,17 @@ ctl_handle_line(struct ctl_client *c, const char *line, size_t len)
 	request_free(&req);
 }
 
-static void
-ctl_read_cb(struct bufferevent *bev, void *arg)
+/* Handle up to max complete request lines.  Returns 0 if the client is
+ * still there and ready for more, 1 if it is there but closing or paused
+ * (a late answer is due, or its output is backed up), -1 if it is gone. */
+static int
+ctl_drain(struct ctl_client *c, int max, int *handled)
 {
-	struct ctl_client *c = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer *in = bufferevent_get_input(c->bev);
 	uint64_t id = c->id;
 	int n;
 
-	for (n = 0; n < CTL_BATCH; n++) {
+	for (n = 0; n < max; n++) {
 		size_t len;
 		char *line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF);
 		struct ctl_client *p;
@@ -169,21 +177,36 @@ ctl_read_cb(struct bufferevent *bev, void *arg)
 			free(line);
 			ctl_send_error(c, "request line too long", NULL);
 			ctl_close_soon(c);
-			return;
+			for (p = ctl.clients; p != NULL && p->id != id; p = p->next)
+				;
+			return p == NULL ? -1 : 1;
 		}
 		ctl_handle_line(c, line, len);
 		free(line);
-		/* The handler may have closed this client. */
-		for (p = ctl.clients; p != NULL && p->id != id; p = p->next)
-			;
-		if (p == NULL || c->closing || c->awaiting)
-			return;
+		if (c->closing || c->awaiting)
+			return 1;
+		/* A watcher that stopped reading is dropped here. */
 		ctl_check_backlog(c);
 		for (p = ctl.clients; p != NULL && p->id != id; p = p->next)
 			;
-		if (p == NULL || c->throttled)
-			return;
+		if (p == NULL)
+			return -1;
+		if (c->throttled)
+			return 1;
 	}
+	*handled = n;
+	return 0;
+}
+
+static void
+ctl_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct ctl_client *c = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	int n = 0;
+
+	if (ctl_drain(c, CTL_BATCH, &n) != 0)
+		return;
 	if (evbuffer_get_length(in) > REQUEST_MAX_LINE &&
 	    evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF).pos < 0) {
 		ctl_send_error(c, "request line too long", NULL);
@@ -211,11 +234,37 @@ ctl_write_cb(struct bufferevent *bev, void *arg)
 	}
 }
 
+/* The client is done writing: answer everything it sent, then close.  A
+ * late answer that is due keeps the connection until it has been sent. */
+static void
+ctl_finish_input(struct ctl_client *c)
+{
+	int n;
+
+	c->closing_after_reply = 0;
+	if (c->awaiting) {
+		c->closing_after_reply = 1;
+		return;
+	}
+	if (ctl_drain(c, INT32_MAX, &n) < 0)
+		return;
+	if (c->awaiting)
+		c->closing_after_reply = 1;
+	else if (!c->closing)
+		ctl_close_soon(c);
+}
+
 static void
 ctl_event_cb(struct bufferevent *bev, short what, void *arg)
 {
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
-		ctl_client_free(arg);
+	struct ctl_client *c = arg;
+
+	if (what & BEV_EVENT_ERROR) {
+		ctl_client_free(c);
+		return;
+	}
+	if (what & BEV_EVENT_EOF)
+		ctl_finish_input(c);
 }
 
 static void
@@ -339,6 +388,12 @@ ctl_reply(uint64_t client_id, json_t *resp)
 	for (c = ctl.clients; c != NULL; c = c->next)
 		if (c->id == client_id) {
 			ctl_send(c, resp);
+			if (c->awaiting && c->closing_after_reply) {
+				c->awaiting = 0;
+				json_decref(resp);
+				ctl_finish_input(c);
+				return;
+			}
 			if (c->awaiting) {
 				c->awaiting = 0;
 				if (!c->throttled && !c->closing) {

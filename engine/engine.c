@@ -230,6 +230,7 @@ resp_error(const char *fmt, ...)
 	va_start(ap, fmt);
 	msg = xvasprintf(fmt, ap);
 	va_end(ap);
+	str_make_utf8(msg);
 	o = json_pack("{s:b,s:s}", "ok", 0, "error", msg);
 	free(msg);
 	return o;

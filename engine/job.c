@@ -708,7 +708,7 @@ job_to_json(const struct job *j)
 	int progress = 0;
 
 	if (j->bytes_total > 0)
-		progress = (int)(j->bytes_done * 100 / j->bytes_total);
+		progress = j->bytes_done >= j->bytes_total ? 100 : (int)(j->bytes_done * 100 / j->bytes_total);
 	return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:I,s:I,s:I,s:s?,s:b,s:i,s:s,s:I,s:I}",
 	    "rule", j->rule, "vm", j->vm, "kind", cfg_kind_name(j->kind), "state", si->id,
 	    "label_zh", si->label_zh, "label_en", si->label_en, "progress", progress, "bytes_done",

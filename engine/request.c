@@ -112,8 +112,8 @@ one_of(const char *s, const char *const *list)
 	return 0;
 }
 
-int
-request_parse(const char *line, size_t len, struct request *out, char **err)
+static int
+request_parse_raw(const char *line, size_t len, struct request *out, char **err)
 {
 	static const char *const kinds[] = { "migration", "replication", "backup", NULL };
 	static const char *const modes[] = { "full", "incremental", "differential", NULL };
@@ -229,6 +229,17 @@ fail:
 	json_decref(root);
 	request_free(out);
 	return -1;
+}
+
+int
+request_parse(const char *line, size_t len, struct request *out, char **err)
+{
+	int rc = request_parse_raw(line, len, out, err);
+
+	/* Messages quote the client's bytes, which need not be UTF-8. */
+	if (rc != 0 && *err != NULL)
+		str_make_utf8(*err);
+	return rc;
 }
 
 void

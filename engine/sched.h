@@ -30,7 +30,8 @@ void sched_dequeue(struct sched_item *it);
 void sched_hold(struct sched_item *it);
 void sched_release(struct sched_item *it);
 /* Admit what fits now; returns how many were admitted.  sched_kick runs
- * a pass on the next loop turn (or at once when there is no loop). */
+ * a pass on the next loop turn; without a loop (unit tests) it does
+ * nothing and the caller runs sched_pass itself. */
 int sched_pass(void);
 void sched_kick(void);
 

@@ -79,7 +79,8 @@ store_apply(MDB_txn *txn, const struct jentry *e)
 	case JOP_DELPREFIX:
 		if ((rc = mdb_cursor_open(txn, st.dbi[e->db], &c)) != 0)
 			return rc;
-		rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+		/* LMDB refuses zero-length keys: an empty prefix starts at the first. */
+		rc = e->klen ? mdb_cursor_get(c, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(c, &k, &v, MDB_FIRST);
 		while (rc == 0 && k.mv_size >= e->klen && memcmp(k.mv_data, e->key, e->klen) == 0) {
 			if ((rc = mdb_cursor_del(c, 0)) != 0)
 				break;

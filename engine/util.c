@@ -116,6 +116,8 @@ sbuf_free(struct sbuf *b)
 void
 sbuf_add(struct sbuf *b, const void *p, size_t n)
 {
+	if (n == 0)
+		return;
 	if (b->len + n + 1 > b->cap) {
 		while (b->len + n + 1 > b->cap)
 			b->cap *= 2;
@@ -233,4 +235,45 @@ name_is_safe(const char *s)
 		if (*p < 0x20 || *p == 0x7f || *p == '/' || *p == '\\')
 			return 0;
 	return 1;
+}
+
+void
+str_make_utf8(char *s)
+{
+	unsigned char *p = (unsigned char *)s;
+
+	while (*p) {
+		size_t n, i;
+		uint32_t cp;
+
+		if (*p < 0x80) {
+			p++;
+			continue;
+		}
+		if ((*p & 0xe0) == 0xc0) {
+			n = 2;
+			cp = *p & 0x1f;
+		} else if ((*p & 0xf0) == 0xe0) {
+			n = 3;
+			cp = *p & 0x0f;
+		} else if ((*p & 0xf8) == 0xf0) {
+			n = 4;
+			cp = *p & 0x07;
+		} else {
+			*p++ = '?';
+			continue;
+		}
+		for (i = 1; i < n; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				break;
+			cp = cp << 6 | (p[i] & 0x3f);
+		}
+		/* Truncated, overlong, surrogate or out of range: not UTF-8. */
+		if (i < n || (n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
+		    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+			*p++ = '?';
+			continue;
+		}
+		p += n;
+	}
 }

@@ -47,6 +47,9 @@ double now_mono(void);
 double now_wall(void);
 
 int str_eq(const char *a, const char *b);
+/* Replace every byte that is not part of valid UTF-8 with '?', in place,
+ * so that any text can go into a JSON string. */
+void str_make_utf8(char *s);
 /* True when s is a safe single path component: no '/', no "..", no control characters. */
 int name_is_safe(const char *s);
 

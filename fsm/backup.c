@@ -48,6 +48,8 @@ static const struct fsm_row bak_rows[] = {
 	/* Delete. */
 	{ FSM_ANY, EV_DELETE, BAK_DELETING, NULL },
 	{ BAK_DELETING, EV_CLEANED, FSM_STAY, job_forget },
+	/* A delete that a crash interrupted finishes after the restart. */
+	{ BAK_DELETING, EV_RESUME, FSM_SAME, NULL },
 	{ BAK_DELETING, EV_FAIL, BAK_FAILED, NULL },
 	{ BAK_DELETING, EV_PEER_LOST, BAK_FAILED, NULL },
 	{ BAK_DELETING, FSM_ANY, FSM_IGNORE, NULL },

@@ -126,7 +126,10 @@ fsm_dispatch(struct job *j, int event, const char *reason)
 		return FSM_REJECTED;
 	to = (row->to == FSM_SAME || row->to == FSM_STAY) ? from : row->to;
 	fi->state = to;
-	fi->gen++;
+	/* STAY leaves the state's pending work alone; anything else
+	 * supersedes it. */
+	if (row->to != FSM_STAY)
+		fi->gen++;
 	hooks.persist(j, from, event, reason);
 
 	p = xcalloc(1, sizeof(*p));

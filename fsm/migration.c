@@ -40,6 +40,8 @@ static const struct fsm_row mig_rows[] = {
 	/* Delete: stop, clean up, forget. */
 	{ FSM_ANY, EV_DELETE, MIG_DELETING, NULL },
 	{ MIG_DELETING, EV_CLEANED, FSM_STAY, job_forget },
+	/* A delete that a crash interrupted finishes after the restart. */
+	{ MIG_DELETING, EV_RESUME, FSM_SAME, NULL },
 	{ MIG_DELETING, EV_FAIL, MIG_FAILED, NULL },
 	{ MIG_DELETING, EV_PEER_LOST, MIG_FAILED, NULL },
 	{ MIG_DELETING, FSM_ANY, FSM_IGNORE, NULL },

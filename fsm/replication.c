@@ -67,6 +67,8 @@ static const struct fsm_row rep_rows[] = {
 	/* Delete. */
 	{ FSM_ANY, EV_DELETE, REP_DELETING, NULL },
 	{ REP_DELETING, EV_CLEANED, FSM_STAY, job_forget },
+	/* A delete that a crash interrupted finishes after the restart. */
+	{ REP_DELETING, EV_RESUME, FSM_SAME, NULL },
 	{ REP_DELETING, EV_FAIL, REP_FAILED, NULL },
 	{ REP_DELETING, EV_PEER_LOST, REP_FAILED, NULL },
 	{ REP_DELETING, FSM_ANY, FSM_IGNORE, NULL },

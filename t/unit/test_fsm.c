@@ -17,16 +17,6 @@
 #include "fsm/fsm.h"
 #include "fsm/tables.h"
 
-/* Tests for known, diagnosed bugs are skipped unless VMFERRY_RUN_BUG_TESTS
- * is set, so the suite stays green until the lead fixes them. */
-#define BUG_SKIP(why)                                                   \
-	do {                                                            \
-		if (getenv("VMFERRY_RUN_BUG_TESTS") == NULL) {          \
-			print_message("[  BUG     ] %s\n", why);     \
-			skip();                                         \
-		}                                                       \
-	} while (0)
-
 static const struct fsm_table *const tables[] = { &fsm_migration, &fsm_replication, &fsm_backup };
 
 static int
@@ -224,9 +214,6 @@ test_resume_reenters_every_state_with_work(void **unused)
 	size_t k;
 	int s;
 
-	BUG_SKIP("EV_RESUME in 'deleting' is swallowed by the '{ X_DELETING, FSM_ANY, FSM_IGNORE }' row "
-		 "(state+any-event wins over '{ FSM_ANY, EV_RESUME, FSM_SAME }'), so a job that crashed "
-		 "while deleting never runs job_enter_deleting again");
 	for (k = 0; k < ARRAY_LEN(tables); k++) {
 		const struct fsm_table *t = tables[k];
 
@@ -753,8 +740,6 @@ test_dispatch_stay_keeps_pending_enter(void **unused)
 {
 	struct job j;
 
-	BUG_SKIP("fsm_dispatch bumps fi->gen for FSM_STAY rows too, so a STAY event arriving before "
-		 "the commit of A->B makes B's enter action stale and B's work never starts");
 	job_init_fake(&j);
 	assert_int_equal(fsm_dispatch(&j, EV_OK, NULL), FSM_DONE);      /* A -> B */
 	assert_int_equal(fsm_dispatch(&j, EV_CLEANED, NULL), FSM_DONE); /* stay in B */

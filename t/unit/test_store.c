@@ -19,13 +19,6 @@
 #include "engine/store.h"
 #include "engine/util.h"
 
-#define BUG_SKIP(why)                                                   \
-	do {                                                            \
-		if (getenv("VMFERRY_RUN_BUG_TESTS") == NULL) {          \
-			print_message("[  BUG     ] %s\n", why);     \
-			skip();                                         \
-		}                                                       \
-	} while (0)
 
 #define MIB (1024u * 1024u)
 
@@ -476,9 +469,6 @@ test_del_prefix_empty_prefix(void **unused)
 	pid_t pid;
 	int status;
 
-	BUG_SKIP("store_del_prefix(db, \"\", 0) aborts the process: store_apply positions the cursor "
-		 "with MDB_SET_RANGE on a zero-length key, LMDB answers MDB_BAD_VALSIZE and "
-		 "store_record() calls fatal(); an empty prefix needs MDB_FIRST like store_scan");
 	put_tricky();
 	assert_int_equal(store_commit(), 0);
 	store_close();
