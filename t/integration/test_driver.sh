@@ -116,6 +116,34 @@ assert_match "$out" '"status":"unreachable"' "an outage longer than the retry wi
 sleep 6
 probe "$P_URL" remove-snapshot "$snap3" >/dev/null
 
+# Revert to a snapshot discards what was written after it.
+snap4=$(probe "$P_URL" snapshot web01 vmferry-revert | jq -r .moref)
+at_snap=$(disk_sha web01 1)
+curl -sf -XPOST "$P_CTL/write" -d '{"vm":"web01","disk":1,"offset":0,"length":4096,"seed":11}' >/dev/null
+[ "$(disk_sha web01 1)" != "$at_snap" ] || fail "write did not change disk 1"
+probe "$P_URL" revert web01 "$snap4" >/dev/null
+assert_eq "$(disk_sha web01 1)" "$at_snap" "RevertToSnapshot brings back the snapshot's content"
+probe "$P_URL" remove-snapshot "$snap4" >/dev/null
+assert_eq "$(probe "$P_URL" vm web01 | jq '.snapshots | length')" 0 "no snapshot is left behind"
+
+# Keepalive: an idle session gets a cheap call before it could expire.
+ka=$(probe --keepalive 1 "$P_URL" idle 3.5)
+[ "$(jq -r .keepalives <<<"$ka")" -ge 1 ] && ok "an idle session is kept alive" || fail "no keepalive: $ka"
+assert_eq "$(jq -r .relogins <<<"$ka")" 0 "the kept-alive session needs no new login"
+
+# ca_file: a peer serving the demo certificate is trusted through it.
+start_peer D "$T/fixture.json" --cert "$SRC/t/peer/testdata/demo-cert.pem" --key "$SRC/t/peer/testdata/demo-key.pem"
+assert_eq "$("$PROBE" --ca "$SRC/t/peer/testdata/demo-cert.pem" "$D_URL" login | jq -r .status)" ok \
+	"a certificate signed by ca_file is trusted (host name checked)"
+out=$("$PROBE" --ca "$SRC/t/peer/testdata/demo-cert.pem" "$P_URL" login 2>&1) && fail "another certificate must fail"
+assert_match "$out" '"status":"tls"' "ca_file does not trust other certificates"
+
+# A guest shutdown powers the VM off.
+probe "$P_URL" power web01 shutdown >/dev/null
+wait_until 10 sh -c "[ \"\$('$PROBE' --thumbprint '$P_THUMB' '$P_URL' vm web01 | jq -r .power)\" = poweredOff ]" ||
+	fail "ShutdownGuest did not power the VM off"
+ok "ShutdownGuest powers the VM off"
+
 # Creating a VM on the target side, power, upload, destroy.
 created=$(probe --network "VM Network" "$P_URL" create-vm newvm ds0 H1 7340033,1048576)
 assert_match "$(jq -r .moref <<<"$created")" '^vm-' "CreateVM_Task creates the VM"

@@ -79,13 +79,12 @@ out=$(ctl inventory gone 2>&1) && fail "unreachable platform must fail"
 assert_match "$out" "gone unreachable" "an unreachable platform is a clear error"
 
 # The daemon keeps answering other clients while an inventory is slow.
-curl -sf -XPOST "$P_CTL/fault" -d '{"delay":{"method":"RetrievePropertiesEx","ms":3000}}' >/dev/null
-ctl inventory src --refresh >/dev/null &
+curl -sf -XPOST "$P_CTL/fault" -d '{"delay":{"method":"RetrievePropertiesEx","ms":8000}}' >/dev/null
+ctl inventory src --refresh >"$T/slow.out" &
 slow=$!
 sleep 0.5
-t0=$(date +%s%N)
-ctl ping >/dev/null
-ms=$((($(date +%s%N) - t0) / 1000000))
-[ $ms -lt 1000 ] && ok "a slow inventory does not block other clients (${ms} ms)" || fail "ping took ${ms} ms"
+ctl ping >/dev/null || fail "ping failed"
+kill -0 $slow 2>/dev/null && ok "other clients are answered while an inventory is still in flight" ||
+	fail "the inventory finished before ping could show the loop was free"
 wait $slow && ok "the slow inventory completes" || fail "slow inventory failed"
 grep -q nope "$T/daemon.log" && fail "the password appears in the daemon log" || ok "the password never appears in the daemon log"

@@ -45,9 +45,8 @@ for i in $(seq 1 100); do
 	ctl stop mig >/dev/null
 	ctl start mig >/dev/null
 done
-t0=$SECONDS
-ctl ping >/dev/null && ok "a watcher that never reads does not block the engine" || fail "engine blocked"
-[ $((SECONDS - t0)) -lt 5 ] || fail "ping took too long"
+timeout 20 "$BIN/vmferryctl" -s "$SOCK" ping >/dev/null && ok "a watcher that never reads does not block the engine" ||
+	fail "engine blocked"
 
 # A live watcher sees state events.
 ctl --json watch mig >"$T/watch.out" &

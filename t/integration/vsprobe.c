@@ -95,6 +95,32 @@ vm_json(const struct vs_vm *vm)
 }
 
 static int upload_fd = -1;
+static double idle_s;
+
+static void
+idle_over(evutil_socket_t fd, short what, void *arg)
+{
+	struct vs_stats st;
+
+	vs_get_stats(client, &st);
+	print(json_pack("{s:s,s:I,s:I,s:I}", "status", "ok", "keepalives", (json_int_t)st.keepalives, "logins",
+	    (json_int_t)st.logins, "relogins", (json_int_t)st.relogins));
+	exit_code = 0;
+	stop_loop();
+}
+
+static void
+idle_logged_in(struct vs_result *res, void *arg)
+{
+	struct timeval tv = { (long)idle_s, (long)((idle_s - (long)idle_s) * 1e6) };
+
+	if (res->status != VS_OK) {
+		fprintf(stderr, "vsprobe: %s\n", res->error);
+		stop_loop();
+		return;
+	}
+	event_base_once(loop_base(), -1, EV_TIMEOUT, idle_over, NULL, &tv);
+}
 
 static void
 upload_done(void *arg, enum xfer_status st, const char *err)
@@ -174,7 +200,7 @@ snapdisks_done(struct vs_out *out, void *arg)
 static void
 changes_done(struct vs_out *out, void *arg)
 {
-	json_t *ext = json_array();
+	json_t *ext;
 	uint64_t total = 0;
 	size_t i;
 
@@ -182,6 +208,7 @@ changes_done(struct vs_out *out, void *arg)
 		fail_out(out);
 		return;
 	}
+	ext = json_array();
 	for (i = 0; i < out->nextents; i++) {
 		json_array_append_new(ext, json_pack("[I,I]", (json_int_t)out->extents[i].start,
 		                               (json_int_t)out->extents[i].length));
@@ -462,6 +489,8 @@ after_inventory(void)
 		vs_enable_cbt(client, target_vm->moref, strcmp(args[2], "on") == 0, simple_done, NULL);
 	} else if (strcmp(cmd, "snapshot") == 0 && nargs >= 3) {
 		vs_create_snapshot(client, target_vm->moref, args[2], "vmferry probe", opt_memory, opt_quiesce, simple_done, NULL);
+	} else if (strcmp(cmd, "revert") == 0 && nargs >= 3) {
+		vs_revert_snapshot(client, args[2], simple_done, NULL);
 	} else if (strcmp(cmd, "power") == 0 && nargs >= 3) {
 		vs_power(client, target_vm->moref, args[2], simple_done, NULL);
 	} else if (strcmp(cmd, "destroy") == 0) {
@@ -500,6 +529,7 @@ main(int argc, char **argv)
 		{ "chunk", required_argument, NULL, 'c' }, { "page", required_argument, NULL, 'g' },
 		{ "memory", no_argument, NULL, 'm' }, { "quiesce", no_argument, NULL, 'q' },
 		{ "network", required_argument, NULL, 'n' }, { "verbose", no_argument, NULL, 'v' },
+		{ "keepalive", required_argument, NULL, 'K' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct vs_config cfg;
@@ -532,6 +562,7 @@ main(int argc, char **argv)
 		case 'q': opt_quiesce = 1; break;
 		case 'n': opt_network = optarg; break;
 		case 'v': log_set_level(LOG_DEBUG); break;
+		case 'K': cfg.keepalive_s = atof(optarg); break;
 		default: return 2;
 		}
 	}
@@ -551,12 +582,14 @@ main(int argc, char **argv)
 	client = vs_client_new(&cfg);
 	if (strcmp(cmd, "login") == 0) {
 		vs_login(client, login_done, NULL);
+	} else if (strcmp(cmd, "idle") == 0 && nargs >= 2) {
+		/* Log in, stay idle for N seconds, report the session counters. */
+		idle_s = atof(args[1]);
+		vs_login(client, idle_logged_in, NULL);
 	} else if (strcmp(cmd, "snapdisks") == 0 && nargs >= 2) {
 		vs_snapshot_disks(client, args[1], snapdisks_done, NULL);
 	} else if (strcmp(cmd, "remove-snapshot") == 0 && nargs >= 2) {
 		vs_remove_snapshot(client, args[1], simple_done, NULL);
-	} else if (strcmp(cmd, "revert") == 0 && nargs >= 2) {
-		vs_revert_snapshot(client, args[1], simple_done, NULL);
 	} else if (strcmp(cmd, "upload") == 0 && nargs >= 5) {
 		/* upload DC DS PATH LOCALFILE */
 		int fd = open(args[4], O_RDONLY);
