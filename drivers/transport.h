@@ -29,6 +29,8 @@ struct disk_ops {
 	struct disk_io *(*read)(struct disk *d, uint64_t off, size_t len, void *buf, xfer_cb cb, void *arg);
 	struct disk_io *(*write)(struct disk *d, uint64_t off, size_t len, const void *buf, xfer_cb cb, void *arg);
 	void (*cancel)(struct disk_io *io);
+	/* Make written data durable; NULL for read-only transports. */
+	int (*flush)(struct disk *d);
 	void (*close)(struct disk *d);
 };
 
@@ -42,8 +44,11 @@ struct disk {
 /* A datastore file over HTTPS.  Reads only: HTTPS cannot write in place. */
 struct disk *disk_open_https(struct vs_client *c, const char *datacenter, const char *datastore,
     const char *path, uint64_t size);
-/* A file under a mounted datastore.  *err (malloc'd) on failure. */
+/* A file under a mounted datastore (or a staging image under temp_dir).
+ * create: make it (sparse, of the given size) if it does not exist.
+ * *err (malloc'd) on failure; *errnum tells why (ENOSPC, EACCES, ...). */
 struct disk *disk_open_direct(const char *mount_root, const char *path, uint64_t size, int writable, char **err);
+struct disk *disk_open_file(const char *file, uint64_t size, int create, char **err, int *errnum);
 
 static inline struct disk_io *
 disk_read(struct disk *d, uint64_t off, size_t len, void *buf, xfer_cb cb, void *arg)

@@ -164,13 +164,55 @@ direct_close(struct disk *dk)
 	free(d);
 }
 
+static int
+direct_flush(struct disk *dk)
+{
+	struct direct_disk *d = (struct direct_disk *)dk;
+
+	return fdatasync(d->fd);
+}
+
 static const struct disk_ops direct_ops = {
 	.name = "direct",
 	.read = direct_read,
 	.write = direct_write,
 	.cancel = direct_cancel,
+	.flush = direct_flush,
 	.close = direct_close,
 };
+
+struct disk *
+disk_open_file(const char *file, uint64_t size, int create, char **err, int *errnum)
+{
+	struct direct_disk *d;
+	struct stat sb;
+	int fd;
+
+	*err = NULL;
+	*errnum = 0;
+	fd = open(file, O_RDWR | O_CLOEXEC | (create ? O_CREAT : 0), 0600);
+	if (fd < 0 || fstat(fd, &sb) != 0) {
+		*errnum = errno;
+		*err = xasprintf("%s: %s", file, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	/* A new staging image is sparse: unwritten areas read as zeros. */
+	if ((uint64_t)sb.st_size != size && ftruncate(fd, (off_t)size) != 0) {
+		*errnum = errno;
+		*err = xasprintf("%s: cannot size it to %llu bytes: %s", file, (unsigned long long)size, strerror(errno));
+		close(fd);
+		return NULL;
+	}
+	d = xcalloc(1, sizeof(*d));
+	d->base.ops = &direct_ops;
+	d->base.size = size;
+	d->fd = fd;
+	d->path = xstrdup(file);
+	TAILQ_INIT(&d->ios);
+	return &d->base;
+}
 
 struct disk *
 disk_open_direct(const char *mount_root, const char *path, uint64_t size, int writable, char **err)

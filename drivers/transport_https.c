@@ -277,6 +277,7 @@ static const struct disk_ops https_ops = {
 	.read = https_read,
 	.write = NULL,
 	.cancel = https_cancel,
+	.flush = NULL,
 	.close = https_close,
 };
 

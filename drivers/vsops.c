@@ -371,6 +371,7 @@ vs_parse_vm_object(const xmlNode *objects, struct vs_vm *vm)
 	vm->guest_id = prop_text(objects, "config.guestId");
 	vm->version = prop_text(objects, "config.version");
 	vm->vmx_path = prop_text(objects, "config.files.vmPathName");
+	vm->annotation = prop_text(objects, "config.annotation");
 	vm->cpus = (int)prop_u64(objects, "config.hardware.numCPU");
 	vm->memory_mb = (int)prop_u64(objects, "config.hardware.memoryMB");
 	s = prop_text(objects, "config.changeTrackingEnabled");
@@ -408,6 +409,7 @@ vs_vm_free(struct vs_vm *vm)
 	free(vm->vmx_path);
 	free(vm->guest_id);
 	free(vm->version);
+	free(vm->annotation);
 	for (i = 0; i < vm->ndisks; i++) {
 		free(vm->disks[i].label);
 		free(vm->disks[i].file);
@@ -533,7 +535,7 @@ vs_folder_url(struct vs_client *c, const char *datacenter, const char *datastore
 static const char *const vm_paths[] = {
 	"name", "config.uuid", "config.instanceUuid", "runtime.powerState", "runtime.host", "config.guestId",
 	"config.version", "config.files.vmPathName", "config.hardware.numCPU", "config.hardware.memoryMB",
-	"config.changeTrackingEnabled", "config.hardware.device", "snapshot", NULL,
+	"config.changeTrackingEnabled", "config.hardware.device", "snapshot", "config.annotation", NULL,
 };
 static const char *const host_paths[] = { "name", "parent", NULL };
 static const char *const ds_paths[] = { "name", "summary.capacity", "summary.freeSpace", "summary.url", NULL };
@@ -1232,6 +1234,8 @@ vs_create_vm(struct vs_client *c, const struct vs_vm_spec *s, vs_op_fn done, voi
 	if (s->version != NULL)
 		soap_add(req, cfg, "version", s->version);
 	soap_add(req, cfg, "guestId", s->guest_id ? s->guest_id : "otherGuest64");
+	if (s->annotation != NULL)
+		soap_add(req, cfg, "annotation", s->annotation);
 	files = soap_add(req, cfg, "files", NULL);
 	soap_add(req, files, "vmPathName", ds);
 	snprintf(buf, sizeof(buf), "%d", s->cpus > 0 ? s->cpus : 1);

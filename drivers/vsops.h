@@ -56,6 +56,7 @@ struct vs_vm {
 	char *vmx_path;          /* "[ds0] web01/web01.vmx" */
 	char *guest_id;
 	char *version;           /* vmx-13 */
+	char *annotation;        /* config.annotation (notes) */
 	int cpus;
 	int memory_mb;
 	int cbt;                 /* changeTrackingEnabled */
@@ -152,6 +153,7 @@ struct vs_vm_spec {
 	const char *datastore;            /* name */
 	const char *guest_id;
 	const char *version;
+	const char *annotation;
 	int cpus;
 	int memory_mb;
 	const uint64_t *disk_capacities;

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/bw.h"
 #include "engine/config.h"
 #include "engine/ctl.h"
 #include "engine/http.h"
@@ -42,7 +43,38 @@ static struct {
 	int inotify_fd;
 	time_t started;
 	uint64_t transitions;
+	struct rule_bucket {
+		char *rule;
+		struct bw_bucket *bucket;
+	} *buckets;
+	size_t nbuckets;
 } eng;
+
+const struct config *
+engine_config(void)
+{
+	return &eng.loader.cur;
+}
+
+const char *
+engine_state_dir(void)
+{
+	return eng.opts->state_dir;
+}
+
+struct bw_bucket *
+engine_bucket(const char *rule)
+{
+	size_t i;
+
+	for (i = 0; i < eng.nbuckets; i++)
+		if (strcmp(eng.buckets[i].rule, rule) == 0)
+			return eng.buckets[i].bucket;
+	eng.buckets = xreallocarray(eng.buckets, eng.nbuckets + 1, sizeof(*eng.buckets));
+	eng.buckets[eng.nbuckets].rule = xstrdup(rule);
+	eng.buckets[eng.nbuckets].bucket = xcalloc(1, sizeof(struct bw_bucket));
+	return eng.buckets[eng.nbuckets++].bucket;
+}
 
 /* ---- tombstones: a deleted job is not re-created from an unchanged rule ---- */
 
@@ -899,6 +931,11 @@ out_jobs:
 out_store:
 	store_close();
 	sched_free();
+	for (n = 0; n < eng.nbuckets; n++) {
+		free(eng.buckets[n].rule);
+		free(eng.buckets[n].bucket);
+	}
+	free(eng.buckets);
 	cfg_errors_free(&eng.errors);
 	cfg_loader_free(&eng.loader);
 	loop_free();

@@ -13,4 +13,13 @@ struct engine_opts {
 /* Runs until SIGTERM/SIGINT; returns 0 on a clean shutdown. */
 int engine_run(const struct engine_opts *o);
 
+struct config;
+struct bw_bucket;
+/* For the job kinds' actions: the configuration in force, the state
+ * directory (relative node paths resolve against it), and the bandwidth
+ * bucket a rule's transfers share. */
+const struct config *engine_config(void);
+const char *engine_state_dir(void);
+struct bw_bucket *engine_bucket(const char *rule);
+
 #endif

@@ -177,6 +177,16 @@ hook_inst(struct job *j)
 	return &j->fsm;
 }
 
+void
+job_cancel_work(struct job *j)
+{
+	void (*cancel)(struct job *) = j->cancel;
+
+	j->cancel = NULL;
+	if (cancel != NULL)
+		cancel(j);
+}
+
 static void
 hook_persist(struct job *j, int from, int event, const char *reason)
 {
@@ -184,6 +194,9 @@ hook_persist(struct job *j, int from, int event, const char *reason)
 	unsigned fl_from = t->states[from].flags, fl_to = t->states[j->fsm.state].flags;
 
 	j->updated = (int64_t)time(NULL);
+	/* Work started for the old state (or for this one, when it is
+	 * entered again) is obsolete now. */
+	job_cancel_work(j);
 	/* A reason explains the state it comes with; a good step clears it. */
 	if (reason != NULL)
 		job_set_error(j, reason);
@@ -252,6 +265,8 @@ job_init(struct event_base *base)
 static void
 job_free(struct job *j)
 {
+	if (j->free_priv != NULL && j->priv != NULL)
+		j->free_priv(j->priv);
 	if (j->timer != NULL)
 		event_free(j->timer);
 	free(j->rule);
@@ -269,6 +284,7 @@ job_shutdown(void)
 	struct job *j;
 
 	while ((j = TAILQ_FIRST(&js.jobs)) != NULL) {
+		job_cancel_work(j);
 		TAILQ_REMOVE(&js.jobs, j, link);
 		sched_dequeue(&j->sched);
 		sched_release(&j->sched);
@@ -792,6 +808,7 @@ job_forget(struct job *j, int event)
 	if (j->forgotten)
 		return;
 	log_info("job %s/%s/%s: deleted", cfg_kind_name(j->kind), j->rule, j->vm);
+	job_cancel_work(j);
 	store_del(STORE_JOBS, j->key, j->keylen);
 	store_del(STORE_STATS, j->key, j->keylen);
 	{

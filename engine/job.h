@@ -53,6 +53,10 @@ struct job {
 	int invalid_backoff;       /* seconds before the next retry in 失效 */
 	struct event *timer;       /* retry timer (失效) */
 	void *priv;                /* the kind's runtime state, not persisted */
+	/* Stops the kind's work in flight; called when the job changes state
+	 * (its work belongs to the state it was started for) and when it goes. */
+	void (*cancel)(struct job *j);
+	void (*free_priv)(void *priv); /* frees priv with the job */
 };
 
 TAILQ_HEAD(job_list, job);
@@ -103,6 +107,9 @@ unsigned job_flags(const struct job *j);
 
 /* Watchers of state and progress changes (the status socket). */
 void job_set_observer(void (*fn)(struct job *j, const char *what));
+
+/* Stop the kind's work in flight, if any. */
+void job_cancel_work(struct job *j);
 
 void job_hold(struct job *j);
 void job_release(struct job *j);

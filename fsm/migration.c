@@ -2,6 +2,7 @@
  * `vmferryctl migrate` or auto_migrate, then catch-up, cutover, 完成. */
 #include "fsm/tables.h"
 #include "engine/job.h"
+#include "engine/migrate.h"
 
 static const struct fsm_state_info mig_states[] = { MIGRATION_STATES(FSM_STATE_INFO) };
 static const char *const mig_events[] = { FSM_COMMON_EVENTS(FSM_EVENT_NAME) MIGRATION_EVENTS(FSM_EVENT_NAME) };
@@ -17,6 +18,7 @@ static const struct fsm_row mig_rows[] = {
 	{ MIG_TRANSFERRING, MIG_EV_CATCHUP_DONE, MIG_CUTTING_OVER, NULL },
 	{ MIG_READY, MIG_EV_MIGRATE, MIG_QUERYING_CHANGES, NULL },
 	{ MIG_CUTTING_OVER, EV_OK, MIG_COMPLETE, NULL },
+	{ MIG_TRANSFERRING, MIG_EV_REQUERY, MIG_QUERYING_CHANGES, NULL },
 
 	/* Stop at a safe point; start again from the checkpoints. */
 	{ FSM_ANY, EV_STOP, MIG_STOPPING, NULL },
@@ -71,6 +73,7 @@ static const struct fsm_row mig_rows[] = {
 	{ FSM_ANY, EV_OK, FSM_IGNORE, NULL },
 	{ FSM_ANY, MIG_EV_FULL_DONE, FSM_IGNORE, NULL },
 	{ FSM_ANY, MIG_EV_CATCHUP_DONE, FSM_IGNORE, NULL },
+	{ FSM_ANY, MIG_EV_REQUERY, FSM_IGNORE, NULL },
 
 	/* 完成 is final: a finished migration is only ever forgotten. */
 	{ MIG_COMPLETE, EV_DELETE, FSM_STAY, job_forget },
@@ -79,11 +82,17 @@ static const struct fsm_row mig_rows[] = {
 };
 
 static fsm_action mig_enter[MIG_NSTATES] = {
-	[MIG_STARTING] = job_enter_starting,
+	[MIG_STARTING] = mig_enter_starting,
 	[MIG_QUEUED] = job_enter_queued,
-	[MIG_STOPPING] = job_enter_stopping,
+	[MIG_CREATING_VM] = mig_enter_creating_vm,
+	[MIG_FETCHING_CONFIG] = mig_enter_fetching_config,
+	[MIG_QUERYING_CHANGES] = mig_enter_querying_changes,
+	[MIG_TRANSFERRING] = mig_enter_transferring,
+	[MIG_READY] = mig_enter_ready,
+	[MIG_CUTTING_OVER] = mig_enter_cutting_over,
+	[MIG_STOPPING] = mig_enter_stopping,
 	[MIG_INVALID] = job_enter_invalid,
-	[MIG_DELETING] = job_enter_deleting,
+	[MIG_DELETING] = mig_enter_deleting,
 };
 
 const struct fsm_table fsm_migration = {

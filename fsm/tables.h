@@ -36,7 +36,8 @@
 #define MIGRATION_EVENTS(X)                                                   \
 	X(FULL_DONE, "full_done")       /* first full copy finished */        \
 	X(CATCHUP_DONE, "catchup_done") /* catch-up before cutover finished */ \
-	X(MIGRATE, "migrate")           /* vmferryctl migrate (开始迁移) */
+	X(MIGRATE, "migrate")           /* vmferryctl migrate (开始迁移) */ \
+	X(REQUERY, "requery")           /* the pass's snapshot is gone: query again */
 
 enum migration_state {
 #define X(n, id, zh, en, fl) MIG_##n,

@@ -1,0 +1,272 @@
+#include "engine/copy.h"
+
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "drivers/vsops.h"
+#include "engine/bw.h"
+#include "engine/loop.h"
+#include "engine/util.h"
+
+#define COPY_PAUSE_MAX_S 60.0
+
+struct chunk {
+	struct copy *c;
+	uint64_t off;
+	size_t len;
+	uint8_t *buf;
+	struct disk_io *io;
+	int busy;       /* reading or writing */
+	int writing;
+};
+
+struct copy {
+	struct copy_params p;
+	struct chunk *chunks;
+	size_t area;            /* next area to issue from */
+	uint64_t cursor;        /* next offset to issue */
+	uint64_t copied;
+	uint64_t checkpoint;
+	double last_checkpoint;
+	struct event *timer;    /* pacing / pause */
+	int waiting;            /* the timer is armed */
+	int finished;
+	int paused;
+};
+
+uint64_t
+copy_bytes_from(const struct vs_extent *areas, size_t n, uint64_t offset)
+{
+	uint64_t total = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		uint64_t s = areas[i].start, e = areas[i].start + areas[i].length;
+
+		if (e <= offset)
+			continue;
+		total += e - (s > offset ? s : offset);
+	}
+	return total;
+}
+
+static void copy_pump(struct copy *c);
+
+static void
+copy_finish(struct copy *c, enum xfer_status st, const char *err)
+{
+	void (*done)(void *, enum xfer_status, const char *) = c->p.done;
+	void *arg = c->p.arg;
+
+	c->finished = 1;
+	copy_cancel(c);
+	done(arg, st, err);
+}
+
+/* The lowest offset not yet safely written: the earliest chunk still in
+ * flight, or the issue cursor. */
+static uint64_t
+copy_low_water(const struct copy *c)
+{
+	uint64_t low = c->cursor;
+	int i;
+
+	for (i = 0; i < c->p.inflight; i++)
+		if (c->chunks[i].busy && c->chunks[i].off < low)
+			low = c->chunks[i].off;
+	return low;
+}
+
+/* Returns -1 when the copy ended (and c is gone). */
+static int
+copy_report(struct copy *c, int force)
+{
+	double now = now_mono();
+	uint64_t low;
+
+	if (force || now - c->last_checkpoint >= c->p.checkpoint_s) {
+		low = copy_low_water(c);
+		/* A checkpoint promises the bytes below it survive a crash. */
+		if (low > c->checkpoint && c->p.dst->ops->flush != NULL && c->p.dst->ops->flush(c->p.dst) != 0) {
+			copy_finish(c, XFER_TRANSIENT, "cannot flush the copied data to stable storage");
+			return -1;
+		}
+		c->checkpoint = low;
+		c->last_checkpoint = now;
+	}
+	c->p.progress(c->p.arg, c->copied, c->checkpoint, c->paused);
+	return 0;
+}
+
+static void
+chunk_written(void *arg, enum xfer_status st, const char *err)
+{
+	struct chunk *k = arg;
+	struct copy *c = k->c;
+
+	k->io = NULL;
+	k->busy = k->writing = 0;
+	if (st != XFER_OK) {
+		copy_finish(c, st, err);
+		return;
+	}
+	c->copied += k->len;
+	if (copy_report(c, 0) == 0)
+		copy_pump(c);
+}
+
+static void
+chunk_read(void *arg, enum xfer_status st, const char *err)
+{
+	struct chunk *k = arg;
+	struct copy *c = k->c;
+
+	k->io = NULL;
+	if (st != XFER_OK) {
+		k->busy = 0;
+		copy_finish(c, st, err);
+		return;
+	}
+	k->writing = 1;
+	k->io = disk_write(c->p.dst, k->off, k->len, k->buf, chunk_written, k);
+	if (k->io == NULL) {
+		k->busy = k->writing = 0;
+		copy_finish(c, XFER_FATAL, "the destination refused a write inside the disk");
+	}
+}
+
+static void
+copy_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct copy *c = arg;
+
+	c->waiting = 0;
+	copy_pump(c);
+}
+
+static void
+copy_wait(struct copy *c, double seconds)
+{
+	struct timeval tv;
+
+	if (c->waiting)
+		return;
+	if (seconds > COPY_PAUSE_MAX_S)
+		seconds = COPY_PAUSE_MAX_S;
+	tv.tv_sec = (long)seconds;
+	tv.tv_usec = (long)((seconds - (double)tv.tv_sec) * 1e6);
+	evtimer_add(c->timer, &tv);
+	c->waiting = 1;
+}
+
+/* Issue reads while there is room, bandwidth allowing. */
+static void
+copy_pump(struct copy *c)
+{
+	int i, busy = 0;
+
+	for (i = 0; i < c->p.inflight; i++) {
+		struct chunk *k = &c->chunks[i];
+		uint64_t end;
+		uint64_t limit;
+		double wait;
+
+		if (k->busy) {
+			busy++;
+			continue;
+		}
+		while (c->area < c->p.nareas && c->cursor >= c->p.areas[c->area].start + c->p.areas[c->area].length)
+			c->area++;
+		if (c->area >= c->p.nareas)
+			break;
+		if (c->cursor < c->p.areas[c->area].start)
+			c->cursor = c->p.areas[c->area].start;
+		end = c->p.areas[c->area].start + c->p.areas[c->area].length;
+		k->off = c->cursor;
+		k->len = end - c->cursor < c->p.chunk ? (size_t)(end - c->cursor) : c->p.chunk;
+		if (c->p.bucket != NULL) {
+			limit = bw_limit_at(c->p.windows, c->p.nwindows, time(NULL));
+			wait = bw_take(c->p.bucket, limit, k->len, now_mono());
+			if (wait < 0) {
+				/* Limit 0: paused until the window ends, progress kept. */
+				if (!c->paused) {
+					c->paused = 1;
+					if (copy_report(c, 1) != 0)
+						return;
+				}
+				copy_wait(c, bw_next_change(c->p.windows, c->p.nwindows, time(NULL)));
+				return;
+			}
+			if (wait > 0) {
+				copy_wait(c, wait);
+				break;
+			}
+		}
+		if (c->paused) {
+			c->paused = 0;
+			if (copy_report(c, 1) != 0)
+				return;
+		}
+		c->cursor += k->len;
+		k->busy = 1;
+		k->writing = 0;
+		busy++;
+		k->io = disk_read(c->p.src, k->off, k->len, k->buf, chunk_read, k);
+		if (k->io == NULL) {
+			k->busy = 0;
+			copy_finish(c, XFER_FATAL, "the source refused a read inside the disk");
+			return;
+		}
+	}
+	if (busy == 0 && c->area >= c->p.nareas && !c->waiting) {
+		if (copy_report(c, 1) == 0)
+			copy_finish(c, XFER_OK, NULL);
+	}
+}
+
+struct copy *
+copy_start(const struct copy_params *p)
+{
+	struct copy *c = xcalloc(1, sizeof(*c));
+	int i;
+
+	c->p = *p;
+	if (c->p.inflight < 1)
+		c->p.inflight = 1;
+	if (c->p.chunk < 4096)
+		c->p.chunk = 4096;
+	if (c->p.checkpoint_s <= 0)
+		c->p.checkpoint_s = 2.0;
+	c->chunks = xcalloc((size_t)c->p.inflight, sizeof(*c->chunks));
+	for (i = 0; i < c->p.inflight; i++) {
+		c->chunks[i].c = c;
+		c->chunks[i].buf = xmalloc(c->p.chunk);
+	}
+	c->cursor = p->resume;
+	c->checkpoint = p->resume;
+	c->last_checkpoint = now_mono();
+	c->timer = evtimer_new(loop_base(), copy_timer_cb, c);
+	/* Start from the loop, so done never runs inside copy_start. */
+	copy_wait(c, 0);
+	return c;
+}
+
+void
+copy_cancel(struct copy *c)
+{
+	int i;
+
+	if (c == NULL)
+		return;
+	for (i = 0; i < c->p.inflight; i++) {
+		struct chunk *k = &c->chunks[i];
+
+		if (k->io != NULL)
+			disk_io_cancel(k->writing ? c->p.dst : c->p.src, k->io);
+		free(k->buf);
+	}
+	free(c->chunks);
+	event_free(c->timer);
+	free(c);
+}

@@ -1,0 +1,44 @@
+/* Copying the areas of one disk from a source transport to a destination
+ * transport: transfer_buffer-sized chunks, several in flight, paced by the
+ * rule's bandwidth bucket, with a checkpoint below which everything is
+ * copied and flushed to stable storage. */
+#ifndef VMFERRY_COPY_H
+#define VMFERRY_COPY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "drivers/transport.h"
+
+struct copy;
+struct bw_bucket;
+struct cfg_window;
+struct vs_extent;
+
+struct copy_params {
+	struct disk *src;
+	struct disk *dst;                /* writable: a staging image or the target disk in place */
+	const struct vs_extent *areas;   /* sorted, non-overlapping */
+	size_t nareas;
+	uint64_t resume;                 /* areas below this offset are already copied */
+	size_t chunk;                    /* bytes per request (transfer_buffer) */
+	int inflight;                    /* requests in flight at most */
+	struct bw_bucket *bucket;        /* the rule's; NULL = no limit */
+	const struct cfg_window *windows;
+	size_t nwindows;
+	double checkpoint_s;             /* flush and report a checkpoint at most this often */
+	/* Progress: bytes copied in this run, and the checkpoint (all below
+	 * it is on stable storage). */
+	void (*progress)(void *arg, uint64_t copied, uint64_t checkpoint, int paused);
+	void (*done)(void *arg, enum xfer_status st, const char *error);
+	void *arg;
+};
+
+struct copy *copy_start(const struct copy_params *p);
+void copy_cancel(struct copy *c);
+
+/* Bytes of the areas at or above offset. */
+uint64_t copy_bytes_from(const struct vs_extent *areas, size_t n, uint64_t offset);
+
+#endif

@@ -1,0 +1,23 @@
+/* The migration job's work (seed 000): the enter actions of the
+ * migration table.  Every action is idempotent and resumes from the
+ * job's persisted data, so a crash at any instant continues correctly. */
+#ifndef VMFERRY_MIGRATE_H
+#define VMFERRY_MIGRATE_H
+
+struct job;
+
+void mig_enter_starting(struct job *j, int event);
+void mig_enter_creating_vm(struct job *j, int event);
+void mig_enter_fetching_config(struct job *j, int event);
+void mig_enter_querying_changes(struct job *j, int event);
+void mig_enter_transferring(struct job *j, int event);
+void mig_enter_ready(struct job *j, int event);
+void mig_enter_cutting_over(struct job *j, int event);
+void mig_enter_stopping(struct job *j, int event);
+void mig_enter_deleting(struct job *j, int event);
+void mig_enter_complete(struct job *j, int event);
+
+/* The snapshot names the engine gives: "vmferry-<rule>-<n>". */
+#define MIG_SNAPSHOT_PREFIX "vmferry-"
+
+#endif
