@@ -219,6 +219,10 @@ copy_pump(struct copy *c)
 			return;
 		}
 	}
+	/* Done only when nothing is left to issue and no chunk is in flight
+	 * (the loop above may stop before it has seen every slot). */
+	for (i = 0, busy = 0; i < c->p.inflight; i++)
+		busy += c->chunks[i].busy;
 	if (busy == 0 && c->area >= c->p.nareas && !c->waiting) {
 		if (copy_report(c, 1) == 0)
 			copy_finish(c, XFER_OK, NULL);

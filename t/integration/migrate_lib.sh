@@ -1,0 +1,152 @@
+# Helpers for the migration end-to-end tests (test_migrate*.sh).
+# Source after lib.sh:
+#   . "$(dirname "$0")/lib.sh"
+#   . "$(dirname "$0")/migrate_lib.sh"
+#
+# Two peers: S (the source, with VMs) and D (the target, empty), both with
+# datacenter DC0, host H0 and datastore ds0; a config dir $CONF with the
+# platforms "src" and "dst" (thumbprints pinned), the node "local" with a
+# relative temp_dir, a system document, and one file per rule.
+
+CONF=$T/conf
+
+# mig_start_peers SOURCE_FIXTURE [source peer args]: starts S and D.
+mig_start_peers() {
+	local fixture=$1; shift
+	cat >"$T/target.json" <<'JSON'
+{"datacenters":[{"name":"DC0","hosts":["H0"],"datastores":["ds0"]}],"vms":[]}
+JSON
+	start_peer S "$fixture" "$@"
+	start_peer D "$T/target.json"
+}
+
+# mig_config [SYSTEM_YAML_LINES]: writes $CONF; MIG_MOUNTS=1 adds
+# datastore_mounts for ds0 on both platforms (the direct transport).
+mig_config() {
+	local system=${1:-"transfer_buffer: 1MiB
+host_buffer_cap: 8MiB"}
+	local smount="" dmount=""
+	if [ "${MIG_MOUNTS:-}" = 1 ]; then
+		smount="datastore_mounts: { ds0: $S_DIR/ds0 }"
+		dmount="datastore_mounts: { ds0: $D_DIR/ds0 }"
+	fi
+	mkdir -p "$CONF/secrets"
+	echo pass >"$CONF/secrets/vc"
+	printf 'kind: system\n%s\n' "$system" >"$CONF/00-system.yaml"
+	cat >"$CONF/10-platforms.yaml" <<YAML
+kind: platform
+name: src
+type: vsphere
+url: $S_URL
+username: user
+password_file: secrets/vc
+tls: { thumbprint: "$S_THUMB" }
+$smount
+---
+kind: platform
+name: dst
+type: vsphere
+url: $D_URL
+username: user
+password_file: secrets/vc
+tls: { thumbprint: "$D_THUMB" }
+$dmount
+---
+kind: node
+name: local
+repository: repo
+temp_dir: tmp
+YAML
+}
+
+# mig_rule NAME "VM1 VM2" "OPTIONS (flow mapping body)" [BANDWIDTH_FLOW_LIST]
+# writes $CONF/20-NAME.yaml atomically.
+mig_rule() {
+	local name=$1 vms=$2 opts=${3:-} bw=${4:-}
+	{
+		echo "kind: migration"
+		echo "name: $name"
+		echo "source: { platform: src, vms: [$(echo $vms | sed 's/ /, /g')] }"
+		echo "node: local"
+		echo "target: { platform: dst, datacenter: DC0, host: H0, datastore: ds0 }"
+		[ -z "$opts" ] || echo "options: { $opts }"
+		[ -z "$bw" ] || echo "bandwidth: $bw"
+	} >"$CONF/.20-$name.yaml.tmp"
+	mv "$CONF/.20-$name.yaml.tmp" "$CONF/20-$name.yaml"
+}
+
+# SHA-256 of a disk's current content on a peer: sha CTL VM INDEX.
+sha() { curl -sf "$1/disk?vm=$2&disk=$3" | jq -r .sha256; }
+src_sha() { sha "$S_CTL" "$1" "$2"; }
+dst_sha() { sha "$D_CTL" "$1" "$2"; }
+
+# Peer VM facts.
+peer_vm() { curl -sf "$1/vms" | jq -c --arg n "$2" '[.[] | select(.name == $n)]'; }
+vm_count() { curl -sf "$1/vms" | jq --arg n "$2" '[.[] | select(.name == $n)] | length'; }
+vm_power() { curl -sf "$1/vms" | jq -r --arg n "$2" '[.[] | select(.name == $n) | .power][0]'; }
+snap_count() { curl -sf "$S_CTL/snapshots?vm=$1" | jq 'length'; }
+snap_names() { curl -sf "$S_CTL/snapshots?vm=$1" | jq -r '[.[].name] | join(",")'; }
+
+# Bytes the source peer served from a VM's flat files (since the last reset).
+flat_bytes() {
+	curl -sf "$S_CTL/stats" | jq --arg vm "$1" \
+		'[.files | to_entries[] | select(.key | startswith("ds0/" + $vm + "/")) | select(.key | endswith("-flat.vmdk")) | .value] | add // 0'
+}
+stats_reset() { curl -sf -XPOST "$S_CTL/stats/reset" >/dev/null; }
+fault() { curl -sf -XPOST "$1/fault" -d "$2" >/dev/null || fail "fault injection $2 refused"; }
+gwrite() { curl -sf -XPOST "$S_CTL/write" -d "$1" || fail "guest write $1 refused"; }
+
+job_json() { ctl --json jobs "$1" | jq -c --arg vm "$2" '[.jobs[] | select(.vm == $vm)][0]'; }
+job_field() { ctl --json jobs "$1" | jq -r --arg vm "$2" --arg f "$3" '[.jobs[] | select(.vm == $vm) | .[$f]][0]'; }
+
+# wait_job RULE VM "STATE[ STATE...]" TIMEOUT_S: wait for one of the states;
+# a failed job (unless failed is wanted) or a timeout fails the test.
+wait_job() {
+	local rule=$1 vm=$2 want=" $3 " limit=$4 st
+	local end=$((SECONDS + limit))
+	while :; do
+		st=$(job_state "$rule" "$vm" 2>/dev/null || echo none)
+		case "$want" in *" $st "*) return 0 ;; esac
+		if [ "$st" = failed ]; then
+			fail "$rule/$vm failed while waiting for$want: $(job_field "$rule" "$vm" error)"
+		fi
+		if [ $SECONDS -ge $end ]; then
+			echo "# job log of $rule/$vm:"
+			ctl log "$rule" "$vm" -n 30 2>&1 | sed 's/^/#   /' || true
+			fail "$rule/$vm did not reach$want within ${limit}s (state $st, error $(job_field "$rule" "$vm" error))"
+		fi
+		sleep 0.2
+	done
+}
+
+# Record the source's disk hashes (call when the source no longer changes).
+# src_hashes VM NDISKS -> "h0 h1 ..."
+src_hashes() {
+	local i out=""
+	for ((i = 0; i < $2; i++)); do out+="$(src_sha "$1" "$i") "; done
+	echo "${out% }"
+}
+dst_hashes() {
+	local i out=""
+	for ((i = 0; i < $2; i++)); do out+="$(dst_sha "$1" "$i") "; done
+	echo "${out% }"
+}
+
+# check_complete RULE VM NDISKS [WHAT]: the usual checks after a finished
+# migration: every target disk equals the source's, exactly one target VM,
+# no snapshot left on the source.
+check_complete() {
+	local rule=$1 vm=$2 n=$3 what=${4:-$1/$2}
+	assert_eq "$(job_state "$rule" "$vm")" complete "$what: the job is complete"
+	assert_eq "$(vm_count "$D_CTL" "$vm")" 1 "$what: exactly one target VM $vm"
+	local want got
+	want=$(src_hashes "$vm" "$n")
+	got=$(dst_hashes "$vm" "$n")
+	assert_eq "$got" "$want" "$what: every target disk has the source's bytes"
+	assert_eq "$(snap_count "$vm")" 0 "$what: no snapshot left on the source ($(snap_names "$vm"))"
+}
+
+# dump_diag: print the state of everything (for debugging a failing run).
+dump_diag() {
+	echo "# jobs: $(ctl --json jobs | jq -c '[.jobs[] | {rule, vm, state, error, progress}]')"
+}
