@@ -22,6 +22,7 @@
 #include "engine/job.h"
 #include "engine/log.h"
 #include "engine/loop.h"
+#include "engine/migrate.h"
 #include "engine/platform.h"
 #include "drivers/vsops.h"
 #include "engine/sched.h"
@@ -743,6 +744,8 @@ op_dispatch(const struct request *req, int event, enum cfg_kind only_kind, int k
 			if (klen && j->cfg != NULL)
 				store_put(STORE_META, key, klen, dig, 8);
 		}
+		if (event == MIG_EV_MIGRATE && j->kind == CFG_MIGRATION && j->fsm.state == MIG_READY)
+			mig_note_migrate(j);
 		res = fsm_dispatch(j, event, event == EV_STOP ? "stopped by the user" : NULL);
 		if (res == FSM_DONE)
 			done++;

@@ -60,6 +60,7 @@ struct mig_data {
 	uint8_t full_done;  /* the first full copy is finished */
 	uint8_t stage;      /* cutting over: 0 stop source, 1 final sync, 2 finalise disks, 3 power on, 4 done */
 	uint8_t src_was_on;
+	uint8_t migrate;    /* 开始迁移 was asked for: the next catch-up leads to the cutover */
 	char *src_vm;
 	char *src_dc;
 	char *dst_vm;
@@ -180,6 +181,7 @@ data_encode(const struct mig_data *d, struct sbuf *b)
 	put_u8(b, d->full_done);
 	put_u8(b, d->stage);
 	put_u8(b, d->src_was_on);
+	put_u8(b, d->migrate);
 	put_str(b, d->src_vm);
 	put_str(b, d->src_dc);
 	put_str(b, d->dst_vm);
@@ -218,6 +220,7 @@ data_decode(const uint8_t *p, size_t n, struct mig_data *d)
 	d->full_done = rd_u8(&r);
 	d->stage = rd_u8(&r);
 	d->src_was_on = rd_u8(&r);
+	d->migrate = rd_u8(&r);
 	d->src_vm = rd_str(&r);
 	d->src_dc = rd_str(&r);
 	d->dst_vm = rd_str(&r);
@@ -1810,13 +1813,32 @@ mig_enter_querying_changes(struct job *j, int event)
 static void
 transfer_done(struct mig_rt *rt)
 {
-	if (!rt->d.full_done) {
+	if (!rt->d.full_done || !rt->d.migrate) {
+		/* The first full copy, or a sync after a restart of a job that
+		 * was waiting in 迁移就绪: back to ready. */
 		rt->d.full_done = 1;
 		rt_save(rt);
 		mig_event(rt, MIG_EV_FULL_DONE);
 		return;
 	}
 	mig_event(rt, MIG_EV_CATCHUP_DONE);
+}
+
+void
+mig_note_migrate(struct job *j)
+{
+	struct mig_data d;
+	struct sbuf b;
+
+	if (data_decode(j->data, j->datalen, &d) != 0)
+		return;
+	d.migrate = 1;
+	sbuf_init(&b);
+	data_encode(&d, &b);
+	/* Persisted with the transition that follows, in one commit. */
+	job_set_data(j, b.data, b.len);
+	sbuf_free(&b);
+	data_free(&d);
 }
 
 void
@@ -1838,8 +1860,10 @@ mig_enter_ready(struct job *j, int event)
 	if (event != EV_RESUME)
 		job_log(j, LOG_INFO, "full copy finished (%llu bytes); 迁移就绪: run `vmferryctl migrate %s %s` to cut over",
 		    (unsigned long long)rt->d.bytes_moved, j->rule, j->vm);
-	if (j->cfg != NULL && j->cfg->options.auto_migrate)
+	if (j->cfg != NULL && j->cfg->options.auto_migrate) {
+		mig_note_migrate(j);
 		fsm_dispatch(j, MIG_EV_MIGRATE, "auto_migrate");
+	}
 }
 
 /* ---- cutting over ---- */

@@ -316,7 +316,9 @@ test_migration_forward_path(void **unused)
 	assert_int_equal(target(t, state_of(t, "fetching_config"), ok), state_of(t, "querying_changes"));
 	assert_int_equal(target(t, state_of(t, "querying_changes"), ok), state_of(t, "transferring"));
 	assert_int_equal(target(t, state_of(t, "transferring"), event_of(t, "full_done")), state_of(t, "ready"));
-	assert_int_equal(target(t, state_of(t, "ready"), event_of(t, "migrate")), state_of(t, "querying_changes"));
+	/* 开始迁移: the catch-up waits for a transfer slot like any transfer. */
+	assert_int_equal(target(t, state_of(t, "ready"), event_of(t, "migrate")), state_of(t, "queued"));
+	assert_int_equal(target(t, state_of(t, "transferring"), event_of(t, "catchup_done")), state_of(t, "cutting_over"));
 	assert_int_equal(target(t, state_of(t, "cutting_over"), ok), state_of(t, "complete"));
 }
 
@@ -330,7 +332,7 @@ test_migrate_only_from_ready(void **unused)
 		int to = target(t, s, migrate);
 
 		if (s == ready)
-			assert_int_equal(to, state_of(t, "querying_changes"));
+			assert_int_equal(to, state_of(t, "queued"));
 		else if (s == state_of(t, "deleting") && to == FSM_IGNORE)
 			continue; /* the job is going away; its row swallows every event */
 		else if (to != FSM_REJECT)
