@@ -23,10 +23,12 @@
 #include "fsm/tables.h"
 
 
+/* Replication jobs: their start and stop actions are the generic ones,
+ * so the job layer is exercised without a platform. */
 static char dir[64];
 static char *mig_vms[] = { "web01", "web02" };
 static struct cfg_rule mig_rule = {
-	.kind = CFG_MIGRATION,
+	.kind = CFG_REPLICATION,
 	.name = "mv",
 	.vms = mig_vms,
 	.nvms = 2,
@@ -106,7 +108,7 @@ settle(void)
 static struct job *
 queued_job(const char *vm)
 {
-	struct job *j = job_create(CFG_MIGRATION, "mv", vm, &mig_rule);
+	struct job *j = job_create(CFG_REPLICATION, "mv", vm, &mig_rule);
 
 	settle();
 	assert_string_equal(state_id(j), "queued");
@@ -178,12 +180,12 @@ store_has(enum store_db db, const void *key, size_t klen)
 static void
 test_create_persists_then_runs(void **unused)
 {
-	struct job *j = job_create(CFG_MIGRATION, "mv", "web01", &mig_rule);
+	struct job *j = job_create(CFG_REPLICATION, "mv", "web01", &mig_rule);
 
 	assert_non_null(j);
-	assert_ptr_equal(job_find(CFG_MIGRATION, "mv", "web01"), j);
+	assert_ptr_equal(job_find(CFG_REPLICATION, "mv", "web01"), j);
 	assert_null(job_find(CFG_REPLICATION, "mv", "web01"));
-	assert_null(job_find(CFG_MIGRATION, "mv", "web0"));
+	assert_null(job_find(CFG_REPLICATION, "mv", "web0"));
 	assert_int_equal(job_count(), 1);
 	assert_string_equal(state_id(j), "starting");
 	/* on its way to disk, and nothing has started yet */
@@ -246,7 +248,7 @@ test_stop_and_start_again(void **unused)
 	settle();
 	assert_string_equal(state_id(j), "stopped");
 	assert_int_equal(fsm_dispatch(j, EV_STOP, NULL), FSM_IGNORED);
-	assert_int_equal(fsm_dispatch(j, MIG_EV_MIGRATE, NULL), FSM_REJECTED);
+	assert_int_equal(fsm_dispatch(j, REP_EV_REVERT, NULL), FSM_REJECTED);
 	assert_int_equal(fsm_dispatch(j, EV_START, NULL), FSM_DONE);
 	settle();
 	assert_string_equal(state_id(j), "queued");
@@ -256,7 +258,7 @@ test_stop_and_start_again(void **unused)
 static void
 test_job_without_rule_stops(void **unused)
 {
-	struct job *j = job_create(CFG_MIGRATION, "gone", "vm1", NULL);
+	struct job *j = job_create(CFG_REPLICATION, "gone", "vm1", NULL);
 
 	settle();
 	assert_string_equal(state_id(j), "stopped");
@@ -267,7 +269,7 @@ test_job_without_rule_stops(void **unused)
 static void
 test_log_bounded_oldest_dropped(void **unused)
 {
-	struct job *j = job_create(CFG_MIGRATION, "mv", "web01", &mig_rule);
+	struct job *j = job_create(CFG_REPLICATION, "mv", "web01", &mig_rule);
 	json_t *a;
 	size_t i;
 	char want[64];
@@ -382,7 +384,7 @@ test_restart_restores_everything(void **unused)
 	n = log_count(j);
 	assert_int_equal(restart(), 2);
 
-	j = job_find(CFG_MIGRATION, "mv", "web01");
+	j = job_find(CFG_REPLICATION, "mv", "web01");
 	k = job_find(CFG_REPLICATION, "rep", "web01");
 	assert_non_null(j);
 	assert_non_null(k);
@@ -431,7 +433,7 @@ test_restart_restores_everything(void **unused)
 	settle();
 	assert_int_equal(restart(), 2);
 	assert_int_equal(sched_active_total(), 1);
-	assert_string_equal(state_id(job_find(CFG_MIGRATION, "mv", "web01")), "creating_vm");
+	assert_string_equal(state_id(job_find(CFG_REPLICATION, "mv", "web01")), "creating_vm");
 
 	json_decref(log_before);
 	json_decref(log_after);
@@ -449,8 +451,8 @@ test_delete_keeps_neighbours(void **unused)
 
 	rule_a.name = "a";
 	/* rule "a": VMs "b" and "bc"; "mv"/"b" is another rule's job */
-	b = job_create(CFG_MIGRATION, "a", "b", &rule_a);
-	bc = job_create(CFG_MIGRATION, "a", "bc", &rule_a);
+	b = job_create(CFG_REPLICATION, "a", "b", &rule_a);
+	bc = job_create(CFG_REPLICATION, "a", "bc", &rule_a);
 	settle();
 	for (i = 0; i < 20; i++) {
 		job_log(b, LOG_INFO, "b %zu", i);
@@ -466,9 +468,9 @@ test_delete_keeps_neighbours(void **unused)
 
 	assert_int_equal(fsm_dispatch(b, EV_DELETE, NULL), FSM_DONE);
 	assert_int_equal(sched_queued_total(), 2); /* a/b left the queue: mv/b and a/bc remain */
-	for (i = 0; i < 10 && job_find(CFG_MIGRATION, "a", "b") != NULL; i++)
+	for (i = 0; i < 10 && job_find(CFG_REPLICATION, "a", "b") != NULL; i++)
 		assert_int_equal(store_commit(), 0);
-	assert_null(job_find(CFG_MIGRATION, "a", "b"));
+	assert_null(job_find(CFG_REPLICATION, "a", "b"));
 	settle();
 
 	/* every trace of a/b is gone */
@@ -484,13 +486,13 @@ test_delete_keeps_neighbours(void **unused)
 	assert_true(store_has(STORE_JOBS, bc->key, bc->keylen));
 	assert_int_equal(bc->stats.successes, 1);
 	assert_true(store_has(STORE_STATS, bc->key, bc->keylen));
-	assert_non_null(job_find(CFG_MIGRATION, "mv", "b"));
-	assert_true(log_count(job_find(CFG_MIGRATION, "mv", "b")) > 0);
+	assert_non_null(job_find(CFG_REPLICATION, "mv", "b"));
+	assert_true(log_count(job_find(CFG_REPLICATION, "mv", "b")) > 0);
 
 	/* and it stays gone after a restart */
 	assert_int_equal(restart(), 2);
-	assert_null(job_find(CFG_MIGRATION, "a", "b"));
-	bc = job_find(CFG_MIGRATION, "a", "bc");
+	assert_null(job_find(CFG_REPLICATION, "a", "b"));
+	bc = job_find(CFG_REPLICATION, "a", "bc");
 	assert_non_null(bc);
 	assert_int_equal(log_count(bc), nbc);
 	assert_int_equal(bc->stats.successes, 1);
@@ -502,7 +504,7 @@ test_to_json_fields(void **unused)
 {
 	static const char *const required[] = { "rule", "vm", "kind", "state", "label_zh", "label_en",
 		"progress", "bytes_done", "bytes_total", "rate_bps", "error" };
-	struct job *j = job_create(CFG_MIGRATION, "mv", "web01", &mig_rule);
+	struct job *j = job_create(CFG_REPLICATION, "mv", "web01", &mig_rule);
 	json_t *o;
 	size_t i;
 
@@ -553,7 +555,7 @@ test_to_json_fields(void **unused)
 static void
 test_progress_stays_in_range(void **unused)
 {
-	struct job *j = job_create(CFG_MIGRATION, "mv", "web01", &mig_rule);
+	struct job *j = job_create(CFG_REPLICATION, "mv", "web01", &mig_rule);
 	json_int_t progress;
 	json_t *o;
 
@@ -587,7 +589,7 @@ test_crash_while_deleting_resumes(void **unused)
 			_exit(2);
 		sched_init(NULL);
 		job_init(NULL);
-		j = job_create(CFG_MIGRATION, "mv", "web01", &mig_rule);
+		j = job_create(CFG_REPLICATION, "mv", "web01", &mig_rule);
 		for (i = 0; i < 3; i++)
 			store_commit();
 		fsm_dispatch(j, EV_DELETE, NULL);
@@ -600,10 +602,10 @@ test_crash_while_deleting_resumes(void **unused)
 
 	engine_up();
 	assert_int_equal(job_load_all(), 1);
-	assert_string_equal(state_id(job_find(CFG_MIGRATION, "mv", "web01")), "deleting");
+	assert_string_equal(state_id(job_find(CFG_REPLICATION, "mv", "web01")), "deleting");
 	job_resume_all();
 	settle();
-	assert_null(job_find(CFG_MIGRATION, "mv", "web01"));
+	assert_null(job_find(CFG_REPLICATION, "mv", "web01"));
 }
 
 int
