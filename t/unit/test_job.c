@@ -184,7 +184,7 @@ test_create_persists_then_runs(void **unused)
 
 	assert_non_null(j);
 	assert_ptr_equal(job_find(CFG_REPLICATION, "mv", "web01"), j);
-	assert_null(job_find(CFG_REPLICATION, "mv", "web01"));
+	assert_null(job_find(CFG_MIGRATION, "mv", "web01"));
 	assert_null(job_find(CFG_REPLICATION, "mv", "web0"));
 	assert_int_equal(job_count(), 1);
 	assert_string_equal(state_id(j), "starting");
@@ -515,7 +515,7 @@ test_to_json_fields(void **unused)
 			fail_msg("job_to_json has no \"%s\"", required[i]);
 	assert_string_equal(json_string_value(json_object_get(o, "rule")), "mv");
 	assert_string_equal(json_string_value(json_object_get(o, "vm")), "web01");
-	assert_string_equal(json_string_value(json_object_get(o, "kind")), "migration");
+	assert_string_equal(json_string_value(json_object_get(o, "kind")), "replication");
 	assert_string_equal(json_string_value(json_object_get(o, "state")), "starting");
 	assert_string_equal(json_string_value(json_object_get(o, "label_zh")), "启动");
 	assert_string_equal(json_string_value(json_object_get(o, "label_en")), "Starting");
