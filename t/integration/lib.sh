@@ -87,7 +87,9 @@ start_peer() {
 	printf -v "${name}_DIR" '%s' "$(jq -r .dir <<<"$line")"
 }
 
-# A config directory with one platform, a node and a migration rule.
+# A config directory with two platforms, a node and a rule "mig" over the
+# given VMs.  The rule is a replication rule without a schedule: its jobs
+# exercise the engine (states, store, socket) without talking to a peer.
 # make_config DIR [VMS...]
 make_config() {
 	local dir=$1; shift
@@ -117,10 +119,11 @@ repository: repo
 temp_dir: tmp
 YAML
 	cat >"$dir/mig.yaml" <<YAML
-kind: migration
+kind: replication
 name: mig
 source: { platform: src, vms: [$(echo "$vms" | sed 's/ /, /g')] }
 node: local
 target: { platform: dst, datacenter: DC0, host: H0, datastore: ds0 }
+options: { auto_sync: false }
 YAML
 }

@@ -8,11 +8,12 @@ make_config "$T/conf" web01
 start_daemon "$T/conf"
 
 cat >"$T/conf/new.yaml.tmp" <<YAML
-kind: migration
+kind: replication
 name: added
 source: { platform: src, vms: [db01] }
 node: local
 target: { platform: dst, datacenter: DC0, host: H0, datastore: ds0 }
+options: { auto_sync: false }
 YAML
 mv "$T/conf/new.yaml.tmp" "$T/conf/new.yaml"
 t0=$(date +%s%N)
@@ -25,24 +26,25 @@ ok "the new rule gets a job"
 
 # A broken edit: the rule keeps its last good version.
 cat >"$T/conf/new.yaml" <<YAML
-kind: migration
+kind: replication
 name: added
 source: { platform: src, vms: [db01, db02] }
 node: local
 target: { platform: dst, datacenter: DC0, host: H0, datastore: ds0 }
 options:
+  auto_sync: false
   fast_tranfer: true
 YAML
 wait_until 3 sh -c "'$BIN/vmferryctl' -s '$SOCK' --json rules | jq -e '.config_errors | length > 0'" || fail "broken edit is reported"
 err=$(ctl --json rules | jq -r '.config_errors[0]')
-assert_match "$err" "new\.yaml:7:3: .*fast_tranfer" "the error names file, line and column"
+assert_match "$err" "new\.yaml:8:3: .*fast_tranfer" "the error names file, line and column"
 vms=$(ctl --json rules | jq -c '.rules[] | select(.name == "added") | .vms')
 assert_eq "$vms" '["db01"]' "the running rule keeps its last good version"
 assert_eq "$(job_state added db02)" none "nothing from the broken version runs"
 assert_match "$(ctl rules)" "configuration errors" "the rules table shows the config error"
 
 # Fixed: the new version applies.
-sed -i '/options:/d; /fast_tranfer/d' "$T/conf/new.yaml"
+sed -i '/fast_tranfer/d' "$T/conf/new.yaml"
 wait_until 3 sh -c "'$BIN/vmferryctl' -s '$SOCK' --json rules | jq -e '.config_errors | length == 0'" || fail "fixed file reloads"
 wait_until 3 sh -c "[ \"\$('$BIN/vmferryctl' -s '$SOCK' --json jobs added | jq '.jobs | length')\" = 2 ]" || fail "fixed file adds the VM"
 ok "a fixed file applies, with its new VM"
@@ -57,11 +59,12 @@ assert_match "$(ctl log added db01)" "no longer configured" "the log says why th
 # Put back through SIGHUP (inotify would also see it): jobs start again.
 cp "$T/conf/mig.yaml" "$T/mig.bak"
 cat >"$T/conf/new.yaml" <<YAML
-kind: migration
+kind: replication
 name: added
 source: { platform: src, vms: [db01, db02] }
 node: local
 target: { platform: dst, datacenter: DC0, host: H0, datastore: ds0 }
+options: { auto_sync: false }
 YAML
 kill -HUP "$DAEMON_PID"
 wait_until 3 sh -c "[ \"\$('$BIN/vmferryctl' -s '$SOCK' --json jobs added | jq -r '[.jobs[].state] | unique | join(\",\")')\" != stopped ]" ||
