@@ -454,6 +454,7 @@ vs_inventory_free(struct vs_inventory *inv)
 		free(inv->hosts[i].name);
 		free(inv->hosts[i].datacenter);
 		free(inv->hosts[i].resource_pool);
+		free(inv->hosts[i].cpu_model);
 	}
 	free(inv->hosts);
 	for (i = 0; i < inv->ndatastores; i++) {
@@ -537,7 +538,7 @@ static const char *const vm_paths[] = {
 	"config.version", "config.files.vmPathName", "config.hardware.numCPU", "config.hardware.memoryMB",
 	"config.changeTrackingEnabled", "config.hardware.device", "snapshot", "config.annotation", NULL,
 };
-static const char *const host_paths[] = { "name", "parent", NULL };
+static const char *const host_paths[] = { "name", "parent", "summary.hardware.cpuModel", NULL };
 static const char *const ds_paths[] = { "name", "summary.capacity", "summary.freeSpace", "summary.url", NULL };
 static const char *const cr_paths[] = { "resourcePool", NULL };
 static const char *const dc_paths[] = { "name", "vmFolder", NULL };
@@ -587,6 +588,7 @@ inv_add_object(struct vs_op *op, xmlNode *obj, const char *dc)
 		h->moref = moref;
 		h->name = prop_text(obj, "name");
 		h->datacenter = xstrdup(dc);
+		h->cpu_model = prop_text(obj, "summary.hardware.cpuModel");
 		/* Until its compute resource is seen: keep the parent moref. */
 		h->resource_pool = prop_text(obj, "parent");
 		return;

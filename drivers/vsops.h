@@ -76,6 +76,7 @@ struct vs_host {
 	char *name;
 	char *datacenter;
 	char *resource_pool;     /* of its compute resource */
+	char *cpu_model;         /* summary.hardware.cpuModel */
 };
 
 struct vs_datastore {

@@ -303,6 +303,7 @@ struct mig_rt {
 	int waited;
 	int lan_warned;
 	int step;                /* enum prep_step while a pass is prepared */
+	char *src_cpu;           /* the source host's CPU model, for the pre-check warning */
 };
 
 static void
@@ -373,6 +374,7 @@ rt_free(void *p)
 	if (rt->timer != NULL)
 		event_free(rt->timer);
 	rt_free_pass(rt);
+	free(rt->src_cpu);
 	if (rt->vm != NULL) {
 		vs_vm_free(rt->vm);
 		free(rt->vm);
@@ -762,6 +764,11 @@ create_source_inventory(const struct vs_inventory *inv, const char *error, doubl
 		return;
 	}
 	rt_set_vm(rt, vm);
+	free(rt->src_cpu);
+	rt->src_cpu = NULL;
+	for (i = 0; i < inv->nhosts; i++)
+		if (str_eq(inv->hosts[i].moref, vm->host) && inv->hosts[i].cpu_model != NULL)
+			rt->src_cpu = xstrdup(inv->hosts[i].cpu_model);
 	t = token_new(rt);
 	if (platform_inventory(rule_of(rt)->target.platform, 1, create_target_inventory, t) != 0) {
 		token_take(t);
@@ -856,6 +863,12 @@ create_target_inventory(const struct vs_inventory *inv, const char *error, doubl
 		    r->target.datacenter, r->target.platform);
 		return;
 	}
+	/* A different CPU vendor may stop a guest from booting or running
+	 * well; the user decides, the log says it. */
+	if (rt->src_cpu != NULL && host->cpu_model != NULL &&
+	    (strstr(rt->src_cpu, "AMD") != NULL) != (strstr(host->cpu_model, "AMD") != NULL))
+		job_log(rt->j, LOG_WARN, "CPU vendors differ: source host has \"%s\", target host %s has \"%s\"",
+		    rt->src_cpu, host->name, host->cpu_model);
 	mark = marker(rt);
 	clash = vs_inventory_vm(inv, rt->j->vm);
 	if (clash != NULL) {
@@ -1062,6 +1075,9 @@ fetch_target_done(struct vs_out *out, void *arg)
 		mig_fail(rt, "target VM %s has %zu disks, the source %zu", out->vm->name, out->vm->ndisks, rt->d.ndisks);
 		return;
 	}
+	if (rt->vm != NULL && rt->vm->version != NULL && !str_eq(rt->vm->version, out->vm->version))
+		job_log(rt->j, LOG_WARN, "hardware versions differ: source %s, target VM %s", rt->vm->version,
+		    out->vm->version ? out->vm->version : "unknown");
 	for (i = 0; i < rt->d.ndisks; i++) {
 		if (out->vm->disks[i].capacity != rt->d.disks[i].capacity) {
 			mig_fail(rt, "target disk %zu holds %llu bytes, the source's %llu", i,
@@ -2063,6 +2079,9 @@ mig_enter_cutting_over(struct job *j, int event)
 		return;
 	rt->i = 0;
 	rt->rate_t0 = 0;
+	if (j->cfg->options.memory_snapshot && rt->d.stage == 0)
+		job_log(j, LOG_WARN, "memory_snapshot: carrying the memory state over is not supported yet; the target "
+		                     "boots from its disks");
 	cutover_step(rt);
 }
 
