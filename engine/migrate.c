@@ -54,6 +54,9 @@ struct mig_disk {
 	char *change_id;    /* of the last finished sync, or NULL */
 	uint64_t checkpoint;/* pass progress: areas below are copied; DISK_DONE when the disk is done */
 	uint8_t full;       /* this pass copies the whole disk (CBT reset, no changeId) */
+	char *pass_cid;     /* changeId of this disk in the pass's snapshot */
+	char *prev_cid;     /* an interrupted pass: below prev_ckpt the target holds */
+	uint64_t prev_ckpt; /* the disk as of prev_cid (a stop removed its snapshot) */
 };
 
 struct mig_data {
@@ -84,6 +87,8 @@ data_free(struct mig_data *d)
 		free(d->disks[i].dst_ds);
 		free(d->disks[i].dst_flat);
 		free(d->disks[i].change_id);
+		free(d->disks[i].pass_cid);
+		free(d->disks[i].prev_cid);
 	}
 	free(d->disks);
 	free(d->src_vm);
@@ -201,6 +206,9 @@ data_encode(const struct mig_data *d, struct sbuf *b)
 		put_str(b, d->disks[i].change_id);
 		put_u64(b, d->disks[i].checkpoint);
 		put_u8(b, d->disks[i].full);
+		put_str(b, d->disks[i].pass_cid);
+		put_str(b, d->disks[i].prev_cid);
+		put_u64(b, d->disks[i].prev_ckpt);
 	}
 }
 
@@ -246,6 +254,9 @@ data_decode(const uint8_t *p, size_t n, struct mig_data *d)
 		d->disks[i].change_id = rd_str(&r);
 		d->disks[i].checkpoint = rd_u64(&r);
 		d->disks[i].full = rd_u8(&r);
+		d->disks[i].pass_cid = rd_str(&r);
+		d->disks[i].prev_cid = rd_str(&r);
+		d->disks[i].prev_ckpt = rd_u64(&r);
 	}
 	if (r.bad) {
 		data_free(d);
@@ -304,6 +315,9 @@ struct mig_rt {
 	int lan_warned;
 	int step;                /* enum prep_step while a pass is prepared */
 	char *src_cpu;           /* the source host's CPU model, for the pre-check warning */
+	struct vs_extent *prev_areas; /* changes since an interrupted pass, while a disk is queried */
+	size_t nprev;
+	int prev_asked;
 };
 
 static void
@@ -375,6 +389,7 @@ rt_free(void *p)
 		event_free(rt->timer);
 	rt_free_pass(rt);
 	free(rt->src_cpu);
+	free(rt->prev_areas);
 	if (rt->vm != NULL) {
 		vs_vm_free(rt->vm);
 		free(rt->vm);
@@ -800,6 +815,8 @@ adopt_target(struct mig_rt *rt, const char *dst_moref)
 			free(rt->d.disks[i].dst_ds);
 			free(rt->d.disks[i].dst_flat);
 			free(rt->d.disks[i].change_id);
+			free(rt->d.disks[i].pass_cid);
+			free(rt->d.disks[i].prev_cid);
 		}
 		free(rt->d.disks);
 		rt->d.ndisks = rt->vm->ndisks;
@@ -1106,6 +1123,28 @@ mig_enter_fetching_config(struct job *j, int event)
 	rt->op = vs_get_vm(src_client(rt), rt->d.src_vm, fetch_source_done, token_new(rt));
 }
 
+/* The pass's snapshot goes away before the pass is done (stop, or it
+ * vanished): remember how far each disk got and at which changeId, so
+ * that the next pass copies below that point only what changed since. */
+static void
+remember_partial(struct mig_rt *rt)
+{
+	size_t i;
+
+	for (i = 0; i < rt->d.ndisks; i++) {
+		struct mig_disk *md = &rt->d.disks[i];
+		uint64_t got = md->checkpoint == DISK_DONE ? md->capacity : md->checkpoint;
+
+		if (got == 0 || md->pass_cid == NULL)
+			continue;
+		free(md->prev_cid);
+		md->prev_cid = xstrdup(md->pass_cid);
+		md->prev_ckpt = got;
+	}
+	for (i = 0; i < rt->d.ndisks; i++)
+		rt->d.disks[i].checkpoint = 0;
+}
+
 /* ---- a sync pass: snapshot, changed areas, descriptors ---- */
 
 
@@ -1260,11 +1299,16 @@ prep_disks_done(struct vs_out *out, void *arg)
 		free(md->src_file);
 		md->src_file = xstrdup(out->disks[i].file);
 		rt->snap_cids[i] = out->disks[i].change_id ? xstrdup(out->disks[i].change_id) : NULL;
+		free(md->pass_cid);
+		md->pass_cid = rt->snap_cids[i] ? xstrdup(rt->snap_cids[i]) : NULL;
 	}
 	rt_save(rt);
 	rt->i = 0;
+	rt->prev_asked = 0;
 	prep_next(rt);
 }
+
+static void prep_prev_done(struct vs_out *out, void *arg);
 
 static void
 prep_areas_done(struct vs_out *out, void *arg)
@@ -1291,11 +1335,82 @@ prep_areas_done(struct vs_out *out, void *arg)
 		prep_op_failed(rt, "querying changed areas", out);
 		return;
 	}
-	rt->areas[rt->i] = out->extents;
-	rt->nareas[rt->i] = out->nextents;
+	if (rt->prev_asked && md->prev_cid != NULL) {
+		/* Below the interrupted pass's point the target already holds the
+		 * disk as of prev_cid: only what changed since goes again. */
+		struct vs_extent *merged = NULL;
+		size_t n = 0, k;
+		uint64_t cut = md->prev_ckpt;
+
+		for (k = 0; k < rt->nprev; k++) {
+			uint64_t s0 = rt->prev_areas[k].start, e0 = s0 + rt->prev_areas[k].length;
+
+			if (s0 >= cut)
+				break;
+			merged = xreallocarray(merged, n + 1, sizeof(*merged));
+			merged[n].start = s0;
+			merged[n].length = (e0 < cut ? e0 : cut) - s0;
+			n++;
+		}
+		for (k = 0; k < out->nextents; k++) {
+			uint64_t s0 = out->extents[k].start, e0 = s0 + out->extents[k].length;
+
+			if (e0 <= cut)
+				continue;
+			if (s0 < cut)
+				s0 = cut;
+			merged = xreallocarray(merged, n + 1, sizeof(*merged));
+			merged[n].start = s0;
+			merged[n].length = e0 - s0;
+			n++;
+		}
+		job_log(rt->j, LOG_INFO, "disk %zu: resuming the interrupted copy at offset %llu", rt->i,
+		    (unsigned long long)cut);
+		rt->areas[rt->i] = merged;
+		rt->nareas[rt->i] = n;
+	} else {
+		rt->areas[rt->i] = out->extents;
+		rt->nareas[rt->i] = out->nextents;
+		out->extents = NULL;
+		out->nextents = 0;
+	}
+	free(rt->prev_areas);
+	rt->prev_areas = NULL;
+	rt->nprev = 0;
+	rt->prev_asked = 0;
+	rt->i++;
+	prep_step(rt);
+}
+
+static void
+prep_prev_done(struct vs_out *out, void *arg)
+{
+	struct mig_rt *rt = token_take(arg);
+	struct mig_disk *md;
+
+	if (rt == NULL)
+		return;
+	rt->op = NULL;
+	md = &rt->d.disks[rt->i];
+	if (out->status == VS_FAULT) {
+		/* That changeId is no longer valid: copy as if from scratch. */
+		job_log(rt->j, LOG_WARN, "disk %zu: cannot resume the interrupted copy (%s); copying it again", rt->i,
+		    out->error);
+		free(md->prev_cid);
+		md->prev_cid = NULL;
+		md->prev_ckpt = 0;
+		rt_save(rt);
+		prep_step(rt);
+		return;
+	}
+	if (out->status != VS_OK) {
+		prep_op_failed(rt, "querying changed areas", out);
+		return;
+	}
+	rt->prev_areas = out->extents;
+	rt->nprev = out->nextents;
 	out->extents = NULL;
 	out->nextents = 0;
-	rt->i++;
 	prep_step(rt);
 }
 
@@ -1404,8 +1519,10 @@ prep_step(struct mig_rt *rt)
 			prep_next(rt);
 			return;
 		}
-		if (rt->d.snap != NULL)
+		if (rt->d.snap != NULL) {
 			job_log(rt->j, LOG_WARN, "snapshot %s of the pass in progress is gone", rt->d.snap);
+			remember_partial(rt);
+		}
 		if (!rt->create) {
 			free(rt->d.snap);
 			rt->d.snap = NULL;
@@ -1452,6 +1569,13 @@ prep_step(struct mig_rt *rt)
 					job_log(rt->j, LOG_INFO, "fast_transfer is off: copying whole disks again");
 				rt->i++;
 				prep_step(rt);
+				return;
+			}
+			if (md->prev_cid != NULL && md->prev_ckpt > 0 && rt->prev_areas == NULL && !rt->prev_asked) {
+				/* First: what changed below the interrupted pass's point. */
+				rt->prev_asked = 1;
+				rt->op = vs_query_changes(src_client(rt), rt->d.src_vm, rt->d.snap, (int)md->key, md->prev_cid,
+				    md->capacity, prep_prev_done, token_new(rt));
 				return;
 			}
 			cid = (!rt->d.full_done || md->full || md->change_id == NULL) ? "*" : md->change_id;
@@ -1756,6 +1880,9 @@ finish_pass(struct mig_rt *rt)
 		free(md->change_id);
 		md->change_id = rt->snap_cids[i] ? xstrdup(rt->snap_cids[i]) : NULL;
 		md->full = 0;
+		free(md->prev_cid);
+		md->prev_cid = NULL;
+		md->prev_ckpt = 0;
 	}
 	rt->d.bytes_moved += rt->pass_total;
 	rt_save(rt);
@@ -2093,7 +2220,6 @@ static void
 stop_snapshot_removed(struct vs_out *out, void *arg)
 {
 	struct mig_rt *rt = token_take(arg);
-	size_t i;
 
 	if (rt == NULL)
 		return;
@@ -2103,9 +2229,8 @@ stop_snapshot_removed(struct vs_out *out, void *arg)
 			job_log(rt->j, LOG_WARN, "removing snapshot %s: %s", rt->d.snap, out->error);
 		free(rt->d.snap);
 		rt->d.snap = NULL;
-		/* A pass without its snapshot starts over. */
-		for (i = 0; i < rt->d.ndisks; i++)
-			rt->d.disks[i].checkpoint = 0;
+		/* The next pass starts where this one stopped. */
+		remember_partial(rt);
 		rt_save(rt);
 	} else {
 		job_log(rt->j, LOG_WARN, "snapshot %s could not be removed now (%s); it is removed when the job runs again",
