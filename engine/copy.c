@@ -185,8 +185,11 @@ copy_pump(struct copy *c)
 		end = c->p.areas[c->area].start + c->p.areas[c->area].length;
 		k->off = c->cursor;
 		k->len = end - c->cursor < c->p.chunk ? (size_t)(end - c->cursor) : c->p.chunk;
-		if (c->p.bucket != NULL) {
-			limit = bw_limit_at(c->p.windows, c->p.nwindows, time(NULL));
+		if (c->p.bucket != NULL && c->p.windows != NULL) {
+			size_t nw = 0;
+			const struct cfg_window *w = c->p.windows(c->p.arg, &nw);
+
+			limit = bw_limit_at(w, nw, time(NULL));
 			wait = bw_take(c->p.bucket, limit, k->len, now_mono());
 			if (wait < 0) {
 				/* Limit 0: paused until the window ends, progress kept. */
@@ -195,7 +198,7 @@ copy_pump(struct copy *c)
 					if (copy_report(c, 1) != 0)
 						return;
 				}
-				copy_wait(c, bw_next_change(c->p.windows, c->p.nwindows, time(NULL)));
+				copy_wait(c, bw_next_change(w, nw, time(NULL)));
 				return;
 			}
 			if (wait > 0) {
@@ -254,6 +257,16 @@ copy_start(const struct copy_params *p)
 	/* Start from the loop, so done never runs inside copy_start. */
 	copy_wait(c, 0);
 	return c;
+}
+
+void
+copy_wake(struct copy *c)
+{
+	if (c == NULL || !c->waiting)
+		return;
+	evtimer_del(c->timer);
+	c->waiting = 0;
+	copy_wait(c, 0);
 }
 
 void

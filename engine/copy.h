@@ -25,8 +25,9 @@ struct copy_params {
 	size_t chunk;                    /* bytes per request (transfer_buffer) */
 	int inflight;                    /* requests in flight at most */
 	struct bw_bucket *bucket;        /* the rule's; NULL = no limit */
-	const struct cfg_window *windows;
-	size_t nwindows;
+	/* The rule's bandwidth windows as configured now (the configuration
+	 * can be reloaded under a running copy). */
+	const struct cfg_window *(*windows)(void *arg, size_t *n);
 	double checkpoint_s;             /* flush and report a checkpoint at most this often */
 	/* Progress: bytes copied in this run, and the checkpoint (all below
 	 * it is on stable storage). */
@@ -37,6 +38,8 @@ struct copy_params {
 
 struct copy *copy_start(const struct copy_params *p);
 void copy_cancel(struct copy *c);
+/* The windows may have changed: a paused or pacing copy looks again now. */
+void copy_wake(struct copy *c);
 
 /* Bytes of the areas at or above offset. */
 uint64_t copy_bytes_from(const struct vs_extent *areas, size_t n, uint64_t offset);

@@ -156,6 +156,8 @@ engine_apply_config(int initial)
 			r = NULL;
 		if (r != NULL && j->cfg == NULL && !initial) {
 			j->cfg = r;
+			if (j->config_changed != NULL)
+				j->config_changed(j);
 			job_log(j, LOG_INFO, "its rule is configured again");
 			if (job_flags(j) & FSM_F_RESTING)
 				fsm_dispatch(j, EV_START, NULL);
@@ -166,6 +168,8 @@ engine_apply_config(int initial)
 		if (r == NULL && j->cfg != NULL && !initial)
 			job_log(j, LOG_WARN, "its rule or VM was removed from the configuration; stopping");
 		j->cfg = r;
+		if (r != NULL && j->config_changed != NULL)
+			j->config_changed(j);
 		if (r == NULL && !initial)
 			fsm_dispatch(j, EV_RULE_REMOVED, "its rule is no longer configured");
 	}

@@ -57,6 +57,7 @@ struct job {
 	 * (its work belongs to the state it was started for) and when it goes. */
 	void (*cancel)(struct job *j);
 	void (*free_priv)(void *priv); /* frees priv with the job */
+	void (*config_changed)(struct job *j); /* its rule may have changed (reload) */
 };
 
 TAILQ_HEAD(job_list, job);

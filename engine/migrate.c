@@ -37,7 +37,7 @@
 #include "engine/util.h"
 #include "fsm/tables.h"
 
-#define MIG_DATA_V1 1
+#define MIG_DATA_V2 2
 #define DISK_DONE UINT64_MAX
 #define SHUTDOWN_WAIT_S 300
 #define CHECKPOINT_S 2.0
@@ -181,7 +181,7 @@ data_encode(const struct mig_data *d, struct sbuf *b)
 	uint8_t v[2];
 	size_t i;
 
-	put_be16(v, MIG_DATA_V1);
+	put_be16(v, MIG_DATA_V2);
 	sbuf_add(b, v, 2);
 	put_u8(b, d->full_done);
 	put_u8(b, d->stage);
@@ -223,7 +223,7 @@ data_decode(const uint8_t *p, size_t n, struct mig_data *d)
 	if (n == 0)
 		return 0;
 	v = rd_take(&r, 2);
-	if (v == NULL || get_be16(v) != MIG_DATA_V1)
+	if (v == NULL || get_be16(v) != MIG_DATA_V2)
 		return -1;
 	d->full_done = rd_u8(&r);
 	d->stage = rd_u8(&r);
@@ -318,6 +318,7 @@ struct mig_rt {
 	struct vs_extent *prev_areas; /* changes since an interrupted pass, while a disk is queried */
 	size_t nprev;
 	int prev_asked;
+	int bad_data;            /* the saved record could not be read */
 };
 
 static void
@@ -398,6 +399,16 @@ rt_free(void *p)
 	free(rt);
 }
 
+/* A reload may have changed the bandwidth windows: a paused copy looks again. */
+static void
+mig_config_changed(struct job *j)
+{
+	struct mig_rt *rt = j->priv;
+
+	if (rt != NULL && rt->copy != NULL)
+		copy_wake(rt->copy);
+}
+
 static void
 mig_cancel(struct job *j)
 {
@@ -419,13 +430,28 @@ rt_get(struct job *j)
 		j->free_priv = rt_free;
 	}
 	j->cancel = mig_cancel;
+	j->config_changed = mig_config_changed;
 	data_free(&rt->d);
+	rt->bad_data = 0;
 	if (data_decode(j->data, j->datalen, &rt->d) != 0)
-		job_log(j, LOG_WARN, "its saved progress is unreadable; starting over");
+		rt->bad_data = 1;
 	/* The pass cache is only good for the snapshot it was made for. */
 	if (rt->pass_snap != NULL && !str_eq(rt->pass_snap, rt->d.snap))
 		rt_free_pass(rt);
 	return rt;
+}
+
+/* A record this daemon cannot read (written by an incompatible version):
+ * say so and stop, rather than act on empty data. */
+static int
+rt_unreadable(struct mig_rt *rt)
+{
+	if (!rt->bad_data)
+		return 0;
+	fsm_dispatch(rt->j, EV_FAIL,
+	    "its saved progress was written in a format this vmferryd cannot read; delete the job "
+	    "(vmferryctl delete) and start it again");
+	return 1;
 }
 
 static void
@@ -689,6 +715,8 @@ mig_enter_starting(struct job *j, int event)
 	}
 	j->invalid_backoff = 5;
 	rt = rt_get(j);
+	if (rt_unreadable(rt))
+		return;
 	starting_lookup(rt, 0);
 }
 
@@ -964,6 +992,9 @@ void
 mig_enter_creating_vm(struct job *j, int event)
 {
 	struct mig_rt *rt = rt_get(j);
+
+	if (rt_unreadable(rt))
+		return;
 	struct token *t;
 
 	if (j->cfg == NULL || src_client(rt) == NULL || dst_client(rt) == NULL) {
@@ -1115,6 +1146,9 @@ void
 mig_enter_fetching_config(struct job *j, int event)
 {
 	struct mig_rt *rt = rt_get(j);
+
+	if (rt_unreadable(rt))
+		return;
 
 	if (rt->d.src_vm == NULL || rt->d.dst_vm == NULL) {
 		mig_fail(rt, "its source or target VM is unknown; start the job again");
@@ -1721,6 +1755,16 @@ staging_image(struct mig_rt *rt, size_t i, char **err, int *errnum)
 	return path;
 }
 
+static const struct cfg_window *
+current_windows(void *arg, size_t *n)
+{
+	struct mig_rt *rt = arg;
+	const struct cfg_rule *r = rt->j->cfg;
+
+	*n = r ? r->nwindows : 0;
+	return r ? r->windows : NULL;
+}
+
 static void
 copy_progress(void *arg, uint64_t copied, uint64_t checkpoint, int paused)
 {
@@ -1854,8 +1898,7 @@ copy_next_disk(struct mig_rt *rt)
 	if (p.inflight < 1)
 		p.inflight = 1;
 	p.bucket = engine_bucket(r->name);
-	p.windows = r->windows;
-	p.nwindows = r->nwindows;
+	p.windows = current_windows;
 	p.checkpoint_s = CHECKPOINT_S;
 	p.progress = copy_progress;
 	p.done = copy_disk_done;
@@ -1948,6 +1991,9 @@ mig_enter_querying_changes(struct job *j, int event)
 {
 	struct mig_rt *rt = rt_get(j);
 
+	if (rt_unreadable(rt))
+		return;
+
 	if (j->cfg == NULL)
 		return;
 	prepare_pass(rt, 1, query_done);
@@ -1989,6 +2035,9 @@ mig_enter_transferring(struct job *j, int event)
 {
 	struct mig_rt *rt = rt_get(j);
 
+	if (rt_unreadable(rt))
+		return;
+
 	if (j->cfg == NULL)
 		return;
 	rt->after_pass = transfer_done;
@@ -1999,6 +2048,9 @@ void
 mig_enter_ready(struct job *j, int event)
 {
 	struct mig_rt *rt = rt_get(j);
+
+	if (rt_unreadable(rt))
+		return;
 
 	if (event != EV_RESUME)
 		job_log(j, LOG_INFO, "full copy finished (%llu bytes); 迁移就绪: run `vmferryctl migrate %s %s` to cut over",
@@ -2012,6 +2064,7 @@ mig_enter_ready(struct job *j, int event)
 /* ---- cutting over ---- */
 
 static void cutover_step(struct mig_rt *rt);
+static void cut_target_read(struct vs_out *out, void *arg);
 
 static void
 cut_power_done(struct vs_out *out, void *arg)
@@ -2032,7 +2085,8 @@ cut_power_done(struct vs_out *out, void *arg)
 			cutover_step(rt);
 			return;
 		}
-		rt->d.down_start_ms = now_ms();
+		if (rt->d.down_start_ms == 0)
+			rt->d.down_start_ms = now_ms();
 		rt->d.stage = 1;
 	} else {
 		rt->d.down_end_ms = now_ms();
@@ -2069,7 +2123,8 @@ cut_vm_read(struct vs_out *out, void *arg)
 			job_log(rt->j, LOG_INFO, "cutover none: the source keeps running");
 		else
 			job_log(rt->j, LOG_INFO, "source VM %s is powered off", rt->j->vm);
-		rt->d.down_start_ms = now_ms();
+		if (rt->d.down_start_ms == 0)
+			rt->d.down_start_ms = now_ms();
 		rt->d.stage = 1;
 		rt_save(rt);
 		cutover_step(rt);
@@ -2092,8 +2147,37 @@ cut_vm_read(struct vs_out *out, void *arg)
 	}
 	job_log(rt->j, LOG_INFO, "cutover: %s the source VM",
 	    r->options.cutover == CUTOVER_SHUTDOWN ? "shutting down" : "powering off");
+	/* Downtime counts from the moment the source is asked to stop. */
+	if (rt->d.down_start_ms == 0) {
+		rt->d.down_start_ms = now_ms();
+		rt_save(rt);
+	}
 	rt->op = vs_power(src_client(rt), rt->d.src_vm, r->options.cutover == CUTOVER_SHUTDOWN ? "shutdown" : "off",
 	    cut_power_done, token_new(rt));
+}
+
+static void
+cut_target_read(struct vs_out *out, void *arg)
+{
+	struct mig_rt *rt = token_take(arg);
+
+	if (rt == NULL)
+		return;
+	rt->op = NULL;
+	if (out->status != VS_OK) {
+		mig_vs_failed(rt, "reading the target VM", out);
+		return;
+	}
+	if (out->vm->power != NULL && strcmp(out->vm->power, "poweredOn") == 0) {
+		job_log(rt->j, LOG_INFO, "the target VM is powered on");
+		rt->d.down_end_ms = now_ms();
+		rt->d.stage = 4;
+		rt_save(rt);
+		cutover_step(rt);
+		return;
+	}
+	job_log(rt->j, LOG_INFO, "powering on the target VM");
+	rt->op = vs_power(dst_client(rt), rt->d.dst_vm, "on", cut_power_done, token_new(rt));
 }
 
 static void
@@ -2173,8 +2257,8 @@ cutover_step(struct mig_rt *rt)
 		return;
 	case 3:
 		if (r->options.power_on_target) {
-			job_log(rt->j, LOG_INFO, "powering on the target VM");
-			rt->op = vs_power(dst_client(rt), rt->d.dst_vm, "on", cut_power_done, token_new(rt));
+			/* After a crash it may be on already: look first. */
+			rt->op = vs_get_vm(dst_client(rt), rt->d.dst_vm, cut_target_read, token_new(rt));
 			return;
 		}
 		rt->d.down_end_ms = now_ms();
@@ -2201,6 +2285,9 @@ void
 mig_enter_cutting_over(struct job *j, int event)
 {
 	struct mig_rt *rt = rt_get(j);
+
+	if (rt_unreadable(rt))
+		return;
 
 	if (j->cfg == NULL)
 		return;

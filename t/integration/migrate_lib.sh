@@ -10,14 +10,15 @@
 
 CONF=$T/conf
 
-# mig_start_peers SOURCE_FIXTURE [source peer args]: starts S and D.
+# mig_start_peers SOURCE_FIXTURE [source peer args]: starts S and D (D
+# from $MIG_TARGET_FIXTURE when set, else empty).
 mig_start_peers() {
 	local fixture=$1; shift
 	cat >"$T/target.json" <<'JSON'
 {"datacenters":[{"name":"DC0","hosts":["H0"],"datastores":["ds0"]}],"vms":[]}
 JSON
 	start_peer S "$fixture" "$@"
-	start_peer D "$T/target.json"
+	start_peer D "${MIG_TARGET_FIXTURE:-$T/target.json}"
 }
 
 # mig_config [SYSTEM_YAML_LINES]: writes $CONF; MIG_MOUNTS=1 adds
@@ -105,6 +106,9 @@ wait_job() {
 	local rule=$1 vm=$2 want=" $3 " limit=$4 st
 	local end=$((SECONDS + limit))
 	while :; do
+		if [ -n "$DAEMON_PID" ] && ! kill -0 "$DAEMON_PID" 2>/dev/null; then
+			fail "vmferryd died while $rule/$vm waited for$want"
+		fi
 		st=$(job_state "$rule" "$vm" 2>/dev/null || echo none)
 		case "$want" in *" $st "*) return 0 ;; esac
 		if [ "$st" = failed ]; then
@@ -144,6 +148,21 @@ check_complete() {
 	got=$(dst_hashes "$vm" "$n")
 	assert_eq "$got" "$want" "$what: every target disk has the source's bytes"
 	assert_eq "$(snap_count "$vm")" 0 "$what: no snapshot left on the source ($(snap_names "$vm"))"
+}
+
+# config_generation: the daemon's reload counter.
+config_generation() { ctl --json ping | jq -r .config_generation; }
+
+# reload_config: make the daemon re-read the config directory (a file
+# rewritten with a new comment) and wait until it has.
+reload_config() {
+	local g
+	g=$(config_generation)
+	echo "# touched $(date +%s%N)" >>"$CONF/00-system.yaml"
+	if ! wait_until 10 sh -c "[ \$('$BIN/vmferryctl' -s '$SOCK' --json ping | jq -r .config_generation) -gt $g ]"; then
+		kill -0 "$DAEMON_PID" 2>/dev/null || fail "vmferryd died during a config reload"
+		fail "the config directory was not reloaded"
+	fi
 }
 
 # dump_diag: print the state of everything (for debugging a failing run).

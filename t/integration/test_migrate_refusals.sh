@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# What a migration refuses, with a clear reason and without side effects:
+# a VM with an independent disk (seed: not supported), `migrate` outside
+# 迁移就绪 (ready), a name clash with a target VM that the rule did not
+# create, a missing source VM and a missing target host.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/migrate_lib.sh"
+
+cat >"$T/fixture.json" <<JSON
+{"datacenters":[{"name":"DC0","hosts":["H0"],"datastores":["ds0"]}],
+ "vms":[{"name":"indep01","host":"H0","power":"on","disks":[{"capacity":2097171,"seed":1,"allocated":0.5},
+                                                           {"capacity":1048597,"seed":2,"mode":"independent_persistent"}]},
+        {"name":"slow01","host":"H0","power":"on","disks":[{"capacity":6291473,"seed":3}]},
+        {"name":"clash01","host":"H0","power":"on","disks":[{"capacity":1048601,"seed":4}]},
+        {"name":"nohost01","host":"H0","power":"off","disks":[{"capacity":1048609,"seed":5}]}]}
+JSON
+cat >"$T/target-fixture.json" <<JSON
+{"datacenters":[{"name":"DC0","hosts":["H0"],"datastores":["ds0"]}],
+ "vms":[{"name":"clash01","host":"H0","power":"on","disks":[{"capacity":1048601,"seed":99}]}]}
+JSON
+MIG_TARGET_FIXTURE=$T/target-fixture.json mig_start_peers "$T/fixture.json"
+mig_config
+mig_rule ind indep01 "fast_transfer: true"
+mig_rule clash clash01 "fast_transfer: true"
+mig_rule ghost ghost01 "fast_transfer: true"
+cat >"$CONF/21-nohost.yaml" <<YAML
+kind: migration
+name: nohost
+source: { platform: src, vms: [nohost01] }
+node: local
+target: { platform: dst, datacenter: DC0, host: H9, datastore: ds0 }
+YAML
+clash_sha=$(dst_sha clash01 0)
+start_daemon "$CONF"
+
+# --- An independent disk.
+wait_job ind indep01 failed 60
+err=$(job_field ind indep01 error)
+assert_match "$err" "independent disk" "a VM with an independent disk is refused"
+assert_match "$err" "Hard disk 2.*independent_persistent" "the reason names the disk and its mode"
+assert_match "$(ctl log ind indep01)" "cannot be migrated" "the log says why"
+assert_eq "$(vm_count "$D_CTL" indep01)" 0 "no target VM is created for it"
+assert_eq "$(snap_count indep01)" 0 "no snapshot is taken of it"
+assert_eq "$(vm_power "$S_CTL" indep01)" poweredOn "the source is left running"
+st=$(ctl --json stats ind indep01 | jq -r '.jobs[0] | "\(.successes) \(.failures)"')
+assert_eq "$st" "0 1" "the statistics count one failure"
+assert_eq "$(job_field ind indep01 unviewed_errors)" 0 "viewing the statistics clears the unviewed errors"
+out=$(ctl migrate ind indep01 2>&1) && fail "migrate of a failed job must be refused"
+assert_match "$out" "failed" "migrate of a failed job is refused, naming the state"
+ctl start ind indep01 >/dev/null
+wait_job ind indep01 failed 60
+assert_match "$(job_field ind indep01 error)" "independent disk" "starting it again gives the same refusal"
+
+# --- migrate outside ready (the rule starts now; its copy is slowed down).
+mig_rule slow slow01 "fast_transfer: true" \
+	'[ { days: [mon, tue, wed, thu, fri, sat, sun], from: "00:00", to: "24:00", limit: 1MiB/s } ]'
+wait_job slow slow01 transferring 60
+out=$(ctl migrate slow slow01 2>&1) && fail "migrate during the full copy must be refused"
+assert_match "$out" "transferring" "migrate during the full copy is refused, naming the state"
+out=$(ctl --json migrate slow slow01 2>/dev/null) || true
+assert_eq "$(jq -r .ok <<<"$out")" false "the JSON answer says ok:false"
+out=$(ctl migrate slow nosuchvm 2>&1) && fail "migrate of an unknown VM must be refused"
+ok "migrate of a VM that is not in the rule is refused: $out"
+out=$(ctl migrate nosuchrule slow01 2>&1) && fail "migrate of an unknown rule must be refused"
+ok "migrate of an unknown rule is refused: $out"
+wait_job slow slow01 ready 120
+ok "the refused migrate did not disturb the full copy"
+ctl migrate slow slow01 >/dev/null || fail "migrate in ready must be accepted"
+wait_job slow slow01 complete 120
+check_complete slow slow01 1 "after the refusals"
+
+# --- A VM of the same name on the target that the rule did not create.
+wait_job clash clash01 failed 60
+err=$(job_field clash clash01 error)
+assert_match "$err" "clash01 already exists on dst and was not created by this rule" "a name clash on the target fails with a clear reason"
+assert_eq "$(vm_count "$D_CTL" clash01)" 1 "the clash creates no second VM"
+assert_eq "$(dst_sha clash01 0)" "$clash_sha" "the foreign VM's disk is untouched"
+assert_eq "$(vm_power "$D_CTL" clash01)" poweredOn "the foreign VM keeps running"
+assert_eq "$(snap_count clash01)" 0 "no snapshot is left on the source"
+
+# --- A missing source VM, a missing target host.
+wait_job ghost ghost01 failed 60
+assert_match "$(job_field ghost ghost01 error)" "VM ghost01 not found on platform src" "a missing source VM is reported"
+wait_job nohost nohost01 failed 60
+assert_match "$(job_field nohost nohost01 error)" "target host H9 not found" "a missing target host is reported"
+assert_eq "$(vm_count "$D_CTL" nohost01)" 0 "no target VM for a rule with a missing host"
+
+assert_eq "$(curl -sf "$D_CTL/vms" | jq -r '[.[].name] | join(",")')" "clash01,slow01" \
+	"the target holds only the foreign VM and the one migrated VM"
