@@ -10,6 +10,9 @@
 #include "engine/util.h"
 
 #define COPY_PAUSE_MAX_S 60.0
+/* Requests in flight at most, however small: enough to keep a pipe full
+ * of small changed areas. */
+#define COPY_MAX_REQUESTS 64
 
 struct chunk {
 	struct copy *c;
@@ -24,6 +27,9 @@ struct chunk {
 struct copy {
 	struct copy_params p;
 	struct chunk *chunks;
+	int nslots;
+	uint64_t budget;        /* bytes that may be in flight */
+	uint64_t in_flight;     /* bytes in flight now */
 	size_t area;            /* next area to issue from */
 	uint64_t cursor;        /* next offset to issue */
 	uint64_t copied;
@@ -72,7 +78,7 @@ copy_low_water(const struct copy *c)
 	uint64_t low = c->cursor;
 	int i;
 
-	for (i = 0; i < c->p.inflight; i++)
+	for (i = 0; i < c->nslots; i++)
 		if (c->chunks[i].busy && c->chunks[i].off < low)
 			low = c->chunks[i].off;
 	return low;
@@ -107,6 +113,9 @@ chunk_written(void *arg, enum xfer_status st, const char *err)
 
 	k->io = NULL;
 	k->busy = k->writing = 0;
+	c->in_flight -= k->len;
+	free(k->buf);
+	k->buf = NULL;
 	if (st != XFER_OK) {
 		copy_finish(c, st, err);
 		return;
@@ -125,6 +134,7 @@ chunk_read(void *arg, enum xfer_status st, const char *err)
 	k->io = NULL;
 	if (st != XFER_OK) {
 		k->busy = 0;
+		c->in_flight -= k->len;
 		copy_finish(c, st, err);
 		return;
 	}
@@ -132,6 +142,7 @@ chunk_read(void *arg, enum xfer_status st, const char *err)
 	k->io = disk_write(c->p.dst, k->off, k->len, k->buf, chunk_written, k);
 	if (k->io == NULL) {
 		k->busy = k->writing = 0;
+		c->in_flight -= k->len;
 		copy_finish(c, XFER_FATAL, "the destination refused a write inside the disk");
 	}
 }
@@ -166,10 +177,11 @@ copy_pump(struct copy *c)
 {
 	int i, busy = 0;
 
-	for (i = 0; i < c->p.inflight; i++) {
+	for (i = 0; i < c->nslots; i++) {
 		struct chunk *k = &c->chunks[i];
 		uint64_t end;
 		uint64_t limit;
+		size_t len;
 		double wait;
 
 		if (k->busy) {
@@ -183,8 +195,12 @@ copy_pump(struct copy *c)
 		if (c->cursor < c->p.areas[c->area].start)
 			c->cursor = c->p.areas[c->area].start;
 		end = c->p.areas[c->area].start + c->p.areas[c->area].length;
+		len = end - c->cursor < c->p.chunk ? (size_t)(end - c->cursor) : c->p.chunk;
+		/* Stay within the byte budget (one request always may go). */
+		if (c->in_flight > 0 && c->in_flight + len > c->budget)
+			break;
 		k->off = c->cursor;
-		k->len = end - c->cursor < c->p.chunk ? (size_t)(end - c->cursor) : c->p.chunk;
+		k->len = len;
 		if (c->p.bucket != NULL && c->p.windows != NULL) {
 			size_t nw = 0;
 			const struct cfg_window *w = c->p.windows(c->p.arg, &nw);
@@ -214,17 +230,20 @@ copy_pump(struct copy *c)
 		c->cursor += k->len;
 		k->busy = 1;
 		k->writing = 0;
+		k->buf = xmalloc(k->len);
+		c->in_flight += k->len;
 		busy++;
 		k->io = disk_read(c->p.src, k->off, k->len, k->buf, chunk_read, k);
 		if (k->io == NULL) {
 			k->busy = 0;
+			c->in_flight -= k->len;
 			copy_finish(c, XFER_FATAL, "the source refused a read inside the disk");
 			return;
 		}
 	}
 	/* Done only when nothing is left to issue and no chunk is in flight
 	 * (the loop above may stop before it has seen every slot). */
-	for (i = 0, busy = 0; i < c->p.inflight; i++)
+	for (i = 0, busy = 0; i < c->nslots; i++)
 		busy += c->chunks[i].busy;
 	if (busy == 0 && c->area >= c->p.nareas && !c->waiting) {
 		if (copy_report(c, 1) == 0)
@@ -245,11 +264,11 @@ copy_start(const struct copy_params *p)
 		c->p.chunk = 4096;
 	if (c->p.checkpoint_s <= 0)
 		c->p.checkpoint_s = 2.0;
-	c->chunks = xcalloc((size_t)c->p.inflight, sizeof(*c->chunks));
-	for (i = 0; i < c->p.inflight; i++) {
+	c->budget = (uint64_t)c->p.inflight * c->p.chunk;
+	c->nslots = COPY_MAX_REQUESTS > c->p.inflight ? COPY_MAX_REQUESTS : c->p.inflight;
+	c->chunks = xcalloc((size_t)c->nslots, sizeof(*c->chunks));
+	for (i = 0; i < c->nslots; i++)
 		c->chunks[i].c = c;
-		c->chunks[i].buf = xmalloc(c->p.chunk);
-	}
 	c->cursor = p->resume;
 	c->checkpoint = p->resume;
 	c->last_checkpoint = now_mono();
@@ -276,7 +295,7 @@ copy_cancel(struct copy *c)
 
 	if (c == NULL)
 		return;
-	for (i = 0; i < c->p.inflight; i++) {
+	for (i = 0; i < c->nslots; i++) {
 		struct chunk *k = &c->chunks[i];
 
 		if (k->io != NULL)

@@ -22,8 +22,9 @@ struct copy_params {
 	const struct vs_extent *areas;   /* sorted, non-overlapping */
 	size_t nareas;
 	uint64_t resume;                 /* areas below this offset are already copied */
-	size_t chunk;                    /* bytes per request (transfer_buffer) */
-	int inflight;                    /* requests in flight at most */
+	size_t chunk;                    /* bytes per request at most (transfer_buffer) */
+	int inflight;                    /* the budget: inflight × chunk bytes in flight at most;
+	                                    smaller requests (small changed areas) go more at once */
 	struct bw_bucket *bucket;        /* the rule's; NULL = no limit */
 	/* The rule's bandwidth windows as configured now (the configuration
 	 * can be reloaded under a running copy). */

@@ -197,6 +197,13 @@ hook_persist(struct job *j, int from, int event, const char *reason)
 	/* Work started for the old state (or for this one, when it is
 	 * entered again) is obsolete now. */
 	job_cancel_work(j);
+	/* A job at rest keeps only its record: the kind's runtime is made
+	 * again from it when work starts (as after a restart), so a thousand
+	 * idle jobs cost little memory. */
+	if ((fl_to & (FSM_F_RESTING | FSM_F_TERMINAL | FSM_F_INVALID)) && j->priv != NULL && j->free_priv != NULL) {
+		j->free_priv(j->priv);
+		j->priv = NULL;
+	}
 	/* A reason explains the state it comes with; a good step clears it. */
 	if (reason != NULL)
 		job_set_error(j, reason);

@@ -2047,14 +2047,19 @@ mig_enter_transferring(struct job *j, int event)
 void
 mig_enter_ready(struct job *j, int event)
 {
-	struct mig_rt *rt = rt_get(j);
+	struct mig_data d;
 
-	if (rt_unreadable(rt))
+	/* A job at rest keeps no runtime: read the record without one. */
+	if (data_decode(j->data, j->datalen, &d) != 0) {
+		fsm_dispatch(j, EV_FAIL,
+		    "its saved progress was written in a format this vmferryd cannot read; delete the job "
+		    "(vmferryctl delete) and start it again");
 		return;
-
+	}
 	if (event != EV_RESUME)
 		job_log(j, LOG_INFO, "full copy finished (%llu bytes); 迁移就绪: run `vmferryctl migrate %s %s` to cut over",
-		    (unsigned long long)rt->d.bytes_moved, j->rule, j->vm);
+		    (unsigned long long)d.bytes_moved, j->rule, j->vm);
+	data_free(&d);
 	if (j->cfg != NULL && j->cfg->options.auto_migrate) {
 		mig_note_migrate(j);
 		fsm_dispatch(j, MIG_EV_MIGRATE, "auto_migrate");
