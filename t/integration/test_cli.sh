@@ -5,6 +5,9 @@
 . "$(dirname "$0")/lib.sh"
 
 cp -r "$SRC/config/examples" "$T/conf"
+# The examples point at the demo's peers (18443, 18444); a demo running
+# meanwhile must not change what this test sees: no peer answers here.
+sed -i 's|127.0.0.1:18443|127.0.0.1:1|; s|127.0.0.1:18444|127.0.0.1:2|' "$T/conf/platforms.yaml"
 start_daemon "$T/conf"
 
 mode=$(stat -c %a "$SOCK")
