@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "engine/record.h"
 #include "engine/store.h"
 #include "engine/util.h"
 
@@ -27,132 +28,6 @@ static struct {
 	void (*observer)(struct job *, const char *);
 	int init;
 } js;
-
-/* ---- record codec ---- */
-
-struct rec {
-	struct sbuf b;
-};
-
-static void
-rec_u8(struct rec *r, uint8_t v)
-{
-	sbuf_add(&r->b, &v, 1);
-}
-
-static void
-rec_u16(struct rec *r, uint16_t v)
-{
-	uint8_t p[2];
-
-	put_be16(p, v);
-	sbuf_add(&r->b, p, 2);
-}
-
-static void
-rec_u64(struct rec *r, uint64_t v)
-{
-	uint8_t p[8];
-
-	put_be64(p, v);
-	sbuf_add(&r->b, p, 8);
-}
-
-static void
-rec_str(struct rec *r, const char *s)
-{
-	size_t n = s ? strlen(s) : 0;
-
-	if (n > UINT16_MAX)
-		n = UINT16_MAX;
-	rec_u16(r, (uint16_t)n);
-	sbuf_add(&r->b, s ? s : "", n);
-}
-
-static void
-rec_blob(struct rec *r, const void *p, size_t n)
-{
-	uint8_t l[4];
-
-	put_be32(l, (uint32_t)n);
-	sbuf_add(&r->b, l, 4);
-	sbuf_add(&r->b, p, n);
-}
-
-struct rd {
-	const uint8_t *p;
-	size_t n;
-	int bad;
-};
-
-static const uint8_t *
-rd_take(struct rd *r, size_t n)
-{
-	const uint8_t *p;
-
-	if (r->bad || r->n < n) {
-		r->bad = 1;
-		return NULL;
-	}
-	p = r->p;
-	r->p += n;
-	r->n -= n;
-	return p;
-}
-
-static uint8_t
-rd_u8(struct rd *r)
-{
-	const uint8_t *p = rd_take(r, 1);
-
-	return p ? p[0] : 0;
-}
-
-static uint16_t
-rd_u16(struct rd *r)
-{
-	const uint8_t *p = rd_take(r, 2);
-
-	return p ? get_be16(p) : 0;
-}
-
-static uint64_t
-rd_u64(struct rd *r)
-{
-	const uint8_t *p = rd_take(r, 8);
-
-	return p ? get_be64(p) : 0;
-}
-
-static char *
-rd_str(struct rd *r)
-{
-	uint16_t n = rd_u16(r);
-	const uint8_t *p = rd_take(r, n);
-
-	return p ? xstrndup((const char *)p, n) : NULL;
-}
-
-static uint8_t *
-rd_blob(struct rd *r, size_t *len)
-{
-	const uint8_t *l = rd_take(r, 4), *p;
-	uint8_t *out;
-	uint32_t n;
-
-	*len = 0;
-	if (l == NULL)
-		return NULL;
-	n = get_be32(l);
-	if ((p = rd_take(r, n)) == NULL)
-		return NULL;
-	if (n == 0)
-		return NULL;
-	out = xmalloc(n);
-	memcpy(out, p, n);
-	*len = n;
-	return out;
-}
 
 /* ---- keys ---- */
 
@@ -405,64 +280,62 @@ job_find(enum cfg_kind kind, const char *rule, const char *vm)
 void
 job_persist(struct job *j)
 {
-	struct rec r;
+	struct sbuf r;
 
-	sbuf_init(&r.b);
-	rec_u16(&r, JOB_REC_V1);
-	rec_u8(&r, (uint8_t)j->kind);
-	rec_str(&r, j->rule);
-	rec_str(&r, j->vm);
-	rec_str(&r, j->fsm.table->states[j->fsm.state].id);
-	rec_str(&r, j->error);
-	rec_str(&r, j->sched.host);
-	rec_u64(&r, j->bytes_done);
-	rec_u64(&r, j->bytes_total);
-	rec_u64(&r, (uint64_t)j->created);
-	rec_u64(&r, (uint64_t)j->updated);
-	rec_u64(&r, j->log_seq);
-	rec_blob(&r, j->data, j->datalen);
-	store_put(STORE_JOBS, j->key, j->keylen, r.b.data, r.b.len);
-	sbuf_free(&r.b);
+	sbuf_init(&r);
+	rec_put_u16(&r, JOB_REC_V1);
+	rec_put_u8(&r, (uint8_t)j->kind);
+	rec_put_str(&r, j->rule);
+	rec_put_str(&r, j->vm);
+	rec_put_str(&r, j->fsm.table->states[j->fsm.state].id);
+	rec_put_str(&r, j->error);
+	rec_put_str(&r, j->sched.host);
+	rec_put_u64(&r, j->bytes_done);
+	rec_put_u64(&r, j->bytes_total);
+	rec_put_u64(&r, (uint64_t)j->created);
+	rec_put_u64(&r, (uint64_t)j->updated);
+	rec_put_u64(&r, j->log_seq);
+	rec_put_blob(&r, j->data, j->datalen);
+	store_put(STORE_JOBS, j->key, j->keylen, r.data, r.len);
+	sbuf_free(&r);
 }
 
 static void
 stats_persist(struct job *j)
 {
-	struct rec r;
+	struct sbuf r;
 
-	sbuf_init(&r.b);
-	rec_u16(&r, STATS_REC_V1);
-	rec_u64(&r, j->stats.successes);
-	rec_u64(&r, j->stats.failures);
-	rec_u64(&r, j->stats.bytes);
-	rec_u64(&r, j->stats.unviewed_errors);
-	rec_u64(&r, (uint64_t)j->stats.last_success);
-	rec_u64(&r, (uint64_t)j->stats.last_failure);
-	rec_str(&r, j->stats.last_error);
-	store_put(STORE_STATS, j->key, j->keylen, r.b.data, r.b.len);
-	sbuf_free(&r.b);
+	sbuf_init(&r);
+	rec_put_u16(&r, STATS_REC_V1);
+	rec_put_u64(&r, j->stats.successes);
+	rec_put_u64(&r, j->stats.failures);
+	rec_put_u64(&r, j->stats.bytes);
+	rec_put_u64(&r, j->stats.unviewed_errors);
+	rec_put_u64(&r, (uint64_t)j->stats.last_success);
+	rec_put_u64(&r, (uint64_t)j->stats.last_failure);
+	rec_put_str(&r, j->stats.last_error);
+	store_put(STORE_STATS, j->key, j->keylen, r.data, r.len);
+	sbuf_free(&r);
 }
 
 static void
 stats_load(struct job *j)
 {
-	struct rd r;
+	struct rec_reader r;
 	void *val;
 	size_t vlen;
 
 	if (!store_get(STORE_STATS, j->key, j->keylen, &val, &vlen))
 		return;
-	r.p = val;
-	r.n = vlen;
-	r.bad = 0;
-	if (rd_u16(&r) == STATS_REC_V1) {
-		j->stats.successes = rd_u64(&r);
-		j->stats.failures = rd_u64(&r);
-		j->stats.bytes = rd_u64(&r);
-		j->stats.unviewed_errors = rd_u64(&r);
-		j->stats.last_success = (int64_t)rd_u64(&r);
-		j->stats.last_failure = (int64_t)rd_u64(&r);
-		j->stats.last_error = rd_str(&r);
+	rec_reader_init(&r, val, vlen);
+	if (rec_get_u16(&r) == STATS_REC_V1) {
+		j->stats.successes = rec_get_u64(&r);
+		j->stats.failures = rec_get_u64(&r);
+		j->stats.bytes = rec_get_u64(&r);
+		j->stats.unviewed_errors = rec_get_u64(&r);
+		j->stats.last_success = (int64_t)rec_get_u64(&r);
+		j->stats.last_failure = (int64_t)rec_get_u64(&r);
+		j->stats.last_error = rec_get_str(&r);
 	}
 	if (r.bad)
 		log_warn("job %s/%s: statistics record is damaged, ignored", j->rule, j->vm);
@@ -472,22 +345,23 @@ stats_load(struct job *j)
 static int
 job_load_one(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
 {
-	struct rd r = { val, vlen, 0 };
+	struct rec_reader r;
 	struct job *j;
 	char *rule, *vm, *state, *err, *host;
 	uint8_t kind;
 	int st;
+	rec_reader_init(&r, val, vlen);
 
-	if (rd_u16(&r) != JOB_REC_V1) {
+	if (rec_get_u16(&r) != JOB_REC_V1) {
 		log_err("store: job record of unknown version skipped");
 		return 0;
 	}
-	kind = rd_u8(&r);
-	rule = rd_str(&r);
-	vm = rd_str(&r);
-	state = rd_str(&r);
-	err = rd_str(&r);
-	host = rd_str(&r);
+	kind = rec_get_u8(&r);
+	rule = rec_get_str(&r);
+	vm = rec_get_str(&r);
+	state = rec_get_str(&r);
+	err = rec_get_str(&r);
+	host = rec_get_str(&r);
 	if (r.bad || job_table_for((enum cfg_kind)kind) == NULL) {
 		log_err("store: damaged job record skipped");
 		goto out;
@@ -501,12 +375,12 @@ job_load_one(const void *key, size_t klen, const void *val, size_t vlen, void *a
 	j->fsm.state = st;
 	j->error = err && *err ? xstrdup(err) : NULL;
 	sched_set_host(&j->sched, host);
-	j->bytes_done = rd_u64(&r);
-	j->bytes_total = rd_u64(&r);
-	j->created = (int64_t)rd_u64(&r);
-	j->updated = (int64_t)rd_u64(&r);
-	j->log_seq = rd_u64(&r);
-	j->data = rd_blob(&r, &j->datalen);
+	j->bytes_done = rec_get_u64(&r);
+	j->bytes_total = rec_get_u64(&r);
+	j->created = (int64_t)rec_get_u64(&r);
+	j->updated = (int64_t)rec_get_u64(&r);
+	j->log_seq = rec_get_u64(&r);
+	j->data = rec_get_blob(&r, &j->datalen);
 	if (r.bad)
 		log_warn("job %s/%s: record truncated, loaded what was readable", rule, vm);
 	if (job_flags(j) & FSM_F_SLOT)
@@ -588,7 +462,7 @@ log_key(const struct job *j, uint64_t seq, uint8_t *out)
 void
 job_log(struct job *j, enum log_level lvl, const char *fmt, ...)
 {
-	struct rec r;
+	struct sbuf r;
 	va_list ap;
 	char *msg;
 	uint8_t *key = xmalloc(j->keylen + 9);
@@ -598,13 +472,13 @@ job_log(struct job *j, enum log_level lvl, const char *fmt, ...)
 	va_end(ap);
 	log_msg(lvl, "job %s/%s/%s: %s", cfg_kind_name(j->kind), j->rule, j->vm, msg);
 
-	sbuf_init(&r.b);
-	rec_u16(&r, LOG_REC_V1);
-	rec_u64(&r, (uint64_t)time(NULL));
-	rec_u8(&r, (uint8_t)lvl);
-	rec_str(&r, msg);
+	sbuf_init(&r);
+	rec_put_u16(&r, LOG_REC_V1);
+	rec_put_u64(&r, (uint64_t)time(NULL));
+	rec_put_u8(&r, (uint8_t)lvl);
+	rec_put_str(&r, msg);
 	log_key(j, j->log_seq, key);
-	store_put(STORE_LOG, key, j->keylen + 9, r.b.data, r.b.len);
+	store_put(STORE_LOG, key, j->keylen + 9, r.data, r.len);
 	if (j->log_seq >= JOB_LOG_KEEP) {
 		log_key(j, j->log_seq - JOB_LOG_KEEP, key);
 		store_del(STORE_LOG, key, j->keylen + 9);
@@ -612,7 +486,7 @@ job_log(struct job *j, enum log_level lvl, const char *fmt, ...)
 	j->log_seq++;
 	/* The sequence lives in the job record: keep it in step. */
 	job_persist(j);
-	sbuf_free(&r.b);
+	sbuf_free(&r);
 	free(key);
 	free(msg);
 }
@@ -626,21 +500,22 @@ static int
 log_collect_one(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
 {
 	struct log_collect *lc = arg;
-	struct rd r = { val, vlen, 0 };
+	struct rec_reader r;
 	json_t *e;
 	uint64_t t;
 	uint8_t lvl;
 	char *msg, ts[32];
 	struct tm tm;
 	time_t tt;
+	rec_reader_init(&r, val, vlen);
 
 	if (klen != lc->keylen + 9)
 		return 0;
-	if (rd_u16(&r) != LOG_REC_V1)
+	if (rec_get_u16(&r) != LOG_REC_V1)
 		return 0;
-	t = rd_u64(&r);
-	lvl = rd_u8(&r);
-	msg = rd_str(&r);
+	t = rec_get_u64(&r);
+	lvl = rec_get_u8(&r);
+	msg = rec_get_str(&r);
 	if (r.bad || lvl > LOG_DEBUG) {
 		free(msg);
 		return 0;

@@ -33,6 +33,7 @@
 #include "engine/job.h"
 #include "engine/loop.h"
 #include "engine/platform.h"
+#include "engine/record.h"
 #include "engine/units.h"
 #include "engine/util.h"
 #include "fsm/tables.h"
@@ -99,145 +100,65 @@ data_free(struct mig_data *d)
 }
 
 static void
-put_str(struct sbuf *b, const char *s)
-{
-	uint8_t l[2];
-	size_t n = s ? strlen(s) : 0;
-
-	put_be16(l, (uint16_t)n);
-	sbuf_add(b, l, 2);
-	sbuf_add(b, s ? s : "", n);
-}
-
-static void
-put_u64(struct sbuf *b, uint64_t v)
-{
-	uint8_t p[8];
-
-	put_be64(p, v);
-	sbuf_add(b, p, 8);
-}
-
-static void
-put_u8(struct sbuf *b, uint8_t v)
-{
-	sbuf_add(b, &v, 1);
-}
-
-struct rd {
-	const uint8_t *p;
-	size_t n;
-	int bad;
-};
-
-static const uint8_t *
-rd_take(struct rd *r, size_t n)
-{
-	const uint8_t *p;
-
-	if (r->bad || r->n < n) {
-		r->bad = 1;
-		return NULL;
-	}
-	p = r->p;
-	r->p += n;
-	r->n -= n;
-	return p;
-}
-
-static uint64_t
-rd_u64(struct rd *r)
-{
-	const uint8_t *p = rd_take(r, 8);
-
-	return p ? get_be64(p) : 0;
-}
-
-static uint8_t
-rd_u8(struct rd *r)
-{
-	const uint8_t *p = rd_take(r, 1);
-
-	return p ? *p : 0;
-}
-
-static char *
-rd_str(struct rd *r)
-{
-	const uint8_t *l = rd_take(r, 2), *p;
-	uint16_t n;
-
-	if (l == NULL)
-		return NULL;
-	n = get_be16(l);
-	if ((p = rd_take(r, n)) == NULL || n == 0)
-		return NULL;
-	return xstrndup((const char *)p, n);
-}
-
-static void
 data_encode(const struct mig_data *d, struct sbuf *b)
 {
-	uint8_t v[2];
 	size_t i;
 
-	put_be16(v, MIG_DATA_V2);
-	sbuf_add(b, v, 2);
-	put_u8(b, d->full_done);
-	put_u8(b, d->stage);
-	put_u8(b, d->src_was_on);
-	put_u8(b, d->migrate);
-	put_str(b, d->src_vm);
-	put_str(b, d->src_dc);
-	put_str(b, d->dst_vm);
-	put_str(b, d->snap);
-	put_u64(b, d->pass);
-	put_u64(b, (uint64_t)d->down_start_ms);
-	put_u64(b, (uint64_t)d->down_end_ms);
-	put_u64(b, d->bytes_moved);
-	put_u64(b, d->ndisks);
+	rec_put_u16(b, MIG_DATA_V2);
+	rec_put_u8(b, d->full_done);
+	rec_put_u8(b, d->stage);
+	rec_put_u8(b, d->src_was_on);
+	rec_put_u8(b, d->migrate);
+	rec_put_str(b, d->src_vm);
+	rec_put_str(b, d->src_dc);
+	rec_put_str(b, d->dst_vm);
+	rec_put_str(b, d->snap);
+	rec_put_u64(b, d->pass);
+	rec_put_u64(b, (uint64_t)d->down_start_ms);
+	rec_put_u64(b, (uint64_t)d->down_end_ms);
+	rec_put_u64(b, d->bytes_moved);
+	rec_put_u64(b, d->ndisks);
 	for (i = 0; i < d->ndisks; i++) {
-		put_u64(b, d->disks[i].key);
-		put_u64(b, d->disks[i].capacity);
-		put_str(b, d->disks[i].src_file);
-		put_str(b, d->disks[i].dst_file);
-		put_str(b, d->disks[i].dst_ds);
-		put_str(b, d->disks[i].dst_flat);
-		put_str(b, d->disks[i].change_id);
-		put_u64(b, d->disks[i].checkpoint);
-		put_u8(b, d->disks[i].full);
-		put_str(b, d->disks[i].pass_cid);
-		put_str(b, d->disks[i].prev_cid);
-		put_u64(b, d->disks[i].prev_ckpt);
+		rec_put_u64(b, d->disks[i].key);
+		rec_put_u64(b, d->disks[i].capacity);
+		rec_put_str(b, d->disks[i].src_file);
+		rec_put_str(b, d->disks[i].dst_file);
+		rec_put_str(b, d->disks[i].dst_ds);
+		rec_put_str(b, d->disks[i].dst_flat);
+		rec_put_str(b, d->disks[i].change_id);
+		rec_put_u64(b, d->disks[i].checkpoint);
+		rec_put_u8(b, d->disks[i].full);
+		rec_put_str(b, d->disks[i].pass_cid);
+		rec_put_str(b, d->disks[i].prev_cid);
+		rec_put_u64(b, d->disks[i].prev_ckpt);
 	}
 }
 
 static int
 data_decode(const uint8_t *p, size_t n, struct mig_data *d)
 {
-	struct rd r = { p, n, 0 };
-	const uint8_t *v;
+	struct rec_reader r;
 	uint64_t nd, i;
 
 	memset(d, 0, sizeof(*d));
 	if (n == 0)
 		return 0;
-	v = rd_take(&r, 2);
-	if (v == NULL || get_be16(v) != MIG_DATA_V2)
+	rec_reader_init(&r, p, n);
+	if (rec_get_u16(&r) != MIG_DATA_V2)
 		return -1;
-	d->full_done = rd_u8(&r);
-	d->stage = rd_u8(&r);
-	d->src_was_on = rd_u8(&r);
-	d->migrate = rd_u8(&r);
-	d->src_vm = rd_str(&r);
-	d->src_dc = rd_str(&r);
-	d->dst_vm = rd_str(&r);
-	d->snap = rd_str(&r);
-	d->pass = (uint32_t)rd_u64(&r);
-	d->down_start_ms = (int64_t)rd_u64(&r);
-	d->down_end_ms = (int64_t)rd_u64(&r);
-	d->bytes_moved = rd_u64(&r);
-	nd = rd_u64(&r);
+	d->full_done = rec_get_u8(&r);
+	d->stage = rec_get_u8(&r);
+	d->src_was_on = rec_get_u8(&r);
+	d->migrate = rec_get_u8(&r);
+	d->src_vm = rec_get_opt_str(&r);
+	d->src_dc = rec_get_opt_str(&r);
+	d->dst_vm = rec_get_opt_str(&r);
+	d->snap = rec_get_opt_str(&r);
+	d->pass = (uint32_t)rec_get_u64(&r);
+	d->down_start_ms = (int64_t)rec_get_u64(&r);
+	d->down_end_ms = (int64_t)rec_get_u64(&r);
+	d->bytes_moved = rec_get_u64(&r);
+	nd = rec_get_u64(&r);
 	if (r.bad || nd > 64) {
 		data_free(d);
 		return -1;
@@ -245,18 +166,18 @@ data_decode(const uint8_t *p, size_t n, struct mig_data *d)
 	d->disks = xcalloc(nd ? nd : 1, sizeof(*d->disks));
 	d->ndisks = nd;
 	for (i = 0; i < nd; i++) {
-		d->disks[i].key = (uint32_t)rd_u64(&r);
-		d->disks[i].capacity = rd_u64(&r);
-		d->disks[i].src_file = rd_str(&r);
-		d->disks[i].dst_file = rd_str(&r);
-		d->disks[i].dst_ds = rd_str(&r);
-		d->disks[i].dst_flat = rd_str(&r);
-		d->disks[i].change_id = rd_str(&r);
-		d->disks[i].checkpoint = rd_u64(&r);
-		d->disks[i].full = rd_u8(&r);
-		d->disks[i].pass_cid = rd_str(&r);
-		d->disks[i].prev_cid = rd_str(&r);
-		d->disks[i].prev_ckpt = rd_u64(&r);
+		d->disks[i].key = (uint32_t)rec_get_u64(&r);
+		d->disks[i].capacity = rec_get_u64(&r);
+		d->disks[i].src_file = rec_get_opt_str(&r);
+		d->disks[i].dst_file = rec_get_opt_str(&r);
+		d->disks[i].dst_ds = rec_get_opt_str(&r);
+		d->disks[i].dst_flat = rec_get_opt_str(&r);
+		d->disks[i].change_id = rec_get_opt_str(&r);
+		d->disks[i].checkpoint = rec_get_u64(&r);
+		d->disks[i].full = rec_get_u8(&r);
+		d->disks[i].pass_cid = rec_get_opt_str(&r);
+		d->disks[i].prev_cid = rec_get_opt_str(&r);
+		d->disks[i].prev_ckpt = rec_get_u64(&r);
 	}
 	if (r.bad) {
 		data_free(d);
