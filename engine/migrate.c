@@ -1178,23 +1178,6 @@ prep_clean_done(struct vs_out *out, void *arg)
 }
 
 static void
-prep_stun_done(struct vs_out *out, void *arg)
-{
-	struct mig_rt *rt = token_take(arg);
-
-	if (rt == NULL)
-		return;
-	rt->op = NULL;
-	if (out->status != VS_OK) {
-		prep_op_failed(rt, "activating change tracking", out);
-		return;
-	}
-	/* The stun snapshot has done its job; it goes at the clean-up step
-	 * (it carries the engine's name). */
-	prep_next(rt);
-}
-
-static void
 prep_snapshot_done(struct vs_out *out, void *arg)
 {
 	struct mig_rt *rt = token_take(arg);
@@ -1440,10 +1423,11 @@ prep_step(struct mig_rt *rt)
 		 * create/remove cycle does it. */
 		char *name = xasprintf(MIG_SNAPSHOT_PREFIX "%s-stun", rt->j->rule);
 
+		/* The stun snapshot carries the engine's name: the clean-up step
+		 * removes it once the VM has been read again. */
 		rt->op = vs_create_snapshot(src_client(rt), rt->d.src_vm, name, "vmferry: activate change tracking", 0, 0,
-		    prep_stun_done, token_new(rt));
+		    prep_simple_done, token_new(rt));
 		free(name);
-		/* Re-read the VM so the clean-up sees the stun snapshot. */
 		return;
 	}
 	case PREP_CLEAN:
