@@ -450,6 +450,12 @@ http_start(struct http_req *r, http_done_fn done, void *arg)
 	curl_easy_setopt(r->easy, CURLOPT_SSL_CTX_DATA, r);
 	if (r->tls.ca_file != NULL)
 		curl_easy_setopt(r->easy, CURLOPT_CAINFO, r->tls.ca_file);
+	if (r->tls.has_pin || r->tls.insecure) {
+		/* The verify callback decides alone: parsing the system's CA
+		 * bundle for every new connection would be wasted work. */
+		curl_easy_setopt(r->easy, CURLOPT_CAINFO, NULL);
+		curl_easy_setopt(r->easy, CURLOPT_CAPATH, NULL);
+	}
 	if (curl_multi_add_handle(h.multi, r->easy) != CURLM_OK)
 		return -1;
 	r->started = 1;
