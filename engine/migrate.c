@@ -389,23 +389,35 @@ rt_save(struct mig_rt *rt)
 
 /* ---- outcomes ---- */
 
+/* A refusal fails the job (and counts as a failure); a lost peer makes
+ * it 失效, to be retried.  Either way the reason is logged and kept. */
+static void
+mig_outcome(struct mig_rt *rt, int event, const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
+
+static void
+mig_outcome(struct mig_rt *rt, int event, const char *fmt, va_list ap)
+{
+	struct job *j = rt->j;
+	char *msg = xvasprintf(fmt, ap);
+
+	if (event == EV_FAIL)
+		job_stat_failure(j, msg);
+	job_log(j, event == EV_FAIL ? LOG_ERR : LOG_WARN, "%s", msg);
+	fsm_dispatch(j, event, msg);
+	free(msg);
+}
+
 static void
 mig_fail(struct mig_rt *rt, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void
 mig_fail(struct mig_rt *rt, const char *fmt, ...)
 {
-	struct job *j = rt->j;
 	va_list ap;
-	char *msg;
 
 	va_start(ap, fmt);
-	msg = xvasprintf(fmt, ap);
+	mig_outcome(rt, EV_FAIL, fmt, ap);
 	va_end(ap);
-	job_stat_failure(j, msg);
-	job_log(j, LOG_ERR, "%s", msg);
-	fsm_dispatch(j, EV_FAIL, msg);
-	free(msg);
 }
 
 static void
@@ -414,16 +426,11 @@ mig_lost(struct mig_rt *rt, const char *fmt, ...) __attribute__((format(printf, 
 static void
 mig_lost(struct mig_rt *rt, const char *fmt, ...)
 {
-	struct job *j = rt->j;
 	va_list ap;
-	char *msg;
 
 	va_start(ap, fmt);
-	msg = xvasprintf(fmt, ap);
+	mig_outcome(rt, EV_PEER_LOST, fmt, ap);
 	va_end(ap);
-	job_log(j, LOG_WARN, "%s", msg);
-	fsm_dispatch(j, EV_PEER_LOST, msg);
-	free(msg);
 }
 
 static void
