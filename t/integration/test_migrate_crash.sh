@@ -34,7 +34,7 @@ crash_in_call() {
 
 # --- 1. mid-transfer: a bandwidth limit slows the full copy down.
 mig_rule xfer big01 "fast_transfer: true" \
-	'[ { days: [mon, tue, wed, thu, fri, sat, sun], from: "00:00", to: "24:00", limit: 4MiB/s } ]'
+	'[ { days: [mon, tue, wed, thu, fri, sat, sun], from: "00:00", to: "24:00", limit: 2MiB/s } ]'
 wait_job xfer big01 transferring 60
 wait_until 60 sh -c "[ \$('$BIN/vmferryctl' -s '$SOCK' --json jobs xfer | jq '.jobs[0].progress') -ge 50 ]" ||
 	fail "the transfer did not get half way"

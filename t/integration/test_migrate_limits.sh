@@ -74,7 +74,7 @@ check_complete lim m3 2
 # --- Config reloads while a paced copy runs (the rule's windows must stay
 # valid for the running copy: every reload makes new rule objects).
 mig_rule paced q1 "fast_transfer: true" \
-	'[ { days: [mon, tue, wed, thu, fri, sat, sun], from: "00:00", to: "24:00", limit: 2MiB/s } ]'
+	'[ { days: [mon, tue, wed, thu, fri, sat, sun], from: "00:00", to: "24:00", limit: 1MiB/s } ]'
 wait_job paced q1 transferring 60
 wait_until 30 sh -c "[ \$('$BIN/vmferryctl' -s '$SOCK' --json jobs paced | jq '.jobs[0].bytes_done') -gt 1048576 ]" ||
 	fail "the paced copy did not start"

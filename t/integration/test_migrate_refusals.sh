@@ -51,9 +51,11 @@ ctl start ind indep01 >/dev/null
 wait_job ind indep01 failed 60
 assert_match "$(job_field ind indep01 error)" "independent disk" "starting it again gives the same refusal"
 
-# --- migrate outside ready (the rule starts now; its copy is slowed down).
+# --- migrate outside ready (the rule starts now; its copy is slowed down to
+# about 25 s, so that the refusals below happen during it even on a loaded
+# machine under ASan).
 mig_rule slow slow01 "fast_transfer: true" \
-	'[ { days: [mon, tue, wed, thu, fri, sat, sun], from: "00:00", to: "24:00", limit: 1MiB/s } ]'
+	'[ { days: [mon, tue, wed, thu, fri, sat, sun], from: "00:00", to: "24:00", limit: 256KiB/s } ]'
 wait_job slow slow01 transferring 60
 out=$(ctl migrate slow slow01 2>&1) && fail "migrate during the full copy must be refused"
 assert_match "$out" "transferring" "migrate during the full copy is refused, naming the state"
