@@ -181,10 +181,23 @@ static const struct disk_ops direct_ops = {
 	.close = direct_close,
 };
 
+/* Takes fd and path. */
+static struct disk *
+direct_new(int fd, char *path, uint64_t size)
+{
+	struct direct_disk *d = xcalloc(1, sizeof(*d));
+
+	d->base.ops = &direct_ops;
+	d->base.size = size;
+	d->fd = fd;
+	d->path = path;
+	TAILQ_INIT(&d->ios);
+	return &d->base;
+}
+
 struct disk *
 disk_open_file(const char *file, uint64_t size, int create, char **err, int *errnum)
 {
-	struct direct_disk *d;
 	struct stat sb;
 	int fd;
 
@@ -205,19 +218,12 @@ disk_open_file(const char *file, uint64_t size, int create, char **err, int *err
 		close(fd);
 		return NULL;
 	}
-	d = xcalloc(1, sizeof(*d));
-	d->base.ops = &direct_ops;
-	d->base.size = size;
-	d->fd = fd;
-	d->path = xstrdup(file);
-	TAILQ_INIT(&d->ios);
-	return &d->base;
+	return direct_new(fd, xstrdup(file), size);
 }
 
 struct disk *
 disk_open_direct(const char *mount_root, const char *path, uint64_t size, int writable, char **err)
 {
-	struct direct_disk *d;
 	char *full = disk_mount_path(mount_root, path);
 	int fd;
 
@@ -232,11 +238,5 @@ disk_open_direct(const char *mount_root, const char *path, uint64_t size, int wr
 		free(full);
 		return NULL;
 	}
-	d = xcalloc(1, sizeof(*d));
-	d->base.ops = &direct_ops;
-	d->base.size = size;
-	d->fd = fd;
-	d->path = full;
-	TAILQ_INIT(&d->ios);
-	return &d->base;
+	return direct_new(fd, full, size);
 }

@@ -44,6 +44,8 @@ struct vs_op {
 	char **cr_ref, **cr_pool; /* compute resources seen: moref → resource pool */
 	size_t ncr;
 	void (*after_task)(struct vs_op *op, xmlNode *info);
+	const char *task_method;  /* simple_task: the method and its object's type */
+	const char *task_type;
 };
 
 /* ---- plumbing ---- */
@@ -963,6 +965,28 @@ task_result_none(struct vs_op *op, xmlNode *info)
 
 /* ---- snapshots, CBT, power ---- */
 
+/* A *_Task method that takes nothing but its object, waited for. */
+static void
+simple_task_start(struct vs_op *op, struct vs_result *res)
+{
+	struct soap_req req;
+
+	soap_req_init(&req, op->task_method, op->task_type, op->path);
+	op->after_task = task_result_none;
+	op_call(op, &req, task_started);
+}
+
+static struct vs_op *
+simple_task(struct vs_client *c, const char *method, const char *type, const char *ref, vs_op_fn done, void *arg)
+{
+	struct vs_op *op = op_start(c, done, arg, simple_task_start);
+
+	op->task_method = method;
+	op->task_type = type;
+	op->path = xstrdup(ref);
+	return op;
+}
+
 static void
 cbt_start(struct vs_op *op, struct vs_result *res)
 {
@@ -1034,23 +1058,10 @@ vs_remove_snapshot(struct vs_client *c, const char *snap_moref, vs_op_fn done, v
 	return op;
 }
 
-static void
-snap_revert_start(struct vs_op *op, struct vs_result *res)
-{
-	struct soap_req req;
-
-	soap_req_init(&req, "RevertToSnapshot_Task", "VirtualMachineSnapshot", op->snap);
-	op->after_task = task_result_none;
-	op_call(op, &req, task_started);
-}
-
 struct vs_op *
 vs_revert_snapshot(struct vs_client *c, const char *snap_moref, vs_op_fn done, void *arg)
 {
-	struct vs_op *op = op_start(c, done, arg, snap_revert_start);
-
-	op->snap = xstrdup(snap_moref);
-	return op;
+	return simple_task(c, "RevertToSnapshot_Task", "VirtualMachineSnapshot", snap_moref, done, arg);
 }
 
 static void
@@ -1086,23 +1097,10 @@ vs_power(struct vs_client *c, const char *vm_moref, const char *how, vs_op_fn do
 	return op;
 }
 
-static void
-destroy_start(struct vs_op *op, struct vs_result *res)
-{
-	struct soap_req req;
-
-	soap_req_init(&req, "Destroy_Task", "VirtualMachine", op->vm);
-	op->after_task = task_result_none;
-	op_call(op, &req, task_started);
-}
-
 struct vs_op *
 vs_destroy(struct vs_client *c, const char *vm_moref, vs_op_fn done, void *arg)
 {
-	struct vs_op *op = op_start(c, done, arg, destroy_start);
-
-	op->vm = xstrdup(vm_moref);
-	return op;
+	return simple_task(c, "Destroy_Task", "VirtualMachine", vm_moref, done, arg);
 }
 
 /* ---- changed block tracking ---- */
