@@ -43,21 +43,24 @@ type faultRequest struct {
 	SessionExpiryS *float64        `json:"session_expiry_s"`
 	OutageS        *float64        `json:"outage_s"`
 	CBTReset       *cbtResetFault  `json:"cbt_reset"`
+	Hostile        *hostileFault   `json:"hostile"`
 	Clear          bool            `json:"clear"`
 	Seed           *int64          `json:"seed"`
 }
 
 type faultState struct {
-	mu            sync.Mutex
-	rng           *rand.Rand
-	seed          int64
-	delayF        *delayFault
-	httpErr       *httpErrorFault
-	drop          *dropFault
-	expiry        time.Duration
-	outageUntil   time.Time
-	injectedHTTP  int
-	injectedDrops int
+	mu              sync.Mutex
+	rng             *rand.Rand
+	seed            int64
+	delayF          *delayFault
+	httpErr         *httpErrorFault
+	drop            *dropFault
+	expiry          time.Duration
+	outageUntil     time.Time
+	hostile         *hostileFault
+	injectedHTTP    int
+	injectedDrops   int
+	injectedHostile int
 }
 
 func newFaultState() *faultState {
@@ -136,7 +139,7 @@ func (f *faultState) snapshot() map[string]interface{} {
 	out := map[string]interface{}{
 		"seed":             f.seed,
 		"session_expiry_s": f.expiry.Seconds(),
-		"injected":         map[string]int{"http_error": f.injectedHTTP, "drop": f.injectedDrops},
+		"injected":         map[string]int{"http_error": f.injectedHTTP, "drop": f.injectedDrops, "hostile": f.injectedHostile},
 	}
 	if f.delayF != nil {
 		out["delay"] = f.delayF
@@ -147,15 +150,26 @@ func (f *faultState) snapshot() map[string]interface{} {
 	if f.drop != nil {
 		out["drop"] = f.drop
 	}
+	if f.hostile != nil {
+		out["hostile"] = f.hostile
+	}
 	if time.Now().Before(f.outageUntil) {
 		out["outage_remaining_s"] = time.Until(f.outageUntil).Seconds()
 	}
 	return out
 }
 
+// badFault is a fault request that makes no sense (400, not 404).
+type badFault struct{ error }
+
 // apply installs the settings of one POST /fault body.
 func (p *Peer) applyFault(req *faultRequest) error {
 	f := p.faults
+	if h := req.Hostile; h != nil && h.Kind != "" && h.Kind != "none" {
+		if err := h.check(); err != nil {
+			return badFault{err}
+		}
+	}
 	if req.CBTReset != nil {
 		if err := p.cbtReset(req.CBTReset.VM, req.CBTReset.Disk); err != nil {
 			return err
@@ -163,8 +177,8 @@ func (p *Peer) applyFault(req *faultRequest) error {
 	}
 	f.mu.Lock()
 	if req.Clear {
-		f.delayF, f.httpErr, f.drop, f.expiry = nil, nil, nil, 0
-		f.injectedHTTP, f.injectedDrops = 0, 0
+		f.delayF, f.httpErr, f.drop, f.expiry, f.hostile = nil, nil, nil, 0, nil
+		f.injectedHTTP, f.injectedDrops, f.injectedHostile = 0, 0, 0
 		f.seed = 1
 		f.rng = rand.New(rand.NewSource(1))
 	}
@@ -188,6 +202,12 @@ func (p *Peer) applyFault(req *faultRequest) error {
 		f.drop = req.Drop
 		if req.Drop.Fraction <= 0 && req.Drop.Count <= 0 {
 			f.drop = nil
+		}
+	}
+	if req.Hostile != nil {
+		f.hostile = req.Hostile
+		if req.Hostile.Kind == "" || req.Hostile.Kind == "none" {
+			f.hostile = nil
 		}
 	}
 	if req.SessionExpiryS != nil {
