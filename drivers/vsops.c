@@ -376,7 +376,7 @@ parse_snapshot_tree(const xmlNode *list_parent, const char *list_name, const cha
 
 		if (moref == NULL)
 			continue;
-		vm->snapshots = xreallocarray(vm->snapshots, vm->nsnapshots + 1, sizeof(*vm->snapshots));
+		vm->snapshots = xgrow(vm->snapshots, vm->nsnapshots, sizeof(*vm->snapshots));
 		s = &vm->snapshots[vm->nsnapshots++];
 		memset(s, 0, sizeof(*s));
 		s->moref = moref;
@@ -411,7 +411,7 @@ parse_devices(const xmlNode *val, struct vs_disk **disks, size_t *ndisks, struct
 			struct vs_disk *k;
 			xmlNode *b = xml_child(d, "backing");
 
-			*disks = xreallocarray(*disks, *ndisks + 1, sizeof(**disks));
+			*disks = xgrow(*disks, *ndisks, sizeof(**disks));
 			k = &(*disks)[(*ndisks)++];
 			memset(k, 0, sizeof(*k));
 			if (xml_child_i64(d, "key", &v) == 0 && v >= INT32_MIN && v <= INT32_MAX)
@@ -433,7 +433,7 @@ parse_devices(const xmlNode *val, struct vs_disk **disks, size_t *ndisks, struct
 		} else if (vm != NULL && strstr(type, "Controller") != NULL && strstr(type, "SCSI") != NULL) {
 			struct vs_controller *ct;
 
-			vm->controllers = xreallocarray(vm->controllers, vm->ncontrollers + 1, sizeof(*vm->controllers));
+			vm->controllers = xgrow(vm->controllers, vm->ncontrollers, sizeof(*vm->controllers));
 			ct = &vm->controllers[vm->ncontrollers++];
 			memset(ct, 0, sizeof(*ct));
 			ct->type = xstrdup(type);
@@ -444,7 +444,7 @@ parse_devices(const xmlNode *val, struct vs_disk **disks, size_t *ndisks, struct
 		} else if (vm != NULL && xml_child(d, "macAddress") != NULL) {
 			struct vs_nic *n;
 
-			vm->nics = xreallocarray(vm->nics, vm->nnics + 1, sizeof(*vm->nics));
+			vm->nics = xgrow(vm->nics, vm->nnics, sizeof(*vm->nics));
 			n = &vm->nics[vm->nnics++];
 			memset(n, 0, sizeof(*n));
 			n->type = xstrdup(type);
@@ -654,7 +654,7 @@ inv_add_object(struct vs_op *op, xmlNode *obj, const char *dc)
 	if (strcmp(type, "Datacenter") == 0) {
 		struct vs_datacenter *d;
 
-		inv->dcs = xreallocarray(inv->dcs, inv->ndcs + 1, sizeof(*inv->dcs));
+		inv->dcs = xgrow(inv->dcs, inv->ndcs, sizeof(*inv->dcs));
 		d = &inv->dcs[inv->ndcs++];
 		d->moref = moref;
 		d->name = prop_text(obj, "name");
@@ -672,14 +672,14 @@ inv_add_object(struct vs_op *op, xmlNode *obj, const char *dc)
 			return;
 		}
 		vm.datacenter = xstrdup(dc);
-		inv->vms = xreallocarray(inv->vms, inv->nvms + 1, sizeof(*inv->vms));
+		inv->vms = xgrow(inv->vms, inv->nvms, sizeof(*inv->vms));
 		inv->vms[inv->nvms++] = vm;
 		return;
 	}
 	if (strcmp(type, "HostSystem") == 0) {
 		struct vs_host *h;
 
-		inv->hosts = xreallocarray(inv->hosts, inv->nhosts + 1, sizeof(*inv->hosts));
+		inv->hosts = xgrow(inv->hosts, inv->nhosts, sizeof(*inv->hosts));
 		h = &inv->hosts[inv->nhosts++];
 		memset(h, 0, sizeof(*h));
 		h->moref = moref;
@@ -693,7 +693,7 @@ inv_add_object(struct vs_op *op, xmlNode *obj, const char *dc)
 	if (strcmp(type, "Datastore") == 0) {
 		struct vs_datastore *d;
 
-		inv->datastores = xreallocarray(inv->datastores, inv->ndatastores + 1, sizeof(*inv->datastores));
+		inv->datastores = xgrow(inv->datastores, inv->ndatastores, sizeof(*inv->datastores));
 		d = &inv->datastores[inv->ndatastores++];
 		memset(d, 0, sizeof(*d));
 		d->moref = moref;
@@ -706,8 +706,8 @@ inv_add_object(struct vs_op *op, xmlNode *obj, const char *dc)
 	}
 	if (strstr(type, "ComputeResource") != NULL) {
 		/* Hosts are matched to their pools once every page is in. */
-		op->cr_ref = xreallocarray(op->cr_ref, op->ncr + 1, sizeof(*op->cr_ref));
-		op->cr_pool = xreallocarray(op->cr_pool, op->ncr + 1, sizeof(*op->cr_pool));
+		op->cr_ref = xgrow(op->cr_ref, op->ncr, sizeof(*op->cr_ref));
+		op->cr_pool = xgrow(op->cr_pool, op->ncr, sizeof(*op->cr_pool));
 		op->cr_ref[op->ncr] = moref;
 		op->cr_pool[op->ncr] = prop_text(obj, "resourcePool");
 		op->ncr++;
@@ -1276,7 +1276,7 @@ vs_parse_changes(const xmlNode *rv, uint64_t offset, uint64_t capacity, struct v
 				last->length = s + l - last->start;
 			continue;
 		}
-		*ext = xreallocarray(*ext, *n + 1, sizeof(**ext));
+		*ext = xgrow(*ext, *n, sizeof(**ext));
 		(*ext)[*n].start = s;
 		(*ext)[*n].length = l;
 		(*n)++;

@@ -201,8 +201,9 @@ int vs_parse_vm_object(const xmlNode *objects, struct vs_vm *vm);
 /* One QueryChangedDiskAreas reply (its returnval), asked at offset:
  * appends its areas to *ext (clipped to the capacity; adjacent ones
  * coalesced) and sets *next to where the next page starts.  An area
- * without a valid start and length is an error, never skipped.  Returns 0
- * or -1 with *err.  Call vs_extents_normalize afterwards. */
+ * without a valid start and length is an error, never skipped.  *ext is
+ * NULL or an array only this function grew (see xgrow).  Returns 0 or -1
+ * with *err.  Call vs_extents_normalize afterwards. */
 int vs_parse_changes(const xmlNode *returnval, uint64_t offset, uint64_t capacity, struct vs_extent **ext,
     size_t *n, uint64_t *next, char **err);
 /* Sort areas by start and coalesce overlapping or adjacent ones; then,

@@ -304,11 +304,12 @@ call_http_done(struct http_req *h, void *arg)
 		free(err);
 		http_free(h);
 		/* A 5xx with a body that is not SOAP is a proxy or server hiccup. */
-		if (status == 500)
+		if (status == 500) {
 			call_transient(call, msg);
-		else
-			call_finish(call, VS_BADREPLY, msg, NULL);
-		free(msg);
+			free(msg);
+		} else {
+			call_finish(call, VS_BADREPLY, msg, NULL); /* takes msg */
+		}
 		return;
 	}
 	http_free(h);

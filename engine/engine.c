@@ -628,7 +628,7 @@ inventory_answer(const struct vs_inventory *inv, const char *error, double age_s
 					independent = 1;
 			}
 			json_array_append_new(vms,
-			    json_pack("{s:s,s:s?,s:s?,s:s?,s:s?,s:i,s:i,s:b,s:b,s:o,s:o,s:s?}", "name", v->name, "power",
+			    json_pack("{s:s,s:s?,s:s?,s:s?,s:s?,s:i,s:i,s:b,s:b,s:o,s:o,s:s*}", "name", v->name, "power",
 			        v->power, "host", v->host_name, "datacenter", v->datacenter, "datastore", v->datastore, "cpus",
 			        v->cpus, "memory_mb", v->memory_mb, "cbt", v->cbt, "independent_disks", independent, "disks",
 			        disks, "claimed_by", vm_claims(ir->platform, v->name), "problem", v->problem));

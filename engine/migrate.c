@@ -1301,7 +1301,7 @@ prep_areas_done(struct vs_out *out, void *arg)
 
 			if (s0 >= cut)
 				break;
-			merged = xreallocarray(merged, n + 1, sizeof(*merged));
+			merged = xgrow(merged, n, sizeof(*merged));
 			merged[n].start = s0;
 			merged[n].length = (e0 < cut ? e0 : cut) - s0;
 			n++;
@@ -1313,7 +1313,7 @@ prep_areas_done(struct vs_out *out, void *arg)
 				continue;
 			if (s0 < cut)
 				s0 = cut;
-			merged = xreallocarray(merged, n + 1, sizeof(*merged));
+			merged = xgrow(merged, n, sizeof(*merged));
 			merged[n].start = s0;
 			merged[n].length = e0 - s0;
 			n++;
