@@ -1030,6 +1030,16 @@ task_info_done(struct vs_op *op, struct vs_result *res)
 		free(name);
 		return;
 	}
+	if (strcmp(state, "queued") != 0 && strcmp(state, "running") != 0) {
+		/* Polling on would never end. */
+		char *q = quote_value(state);
+
+		free(state);
+		op_fail(op, VS_BADREPLY, NULL,
+		    xasprintf("%s: task %s is in an unknown state %s", vs_config(op->c)->name, op->task, q));
+		free(q);
+		return;
+	}
 	free(state);
 	task_poll(op);
 }

@@ -21,11 +21,12 @@
  * stop being read from it, and a watcher is dropped. */
 #define CTL_OUT_HIGH (8u << 20)
 #define CTL_OUT_LOW (1u << 20)
-/* Unsent answers of all clients together: once over, a client may hold
- * only CTL_OUT_SHARE, so a thousand clients that never read cannot take
- * 8 MiB each. */
+/* Unsent answers of all clients together: once over, a client gets its
+ * next answer only when the last one has left (a watcher may fall
+ * CTL_WATCH_SHARE behind), so a thousand clients that never read cannot
+ * take 8 MiB each. */
 #define CTL_OUT_BUDGET (64u << 20)
-#define CTL_OUT_SHARE (64u << 10)
+#define CTL_WATCH_SHARE (64u << 10)
 /* Unprocessed input per client: one request line and a byte to see that
  * it is too long.  A client that pipelines more waits in its socket. */
 #define CTL_IN_HIGH (REQUEST_MAX_LINE + 1)
@@ -135,17 +136,20 @@ ctl_close_soon(struct ctl_client *c)
 		ctl_client_free(c);
 }
 
-/* How much unsent output a client may hold before it is throttled. */
+/* How much unsent output a client may hold before it is throttled (or,
+ * a watcher, dropped). */
 static size_t
-ctl_out_limit(void)
+ctl_out_limit(const struct ctl_client *c)
 {
-	return ctl.out_total > CTL_OUT_BUDGET ? CTL_OUT_SHARE : CTL_OUT_HIGH;
+	if (ctl.out_total <= CTL_OUT_BUDGET)
+		return CTL_OUT_HIGH;
+	return c->watching ? CTL_WATCH_SHARE : 0;
 }
 
 static void
 ctl_check_backlog(struct ctl_client *c)
 {
-	if (ctl_out_len(c) <= ctl_out_limit())
+	if (ctl_out_len(c) <= ctl_out_limit(c))
 		return;
 	if (c->watching) {
 		log_warn("status socket: dropping watcher %llu that does not read",
@@ -235,8 +239,8 @@ ctl_read_cb(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 	int n = 0;
 
-	/* No new answers for a client that holds its share and more. */
-	if (!c->watching && ctl_out_len(c) > ctl_out_limit()) {
+	/* No new answers for a client that holds more than it may. */
+	if (!c->watching && ctl_out_len(c) > ctl_out_limit(c)) {
 		c->throttled = 1;
 		bufferevent_disable(c->bev, EV_READ);
 		return;

@@ -61,7 +61,7 @@ kill -0 "$DAEMON_PID" 2>/dev/null || fail "vmferryd died"
 # Memory: unsent answers share a 64 MiB budget (docs/ARCHITECTURE.md,
 # "Status socket"), they no longer take up to 8 MiB per client (300
 # non-readers were 2.4 GiB).  Bound: 128 MiB (the daemon and that budget)
-# + 64 KiB per client (its share of answers, a partial request line).
+# + 64 KiB per client (its last answer, a request line read ahead).
 # Under ASan: doubled + 128 MiB (shadow memory, quarantine).
 peak=$(hwm_mib)
 bound=$((128 + total * 64 / 1024))

@@ -77,7 +77,8 @@ cat >"$T/fixture.json" <<JSON
         {"name":"tiny","host":"H0","power":"on","disks":[{"capacity":2097169,"seed":4}]},
         {"name":"fdrip","host":"H0","disks":[{"capacity":3145739,"seed":5}]},
         {"name":"fhuge","host":"H0","disks":[{"capacity":2097181,"seed":6,"allocated":0.7}]},
-        {"name":"sdrip","host":"H0","disks":[{"capacity":1048601,"seed":7}]}]}
+        {"name":"sdrip","host":"H0","disks":[{"capacity":1048601,"seed":7}]},
+        {"name":"task","host":"H0","disks":[{"capacity":1048609,"seed":8}]}]}
 JSON
 mig_start_peers "$T/fixture.json"
 mig_config
@@ -155,6 +156,19 @@ wait_job rnofile nofile complete 120
 check_complete rcap cap 1 "after the absurd capacity"
 check_complete rnofile nofile 1 "after the missing file name"
 cases=$((cases + 2))
+
+# A task whose state is no state: CreateVM_Task ran, its outcome cannot be
+# read; after `start` the job finds its VM again (by its marker) instead of
+# making a second one.
+hostile "$D_CTL" '{"kind":"replace","method":"RetrievePropertiesEx","element":"state","value":"lots"}'
+mig_rule rtask task "$opts"
+wait_reason rtask task failed 'dst: task task-[0-9]+ is in an unknown state "lots"' 60
+ok "a task in an unknown state fails the job with the reason"
+clear_faults
+ctl start rtask task >/dev/null
+wait_job rtask task complete 120
+check_complete rtask task 1 "after the unknown task state"
+cases=$((cases + 1))
 
 # --- Changed areas: a flood of one-byte areas, page after page, is merged
 # (copying the bytes between is always right) and the copy is correct.
