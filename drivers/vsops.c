@@ -355,6 +355,28 @@ parse_devices(const xmlNode *val, struct vs_disk **disks, size_t *ndisks, struct
 	}
 }
 
+/* The memory state of a suspended VM, from its layoutEx.file list. */
+static void
+parse_suspend_file(const xmlNode *val, struct vs_vm *vm)
+{
+	xmlNode *f;
+
+	for (f = val ? val->children : NULL; f != NULL; f = f->next) {
+		char *type;
+		uint64_t size;
+
+		if (f->type != XML_ELEMENT_NODE)
+			continue;
+		type = xml_child_text(f, "type");
+		if (type != NULL && strcmp(type, "suspend") == 0 && vm->suspend_file == NULL &&
+		    xml_child_u64(f, "size", &size) == 0) {
+			vm->suspend_file = xml_child_text(f, "name");
+			vm->suspend_size = size;
+		}
+		free(type);
+	}
+}
+
 int
 vs_parse_vm_object(const xmlNode *objects, struct vs_vm *vm)
 {
@@ -391,6 +413,7 @@ vs_parse_vm_object(const xmlNode *objects, struct vs_vm *vm)
 		vm->current_snapshot = xml_child_text(snap, "currentSnapshot");
 		parse_snapshot_tree(snap, "rootSnapshotList", NULL, vm);
 	}
+	parse_suspend_file(prop_val(objects, "layoutEx.file"), vm);
 	return 0;
 }
 
@@ -412,6 +435,7 @@ vs_vm_free(struct vs_vm *vm)
 	free(vm->guest_id);
 	free(vm->version);
 	free(vm->annotation);
+	free(vm->suspend_file);
 	for (i = 0; i < vm->ndisks; i++) {
 		free(vm->disks[i].label);
 		free(vm->disks[i].file);
@@ -539,6 +563,12 @@ static const char *const vm_paths[] = {
 	"name", "config.uuid", "config.instanceUuid", "runtime.powerState", "runtime.host", "config.guestId",
 	"config.version", "config.files.vmPathName", "config.hardware.numCPU", "config.hardware.memoryMB",
 	"config.changeTrackingEnabled", "config.hardware.device", "snapshot", "config.annotation", NULL,
+};
+/* One VM read on its own also lists its files (for a suspended VM's memory state). */
+static const char *const one_vm_paths[] = {
+	"name", "config.uuid", "config.instanceUuid", "runtime.powerState", "runtime.host", "config.guestId",
+	"config.version", "config.files.vmPathName", "config.hardware.numCPU", "config.hardware.memoryMB",
+	"config.changeTrackingEnabled", "config.hardware.device", "snapshot", "config.annotation", "layoutEx.file", NULL,
 };
 static const char *const host_paths[] = { "name", "parent", "summary.hardware.cpuModel", NULL };
 static const char *const ds_paths[] = { "name", "summary.capacity", "summary.freeSpace", "summary.url", NULL };
@@ -830,7 +860,7 @@ op_start(struct vs_client *c, vs_op_fn done, void *arg, op_step_fn first)
 static void
 vm_start(struct vs_op *op, struct vs_result *res)
 {
-	retrieve_obj(op, "VirtualMachine", op->vm, vm_paths, vm_props_done);
+	retrieve_obj(op, "VirtualMachine", op->vm, one_vm_paths, vm_props_done);
 }
 
 struct vs_op *
@@ -1000,6 +1030,33 @@ cbt_start(struct vs_op *op, struct vs_result *res)
 	op_call(op, &req, task_started);
 }
 
+static void
+extra_config_start(struct vs_op *op, struct vs_result *res)
+{
+	struct soap_req req;
+	xmlNode *spec, *opt;
+
+	soap_req_init(&req, "ReconfigVM_Task", "VirtualMachine", op->vm);
+	spec = soap_add(&req, NULL, "spec", NULL);
+	opt = soap_add_typed(&req, spec, "extraConfig", "OptionValue", NULL);
+	soap_add(&req, opt, "key", op->snap);
+	soap_add_typed(&req, opt, "value", "xsd:string", op->path);
+	op->after_task = task_result_none;
+	op_call(op, &req, task_started);
+}
+
+struct vs_op *
+vs_set_extra_config(struct vs_client *c, const char *vm_moref, const char *key, const char *value, vs_op_fn done,
+    void *arg)
+{
+	struct vs_op *op = op_start(c, done, arg, extra_config_start);
+
+	op->vm = xstrdup(vm_moref);
+	op->snap = xstrdup(key);
+	op->path = xstrdup(value);
+	return op;
+}
+
 struct vs_op *
 vs_enable_cbt(struct vs_client *c, const char *vm_moref, int enable, vs_op_fn done, void *arg)
 {
@@ -1082,7 +1139,11 @@ power_start(struct vs_op *op, struct vs_result *res)
 		op_call(op, &req, power_done_plain);
 		return;
 	}
-	soap_req_init(&req, strcmp(op->path, "on") == 0 ? "PowerOnVM_Task" : "PowerOffVM_Task", "VirtualMachine", op->vm);
+	soap_req_init(&req,
+	    strcmp(op->path, "on") == 0        ? "PowerOnVM_Task"
+	    : strcmp(op->path, "suspend") == 0 ? "SuspendVM_Task"
+	                                       : "PowerOffVM_Task",
+	    "VirtualMachine", op->vm);
 	op->after_task = task_result_none;
 	op_call(op, &req, task_started);
 }

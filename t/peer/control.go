@@ -313,6 +313,8 @@ type vmJSON struct {
 	CBT        bool       `json:"cbt"`
 	Snapshots  int        `json:"snapshots"`
 	Disks      []diskJSON `json:"disks"`
+	Suspend    string     `json:"suspend_sha256,omitempty"` // the memory state of a suspended VM
+	Resumed    string     `json:"resumed_sha256,omitempty"` // the memory state it last resumed from
 }
 
 func entityName(ref *types.ManagedObjectReference) string {
@@ -355,7 +357,9 @@ func (p *Peer) ctlVMs(w http.ResponseWriter, r *http.Request) {
 		if dc := p.dcOf(vm); dc != "" {
 			v.Datacenter = dc
 		}
+		v.Suspend = fileSHA256(p.suspendFile(vm))
 		p.mu.Lock()
+		v.Resumed = p.resumed[vm.Self]
 		v.Snapshots = len(p.snaps[vm.Self])
 		cbt := p.cbtOn[vm.Self]
 		p.mu.Unlock()

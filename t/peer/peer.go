@@ -106,6 +106,7 @@ type Peer struct {
 	cbtOn      map[types.ManagedObjectReference]bool
 	snaps      map[types.ManagedObjectReference][]*snapRec
 	adapter    map[types.ManagedObjectReference]string
+	resumed    map[types.ManagedObjectReference]string // sha256 of the memory state a VM last resumed from
 
 	sessions *sessionTable
 	paging   *pagingTable
@@ -128,6 +129,7 @@ func newPeer(dir, user, pass string, cbtMax, maxObjects int) *Peer {
 		cbtOn:      map[types.ManagedObjectReference]bool{},
 		snaps:      map[types.ManagedObjectReference][]*snapRec{},
 		adapter:    map[types.ManagedObjectReference]string{},
+		resumed:    map[types.ManagedObjectReference]string{},
 		sessions:   newSessionTable(),
 		paging:     newPagingTable(),
 		faults:     newFaultState(),

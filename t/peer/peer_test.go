@@ -1272,3 +1272,101 @@ func TestRetrieveMaxObjectsCap(t *testing.T) {
 		t.Errorf("RetrieveProperties: %d VMs, %v", len(vms), err)
 	}
 }
+
+// A suspended VM's memory state is a .vmss file in its directory, listed
+// in layoutEx; another VM pointed at a copy of it (extraConfig
+// checkpoint.vmState) resumes from it when powered on.
+func TestSuspendCarryResume(t *testing.T) {
+	p := startPeer(t, `{"datacenters":[{"name":"DC0","hosts":["H0"],"datastores":["ds0"]}],
+ "vms":[{"name":"web01","host":"H0","datastore":"ds0","power":"on","memory_mb":4,"disks":[{"capacity":1048576}]},
+        {"name":"db01","host":"H0","datastore":"ds0","power":"off","memory_mb":4,"disks":[{"capacity":1048576}]}]}`)
+	ctx := context.Background()
+	c := p.client(ctx)
+	vm := findVM(ctx, t, c.Client, "web01")
+	task, err := vm.Suspend(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := task.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// vcsim's storage refresh on snapshot operations must not lose it.
+	removeSnapshot(ctx, t, c.Client, createSnapshot(ctx, t, vm, "final", false, false))
+	var mvm mo.VirtualMachine
+	if err := vm.Properties(ctx, vm.Reference(), []string{"layoutEx.file"}, &mvm); err != nil {
+		t.Fatal(err)
+	}
+	var susp *types.VirtualMachineFileLayoutExFileInfo
+	for i, f := range mvm.LayoutEx.File {
+		if f.Type == "suspend" {
+			susp = &mvm.LayoutEx.File[i]
+		}
+	}
+	if susp == nil || susp.Name != "[ds0] web01/web01.vmss" || susp.Size == 0 {
+		t.Fatalf("layoutEx has no suspend file: %+v", mvm.LayoutEx.File)
+	}
+	hc := folderClient(c)
+	_, mem, _ := get(t, hc, p.folderURL("web01/web01.vmss"), "")
+	if int64(len(mem)) != susp.Size {
+		t.Fatalf("vmss: %d bytes, layoutEx says %d", len(mem), susp.Size)
+	}
+	type vmState struct {
+		Name    string
+		Power   string
+		Suspend string `json:"suspend_sha256"`
+		Resumed string `json:"resumed_sha256"`
+	}
+	state := func(name string) vmState {
+		var vms []vmState
+		p.ctl("GET", "/vms", nil, &vms)
+		for _, v := range vms {
+			if v.Name == name {
+				return v
+			}
+		}
+		t.Fatalf("no vm %s", name)
+		return vmState{}
+	}
+	if s := state("web01"); s.Power != "suspended" || s.Suspend != sha(mem) {
+		t.Fatalf("web01 after suspend: %+v", s)
+	}
+	// Carry the state to a powered-off VM and point it at the copy.
+	db01 := findVM(ctx, t, c.Client, "db01")
+	req, _ := http.NewRequest("PUT", p.folderURL("db01/carried.vmss"), bytes.NewReader(mem))
+	res, err := hc.Do(req)
+	if err != nil || res.StatusCode/100 != 2 {
+		t.Fatalf("PUT: %v %v", res, err)
+	}
+	res.Body.Close()
+	if s := state("db01"); s.Suspend != "" {
+		t.Fatalf("db01 shows a suspend state before it is pointed at one: %+v", s)
+	}
+	task, err = db01.Reconfigure(ctx, types.VirtualMachineConfigSpec{ExtraConfig: []types.BaseOptionValue{
+		&types.OptionValue{Key: "checkpoint.vmState", Value: "carried.vmss"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := task.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s := state("db01"); s.Suspend != sha(mem) {
+		t.Fatalf("db01 pointed at the copy: %+v", s)
+	}
+	task, err = db01.PowerOn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := task.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s := state("db01"); s.Power != "poweredOn" || s.Resumed != sha(mem) || s.Suspend != "" {
+		t.Fatalf("db01 after power-on: %+v", s)
+	}
+	if _, err := os.Stat(filepath.Join(p.Dir, "ds0", "db01", "carried.vmss")); !os.IsNotExist(err) {
+		t.Errorf("the carried state was not consumed: %v", err)
+	}
+	// A VM powered on without memory state boots: nothing resumed.
+	if s := state("web01"); s.Resumed != "" {
+		t.Errorf("web01 resumed before power-on: %+v", s)
+	}
+}

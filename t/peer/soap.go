@@ -260,6 +260,14 @@ func (p *Peer) after(name string, req interface{}, this, related types.ManagedOb
 				logf("%s: %v", name, err)
 			}
 		}
+	case "SuspendVM_Task":
+		if _, ok := taskResult(reply); ok {
+			p.afterSuspend(this)
+		}
+	case "PowerOnVM_Task":
+		if _, ok := taskResult(reply); ok {
+			p.afterPowerOn(this)
+		}
 	case "CreateSnapshot_Task":
 		res, ok := taskResult(reply)
 		q, qok := req.(*types.CreateSnapshot_Task)
@@ -283,6 +291,11 @@ func (p *Peer) after(name string, req interface{}, this, related types.ManagedOb
 	case "RevertToCurrentSnapshot_Task":
 		if _, ok := taskResult(reply); ok && related.Value != "" {
 			p.afterRevert(this, related)
+		}
+	}
+	for _, ref := range []types.ManagedObjectReference{this, related} {
+		if vm := vmObject(ref); vm != nil {
+			p.listSuspendFile(vm)
 		}
 	}
 }
