@@ -677,6 +677,13 @@ job_enter_invalid(struct job *j, int event)
 }
 
 void
+job_enter_not_built(struct job *j, int event)
+{
+	job_log(j, LOG_WARN, "%s rules do not move data yet in this vmferryd (only migration rules do): the job "
+	                     "holds here until a version that runs them", cfg_kind_name(j->kind));
+}
+
+void
 job_enter_deleting(struct job *j, int event)
 {
 	if (j->timer != NULL)

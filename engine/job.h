@@ -121,6 +121,9 @@ void job_enter_queued(struct job *j, int event);
 void job_enter_stopping(struct job *j, int event);
 void job_enter_invalid(struct job *j, int event);
 void job_enter_deleting(struct job *j, int event);
+/* The first slot state of a kind whose data path is not built yet
+ * (replication, backup): says so in the job's log; the job holds there. */
+void job_enter_not_built(struct job *j, int event);
 /* Row action: remove every trace of the job from the store and memory. */
 void job_forget(struct job *j, int event);
 
