@@ -539,12 +539,17 @@ http_error(const struct http_req *r)
 		w->errmsg = xasprintf("reply larger than %zu bytes", r->max_body);
 	else if (r->sink_aborted)
 		w->errmsg = xstrdup("transfer aborted by the receiver");
-	else if (r->cert_refused && r->seen_cert) {
+	else if (r->cert_refused && r->seen_cert && r->tls.has_pin) {
+		char want[THUMBPRINT_STRLEN];
+
 		units_format_thumbprint(r->cert_sha256, tp);
-		w->errmsg = xasprintf("certificate not trusted (%s); the server presented SHA-256 "
-		                      "thumbprint %s",
-		    r->tls.has_pin ? "it does not match the pinned thumbprint" : r->errbuf[0] ? r->errbuf : "verification failed",
-		    tp);
+		units_format_thumbprint(r->tls.pin, want);
+		w->errmsg = xasprintf("certificate not trusted (it does not match the pinned thumbprint %s); "
+		                      "the server presented SHA-256 thumbprint %s", want, tp);
+	} else if (r->cert_refused && r->seen_cert) {
+		units_format_thumbprint(r->cert_sha256, tp);
+		w->errmsg = xasprintf("certificate not trusted (%s); the server presented SHA-256 thumbprint %s",
+		    r->errbuf[0] ? r->errbuf : "verification failed", tp);
 	} else
 		w->errmsg = xstrdup(r->errbuf[0] ? r->errbuf : curl_easy_strerror(r->result));
 	return w->errmsg;
