@@ -49,40 +49,16 @@ CONF=$T/conf
 mkdir -p "$CONF/secrets" "$T/out"
 printf '%s\n' "$SECRET" >"$CONF/secrets/vc"
 printf '%s\n' "$WRONG" >"$CONF/secrets/wrong"
-cat >"$CONF/10-platforms.yaml" <<YAML
-kind: platform
-name: src
-url: $S_URL
-username: $PEER_USER
-password_file: secrets/vc
-tls: { thumbprint: "$S_THUMB" }
----
-kind: platform
-name: dst
-url: $D_URL
-username: $PEER_USER
-password_env: VMF_TEST_SECRET
-tls: { thumbprint: "$D_THUMB" }
----
-kind: platform
-name: bad
-url: $S_URL
-username: $PEER_USER
-password_file: secrets/wrong
-tls: { thumbprint: "$S_THUMB" }
----
-kind: platform
-name: down
-url: https://127.0.0.1:1/sdk
-username: $PEER_USER
-password_file: secrets/vc
-tls: { insecure: true }
----
-kind: node
-name: local
-repository: repo
-temp_dir: tmp
-YAML
+platform() { # NAME URL PASSWORD_KEY: VALUE TLS
+	printf -- '---\nkind: platform\nname: %s\nurl: %s\nusername: %s\n%s\ntls: %s\n' "$1" "$2" "$PEER_USER" "$3" "$4"
+}
+{
+	platform src "$S_URL" "password_file: secrets/vc" "{ thumbprint: \"$S_THUMB\" }"
+	platform dst "$D_URL" "password_env: VMF_TEST_SECRET" "{ thumbprint: \"$D_THUMB\" }"
+	platform bad "$S_URL" "password_file: secrets/wrong" "{ thumbprint: \"$S_THUMB\" }"
+	platform down https://127.0.0.1:1/sdk "password_file: secrets/vc" "{ insecure: true }"
+	printf -- '---\nkind: node\nname: local\nrepository: repo\ntemp_dir: tmp\n'
+} >"$CONF/10-platforms.yaml"
 rule() { # NAME SOURCE VM OPTIONS
 	printf 'kind: migration\nname: %s\nsource: { platform: %s, vms: [%s] }\nnode: local\ntarget: { platform: dst, datacenter: DC0, host: H0, datastore: ds0 }\noptions: { %s }\n' \
 		"$1" "$2" "$3" "$4" >"$CONF/20-$1.yaml"
@@ -91,7 +67,7 @@ rule mv src db01 "fast_transfer: true, cutover: poweroff"
 rule badr bad db01 "fast_transfer: true"
 rule downr down ghost01 "fast_transfer: true"
 # Broken files, broken on the secret's own line: a key people guess
-# (password: ...), a YAML syntax error, a secret where a name belongs.
+# (password: ...), a YAML syntax error, a tab before the key.
 cat >"$CONF/40-guess.yaml" <<YAML
 kind: platform
 name: guess
