@@ -29,6 +29,9 @@ RULE64=..rule-%2f..%2f?#\&=+~$(printf 'r%.0s' $(seq 1 43))    # 64 bytes, the li
 # VMs the config accepts, over HTTPS and through the mount (direct).
 HTTPS_VMS=(".hidden" "..." "-rf" 'a\b' "sp ace" "$LONG")
 DIRECT_VMS=("%2e%2e%2f%2e%2e%2fetc" "x?y#z&w=1" "ü-名前" "[ds0] br]ack[et" "on-forged-host")
+# VMs whose disk descriptor the test rewrites to name an extent file
+# outside their directory (a hostile or broken platform).
+EVIL_VMS=(evil-https evil-direct)
 # VMs only the inventory shows (the config refuses such names).
 CTL_VMS=("nl
 $FORGED" "tab	here" "nel"$'\xc2\x85'"x" "ls"$'\xe2\x80\xa8'"x")
@@ -42,7 +45,7 @@ vm_json() { # NAME HOST SEED
 	echo '{"datacenters":[{"name":"DC0","hosts":["H0",'"$(jq -cn --arg h "H1
 $FORGED" '$h')"'],"datastores":["ds0"]}],"vms":['
 	sep=""
-	for v in "${HTTPS_VMS[@]}" "${DIRECT_VMS[@]}" "${CTL_VMS[@]}"; do
+	for v in "${HTTPS_VMS[@]}" "${DIRECT_VMS[@]}" "${EVIL_VMS[@]}" "${CTL_VMS[@]}"; do
 		host=H0
 		[ "$v" = on-forged-host ] && host="H1
 $FORGED"
@@ -55,6 +58,14 @@ $FORGED"
 jq -e . "$T/fixture.json" >/dev/null || fail "test setup: fixture is not JSON"
 mig_start_peers "$T/fixture.json"
 ok "the peer serves VMs named ${#HTTPS_VMS[@]}+${#DIRECT_VMS[@]} ways the config accepts and ${#CTL_VMS[@]} with control characters"
+# The descriptors of the evil VMs name a file of this test, outside the
+# datastore, by a relative path.
+head -c 65536 /dev/urandom >"$T/outside.bin"
+for v in "${EVIL_VMS[@]}"; do
+	rel=$(realpath -m --relative-to="$S_DIR/ds0/$v" "$T/outside.bin")
+	sed -i "s|^RW \([0-9]*\) VMFS \".*\"|RW \1 VMFS \"$rel\"|" "$S_DIR/ds0/$v/$v.vmdk"
+	grep -qF "\"$rel\"" "$S_DIR/ds0/$v/$v.vmdk" || fail "test setup: descriptor of $v not rewritten"
+done
 
 MIG_MOUNTS=1 mig_config
 yaml_list() { # NAME... -> a YAML flow list of double-quoted strings (jq's JSON strings are YAML)
@@ -65,7 +76,7 @@ yaml_list() { # NAME... -> a YAML flow list of double-quoted strings (jq's JSON 
 cat >"$CONF/20-https.yaml" <<YAML
 kind: migration
 name: "$RULE64"
-source: { platform: src, vms: $(yaml_list "${HTTPS_VMS[@]}") }
+source: { platform: src, vms: $(yaml_list "${HTTPS_VMS[@]}" evil-https) }
 node: local
 target: { platform: dst, datacenter: DC0, host: H0, datastore: ds0 }
 options: { fast_transfer: true, auto_migrate: true, cutover: none }
@@ -73,7 +84,7 @@ YAML
 cat >"$CONF/20-direct.yaml" <<YAML
 kind: migration
 name: .direct
-source: { platform: src, vms: $(yaml_list "${DIRECT_VMS[@]}") }
+source: { platform: src, vms: $(yaml_list "${DIRECT_VMS[@]}" evil-direct) }
 node: local
 target: { platform: dst, datacenter: DC0, host: H0, datastore: ds0 }
 options: { fast_transfer: true, lan_free: true, auto_migrate: true, cutover: poweroff }
@@ -130,6 +141,12 @@ assert_nomatch "$out" "^FORGED|^$FORGED" "vmferryctl rules prints the errors wit
 for v in "${HTTPS_VMS[@]}"; do wait_job "$RULE64" "$v" complete 300; done
 for v in "${DIRECT_VMS[@]}"; do wait_job .direct "$v" complete 300; done
 ok "all $((${#HTTPS_VMS[@]} + ${#DIRECT_VMS[@]})) migrations complete (HTTPS and direct)"
+for rv in "$RULE64 evil-https" ".direct evil-direct"; do
+	r=${rv% *} v=${rv##* }
+	wait_job "$r" "$v" failed 120
+	assert_match "$(job_field "$r" "$v" error)" "extent file \.\./.*outside\.bin at offset 0 cannot be read as a flat disk" \
+		"$v: a descriptor naming a file outside the VM's directory fails the job, naming it"
+done
 usha() { curl -sf --get --data-urlencode "vm=$2" --data-urlencode "disk=0" "$1/disk" | jq -r .sha256; }
 for v in "${HTTPS_VMS[@]}" "${DIRECT_VMS[@]}"; do
 	[ "$(curl -sf "$D_CTL/vms" | jq --arg n "$v" '[.[] | select(.name == $n)] | length')" = 1 ] ||
@@ -138,7 +155,7 @@ for v in "${HTTPS_VMS[@]}" "${DIRECT_VMS[@]}"; do
 	[ -n "$s" ] && [ "$s" = "$d" ] || fail "'$v': target disk differs ($d vs $s)"
 done
 ok "every target VM has exactly the source's name and bytes"
-want=$(printf '%s\n' "${HTTPS_VMS[@]}" "${DIRECT_VMS[@]}" | jq -R . | jq -sc 'sort')
+want=$(printf '%s\n' "${HTTPS_VMS[@]}" "${DIRECT_VMS[@]}" "${EVIL_VMS[@]}" | jq -R . | jq -sc 'sort')
 assert_eq "$(curl -sf "$D_CTL/vms" | jq -c '[.[].name] | sort')" "$want" "the target holds those VMs and no other"
 
 # --- Inventory and logs: control characters escaped, JSON exact.
@@ -203,6 +220,9 @@ dots=$(grep "^$STATE/" <<<"$paths" | sed "s|^$STATE/||" | tr '/' '\n' | grep -xE
 assert_eq "$dots" "" "no path component is . or .."
 rules=$(grep "^$STATE/tmp/" <<<"$paths" | sed "s|^$STATE/tmp/||" | cut -d/ -f1 | LC_ALL=C sort -u | tr '\n' ' ')
 assert_eq "$rules" "$(printf '%s\n' .direct "$RULE64" | LC_ALL=C sort | tr '\n' ' ')" "temp_dir holds directories of the two running rules only (none for refused names)"
-staging=$(find "$STATE/tmp" -mindepth 2 | head -5)
+assert_eq "$(grep -c 'outside\.bin' "$T/strace.log" || true)" 0 "the file the evil descriptors name was never opened, not even for reading"
+assert_eq "$(curl -sf "$S_CTL/stats" | jq '[.files | keys[] | select(test("outside"))] | length')" 0 \
+	"nor asked for over HTTPS"
+staging=$(find "$STATE/tmp" -mindepth 2 | grep -v "/evil-" | head -5 || true)
 assert_eq "$staging" "" "no staging is left in temp_dir after the migrations"
-echo "# figure: names: $((${#HTTPS_VMS[@]} + ${#DIRECT_VMS[@]})) VMs with hostile names migrated (HTTPS and direct), 13 unsafe names (7 rule, 5 VM, 1 not UTF-8) refused with file:line:col, $n paths traced: 0 outside the state directory and the target VMs' files; ${#CTL_VMS[@]} control-character names and 1 forged host name: 0 forged log lines"
+echo "# figure: names: $((${#HTTPS_VMS[@]} + ${#DIRECT_VMS[@]})) VMs with hostile names migrated (HTTPS and direct), 13 unsafe names (7 rule, 5 VM, 1 not UTF-8) refused with file:line:col, $n paths traced: 0 outside the state directory and the target VMs' files; 2 descriptors naming a file outside the datastore: refused, never opened; ${#CTL_VMS[@]} control-character names and 1 forged host name: 0 forged log lines"
