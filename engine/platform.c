@@ -184,7 +184,7 @@ inventory_done(struct vs_out *out, void *arg)
 		if (out->status == VS_OK)
 			w[i].done(p->inv, NULL, 0, 0, w[i].arg);
 		else
-			w[i].done(NULL, out->error, out->status != VS_UNREACHABLE, 0, w[i].arg);
+			w[i].done(NULL, out->error, out->status == VS_AUTH || out->status == VS_TLS, 0, w[i].arg);
 	}
 	free(w);
 }
