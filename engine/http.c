@@ -57,6 +57,16 @@ struct http_req {
 	struct http_req *next_done;
 };
 
+/* Connections are pooled per way of trusting the server.  curl reuses a
+ * connection when its own TLS options match, and ours (the pin, insecure)
+ * live in the verify callback, where curl cannot see them: in one pool a
+ * connection verified with a pin, or not verified at all (insecure),
+ * would carry requests of a platform that pins another certificate. */
+struct tls_pool {
+	char *key;
+	CURLSH *share;
+};
+
 struct http_sock {
 	struct event *ev;
 	curl_socket_t fd;
@@ -72,6 +82,8 @@ static struct {
 	int in_flight;
 	uint64_t total_bytes;
 	int ssl_index;
+	struct tls_pool *pools;
+	size_t npools;
 } h;
 
 /* ---- TLS ---- */
@@ -198,6 +210,11 @@ http_check_multi_info(void)
 			continue;
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
 		r->result = msg->data.result;
+		/* curl's own host name check runs after our verify callback
+		 * accepted the chain: a certificate for another name is refused
+		 * too, not a network failure to retry. */
+		if (r->result == CURLE_PEER_FAILED_VERIFICATION && r->seen_cert)
+			r->cert_refused = 1;
 		curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
 		curl_multi_remove_handle(h.multi, r->easy);
 		r->started = 0;
@@ -300,10 +317,17 @@ http_init(struct event_base *base)
 void
 http_shutdown(void)
 {
+	size_t i;
+
 	if (h.multi == NULL)
 		return;
 	/* curl_multi_cleanup before the events it uses go away. */
 	curl_multi_cleanup(h.multi);
+	for (i = 0; i < h.npools; i++) {
+		curl_share_cleanup(h.pools[i].share);
+		free(h.pools[i].key);
+	}
+	free(h.pools);
 	event_free(h.timer);
 	event_free(h.drain);
 	curl_global_cleanup();
@@ -425,6 +449,37 @@ http_set_timeout(struct http_req *r, long ms)
 	curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, ms);
 }
 
+static CURLSH *
+http_pool(const struct http_tls *tls)
+{
+	char *key, pin[65];
+	size_t i;
+	CURLSH *share;
+
+	for (i = 0; i < 32; i++)
+		snprintf(pin + i * 2, 3, "%02x", tls->pin[i]);
+	if (tls->insecure)
+		key = xstrdup("insecure");
+	else if (tls->has_pin)
+		key = xasprintf("pin:%s", pin);
+	else
+		key = xasprintf("ca:%s", tls->ca_file ? tls->ca_file : "");
+	for (i = 0; i < h.npools; i++) {
+		if (strcmp(h.pools[i].key, key) == 0) {
+			free(key);
+			return h.pools[i].share;
+		}
+	}
+	if ((share = curl_share_init()) == NULL)
+		fatal("curl_share_init failed");
+	curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+	h.pools = xreallocarray(h.pools, h.npools + 1, sizeof(*h.pools));
+	h.pools[h.npools].key = key;
+	h.pools[h.npools].share = share;
+	h.npools++;
+	return share;
+}
+
 int
 http_start(struct http_req *r, http_done_fn done, void *arg)
 {
@@ -456,6 +511,7 @@ http_start(struct http_req *r, http_done_fn done, void *arg)
 		curl_easy_setopt(r->easy, CURLOPT_CAINFO, NULL);
 		curl_easy_setopt(r->easy, CURLOPT_CAPATH, NULL);
 	}
+	curl_easy_setopt(r->easy, CURLOPT_SHARE, http_pool(&r->tls));
 	if (curl_multi_add_handle(h.multi, r->easy) != CURLM_OK)
 		return -1;
 	r->started = 1;
@@ -539,12 +595,17 @@ http_error(const struct http_req *r)
 		w->errmsg = xasprintf("reply larger than %zu bytes", r->max_body);
 	else if (r->sink_aborted)
 		w->errmsg = xstrdup("transfer aborted by the receiver");
-	else if (r->cert_refused && r->seen_cert) {
+	else if (r->cert_refused && r->seen_cert && r->tls.has_pin) {
+		char want[THUMBPRINT_STRLEN];
+
 		units_format_thumbprint(r->cert_sha256, tp);
-		w->errmsg = xasprintf("certificate not trusted (%s); the server presented SHA-256 "
-		                      "thumbprint %s",
-		    r->tls.has_pin ? "it does not match the pinned thumbprint" : r->errbuf[0] ? r->errbuf : "verification failed",
-		    tp);
+		units_format_thumbprint(r->tls.pin, want);
+		w->errmsg = xasprintf("certificate not trusted (it does not match the pinned thumbprint %s); "
+		                      "the server presented SHA-256 thumbprint %s", want, tp);
+	} else if (r->cert_refused && r->seen_cert) {
+		units_format_thumbprint(r->cert_sha256, tp);
+		w->errmsg = xasprintf("certificate not trusted (%s); the server presented SHA-256 thumbprint %s",
+		    r->errbuf[0] ? r->errbuf : "verification failed", tp);
 	} else
 		w->errmsg = xstrdup(r->errbuf[0] ? r->errbuf : curl_easy_strerror(r->result));
 	return w->errmsg;

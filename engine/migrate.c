@@ -458,6 +458,18 @@ mig_vs_failed(struct mig_rt *rt, const char *what, const struct vs_out *out)
 		mig_fail(rt, "%s: %s", what, out->error ? out->error : vs_status_name(out->status));
 }
 
+/* An inventory could not be read: a platform that refused us (credentials,
+ * certificate) fails the job with the reason, one that cannot be reached
+ * makes it 失效 until it comes back. */
+static void
+mig_platform_failed(struct mig_rt *rt, const char *which, const char *platform, const char *error, int refused)
+{
+	if (refused)
+		mig_fail(rt, "%s platform %s: %s", which, platform, error);
+	else
+		mig_lost(rt, "%s platform %s: %s", which, platform, error);
+}
+
 /* ---- configuration helpers ---- */
 
 static const struct cfg_rule *
@@ -595,7 +607,7 @@ token_take(struct token *t)
 
 /* ---- starting: find the VM and its host (for max_tasks_per_host) ---- */
 
-static void starting_inventory(const struct vs_inventory *inv, const char *error, double age, void *arg);
+static void starting_inventory(const struct vs_inventory *inv, const char *error, int refused, double age, void *arg);
 
 static void
 starting_lookup(struct mig_rt *rt, int refresh)
@@ -610,7 +622,7 @@ starting_lookup(struct mig_rt *rt, int refresh)
 }
 
 static void
-starting_inventory(const struct vs_inventory *inv, const char *error, double age, void *arg)
+starting_inventory(const struct vs_inventory *inv, const char *error, int refused, double age, void *arg)
 {
 	int refreshed = ((struct token *)arg)->refresh;
 	struct mig_rt *rt = token_take(arg);
@@ -619,7 +631,7 @@ starting_inventory(const struct vs_inventory *inv, const char *error, double age
 	if (rt == NULL)
 		return;
 	if (inv == NULL) {
-		mig_lost(rt, "source platform %s: %s", rule_of(rt)->source_platform, error);
+		mig_platform_failed(rt, "source", rule_of(rt)->source_platform, error, refused);
 		return;
 	}
 	vm = vs_inventory_vm(inv, rt->j->vm);
@@ -663,7 +675,7 @@ struct create_ctx {
 	struct vs_vm src;        /* copied out of the cached inventory */
 };
 
-static void create_target_inventory(const struct vs_inventory *inv, const char *error, double age, void *arg);
+static void create_target_inventory(const struct vs_inventory *inv, const char *error, int refused, double age, void *arg);
 
 static void
 copy_vm(const struct vs_vm *from, struct vs_vm *to)
@@ -713,7 +725,7 @@ rt_set_vm(struct mig_rt *rt, const struct vs_vm *vm)
 }
 
 static void
-create_source_inventory(const struct vs_inventory *inv, const char *error, double age, void *arg)
+create_source_inventory(const struct vs_inventory *inv, const char *error, int refused, double age, void *arg)
 {
 	struct mig_rt *rt = token_take(arg);
 	const struct vs_vm *vm;
@@ -723,7 +735,7 @@ create_source_inventory(const struct vs_inventory *inv, const char *error, doubl
 	if (rt == NULL)
 		return;
 	if (inv == NULL) {
-		mig_lost(rt, "source platform %s: %s", rule_of(rt)->source_platform, error);
+		mig_platform_failed(rt, "source", rule_of(rt)->source_platform, error, refused);
 		return;
 	}
 	vm = vs_inventory_vm(inv, rt->j->vm);
@@ -800,7 +812,7 @@ adopt_target(struct mig_rt *rt, const char *dst_moref)
 }
 
 static void
-create_target_inventory(const struct vs_inventory *inv, const char *error, double age, void *arg)
+create_target_inventory(const struct vs_inventory *inv, const char *error, int refused, double age, void *arg)
 {
 	struct mig_rt *rt = token_take(arg);
 	const struct cfg_rule *r;
@@ -818,7 +830,7 @@ create_target_inventory(const struct vs_inventory *inv, const char *error, doubl
 		return;
 	r = rule_of(rt);
 	if (inv == NULL) {
-		mig_lost(rt, "target platform %s: %s", r->target.platform, error);
+		mig_platform_failed(rt, "target", r->target.platform, error, refused);
 		return;
 	}
 	for (i = 0; i < inv->ndcs; i++)
