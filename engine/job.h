@@ -116,6 +116,10 @@ void job_hold(struct job *j);
 void job_release(struct job *j);
 
 /* Generic enter actions shared by every kind's table. */
+/* The retry delay of 失效 (5 s) doubles up to 60 s while a job keeps
+ * failing: a start that comes from 失效 (EV_PEER_BACK) keeps it, any other
+ * start resets it, and so does coming to rest (ready, stopped, ...). */
+void job_reset_backoff(struct job *j, int event);
 void job_enter_starting(struct job *j, int event);
 void job_enter_queued(struct job *j, int event);
 void job_enter_stopping(struct job *j, int event);

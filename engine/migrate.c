@@ -662,7 +662,7 @@ mig_enter_starting(struct job *j, int event)
 		fsm_dispatch(j, EV_RULE_REMOVED, "its rule is no longer configured");
 		return;
 	}
-	j->invalid_backoff = 5;
+	job_reset_backoff(j, event);
 	rt = rt_get(j);
 	if (rt_unreadable(rt))
 		return;

@@ -701,6 +701,9 @@ main(int argc, char **argv)
 	} else if (strcmp(cmd, "jobs") == 0) {
 		print_jobs(json_object_get(resp, "jobs"));
 		printf("\n%lld active, %lld pending\n", jint(resp, "active"), jint(resp, "pending"));
+		if (json_is_string(json_object_get(resp, "store_error")))
+			printf("warning: %s (retried every second; jobs wait and resume by themselves)\n",
+			    jstr(resp, "store_error"));
 	} else if (strcmp(cmd, "show") == 0) {
 		rc = cmd_show(resp);
 	} else if (strcmp(cmd, "log") == 0) {
@@ -718,6 +721,9 @@ main(int argc, char **argv)
 		    jint(resp, "clients"));
 		json_array_foreach(json_object_get(resp, "config_errors"), i, e)
 			printf("config error: %s\n", json_string_value(e));
+		e = json_object_get(resp, "store");
+		if (json_is_string(json_object_get(e, "error")))
+			printf("store error: %s (for %llds, retried every second)\n", jstr(e, "error"), jint(e, "failing_s"));
 	} else if (strcmp(cmd, "reload") == 0) {
 		json_t *e;
 		size_t i;

@@ -169,3 +169,10 @@ reload_config() {
 dump_diag() {
 	echo "# jobs: $(ctl --json jobs | jq -c '[.jobs[] | {rule, vm, state, error, progress}]')"
 }
+
+# mig_temp_dir DIR: after mig_config, the node's temp_dir becomes DIR
+# (absolute: e.g. a small filesystem of its own).
+mig_temp_dir() {
+	sed -i "s|^temp_dir: .*\$|temp_dir: $1|" "$CONF/10-platforms.yaml"
+	grep -qx "temp_dir: $1" "$CONF/10-platforms.yaml" || fail "temp_dir could not be set to $1"
+}
