@@ -6,6 +6,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"math/rand"
 	"net/http"
 	"sync"
@@ -43,6 +44,7 @@ type faultRequest struct {
 	SessionExpiryS *float64        `json:"session_expiry_s"`
 	OutageS        *float64        `json:"outage_s"`
 	CBTReset       *cbtResetFault  `json:"cbt_reset"`
+	Cert           *string         `json:"cert"` // "new": a fresh self-signed certificate; "original"
 	Clear          bool            `json:"clear"`
 	Seed           *int64          `json:"seed"`
 }
@@ -130,6 +132,14 @@ func (f *faultState) dropAfter(length int64) int64 {
 	return length / 2
 }
 
+// faultView is what GET /fault shows: the settings, counters and the
+// thumbprint of the certificate served now.
+func (p *Peer) faultView() map[string]interface{} {
+	out := p.faults.snapshot()
+	out["thumbprint"] = p.https.thumbprint()
+	return out
+}
+
 func (f *faultState) snapshot() map[string]interface{} {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -156,6 +166,9 @@ func (f *faultState) snapshot() map[string]interface{} {
 // apply installs the settings of one POST /fault body.
 func (p *Peer) applyFault(req *faultRequest) error {
 	f := p.faults
+	if req.Cert != nil && *req.Cert != "new" && *req.Cert != "original" {
+		return fmt.Errorf("cert must be \"new\" or \"original\", not %q", *req.Cert)
+	}
 	if req.CBTReset != nil {
 		if err := p.cbtReset(req.CBTReset.VM, req.CBTReset.Disk); err != nil {
 			return err
@@ -196,6 +209,15 @@ func (p *Peer) applyFault(req *faultRequest) error {
 	f.mu.Unlock()
 	if req.Clear {
 		p.https.endOutage()
+	}
+	if req.Cert != nil && *req.Cert == "new" {
+		cert, _, err := selfSigned()
+		if err != nil {
+			return err
+		}
+		p.https.setCert(cert)
+	} else if (req.Cert != nil || req.Clear) && p.https.thumbprint() != thumbprint(p.https.original.Certificate[0]) {
+		p.https.setCert(p.https.original)
 	}
 	if req.OutageS != nil && *req.OutageS > 0 {
 		d := time.Duration(*req.OutageS * float64(time.Second))

@@ -107,6 +107,10 @@ type Peer struct {
 	snaps      map[types.ManagedObjectReference][]*snapRec
 	adapter    map[types.ManagedObjectReference]string
 
+	// guestMu orders guest writes that need a running VM against power
+	// changes: such a write lands wholly before a power-off, or is refused.
+	guestMu sync.Mutex
+
 	sessions *sessionTable
 	paging   *pagingTable
 	faults   *faultState
