@@ -603,7 +603,7 @@ struct inv_req {
 };
 
 static void
-inventory_answer(const struct vs_inventory *inv, const char *error, double age_s, void *arg)
+inventory_answer(const struct vs_inventory *inv, enum vs_status status, const char *error, double age_s, void *arg)
 {
 	struct inv_req *ir = arg;
 	json_t *resp, *vms, *hosts, *dss;

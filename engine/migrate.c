@@ -449,6 +449,17 @@ mig_vs_failed(struct mig_rt *rt, const char *what, const struct vs_out *out)
 		mig_fail(rt, "%s: %s", what, out->error ? out->error : vs_status_name(out->status));
 }
 
+/* An inventory read failed: a lost platform retries later, a refusal
+ * (its certificate, the login) fails the job. */
+static void
+mig_inv_failed(struct mig_rt *rt, const char *role, const char *platform, enum vs_status status, const char *error)
+{
+	if (status == VS_UNREACHABLE)
+		mig_lost(rt, "%s platform %s: %s", role, platform, error);
+	else
+		mig_fail(rt, "%s platform %s: %s", role, platform, error);
+}
+
 /* ---- configuration helpers ---- */
 
 static const struct cfg_rule *
@@ -586,7 +597,8 @@ token_take(struct token *t)
 
 /* ---- starting: find the VM and its host (for max_tasks_per_host) ---- */
 
-static void starting_inventory(const struct vs_inventory *inv, const char *error, double age, void *arg);
+static void starting_inventory(const struct vs_inventory *inv, enum vs_status status, const char *error, double age,
+    void *arg);
 
 static void
 starting_lookup(struct mig_rt *rt, int refresh)
@@ -601,7 +613,8 @@ starting_lookup(struct mig_rt *rt, int refresh)
 }
 
 static void
-starting_inventory(const struct vs_inventory *inv, const char *error, double age, void *arg)
+starting_inventory(const struct vs_inventory *inv, enum vs_status status, const char *error, double age,
+    void *arg)
 {
 	int refreshed = ((struct token *)arg)->refresh;
 	struct mig_rt *rt = token_take(arg);
@@ -610,7 +623,7 @@ starting_inventory(const struct vs_inventory *inv, const char *error, double age
 	if (rt == NULL)
 		return;
 	if (inv == NULL) {
-		mig_lost(rt, "source platform %s: %s", rule_of(rt)->source_platform, error);
+		mig_inv_failed(rt, "source", rule_of(rt)->source_platform, status, error);
 		return;
 	}
 	vm = vs_inventory_vm(inv, rt->j->vm);
@@ -654,7 +667,8 @@ struct create_ctx {
 	struct vs_vm src;        /* copied out of the cached inventory */
 };
 
-static void create_target_inventory(const struct vs_inventory *inv, const char *error, double age, void *arg);
+static void create_target_inventory(const struct vs_inventory *inv, enum vs_status status, const char *error, double age,
+    void *arg);
 
 static void
 copy_vm(const struct vs_vm *from, struct vs_vm *to)
@@ -704,7 +718,8 @@ rt_set_vm(struct mig_rt *rt, const struct vs_vm *vm)
 }
 
 static void
-create_source_inventory(const struct vs_inventory *inv, const char *error, double age, void *arg)
+create_source_inventory(const struct vs_inventory *inv, enum vs_status status, const char *error, double age,
+    void *arg)
 {
 	struct mig_rt *rt = token_take(arg);
 	const struct vs_vm *vm;
@@ -714,7 +729,7 @@ create_source_inventory(const struct vs_inventory *inv, const char *error, doubl
 	if (rt == NULL)
 		return;
 	if (inv == NULL) {
-		mig_lost(rt, "source platform %s: %s", rule_of(rt)->source_platform, error);
+		mig_inv_failed(rt, "source", rule_of(rt)->source_platform, status, error);
 		return;
 	}
 	vm = vs_inventory_vm(inv, rt->j->vm);
@@ -791,7 +806,8 @@ adopt_target(struct mig_rt *rt, const char *dst_moref)
 }
 
 static void
-create_target_inventory(const struct vs_inventory *inv, const char *error, double age, void *arg)
+create_target_inventory(const struct vs_inventory *inv, enum vs_status status, const char *error, double age,
+    void *arg)
 {
 	struct mig_rt *rt = token_take(arg);
 	const struct cfg_rule *r;
@@ -809,7 +825,7 @@ create_target_inventory(const struct vs_inventory *inv, const char *error, doubl
 		return;
 	r = rule_of(rt);
 	if (inv == NULL) {
-		mig_lost(rt, "target platform %s: %s", r->target.platform, error);
+		mig_inv_failed(rt, "target", r->target.platform, status, error);
 		return;
 	}
 	for (i = 0; i < inv->ndcs; i++)

@@ -6,6 +6,8 @@
 
 #include <jansson.h>
 
+#include "drivers/vsphere.h"
+
 struct config;
 struct vs_client;
 struct vs_inventory;
@@ -16,8 +18,11 @@ void platform_shutdown(void);
 struct vs_client *platform_client(const char *name);
 
 /* The platform's inventory: from the cache unless refresh is set or
- * there is none yet.  done gets the inventory (NULL with error set). */
-typedef void (*platform_inv_fn)(const struct vs_inventory *inv, const char *error, double age_s, void *arg);
+ * there is none yet.  done gets the inventory with VS_OK, or NULL with
+ * the failure's status (VS_UNREACHABLE: the peer is lost for now; any
+ * other: a refusal, such as a certificate or a login) and error. */
+typedef void (*platform_inv_fn)(const struct vs_inventory *inv, enum vs_status status, const char *error, double age_s,
+    void *arg);
 int platform_inventory(const char *name, int refresh, platform_inv_fn done, void *arg);
 
 #endif
