@@ -207,7 +207,12 @@ c_pin_wrong() {
 	mv "$CONF/.pin.tmp" "$CONF/20-$RULE.yaml"
 	expect_failed "does not match the pinned thumbprint.*$S_THUMB" fix_pin
 }
-fix_pin() { cell_rule; reload_config; }
+# Refused at the first contact: nothing was made on either side before.
+pin_refused_first() {
+	assert_eq "$(vm_count "$D_CTL" "$VM") $(snap_count "$VM")" "0 0" \
+		"$CELL: refused before any target VM or snapshot was made"
+}
+fix_pin() { pin_refused_first; cell_rule; reload_config; }
 c_e404_folder() {
 	fault "$S_CTL" '{"http_error":{"status":404,"count":1,"path":"/folder"}}'
 	cell_rule
