@@ -44,15 +44,7 @@ mig_start_peers "$T/fixture.json"
 mig_config "transfer_buffer: 256KiB
 host_buffer_cap: 8MiB"
 # A platform pinned to a thumbprint the source does not present.
-cat >"$CONF/11-wrong-pin.yaml" <<YAML
-kind: platform
-name: srcpin
-type: vsphere
-url: $S_URL
-username: user
-password_file: secrets/vc
-tls: { thumbprint: "$(printf '00:%.0s' {1..31})00" }
-YAML
+mig_platform srcpin "$S_URL" "$(printf '00:%.0s' {1..31})00" vc >"$CONF/11-wrong-pin.yaml"
 start_daemon "$CONF"
 
 slow='[ { days: [mon, tue, wed, thu, fri, sat, sun], from: "00:00", to: "24:00", limit: 2MiB/s } ]'
@@ -196,15 +188,7 @@ c_cert_dst() {
 # A platform pinned to the wrong thumbprint: the failure shows the one the
 # server presented, so that it can be pinned; the fixed rule completes.
 c_pin_wrong() {
-	{
-		echo "kind: migration"
-		echo "name: $RULE"
-		echo "source: { platform: srcpin, vms: [$VM] }"
-		echo "node: local"
-		echo "target: { platform: dst, datacenter: DC0, host: H0, datastore: ds0 }"
-		echo "options: { fast_transfer: true, auto_migrate: true }"
-	} >"$CONF/.pin.tmp"
-	mv "$CONF/.pin.tmp" "$CONF/20-$RULE.yaml"
+	MIG_SRC=srcpin cell_rule
 	expect_failed "does not match the pinned thumbprint.*$S_THUMB" fix_pin
 }
 # Refused at the first contact: nothing was made on either side before.

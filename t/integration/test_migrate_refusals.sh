@@ -35,35 +35,13 @@ node: local
 target: { platform: dst, datacenter: DC0, host: H9, datastore: ds0 }
 YAML
 echo wrong >"$CONF/secrets/wrong"
-cat >"$CONF/11-refusing.yaml" <<YAML
-kind: platform
-name: srcpin
-type: vsphere
-url: $S_URL
-username: user
-password_file: secrets/vc
-tls: { thumbprint: "00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF" }
----
-kind: platform
-name: dstpw
-type: vsphere
-url: $D_URL
-username: user
-password_file: secrets/wrong
-tls: { thumbprint: "$D_THUMB" }
----
-kind: migration
-name: pin
-source: { platform: srcpin, vms: [pin01] }
-node: local
-target: { platform: dst, datacenter: DC0, host: H0, datastore: ds0 }
----
-kind: migration
-name: pw
-source: { platform: src, vms: [pw01] }
-node: local
-target: { platform: dstpw, datacenter: DC0, host: H0, datastore: ds0 }
-YAML
+{
+	mig_platform srcpin "$S_URL" 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF vc
+	echo ---
+	mig_platform dstpw "$D_URL" "$D_THUMB" wrong
+} >"$CONF/11-refusing.yaml"
+MIG_SRC=srcpin mig_rule pin pin01
+MIG_DST=dstpw mig_rule pw pw01
 clash_sha=$(dst_sha clash01 0)
 start_daemon "$CONF"
 
