@@ -652,6 +652,12 @@ job_enter_stopping(struct job *j, int event)
 	fsm_dispatch(j, EV_OK, NULL);
 }
 
+void
+job_backoff_reset(struct job *j)
+{
+	j->invalid_backoff = INVALID_BACKOFF_MIN;
+}
+
 static void
 job_invalid_retry(evutil_socket_t fd, short what, void *arg)
 {

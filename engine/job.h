@@ -120,6 +120,8 @@ void job_enter_starting(struct job *j, int event);
 void job_enter_queued(struct job *j, int event);
 void job_enter_stopping(struct job *j, int event);
 void job_enter_invalid(struct job *j, int event);
+/* The next 失效 waits the shortest time again (the job got somewhere). */
+void job_backoff_reset(struct job *j);
 void job_enter_deleting(struct job *j, int event);
 /* Row action: remove every trace of the job from the store and memory. */
 void job_forget(struct job *j, int event);

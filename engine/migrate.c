@@ -654,7 +654,10 @@ mig_enter_starting(struct job *j, int event)
 		fsm_dispatch(j, EV_RULE_REMOVED, "its rule is no longer configured");
 		return;
 	}
-	j->invalid_backoff = 5;
+	/* Back from 失效, the wait keeps doubling until the platforms answer
+	 * again (fetching_config); any other start waits the least. */
+	if (event != EV_PEER_BACK)
+		job_backoff_reset(j);
 	rt = rt_get(j);
 	if (rt_unreadable(rt))
 		return;
@@ -1098,6 +1101,8 @@ mig_enter_fetching_config(struct job *j, int event)
 		mig_fail(rt, "its source or target VM is unknown; start the job again");
 		return;
 	}
+	/* Both platforms answered: a later loss starts from the shortest wait. */
+	job_backoff_reset(j);
 	rt->op = vs_get_vm(src_client(rt), rt->d.src_vm, fetch_source_done, token_new(rt));
 }
 

@@ -48,6 +48,7 @@ mig_platform srcpin "$S_URL" "$(printf '00:%.0s' {1..31})00" vc >"$CONF/11-wrong
 start_daemon "$CONF"
 
 slow='[ { days: [mon, tue, wed, thu, fri, sat, sun], from: "00:00", to: "24:00", limit: 2MiB/s } ]'
+slower='[ { days: [mon, tue, wed, thu, fri, sat, sun], from: "00:00", to: "24:00", limit: 512KiB/s } ]'
 survived=0
 ncomplete=0
 nfailed=0
@@ -62,9 +63,10 @@ both_clear() {
 # cell_rule [BANDWIDTH]: the cell's rule, over its VM.
 cell_rule() { mig_rule "$RULE" "$VM" "fast_transfer: true, auto_migrate: true" "${1:-}"; }
 
-# mid_copy: the rule with a slow copy; returns once the copy is under way.
+# mid_copy: the rule with a slow copy (several seconds even for the small
+# disks); returns once the copy is under way.
 mid_copy() {
-	cell_rule "$slow"
+	cell_rule "$slower"
 	wait_job "$RULE" "$VM" transferring 120
 	wait_until 120 sh -c "[ \$('$BIN/vmferryctl' -s '$SOCK' --json jobs '$RULE' | jq '.jobs[0].bytes_done') -gt 524288 ]" ||
 		fail "$CELL: the copy did not get past 512 KiB"
@@ -141,7 +143,15 @@ c_outage_src_copy() { mid_copy; fault "$S_CTL" '{"outage_s":20}'; expect_complet
 c_outage_dst_copy() { mid_copy; fault "$D_CTL" '{"outage_s":20}'; expect_complete invalid_ok; }
 c_outage_src_cutover() { at_cutover; fault "$S_CTL" '{"outage_s":20}'; expect_complete invalid_ok; }
 c_outage_dst_cutover() { at_cutover; fault "$D_CTL" '{"outage_s":20}'; expect_complete invalid_ok; }
-c_outage_src_long() { mid_copy; fault "$S_CTL" '{"outage_s":50}'; expect_complete invalid_ok; }
+# A long outage: the job goes 失效 more than once, and waits longer each
+# time (5 s, then 10 s) instead of knocking every 5 s.
+c_outage_src_long() {
+	mid_copy
+	fault "$S_CTL" '{"outage_s":50}'
+	expect_complete invalid_ok
+	assert_match "$(ctl log "$RULE" "$VM" -n 1000 | grep -o 'will try again in [0-9]* s' | paste -sd,)" \
+		"will try again in 5 s,will try again in 10 s" "$CELL: the wait in 失效 doubles while the source stays away"
+}
 cbt_reset_logged() {
 	assert_match "$(ctl log "$RULE" "$VM" -n 1000)" "disk $1: change tracking was reset .*copying it in full" \
 		"$CELL: the log says disk $1 was copied in full after the CBT reset"
