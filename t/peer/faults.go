@@ -28,7 +28,8 @@ type httpErrorFault struct {
 type dropFault struct {
 	Fraction float64 `json:"fraction"`
 	Count    int     `json:"count,omitempty"`
-	After    int64   `json:"after,omitempty"` // body bytes sent before the cut
+	After    int64   `json:"after,omitempty"`  // body bytes sent (or received) before the cut
+	Method   string  `json:"method,omitempty"` // "GET" (default): reads; "PUT": uploads; "*": both
 }
 
 type cbtResetFault struct {
@@ -116,13 +117,20 @@ func (f *faultState) httpError(kind string, w http.ResponseWriter) bool {
 	return true
 }
 
-// dropAfter returns how many body bytes to send before cutting the
-// connection, or -1 for no drop.
-func (f *faultState) dropAfter(length int64) int64 {
+// dropAfter returns how many body bytes of a request with that method to
+// send (GET) or take (PUT) before cutting the connection, or -1 for no drop.
+func (f *faultState) dropAfter(method string, length int64) int64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	d := f.drop
-	if d == nil || length <= 0 || !f.draw(d.Fraction, &d.Count) {
+	if d == nil || length <= 0 {
+		return -1
+	}
+	want := d.Method
+	if want == "" {
+		want = http.MethodGet
+	}
+	if (want != "*" && want != method) || !f.draw(d.Fraction, &d.Count) {
 		return -1
 	}
 	f.injectedDrops++

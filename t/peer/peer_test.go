@@ -864,6 +864,31 @@ func TestFaults(t *testing.T) {
 		t.Errorf("after drop off: %d %d %v", code, len(data), err)
 	}
 
+	// an upload cut in the middle: no answer, nothing written; GETs are
+	// left alone by a PUT drop
+	body := bytes.Repeat([]byte("vmferry"), 100000)
+	put := func() (*http.Response, error) {
+		req, _ := http.NewRequest("PUT", p.folderURL("up/cut.bin"), bytes.NewReader(body))
+		return hc.Do(req)
+	}
+	p.fault(map[string]interface{}{"drop": map[string]interface{}{"count": 1, "method": "PUT", "after": 1000}})
+	if code, _, err := get(t, hc, u, "bytes=0-1048575"); code != 206 || err != nil {
+		t.Errorf("GET during a PUT drop: %d %v", code, err)
+	}
+	if res, err := put(); err == nil {
+		res.Body.Close()
+		t.Errorf("cut PUT answered %d", res.StatusCode)
+	}
+	if code, _, _ := get(t, hc, p.folderURL("up/cut.bin"), ""); code != 404 {
+		t.Errorf("a cut PUT left a file: %d", code)
+	}
+	if res, err := put(); err != nil || res.StatusCode != http.StatusCreated {
+		t.Errorf("PUT after the drop: %v %v", res, err)
+	} else {
+		res.Body.Close()
+	}
+	p.fault(map[string]interface{}{"clear": true})
+
 	// delay for one method
 	p.fault(map[string]interface{}{"delay": map[string]interface{}{"method": "CreateSnapshot_Task", "ms": 700}})
 	vm := findVM(ctx, t, c.Client, "web01")
