@@ -13,6 +13,8 @@
 #define TASK_POLL_FIRST_MS 100
 #define TASK_POLL_MAX_MS 1000
 #define FILE_MAX (1u << 20)
+#define FILE_BACKOFF_FIRST_S 0.25
+#define FILE_BACKOFF_MAX_S 4.0
 
 struct vs_op;
 typedef void (*op_step_fn)(struct vs_op *op, struct vs_result *res);
@@ -37,6 +39,8 @@ struct vs_op {
 	int page_size;
 	int poll_ms;
 	int relogged;
+	double first_try;         /* datastore GETs: retried with a backoff */
+	double backoff;
 	size_t dc_index;
 	uint64_t capacity;
 	uint64_t offset;
@@ -1367,6 +1371,34 @@ file_relogged(struct vs_result *res, void *arg)
 }
 
 static void
+file_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	file_get(arg);
+}
+
+/* A GET that may work when repeated (connection trouble, a body cut
+ * short, HTTP 5xx or 429): again after a backoff, until the client's
+ * retry window is spent; only then is the peer unreachable. */
+static void
+file_transient(struct vs_op *op, char *msg)
+{
+	struct timeval tv;
+
+	if (now_mono() - op->first_try + op->backoff > vs_config(op->c)->retry_window_s) {
+		op_fail(op, VS_UNREACHABLE, NULL, msg);
+		return;
+	}
+	log_debug("%s; retrying in %.2f s", msg, op->backoff);
+	free(msg);
+	if (op->timer == NULL)
+		op->timer = evtimer_new(loop_base(), file_retry_cb, op);
+	tv.tv_sec = (long)op->backoff;
+	tv.tv_usec = (long)((op->backoff - (double)tv.tv_sec) * 1e6);
+	evtimer_add(op->timer, &tv);
+	op->backoff = op->backoff * 2 > FILE_BACKOFF_MAX_S ? FILE_BACKOFF_MAX_S : op->backoff * 2;
+}
+
+static void
 file_http_done(struct http_req *h, void *arg)
 {
 	struct vs_op *op = arg;
@@ -1376,10 +1408,15 @@ file_http_done(struct http_req *h, void *arg)
 
 	op->http = NULL;
 	if (http_transport_failed(h)) {
-		char *msg = xasprintf("%s: GET %s: %s", vs_config(op->c)->name, op->path, http_error(h));
+		int tls = http_tls_refused(h);
+		char *msg = xasprintf("%s: GET [%s] %s: %s", vs_config(op->c)->name, op->ds, op->path, http_error(h));
 
 		http_free(h);
-		op_fail(op, VS_UNREACHABLE, NULL, msg);
+		/* A refused certificate is a refusal, not a lost peer. */
+		if (tls)
+			op_fail(op, VS_TLS, NULL, msg);
+		else
+			file_transient(op, msg);
 		return;
 	}
 	if (st == 401 && !op->relogged) {
@@ -1392,7 +1429,10 @@ file_http_done(struct http_req *h, void *arg)
 		char *msg = xasprintf("%s: GET [%s] %s: HTTP %ld", vs_config(op->c)->name, op->ds, op->path, st);
 
 		http_free(h);
-		op_fail(op, st >= 500 ? VS_UNREACHABLE : VS_FAULT, st == 404 ? "FileNotFound" : NULL, msg);
+		if (st >= 500 || st == 429)
+			file_transient(op, msg);
+		else
+			op_fail(op, VS_FAULT, st == 404 ? "FileNotFound" : NULL, msg);
 		return;
 	}
 	body = http_body(h, &len);
@@ -1410,6 +1450,8 @@ file_get(struct vs_op *op)
 	struct http_req *h = http_new("GET", url);
 
 	free(url);
+	if (op->first_try == 0)
+		op->first_try = now_mono();
 	http_set_tls(h, &vs_config(op->c)->tls);
 	if (vs_cookie(op->c) != NULL)
 		http_set_cookie(h, vs_cookie(op->c));
@@ -1437,5 +1479,6 @@ vs_get_file(struct vs_client *c, const char *datacenter, const char *datastore, 
 	op->dc = xstrdup(datacenter);
 	op->ds = xstrdup(datastore);
 	op->path = xstrdup(path);
+	op->backoff = FILE_BACKOFF_FIRST_S;
 	return op;
 }

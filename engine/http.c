@@ -57,24 +57,30 @@ struct http_req {
 	struct http_req *next_done;
 };
 
-/* Connections are pooled per way of trusting the server.  curl reuses a
- * connection when its own TLS options match, and ours (the pin, insecure)
- * live in the verify callback, where curl cannot see them: in one pool a
- * connection verified with a pin, or not verified at all (insecure),
- * would carry requests of a platform that pins another certificate. */
-struct tls_pool {
-	char *key;
-	CURLSH *share;
-};
-
 struct http_sock {
 	struct event *ev;
 	curl_socket_t fd;
 };
 
+/* Connections are reused only under the TLS policy that verified them:
+ * curl checks a certificate when it connects, and our verify callback
+ * (pin, insecure) is invisible to its reuse test, so a connection opened
+ * by an insecure or differently pinned platform of the same host and port
+ * would otherwise carry the next request unchecked.  Each policy has its
+ * own connection cache (a curl share). */
+struct http_pool {
+	struct http_pool *next;
+	int insecure;
+	int has_pin;
+	uint8_t pin[32];
+	char *ca_file;
+	CURLSH *share;
+};
+
 static struct {
 	struct event_base *base;
 	CURLM *multi;
+	struct http_pool *pools;
 	struct event *timer;
 	struct event *drain;
 	struct http_req *done_head, **done_tail;
@@ -82,8 +88,6 @@ static struct {
 	int in_flight;
 	uint64_t total_bytes;
 	int ssl_index;
-	struct tls_pool *pools;
-	size_t npools;
 } h;
 
 /* ---- TLS ---- */
@@ -314,20 +318,45 @@ http_init(struct event_base *base)
 	return 0;
 }
 
+/* The connection cache of a request's TLS policy (made on first use). */
+static CURLSH *
+http_pool_for(const struct http_tls *tls)
+{
+	struct http_pool *p;
+
+	for (p = h.pools; p != NULL; p = p->next)
+		if (p->insecure == tls->insecure && p->has_pin == tls->has_pin &&
+		    (!p->has_pin || memcmp(p->pin, tls->pin, 32) == 0) && str_eq(p->ca_file, tls->ca_file))
+			return p->share;
+	p = xcalloc(1, sizeof(*p));
+	p->insecure = tls->insecure;
+	p->has_pin = tls->has_pin;
+	memcpy(p->pin, tls->pin, 32);
+	p->ca_file = tls->ca_file ? xstrdup(tls->ca_file) : NULL;
+	p->share = curl_share_init();
+	if (p->share == NULL)
+		fatal("curl_share_init failed");
+	curl_share_setopt(p->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+	p->next = h.pools;
+	h.pools = p;
+	return p->share;
+}
+
 void
 http_shutdown(void)
 {
-	size_t i;
+	struct http_pool *p;
 
 	if (h.multi == NULL)
 		return;
 	/* curl_multi_cleanup before the events it uses go away. */
 	curl_multi_cleanup(h.multi);
-	for (i = 0; i < h.npools; i++) {
-		curl_share_cleanup(h.pools[i].share);
-		free(h.pools[i].key);
+	while ((p = h.pools) != NULL) {
+		h.pools = p->next;
+		curl_share_cleanup(p->share);
+		free(p->ca_file);
+		free(p);
 	}
-	free(h.pools);
 	event_free(h.timer);
 	event_free(h.drain);
 	curl_global_cleanup();
@@ -449,37 +478,6 @@ http_set_timeout(struct http_req *r, long ms)
 	curl_easy_setopt(r->easy, CURLOPT_TIMEOUT_MS, ms);
 }
 
-static CURLSH *
-http_pool(const struct http_tls *tls)
-{
-	char *key, pin[65];
-	size_t i;
-	CURLSH *share;
-
-	for (i = 0; i < 32; i++)
-		snprintf(pin + i * 2, 3, "%02x", tls->pin[i]);
-	if (tls->insecure)
-		key = xstrdup("insecure");
-	else if (tls->has_pin)
-		key = xasprintf("pin:%s", pin);
-	else
-		key = xasprintf("ca:%s", tls->ca_file ? tls->ca_file : "");
-	for (i = 0; i < h.npools; i++) {
-		if (strcmp(h.pools[i].key, key) == 0) {
-			free(key);
-			return h.pools[i].share;
-		}
-	}
-	if ((share = curl_share_init()) == NULL)
-		fatal("curl_share_init failed");
-	curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
-	h.pools = xreallocarray(h.pools, h.npools + 1, sizeof(*h.pools));
-	h.pools[h.npools].key = key;
-	h.pools[h.npools].share = share;
-	h.npools++;
-	return share;
-}
-
 int
 http_start(struct http_req *r, http_done_fn done, void *arg)
 {
@@ -503,6 +501,7 @@ http_start(struct http_req *r, http_done_fn done, void *arg)
 	curl_easy_setopt(r->easy, CURLOPT_SSL_VERIFYHOST, (r->tls.insecure || r->tls.has_pin) ? 0L : 2L);
 	curl_easy_setopt(r->easy, CURLOPT_SSL_CTX_FUNCTION, http_ssl_ctx);
 	curl_easy_setopt(r->easy, CURLOPT_SSL_CTX_DATA, r);
+	curl_easy_setopt(r->easy, CURLOPT_SHARE, http_pool_for(&r->tls));
 	if (r->tls.ca_file != NULL)
 		curl_easy_setopt(r->easy, CURLOPT_CAINFO, r->tls.ca_file);
 	if (r->tls.has_pin || r->tls.insecure) {
@@ -511,7 +510,6 @@ http_start(struct http_req *r, http_done_fn done, void *arg)
 		curl_easy_setopt(r->easy, CURLOPT_CAINFO, NULL);
 		curl_easy_setopt(r->easy, CURLOPT_CAPATH, NULL);
 	}
-	curl_easy_setopt(r->easy, CURLOPT_SHARE, http_pool(&r->tls));
 	if (curl_multi_add_handle(h.multi, r->easy) != CURLM_OK)
 		return -1;
 	r->started = 1;

@@ -6,6 +6,8 @@
 
 #include <jansson.h>
 
+#include "drivers/vsphere.h"
+
 struct config;
 struct vs_client;
 struct vs_inventory;

@@ -108,6 +108,10 @@ type Peer struct {
 	adapter    map[types.ManagedObjectReference]string
 	resumed    map[types.ManagedObjectReference]string // sha256 of the memory state a VM last resumed from
 
+	// guestMu orders guest writes that need a running VM against power
+	// changes: such a write lands wholly before a power-off, or is refused.
+	guestMu sync.Mutex
+
 	sessions *sessionTable
 	paging   *pagingTable
 	faults   *faultState

@@ -864,6 +864,31 @@ func TestFaults(t *testing.T) {
 		t.Errorf("after drop off: %d %d %v", code, len(data), err)
 	}
 
+	// an upload cut in the middle: no answer, nothing written; GETs are
+	// left alone by a PUT drop
+	body := bytes.Repeat([]byte("vmferry"), 100000)
+	put := func() (*http.Response, error) {
+		req, _ := http.NewRequest("PUT", p.folderURL("up/cut.bin"), bytes.NewReader(body))
+		return hc.Do(req)
+	}
+	p.fault(map[string]interface{}{"drop": map[string]interface{}{"count": 1, "method": "PUT", "after": 1000}})
+	if code, _, err := get(t, hc, u, "bytes=0-1048575"); code != 206 || err != nil {
+		t.Errorf("GET during a PUT drop: %d %v", code, err)
+	}
+	if res, err := put(); err == nil {
+		res.Body.Close()
+		t.Errorf("cut PUT answered %d", res.StatusCode)
+	}
+	if code, _, _ := get(t, hc, p.folderURL("up/cut.bin"), ""); code != 404 {
+		t.Errorf("a cut PUT left a file: %d", code)
+	}
+	if res, err := put(); err != nil || res.StatusCode != http.StatusCreated {
+		t.Errorf("PUT after the drop: %v %v", res, err)
+	} else {
+		res.Body.Close()
+	}
+	p.fault(map[string]interface{}{"clear": true})
+
 	// delay for one method
 	p.fault(map[string]interface{}{"delay": map[string]interface{}{"method": "CreateSnapshot_Task", "ms": 700}})
 	vm := findVM(ctx, t, c.Client, "web01")
@@ -911,6 +936,94 @@ func TestFaults(t *testing.T) {
 	}
 	if _, err := find.NewFinder(c.Client, true).Datacenter(ctx, "DC0"); err != nil {
 		t.Errorf("SOAP after outage: %v", err)
+	}
+}
+
+// servedThumbprint is the SHA-256 thumbprint of the certificate the
+// peer's HTTPS port presents to a new connection.
+func servedThumbprint(t *testing.T, p *peer) string {
+	t.Helper()
+	u, _ := url.Parse(p.URL)
+	conn, err := tls.Dial("tcp", u.Host, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	sum := sha256.Sum256(conn.ConnectionState().PeerCertificates[0].Raw)
+	var parts []string
+	for _, b := range sum {
+		parts = append(parts, fmt.Sprintf("%02X", b))
+	}
+	return strings.Join(parts, ":")
+}
+
+func TestCertFault(t *testing.T) {
+	p := startPeer(t, stdFixture)
+	ctx := context.Background()
+	c := p.client(ctx)
+	var f struct {
+		OK     bool
+		Faults struct {
+			Thumbprint string `json:"thumbprint"`
+		}
+	}
+	if code := p.ctl("POST", "/fault", map[string]interface{}{"cert": "new"}, &f); code != 200 || !f.OK {
+		t.Fatalf("cert new: %d", code)
+	}
+	newThumb := f.Faults.Thumbprint
+	if newThumb == p.Thumbprint || len(newThumb) != 95 {
+		t.Errorf("new thumbprint %q (original %s)", newThumb, p.Thumbprint)
+	}
+	if got := servedThumbprint(t, p); got != newThumb {
+		t.Errorf("served %s, GET /fault says %s", got, newThumb)
+	}
+	var g map[string]interface{}
+	p.ctl("GET", "/fault", nil, &g)
+	if g["thumbprint"] != newThumb {
+		t.Errorf("GET /fault thumbprint %v", g["thumbprint"])
+	}
+	// the session survives; the client reconnects (it does not pin)
+	findVM(ctx, t, c.Client, "web01")
+	p.fault(map[string]interface{}{"cert": "original"})
+	if got := servedThumbprint(t, p); got != p.Thumbprint {
+		t.Errorf("after original: %s, want %s", got, p.Thumbprint)
+	}
+	// clear also brings the original back
+	p.fault(map[string]interface{}{"cert": "new"})
+	p.fault(map[string]interface{}{"clear": true})
+	if got := servedThumbprint(t, p); got != p.Thumbprint {
+		t.Errorf("after clear: %s, want %s", got, p.Thumbprint)
+	}
+	if code := p.ctl("POST", "/fault", map[string]interface{}{"cert": "other"}, nil); code == 200 {
+		t.Errorf("cert other accepted")
+	}
+}
+
+func TestRunningWrite(t *testing.T) {
+	p := startPeer(t, stdFixture)
+	w := map[string]interface{}{"vm": "web01", "disk": 0, "offset": 4096, "length": 100, "seed": 9, "running": true}
+	before := p.diskHash("web01", 0)
+	p.write(w)
+	after := p.diskHash("web01", 0)
+	if after == before {
+		t.Errorf("a running write changed nothing")
+	}
+	if code := p.ctl("POST", "/power", map[string]interface{}{"vm": "web01", "state": "off"}, nil); code != 200 {
+		t.Fatalf("power off: %d", code)
+	}
+	var r map[string]interface{}
+	w["seed"] = 10
+	if code := p.ctl("POST", "/write", w, &r); code != 409 || !strings.Contains(fmt.Sprint(r["error"]), "poweredOff") {
+		t.Errorf("running write to a powered-off VM: %d %v", code, r)
+	}
+	if got := p.diskHash("web01", 0); got != after {
+		t.Errorf("a refused write changed the disk")
+	}
+	// without "running" the control endpoint writes whatever the power state
+	delete(w, "running")
+	p.write(w)
+	if got := p.diskHash("web01", 0); got == after {
+		t.Errorf("a plain write to a powered-off VM changed nothing")
 	}
 }
 

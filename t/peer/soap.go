@@ -76,6 +76,18 @@ var sessionless = map[string]bool{
 	"CloneSession":                true,
 }
 
+// methods that change a VM's power state (ordered against guest writes)
+var powerMethods = map[string]bool{
+	"PowerOnVM_Task":      true,
+	"PowerOffVM_Task":     true,
+	"PowerOnMultiVM_Task": true,
+	"ShutdownGuest":       true,
+	"StandbyGuest":        true,
+	"RebootGuest":         true,
+	"ResetVM_Task":        true,
+	"SuspendVM_Task":      true,
+}
+
 var returnvalRe = regexp.MustCompile(`<returnval type="Task">([^<]+)</returnval>`)
 
 func sessionCookie(r *http.Request) string {
@@ -192,7 +204,13 @@ func (p *Peer) serveSDK(w http.ResponseWriter, r *http.Request) {
 
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	rec := httptest.NewRecorder()
-	p.svc.ServeSDK(rec, r)
+	if powerMethods[name] {
+		p.guestMu.Lock()
+		p.svc.ServeSDK(rec, r)
+		p.guestMu.Unlock()
+	} else {
+		p.svc.ServeSDK(rec, r)
+	}
 
 	res := rec.Result()
 	for _, c := range res.Cookies() {
