@@ -126,6 +126,7 @@ soap_req_init(struct soap_req *r, const char *method, const char *this_type, con
 	soapenv = xmlNewNs(env, (const xmlChar *)SOAP_NS_ENV, (const xmlChar *)"soapenv");
 	xmlSetNs(env, soapenv);
 	xmlNewNs(env, (const xmlChar *)SOAP_NS_XSI, (const xmlChar *)"xsi");
+	xmlNewNs(env, (const xmlChar *)SOAP_NS_XSD, (const xmlChar *)"xsd");
 	xmlDocSetRootElement(r->doc, env);
 	body = xmlNewChild(env, soapenv, (const xmlChar *)"Body", NULL);
 	r->method = xmlNewChild(body, NULL, (const xmlChar *)method, NULL);

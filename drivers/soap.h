@@ -10,6 +10,7 @@
 #define SOAP_NS_VIM "urn:vim25"
 #define SOAP_NS_XSI "http://www.w3.org/2001/XMLSchema-instance"
 #define SOAP_NS_ENV "http://schemas.xmlsoap.org/soap/envelope/"
+#define SOAP_NS_XSD "http://www.w3.org/2001/XMLSchema"
 
 /* A request under construction: <Method xmlns="urn:vim25"><_this type=..>moref</_this>... */
 struct soap_req {

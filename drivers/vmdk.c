@@ -185,7 +185,7 @@ vmdk_flat_file(const struct vmdk_desc *d, char **err)
 		*err = xasprintf("extent type %s (createType %s) is not a flat disk", e->type, d->create_type);
 		return NULL;
 	}
-	if (e->offset != 0 || e->file == NULL || !name_is_safe(e->file)) {
+	if (e->offset != 0 || e->file == NULL || !file_name_is_safe(e->file)) {
 		*err = xasprintf("extent file %s at offset %llu cannot be read as a flat disk", e->file ? e->file : "?",
 		    (unsigned long long)e->offset);
 		return NULL;

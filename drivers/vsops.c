@@ -14,6 +14,8 @@
 #define TASK_POLL_MAX_MS 1000
 #define FILE_MAX (1u << 20)
 #define FILE_TIMEOUT_MS (120L * 1000)
+#define FILE_BACKOFF_FIRST_S 0.25
+#define FILE_BACKOFF_MAX_S 4.0
 
 struct vs_op;
 typedef void (*op_step_fn)(struct vs_op *op, struct vs_result *res);
@@ -40,6 +42,8 @@ struct vs_op {
 	int relogged;
 	uint64_t objects;         /* inventory: objects read so far */
 	uint64_t empty_pages;     /* inventory: pages without objects that announced more */
+	double first_try;         /* datastore GETs: retried with a backoff */
+	double backoff;
 	size_t dc_index;
 	uint64_t capacity;
 	uint64_t offset;
@@ -454,6 +458,28 @@ parse_devices(const xmlNode *val, struct vs_disk **disks, size_t *ndisks, struct
 	}
 }
 
+/* The memory state of a suspended VM, from its layoutEx.file list. */
+static void
+parse_suspend_file(const xmlNode *val, struct vs_vm *vm)
+{
+	xmlNode *f;
+
+	for (f = val ? val->children : NULL; f != NULL; f = f->next) {
+		char *type;
+		uint64_t size;
+
+		if (f->type != XML_ELEMENT_NODE)
+			continue;
+		type = xml_child_text(f, "type");
+		if (type != NULL && strcmp(type, "suspend") == 0 && vm->suspend_file == NULL &&
+		    xml_child_u64(f, "size", &size) == 0) {
+			vm->suspend_file = xml_child_text(f, "name");
+			vm->suspend_size = size;
+		}
+		free(type);
+	}
+}
+
 int
 vs_parse_vm_object(const xmlNode *objects, struct vs_vm *vm)
 {
@@ -492,6 +518,7 @@ vs_parse_vm_object(const xmlNode *objects, struct vs_vm *vm)
 		vm->current_snapshot = xml_child_text(snap, "currentSnapshot");
 		parse_snapshot_tree(snap, "rootSnapshotList", NULL, vm);
 	}
+	parse_suspend_file(prop_val(objects, "layoutEx.file"), vm);
 	return 0;
 }
 
@@ -513,6 +540,7 @@ vs_vm_free(struct vs_vm *vm)
 	free(vm->guest_id);
 	free(vm->version);
 	free(vm->annotation);
+	free(vm->suspend_file);
 	disks_free(vm->disks, vm->ndisks);
 	for (i = 0; i < vm->ncontrollers; i++)
 		free(vm->controllers[i].type);
@@ -634,6 +662,12 @@ static const char *const vm_paths[] = {
 	"name", "config.uuid", "config.instanceUuid", "runtime.powerState", "runtime.host", "config.guestId",
 	"config.version", "config.files.vmPathName", "config.hardware.numCPU", "config.hardware.memoryMB",
 	"config.changeTrackingEnabled", "config.hardware.device", "snapshot", "config.annotation", NULL,
+};
+/* One VM read on its own also lists its files (for a suspended VM's memory state). */
+static const char *const one_vm_paths[] = {
+	"name", "config.uuid", "config.instanceUuid", "runtime.powerState", "runtime.host", "config.guestId",
+	"config.version", "config.files.vmPathName", "config.hardware.numCPU", "config.hardware.memoryMB",
+	"config.changeTrackingEnabled", "config.hardware.device", "snapshot", "config.annotation", "layoutEx.file", NULL,
 };
 static const char *const host_paths[] = { "name", "parent", "summary.hardware.cpuModel", NULL };
 static const char *const ds_paths[] = { "name", "summary.capacity", "summary.freeSpace", "summary.url", NULL };
@@ -946,7 +980,7 @@ op_start(struct vs_client *c, vs_op_fn done, void *arg, op_step_fn first)
 static void
 vm_start(struct vs_op *op, struct vs_result *res)
 {
-	retrieve_obj(op, "VirtualMachine", op->vm, vm_paths, vm_props_done);
+	retrieve_obj(op, "VirtualMachine", op->vm, one_vm_paths, vm_props_done);
 }
 
 struct vs_op *
@@ -1133,6 +1167,33 @@ cbt_start(struct vs_op *op, struct vs_result *res)
 	op_call(op, &req, task_started);
 }
 
+static void
+extra_config_start(struct vs_op *op, struct vs_result *res)
+{
+	struct soap_req req;
+	xmlNode *spec, *opt;
+
+	soap_req_init(&req, "ReconfigVM_Task", "VirtualMachine", op->vm);
+	spec = soap_add(&req, NULL, "spec", NULL);
+	opt = soap_add_typed(&req, spec, "extraConfig", "OptionValue", NULL);
+	soap_add(&req, opt, "key", op->snap);
+	soap_add_typed(&req, opt, "value", "xsd:string", op->path);
+	op->after_task = task_result_none;
+	op_call(op, &req, task_started);
+}
+
+struct vs_op *
+vs_set_extra_config(struct vs_client *c, const char *vm_moref, const char *key, const char *value, vs_op_fn done,
+    void *arg)
+{
+	struct vs_op *op = op_start(c, done, arg, extra_config_start);
+
+	op->vm = xstrdup(vm_moref);
+	op->snap = xstrdup(key);
+	op->path = xstrdup(value);
+	return op;
+}
+
 struct vs_op *
 vs_enable_cbt(struct vs_client *c, const char *vm_moref, int enable, vs_op_fn done, void *arg)
 {
@@ -1215,7 +1276,11 @@ power_start(struct vs_op *op, struct vs_result *res)
 		op_call(op, &req, power_done_plain);
 		return;
 	}
-	soap_req_init(&req, strcmp(op->path, "on") == 0 ? "PowerOnVM_Task" : "PowerOffVM_Task", "VirtualMachine", op->vm);
+	soap_req_init(&req,
+	    strcmp(op->path, "on") == 0        ? "PowerOnVM_Task"
+	    : strcmp(op->path, "suspend") == 0 ? "SuspendVM_Task"
+	                                       : "PowerOffVM_Task",
+	    "VirtualMachine", op->vm);
 	op->after_task = task_result_none;
 	op_call(op, &req, task_started);
 }
@@ -1514,6 +1579,34 @@ file_relogged(struct vs_result *res, void *arg)
 }
 
 static void
+file_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	file_get(arg);
+}
+
+/* A GET that may work when repeated (connection trouble, a body cut
+ * short, HTTP 5xx or 429): again after a backoff, until the client's
+ * retry window is spent; only then is the peer unreachable. */
+static void
+file_transient(struct vs_op *op, char *msg)
+{
+	struct timeval tv;
+
+	if (now_mono() - op->first_try + op->backoff > vs_config(op->c)->retry_window_s) {
+		op_fail(op, VS_UNREACHABLE, NULL, msg);
+		return;
+	}
+	log_debug("%s; retrying in %.2f s", msg, op->backoff);
+	free(msg);
+	if (op->timer == NULL)
+		op->timer = evtimer_new(loop_base(), file_retry_cb, op);
+	tv.tv_sec = (long)op->backoff;
+	tv.tv_usec = (long)((op->backoff - (double)tv.tv_sec) * 1e6);
+	evtimer_add(op->timer, &tv);
+	op->backoff = op->backoff * 2 > FILE_BACKOFF_MAX_S ? FILE_BACKOFF_MAX_S : op->backoff * 2;
+}
+
+static void
 file_http_done(struct http_req *h, void *arg)
 {
 	struct vs_op *op = arg;
@@ -1523,11 +1616,19 @@ file_http_done(struct http_req *h, void *arg)
 
 	op->http = NULL;
 	if (http_transport_failed(h)) {
+		int tls = http_tls_refused(h);
+		int too_large = http_too_large(h);
 		char *msg = xasprintf("%s: GET [%s] %s: %s", vs_config(op->c)->name, op->ds, op->path, http_error(h));
-		enum vs_status st_fail = http_too_large(h) ? VS_BADREPLY : VS_UNREACHABLE;
 
 		http_free(h);
-		op_fail(op, st_fail, NULL, msg);
+		/* A refused certificate is a refusal, not a lost peer; a file
+		 * larger than the limit would be as large again. */
+		if (tls)
+			op_fail(op, VS_TLS, NULL, msg);
+		else if (too_large)
+			op_fail(op, VS_BADREPLY, NULL, msg);
+		else
+			file_transient(op, msg);
 		return;
 	}
 	if (st == 401 && !op->relogged) {
@@ -1540,7 +1641,10 @@ file_http_done(struct http_req *h, void *arg)
 		char *msg = xasprintf("%s: GET [%s] %s: HTTP %ld", vs_config(op->c)->name, op->ds, op->path, st);
 
 		http_free(h);
-		op_fail(op, st >= 500 ? VS_UNREACHABLE : VS_FAULT, st == 404 ? "FileNotFound" : NULL, msg);
+		if (st >= 500 || st == 429)
+			file_transient(op, msg);
+		else
+			op_fail(op, VS_FAULT, st == 404 ? "FileNotFound" : NULL, msg);
 		return;
 	}
 	body = http_body(h, &len);
@@ -1558,6 +1662,8 @@ file_get(struct vs_op *op)
 	struct http_req *h = http_new("GET", url);
 
 	free(url);
+	if (op->first_try == 0)
+		op->first_try = now_mono();
 	http_set_tls(h, &vs_config(op->c)->tls);
 	if (vs_cookie(op->c) != NULL)
 		http_set_cookie(h, vs_cookie(op->c));
@@ -1586,5 +1692,6 @@ vs_get_file(struct vs_client *c, const char *datacenter, const char *datastore, 
 	op->dc = xstrdup(datacenter);
 	op->ds = xstrdup(datastore);
 	op->path = xstrdup(path);
+	op->backoff = FILE_BACKOFF_FIRST_S;
 	return op;
 }

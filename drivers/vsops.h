@@ -74,6 +74,10 @@ struct vs_vm {
 	                          * used (a disk without file or with an absurd
 	                          * capacity, a CPU count that is no number...);
 	                          * NULL when the VM is usable */
+	/* vs_get_vm only: the memory state of a suspended VM (layoutEx file of
+	 * type "suspend"), "[ds] dir/name.vmss", and its size. */
+	char *suspend_file;
+	uint64_t suspend_size;
 };
 
 /* Limits on what a server may claim (docs/ARCHITECTURE.md, "Limits"). */
@@ -178,7 +182,10 @@ struct vs_vm_spec {
 	size_t nnics;
 };
 struct vs_op *vs_create_vm(struct vs_client *c, const struct vs_vm_spec *spec, vs_op_fn done, void *arg);
-struct vs_op *vs_power(struct vs_client *c, const char *vm_moref, const char *how /* on|off|shutdown */,
+struct vs_op *vs_power(struct vs_client *c, const char *vm_moref, const char *how /* on|off|shutdown|suspend */,
+    vs_op_fn done, void *arg);
+/* ReconfigVM_Task setting one extraConfig string option. */
+struct vs_op *vs_set_extra_config(struct vs_client *c, const char *vm_moref, const char *key, const char *value,
     vs_op_fn done, void *arg);
 struct vs_op *vs_destroy(struct vs_client *c, const char *vm_moref, vs_op_fn done, void *arg);
 /* GET a (small) datastore file: descriptors, vmx. */

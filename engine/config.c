@@ -1614,17 +1614,11 @@ parse_template(struct pctx *c, yaml_node_t *n, struct cfg_file *out)
 	out->templates[out->ntemplates++] = t;
 }
 
+/* VM names become a directory in temp_dir (temp_dir/RULE/VM). */
 static int
 vm_name_ok(const char *s)
 {
-	const unsigned char *p;
-
-	if (*s == '\0' || strcmp(s, ".") == 0 || strcmp(s, "..") == 0 || strlen(s) > VM_NAME_MAX_LEN)
-		return 0;
-	for (p = (const unsigned char *)s; *p; p++)
-		if (*p < 0x20 || *p == 0x7f || *p == '/')
-			return 0;
-	return 1;
+	return file_name_is_safe(s) && strlen(s) <= VM_NAME_MAX_LEN;
 }
 
 static void

@@ -105,6 +105,24 @@ copy_report(struct copy *c, int force)
 	return 0;
 }
 
+/* A request failed (its chunk still counts as busy).  What is already
+ * written below the lowest chunk in flight is flushed and recorded as a
+ * checkpoint first, so the next attempt (after a full temp_dir is freed,
+ * an outage ends, a restart) resumes right there and not at the last
+ * periodic checkpoint.  A flush that fails records nothing. */
+static void
+copy_fail(struct copy *c, enum xfer_status st, const char *err)
+{
+	uint64_t low = copy_low_water(c);
+
+	if (low > c->checkpoint && (c->p.dst->ops->flush == NULL || c->p.dst->ops->flush(c->p.dst) == 0)) {
+		c->checkpoint = low;
+		c->last_checkpoint = now_mono();
+		c->p.progress(c->p.arg, c->copied, c->checkpoint, c->paused);
+	}
+	copy_finish(c, st, err);
+}
+
 static void
 chunk_written(void *arg, enum xfer_status st, const char *err)
 {
@@ -112,14 +130,14 @@ chunk_written(void *arg, enum xfer_status st, const char *err)
 	struct copy *c = k->c;
 
 	k->io = NULL;
+	if (st != XFER_OK) {
+		copy_fail(c, st, err);
+		return;
+	}
 	k->busy = k->writing = 0;
 	c->in_flight -= k->len;
 	free(k->buf);
 	k->buf = NULL;
-	if (st != XFER_OK) {
-		copy_finish(c, st, err);
-		return;
-	}
 	c->copied += k->len;
 	if (copy_report(c, 0) == 0)
 		copy_pump(c);
@@ -133,18 +151,13 @@ chunk_read(void *arg, enum xfer_status st, const char *err)
 
 	k->io = NULL;
 	if (st != XFER_OK) {
-		k->busy = 0;
-		c->in_flight -= k->len;
-		copy_finish(c, st, err);
+		copy_fail(c, st, err);
 		return;
 	}
 	k->writing = 1;
 	k->io = disk_write(c->p.dst, k->off, k->len, k->buf, chunk_written, k);
-	if (k->io == NULL) {
-		k->busy = k->writing = 0;
-		c->in_flight -= k->len;
-		copy_finish(c, XFER_FATAL, "the destination refused a write inside the disk");
-	}
+	if (k->io == NULL)
+		copy_fail(c, XFER_FATAL, "the destination refused a write inside the disk");
 }
 
 static void
@@ -235,9 +248,7 @@ copy_pump(struct copy *c)
 		busy++;
 		k->io = disk_read(c->p.src, k->off, k->len, k->buf, chunk_read, k);
 		if (k->io == NULL) {
-			k->busy = 0;
-			c->in_flight -= k->len;
-			copy_finish(c, XFER_FATAL, "the source refused a read inside the disk");
+			copy_fail(c, XFER_FATAL, "the source refused a read inside the disk");
 			return;
 		}
 	}

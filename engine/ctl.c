@@ -7,6 +7,7 @@
 #include <event2/listener.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -31,6 +32,10 @@
  * it is too long.  A client that pipelines more waits in its socket. */
 #define CTL_IN_HIGH (REQUEST_MAX_LINE + 1)
 #define CTL_ACCEPT_PAUSE_MS 500
+/* Descriptors kept for the jobs (HTTP connections, disk files, the
+ * store) however many status clients come: clients get what is left of
+ * the process's limit, or a quarter of a small limit. */
+#define CTL_FD_RESERVE 256
 
 struct ctl_client {
 	struct ctl_client *next, *prev;
@@ -53,6 +58,10 @@ static struct {
 	ctl_handler_fn handler;
 	struct ctl_client *clients;
 	int nclients;
+	int max_clients;
+	int full;          /* at max_clients: accepting paused */
+	int fd_paused;     /* accept ran out of descriptors: paused for a moment */
+	int fd_logged;     /* said so in the log (once per shortage) */
 	uint64_t next_id;
 	size_t out_total;      /* bytes in every client's output buffer */
 } ctl;
@@ -66,6 +75,26 @@ ctl_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
 	ctl.out_total += info->n_added;
 	ctl.out_total -= info->n_deleted < ctl.out_total ? info->n_deleted : ctl.out_total;
+}
+
+/* Accept while there is room for a client and descriptors to take it. */
+static void
+ctl_listener_update(void)
+{
+	int full = ctl.nclients >= ctl.max_clients;
+
+	if (ctl.listener == NULL)
+		return;
+	if (full && !ctl.full)
+		log_warn("status socket: %d clients, the most allowed (%d descriptors are kept for the jobs); "
+		         "new connections wait until one leaves", ctl.nclients, CTL_FD_RESERVE);
+	else if (!full && ctl.full)
+		log_info("status socket: accepting connections again (%d clients)", ctl.nclients);
+	ctl.full = full;
+	if (full || ctl.fd_paused)
+		evconnlistener_disable(ctl.listener);
+	else
+		evconnlistener_enable(ctl.listener);
 }
 
 static void
@@ -87,6 +116,7 @@ ctl_client_free(struct ctl_client *c)
 	free(c->watch_kind);
 	free(c);
 	ctl.nclients--;
+	ctl_listener_update();
 }
 
 static size_t
@@ -312,6 +342,10 @@ ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 {
 	struct ctl_client *c = xcalloc(1, sizeof(*c));
 
+	if (ctl.fd_logged) {
+		log_info("status socket: descriptors available again, accepting");
+		ctl.fd_logged = 0;
+	}
 	c->bev = bufferevent_socket_new(ctl.base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	if (c->bev == NULL) {
 		close(fd);
@@ -329,26 +363,50 @@ ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	bufferevent_setwatermark(c->bev, EV_READ, 0, CTL_IN_HIGH);
 	evbuffer_add_cb(bufferevent_get_output(c->bev), ctl_out_cb, NULL);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	ctl_listener_update();
 }
 
 static void
 ctl_resume_cb(evutil_socket_t fd, short what, void *arg)
 {
-	evconnlistener_enable(ctl.listener);
+	ctl.fd_paused = 0;
+	ctl_listener_update();
 }
 
-/* Out of file descriptors: stop accepting for a moment instead of
- * spinning on a listener that cannot accept. */
+/* Out of file descriptors (EMFILE, ENFILE) or memory: stop accepting for
+ * a moment instead of spinning on a listener that cannot accept; the
+ * waiting connections stay in the backlog.  Said once per shortage. */
 static void
 ctl_accept_error_cb(struct evconnlistener *l, void *arg)
 {
 	struct timeval tv = { 0, CTL_ACCEPT_PAUSE_MS * 1000 };
 	int err = EVUTIL_SOCKET_ERROR();
 
-	log_warn("status socket: accept failed (%s); pausing new connections",
-	    evutil_socket_error_to_string(err));
-	evconnlistener_disable(ctl.listener);
+	if (!ctl.fd_logged)
+		log_warn("status socket: accept failed (%s); new connections wait, retried every %d ms",
+		    evutil_socket_error_to_string(err), CTL_ACCEPT_PAUSE_MS);
+	ctl.fd_logged = 1;
+	ctl.fd_paused = 1;
+	ctl_listener_update();
 	evtimer_add(ctl.resume_ev, &tv);
+}
+
+/* How many clients the descriptor limit allows, the jobs' reserve kept. */
+static int
+ctl_client_limit(void)
+{
+	struct rlimit rl;
+	rlim_t n, lim;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+		return INT32_MAX;
+	lim = rl.rlim_cur;
+	n = lim > CTL_FD_RESERVE ? lim - CTL_FD_RESERVE : 0;
+	if (n < lim / 4)
+		n = lim / 4;
+	if (n < 1)
+		n = 1;
+	return n > INT32_MAX ? INT32_MAX : (int)n;
 }
 
 int
@@ -398,16 +456,18 @@ ctl_open(struct event_base *base, const char *path, ctl_handler_fn handler)
 	ctl.handler = handler;
 	ctl.path = xstrdup(path);
 	ctl.resume_ev = evtimer_new(base, ctl_resume_cb, NULL);
+	ctl.max_clients = ctl_client_limit();
 	return 0;
 }
 
 void
 ctl_close(void)
 {
-	while (ctl.clients != NULL)
-		ctl_client_free(ctl.clients);
 	if (ctl.listener != NULL)
 		evconnlistener_free(ctl.listener);
+	ctl.listener = NULL;
+	while (ctl.clients != NULL)
+		ctl_client_free(ctl.clients);
 	if (ctl.resume_ev != NULL)
 		event_free(ctl.resume_ev);
 	if (ctl.path != NULL)
@@ -490,4 +550,10 @@ int
 ctl_client_count(void)
 {
 	return ctl.nclients;
+}
+
+int
+ctl_client_max(void)
+{
+	return ctl.max_clients;
 }

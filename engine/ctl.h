@@ -30,5 +30,10 @@ void ctl_client_watch(struct ctl_client *c, const char *rule, const char *kind);
 void ctl_broadcast(const json_t *event, const char *rule, const char *kind);
 
 int ctl_client_count(void);
+/* Clients served at once at most: the descriptor limit (RLIMIT_NOFILE)
+ * less a reserve for the jobs, or a quarter of a small limit.  Beyond it,
+ * and whenever accept runs out of descriptors, new connections wait in
+ * the listen backlog until there is room. */
+int ctl_client_max(void);
 
 #endif

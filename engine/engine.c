@@ -33,6 +33,9 @@
 
 #define VMFERRY_VERSION "0.1.0"
 #define RELOAD_DEBOUNCE_MS 200
+/* Commits failing this long (the state directory is full or broken) make
+ * the working jobs 失效: a short hiccup does not interrupt transfers. */
+#define STORE_STALL_S 5
 
 static struct {
 	const struct engine_opts *opts;
@@ -407,13 +410,28 @@ errors_to_json(void)
 	return arr;
 }
 
+/* The state store's health: whether commits work, why not, the map. */
+static json_t *
+store_to_json(void)
+{
+	struct store_stats ss;
+	double failing_s;
+	const char *why = store_failure(&failing_s);
+
+	store_get_stats(&ss);
+	return json_pack("{s:b,s:s?,s:i,s:I,s:I,s:I,s:I}", "ok", why == NULL, "error", why, "failing_s",
+	    (int)failing_s, "commits", (json_int_t)ss.commits, "commit_failures", (json_int_t)ss.commit_failures,
+	    "map_size", (json_int_t)ss.map_size, "map_grows", (json_int_t)ss.map_grows);
+}
+
 static json_t *
 op_ping(void)
 {
-	return json_pack("{s:b,s:s,s:I,s:I,s:i,s:i,s:i,s:o,s:I}", "ok", 1, "version", VMFERRY_VERSION,
+	return json_pack("{s:b,s:s,s:I,s:I,s:i,s:i,s:i,s:i,s:o,s:I,s:o}", "ok", 1, "version", VMFERRY_VERSION,
 	    "uptime_s", (json_int_t)(time(NULL) - eng.started), "jobs", (json_int_t)job_count(), "active",
-	    sched_active_total(), "pending", sched_queued_total(), "clients", ctl_client_count(),
-	    "config_errors", errors_to_json(), "config_generation", (json_int_t)eng.loader.generation);
+	    sched_active_total(), "pending", sched_queued_total(), "clients", ctl_client_count(), "max_clients",
+	    ctl_client_max(), "config_errors", errors_to_json(), "config_generation", (json_int_t)eng.loader.generation, "store",
+	    store_to_json());
 }
 
 static json_t *
@@ -459,8 +477,8 @@ op_jobs(const struct request *req)
 	TAILQ_FOREACH(j, job_all(), link)
 		if (job_matches(j, req, have_kind, kind))
 			json_array_append_new(arr, job_to_json(j));
-	return json_pack("{s:b,s:o,s:i,s:i}", "ok", 1, "jobs", arr, "pending", sched_queued_total(), "active",
-	    sched_active_total());
+	return json_pack("{s:b,s:o,s:i,s:i,s:s?}", "ok", 1, "jobs", arr, "pending", sched_queued_total(), "active",
+	    sched_active_total(), "store_error", store_failure(NULL));
 }
 
 static json_t *
@@ -603,7 +621,7 @@ struct inv_req {
 };
 
 static void
-inventory_answer(const struct vs_inventory *inv, const char *error, double age_s, void *arg)
+inventory_answer(const struct vs_inventory *inv, const char *error, int refused, double age_s, void *arg)
 {
 	struct inv_req *ir = arg;
 	json_t *resp, *vms, *hosts, *dss;
@@ -838,6 +856,28 @@ engine_job_changed(struct job *j, const char *what)
 	json_decref(ev);
 }
 
+/* Commits keep failing (the state directory is full, or its disk
+ * broken).  Nothing new starts meanwhile (after-commit work waits), so the
+ * jobs at work are told: they go to 失效 with the reason, which stops
+ * their transfers, and start again by themselves from their last recorded
+ * checkpoints once commits work again.  Their 失效 is itself recorded only
+ * then: a crash meanwhile restarts them from their last recorded state. */
+static void
+engine_store_failing(const char *reason, double failing_s)
+{
+	struct job *j, *next;
+
+	if (reason == NULL || failing_s < STORE_STALL_S || fsm_quiesced())
+		return;
+	for (j = TAILQ_FIRST(job_all()); j != NULL; j = next) {
+		next = TAILQ_NEXT(j, link);
+		if (!(job_flags(j) & FSM_F_SLOT))
+			continue;
+		job_log(j, LOG_WARN, "%s", reason);
+		fsm_dispatch(j, EV_PEER_LOST, reason);
+	}
+}
+
 /* ---- run ---- */
 
 static void
@@ -887,6 +927,7 @@ engine_run(const struct engine_opts *o)
 	sched_init(eng.base);
 	job_init(eng.base);
 	job_set_observer(engine_job_changed);
+	store_set_failure_hook(engine_store_failing);
 
 	cfg_loader_init(&eng.loader, o->config_dir);
 	cfg_loader_reload(&eng.loader, &eng.errors);

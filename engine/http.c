@@ -66,9 +66,25 @@ struct http_sock {
 	curl_socket_t fd;
 };
 
+/* Connections are reused only under the TLS policy that verified them:
+ * curl checks a certificate when it connects, and our verify callback
+ * (pin, insecure) is invisible to its reuse test, so a connection opened
+ * by an insecure or differently pinned platform of the same host and port
+ * would otherwise carry the next request unchecked.  Each policy has its
+ * own connection cache (a curl share). */
+struct http_pool {
+	struct http_pool *next;
+	int insecure;
+	int has_pin;
+	uint8_t pin[32];
+	char *ca_file;
+	CURLSH *share;
+};
+
 static struct {
 	struct event_base *base;
 	CURLM *multi;
+	struct http_pool *pools;
 	struct event *timer;
 	struct event *drain;
 	struct http_req *done_head, **done_tail;
@@ -202,6 +218,11 @@ http_check_multi_info(void)
 			continue;
 		curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
 		r->result = msg->data.result;
+		/* curl's own host name check runs after our verify callback
+		 * accepted the chain: a certificate for another name is refused
+		 * too, not a network failure to retry. */
+		if (r->result == CURLE_PEER_FAILED_VERIFICATION && r->seen_cert)
+			r->cert_refused = 1;
 		curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
 		curl_multi_remove_handle(h.multi, r->easy);
 		r->started = 0;
@@ -301,13 +322,45 @@ http_init(struct event_base *base)
 	return 0;
 }
 
+/* The connection cache of a request's TLS policy (made on first use). */
+static CURLSH *
+http_pool_for(const struct http_tls *tls)
+{
+	struct http_pool *p;
+
+	for (p = h.pools; p != NULL; p = p->next)
+		if (p->insecure == tls->insecure && p->has_pin == tls->has_pin &&
+		    (!p->has_pin || memcmp(p->pin, tls->pin, 32) == 0) && str_eq(p->ca_file, tls->ca_file))
+			return p->share;
+	p = xcalloc(1, sizeof(*p));
+	p->insecure = tls->insecure;
+	p->has_pin = tls->has_pin;
+	memcpy(p->pin, tls->pin, 32);
+	p->ca_file = tls->ca_file ? xstrdup(tls->ca_file) : NULL;
+	p->share = curl_share_init();
+	if (p->share == NULL)
+		fatal("curl_share_init failed");
+	curl_share_setopt(p->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+	p->next = h.pools;
+	h.pools = p;
+	return p->share;
+}
+
 void
 http_shutdown(void)
 {
+	struct http_pool *p;
+
 	if (h.multi == NULL)
 		return;
 	/* curl_multi_cleanup before the events it uses go away. */
 	curl_multi_cleanup(h.multi);
+	while ((p = h.pools) != NULL) {
+		h.pools = p->next;
+		curl_share_cleanup(p->share);
+		free(p->ca_file);
+		free(p);
+	}
 	event_free(h.timer);
 	event_free(h.drain);
 	curl_global_cleanup();
@@ -454,6 +507,7 @@ http_start(struct http_req *r, http_done_fn done, void *arg)
 	curl_easy_setopt(r->easy, CURLOPT_SSL_VERIFYHOST, (r->tls.insecure || r->tls.has_pin) ? 0L : 2L);
 	curl_easy_setopt(r->easy, CURLOPT_SSL_CTX_FUNCTION, http_ssl_ctx);
 	curl_easy_setopt(r->easy, CURLOPT_SSL_CTX_DATA, r);
+	curl_easy_setopt(r->easy, CURLOPT_SHARE, http_pool_for(&r->tls));
 	if (r->tls.ca_file != NULL)
 		curl_easy_setopt(r->easy, CURLOPT_CAINFO, r->tls.ca_file);
 	if (r->tls.has_pin || r->tls.insecure) {
@@ -551,12 +605,17 @@ http_error(const struct http_req *r)
 		w->errmsg = xasprintf("reply larger than %zu bytes", r->max_body);
 	else if (r->sink_aborted)
 		w->errmsg = xstrdup("transfer aborted by the receiver");
-	else if (r->cert_refused && r->seen_cert) {
+	else if (r->cert_refused && r->seen_cert && r->tls.has_pin) {
+		char want[THUMBPRINT_STRLEN];
+
 		units_format_thumbprint(r->cert_sha256, tp);
-		w->errmsg = xasprintf("certificate not trusted (%s); the server presented SHA-256 "
-		                      "thumbprint %s",
-		    r->tls.has_pin ? "it does not match the pinned thumbprint" : r->errbuf[0] ? r->errbuf : "verification failed",
-		    tp);
+		units_format_thumbprint(r->tls.pin, want);
+		w->errmsg = xasprintf("certificate not trusted (it does not match the pinned thumbprint %s); "
+		                      "the server presented SHA-256 thumbprint %s", want, tp);
+	} else if (r->cert_refused && r->seen_cert) {
+		units_format_thumbprint(r->cert_sha256, tp);
+		w->errmsg = xasprintf("certificate not trusted (%s); the server presented SHA-256 thumbprint %s",
+		    r->errbuf[0] ? r->errbuf : "verification failed", tp);
 	} else
 		w->errmsg = xstrdup(r->errbuf[0] ? r->errbuf : curl_easy_strerror(r->result));
 	return w->errmsg;

@@ -79,6 +79,9 @@ hook_persist(struct job *j, int from, int event, const char *reason)
 		j->free_priv(j->priv);
 		j->priv = NULL;
 	}
+	/* A job that came to rest retries its next 失效 quickly again. */
+	if (fl_to & (FSM_F_RESTING | FSM_F_TERMINAL))
+		j->invalid_backoff = INVALID_BACKOFF_MIN;
 	/* A reason explains the state it comes with; a good step clears it. */
 	if (reason != NULL)
 		job_set_error(j, reason);
@@ -625,9 +628,16 @@ job_set_observer(void (*fn)(struct job *j, const char *what))
 /* ---- generic enter actions ---- */
 
 void
+job_reset_backoff(struct job *j, int event)
+{
+	if (event != EV_PEER_BACK)
+		j->invalid_backoff = INVALID_BACKOFF_MIN;
+}
+
+void
 job_enter_starting(struct job *j, int event)
 {
-	j->invalid_backoff = INVALID_BACKOFF_MIN;
+	job_reset_backoff(j, event);
 	if (j->cfg == NULL) {
 		/* Its rule is gone (file removed or broken at start-up). */
 		fsm_dispatch(j, EV_RULE_REMOVED, "its rule is no longer configured");
@@ -674,6 +684,13 @@ job_enter_invalid(struct job *j, int event)
 	j->invalid_backoff *= 2;
 	if (j->invalid_backoff > INVALID_BACKOFF_MAX)
 		j->invalid_backoff = INVALID_BACKOFF_MAX;
+}
+
+void
+job_enter_not_built(struct job *j, int event)
+{
+	job_log(j, LOG_WARN, "%s rules do not move data yet in this vmferryd (only migration rules do): the job "
+	                     "holds here until a version that runs them", cfg_kind_name(j->kind));
 }
 
 void

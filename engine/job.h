@@ -116,11 +116,18 @@ void job_hold(struct job *j);
 void job_release(struct job *j);
 
 /* Generic enter actions shared by every kind's table. */
+/* The retry delay of 失效 (5 s) doubles up to 60 s while a job keeps
+ * failing: a start that comes from 失效 (EV_PEER_BACK) keeps it, any other
+ * start resets it, and so does coming to rest (ready, stopped, ...). */
+void job_reset_backoff(struct job *j, int event);
 void job_enter_starting(struct job *j, int event);
 void job_enter_queued(struct job *j, int event);
 void job_enter_stopping(struct job *j, int event);
 void job_enter_invalid(struct job *j, int event);
 void job_enter_deleting(struct job *j, int event);
+/* The first slot state of a kind whose data path is not built yet
+ * (replication, backup): says so in the job's log; the job holds there. */
+void job_enter_not_built(struct job *j, int event);
 /* Row action: remove every trace of the job from the store and memory. */
 void job_forget(struct job *j, int event);
 

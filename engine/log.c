@@ -2,7 +2,10 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
+
+#include "engine/util.h"
 
 static enum log_level log_max = LOG_INFO;
 
@@ -27,6 +30,8 @@ log_msg(enum log_level lvl, const char *fmt, ...)
 	struct tm tm;
 	time_t t;
 	va_list ap;
+	struct sbuf b;
+	char *msg;
 
 	if (lvl > log_max)
 		return;
@@ -34,8 +39,12 @@ log_msg(enum log_level lvl, const char *fmt, ...)
 	localtime_r(&t, &tm);
 	strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", &tm);
 	va_start(ap, fmt);
-	fprintf(stderr, "%s vmferryd[%s]: ", ts, log_names[lvl]);
-	vfprintf(stderr, fmt, ap);
-	fputc('\n', stderr);
+	msg = xvasprintf(fmt, ap);
 	va_end(ap);
+	/* Messages carry names and peers' texts: one message, one line. */
+	sbuf_init(&b);
+	sbuf_add_printable(&b, msg);
+	fprintf(stderr, "%s vmferryd[%s]: %s\n", ts, log_names[lvl], b.data);
+	sbuf_free(&b);
+	free(msg);
 }

@@ -240,6 +240,12 @@ struct mig_rt {
 	size_t nprev;
 	int prev_asked;
 	int bad_data;            /* the saved record could not be read */
+	/* memory_snapshot at cutover: the suspended source's memory state. */
+	int mem_done;            /* carried (or nothing to carry) */
+	char *mem_name;          /* its file name, kept in the target VM's directory */
+	char *dst_ds;            /* the target VM's datastore and directory */
+	char *dst_dir;
+	struct vs_extent mem_area;
 };
 
 static void
@@ -312,6 +318,9 @@ rt_free(void *p)
 	rt_free_pass(rt);
 	free(rt->src_cpu);
 	free(rt->prev_areas);
+	free(rt->mem_name);
+	free(rt->dst_ds);
+	free(rt->dst_dir);
 	if (rt->vm != NULL) {
 		vs_vm_free(rt->vm);
 		free(rt->vm);
@@ -447,6 +456,18 @@ mig_vs_failed(struct mig_rt *rt, const char *what, const struct vs_out *out)
 		mig_lost(rt, "%s: %s", what, out->error);
 	else
 		mig_fail(rt, "%s: %s", what, out->error ? out->error : vs_status_name(out->status));
+}
+
+/* An inventory could not be read: a platform that refused us (credentials,
+ * certificate) fails the job with the reason, one that cannot be reached
+ * makes it 失效 until it comes back. */
+static void
+mig_platform_failed(struct mig_rt *rt, const char *which, const char *platform, const char *error, int refused)
+{
+	if (refused)
+		mig_fail(rt, "%s platform %s: %s", which, platform, error);
+	else
+		mig_lost(rt, "%s platform %s: %s", which, platform, error);
 }
 
 /* ---- configuration helpers ---- */
@@ -586,7 +607,7 @@ token_take(struct token *t)
 
 /* ---- starting: find the VM and its host (for max_tasks_per_host) ---- */
 
-static void starting_inventory(const struct vs_inventory *inv, const char *error, double age, void *arg);
+static void starting_inventory(const struct vs_inventory *inv, const char *error, int refused, double age, void *arg);
 
 static void
 starting_lookup(struct mig_rt *rt, int refresh)
@@ -601,7 +622,7 @@ starting_lookup(struct mig_rt *rt, int refresh)
 }
 
 static void
-starting_inventory(const struct vs_inventory *inv, const char *error, double age, void *arg)
+starting_inventory(const struct vs_inventory *inv, const char *error, int refused, double age, void *arg)
 {
 	int refreshed = ((struct token *)arg)->refresh;
 	struct mig_rt *rt = token_take(arg);
@@ -610,7 +631,7 @@ starting_inventory(const struct vs_inventory *inv, const char *error, double age
 	if (rt == NULL)
 		return;
 	if (inv == NULL) {
-		mig_lost(rt, "source platform %s: %s", rule_of(rt)->source_platform, error);
+		mig_platform_failed(rt, "source", rule_of(rt)->source_platform, error, refused);
 		return;
 	}
 	vm = vs_inventory_vm(inv, rt->j->vm);
@@ -641,7 +662,7 @@ mig_enter_starting(struct job *j, int event)
 		fsm_dispatch(j, EV_RULE_REMOVED, "its rule is no longer configured");
 		return;
 	}
-	j->invalid_backoff = 5;
+	job_reset_backoff(j, event);
 	rt = rt_get(j);
 	if (rt_unreadable(rt))
 		return;
@@ -654,7 +675,7 @@ struct create_ctx {
 	struct vs_vm src;        /* copied out of the cached inventory */
 };
 
-static void create_target_inventory(const struct vs_inventory *inv, const char *error, double age, void *arg);
+static void create_target_inventory(const struct vs_inventory *inv, const char *error, int refused, double age, void *arg);
 
 static void
 copy_vm(const struct vs_vm *from, struct vs_vm *to)
@@ -704,7 +725,7 @@ rt_set_vm(struct mig_rt *rt, const struct vs_vm *vm)
 }
 
 static void
-create_source_inventory(const struct vs_inventory *inv, const char *error, double age, void *arg)
+create_source_inventory(const struct vs_inventory *inv, const char *error, int refused, double age, void *arg)
 {
 	struct mig_rt *rt = token_take(arg);
 	const struct vs_vm *vm;
@@ -714,7 +735,7 @@ create_source_inventory(const struct vs_inventory *inv, const char *error, doubl
 	if (rt == NULL)
 		return;
 	if (inv == NULL) {
-		mig_lost(rt, "source platform %s: %s", rule_of(rt)->source_platform, error);
+		mig_platform_failed(rt, "source", rule_of(rt)->source_platform, error, refused);
 		return;
 	}
 	vm = vs_inventory_vm(inv, rt->j->vm);
@@ -796,7 +817,7 @@ adopt_target(struct mig_rt *rt, const char *dst_moref)
 }
 
 static void
-create_target_inventory(const struct vs_inventory *inv, const char *error, double age, void *arg)
+create_target_inventory(const struct vs_inventory *inv, const char *error, int refused, double age, void *arg)
 {
 	struct mig_rt *rt = token_take(arg);
 	const struct cfg_rule *r;
@@ -814,7 +835,7 @@ create_target_inventory(const struct vs_inventory *inv, const char *error, doubl
 		return;
 	r = rule_of(rt);
 	if (inv == NULL) {
-		mig_lost(rt, "target platform %s: %s", r->target.platform, error);
+		mig_platform_failed(rt, "target", r->target.platform, error, refused);
 		return;
 	}
 	for (i = 0; i < inv->ndcs; i++)
@@ -1665,15 +1686,24 @@ source_mount(struct mig_rt *rt, size_t i)
 }
 
 static char *
-staging_image(struct mig_rt *rt, size_t i, char **err, int *errnum)
+staging_file(struct mig_rt *rt, const char *name, char **err, int *errnum)
 {
 	char *dir = staging_dir(rt, err, errnum), *path;
 
 	if (dir == NULL)
 		return NULL;
-	path = xasprintf("%s/disk%zu.img", dir, i);
+	path = xasprintf("%s/%s", dir, name);
 	free(dir);
 	return path;
+}
+
+static char *
+staging_image(struct mig_rt *rt, size_t i, char **err, int *errnum)
+{
+	char name[32];
+
+	snprintf(name, sizeof(name), "disk%zu.img", i);
+	return staging_file(rt, name, err, errnum);
 }
 
 static const struct cfg_window *
@@ -1684,6 +1714,28 @@ current_windows(void *arg, size_t *n)
 
 	*n = r ? r->nwindows : 0;
 	return r ? r->windows : NULL;
+}
+
+/* What every copy of a rule shares: buffers, parallelism, bandwidth. */
+static void
+copy_params_init(struct mig_rt *rt, struct copy_params *p)
+{
+	const struct config *cfg = engine_config();
+	uint64_t per_host;
+
+	memset(p, 0, sizeof(*p));
+	p->src = rt->src;
+	p->dst = rt->dst;
+	p->chunk = (size_t)cfg->system.transfer_buffer;
+	/* Buffers in flight per host stay within host_buffer_cap. */
+	per_host = (uint64_t)cfg->system.max_tasks_per_host * cfg->system.transfer_buffer;
+	p->inflight = per_host ? (int)(cfg->system.host_buffer_cap / per_host) : 1;
+	if (p->inflight < 1)
+		p->inflight = 1;
+	p->bucket = engine_bucket(rule_of(rt)->name);
+	p->windows = current_windows;
+	p->checkpoint_s = CHECKPOINT_S;
+	p->arg = rt;
 }
 
 static void
@@ -1749,14 +1801,12 @@ copy_disk_done(void *arg, enum xfer_status st, const char *err)
 static void
 copy_next_disk(struct mig_rt *rt)
 {
-	const struct config *cfg = engine_config();
 	const struct cfg_rule *r = rule_of(rt);
 	struct copy_params p;
 	struct mig_disk *md;
 	const char *mnt;
 	char *err = NULL;
 	int en = 0;
-	uint64_t per_host;
 
 	while (rt->i < rt->d.ndisks && rt->d.disks[rt->i].checkpoint == DISK_DONE)
 		rt->i++;
@@ -1806,21 +1856,10 @@ copy_next_disk(struct mig_rt *rt)
 			return;
 		}
 	}
-	memset(&p, 0, sizeof(p));
-	p.src = rt->src;
-	p.dst = rt->dst;
+	copy_params_init(rt, &p);
 	p.areas = rt->areas[rt->i];
 	p.nareas = rt->nareas[rt->i];
 	p.resume = md->checkpoint;
-	p.chunk = (size_t)cfg->system.transfer_buffer;
-	/* Buffers in flight per host stay within host_buffer_cap. */
-	per_host = (uint64_t)cfg->system.max_tasks_per_host * cfg->system.transfer_buffer;
-	p.inflight = per_host ? (int)(cfg->system.host_buffer_cap / per_host) : 1;
-	if (p.inflight < 1)
-		p.inflight = 1;
-	p.bucket = engine_bucket(r->name);
-	p.windows = current_windows;
-	p.checkpoint_s = CHECKPOINT_S;
 	p.progress = copy_progress;
 	p.done = copy_disk_done;
 	p.arg = rt;
@@ -1991,6 +2030,7 @@ mig_enter_ready(struct job *j, int event)
 
 static void cutover_step(struct mig_rt *rt);
 static void cut_target_read(struct vs_out *out, void *arg);
+static void mem_carry(struct mig_rt *rt);
 
 static void
 cut_power_done(struct vs_out *out, void *arg)
@@ -2006,7 +2046,7 @@ cut_power_done(struct vs_out *out, void *arg)
 	}
 	if (rt->d.stage == 0) {
 		/* After a guest shutdown, wait until the VM is really off. */
-		if (rule_of(rt)->options.cutover == CUTOVER_SHUTDOWN) {
+		if (rule_of(rt)->options.cutover == CUTOVER_SHUTDOWN && !rule_of(rt)->options.memory_snapshot) {
 			rt->rate_t0 = now_mono();
 			cutover_step(rt);
 			return;
@@ -2045,10 +2085,14 @@ cut_vm_read(struct vs_out *out, void *arg)
 	}
 	on = out->vm->power != NULL && strcmp(out->vm->power, "poweredOn") == 0;
 	if (!on || r->options.cutover == CUTOVER_NONE) {
+		if (on && r->options.memory_snapshot)
+			job_log(rt->j, LOG_WARN, "memory_snapshot: cutover none keeps the source running, so there is no "
+			                         "memory state to carry; the target boots from its disks");
 		if (on)
 			job_log(rt->j, LOG_INFO, "cutover none: the source keeps running");
 		else
-			job_log(rt->j, LOG_INFO, "source VM %s is powered off", rt->j->vm);
+			job_log(rt->j, LOG_INFO, "source VM %s is %s", rt->j->vm,
+			    out->vm->power != NULL && strcmp(out->vm->power, "suspended") == 0 ? "suspended" : "powered off");
 		if (rt->d.down_start_ms == 0)
 			rt->d.down_start_ms = now_ms();
 		rt->d.stage = 1;
@@ -2071,13 +2115,21 @@ cut_vm_read(struct vs_out *out, void *arg)
 		evtimer_add(rt->timer, &tv);
 		return;
 	}
-	job_log(rt->j, LOG_INFO, "cutover: %s the source VM",
-	    r->options.cutover == CUTOVER_SHUTDOWN ? "shutting down" : "powering off");
 	/* Downtime counts from the moment the source is asked to stop. */
 	if (rt->d.down_start_ms == 0) {
 		rt->d.down_start_ms = now_ms();
 		rt_save(rt);
 	}
+	if (r->options.memory_snapshot) {
+		/* Suspending writes the guest's memory to a file, and the disks
+		 * stop where that memory state expects them. */
+		job_log(rt->j, LOG_INFO, "cutover: suspending the source VM (memory_snapshot: the target resumes from "
+		                         "its memory state)");
+		rt->op = vs_power(src_client(rt), rt->d.src_vm, "suspend", cut_power_done, token_new(rt));
+		return;
+	}
+	job_log(rt->j, LOG_INFO, "cutover: %s the source VM",
+	    r->options.cutover == CUTOVER_SHUTDOWN ? "shutting down" : "powering off");
 	rt->op = vs_power(src_client(rt), rt->d.src_vm, r->options.cutover == CUTOVER_SHUTDOWN ? "shutdown" : "off",
 	    cut_power_done, token_new(rt));
 }
@@ -2102,8 +2154,182 @@ cut_target_read(struct vs_out *out, void *arg)
 		cutover_step(rt);
 		return;
 	}
-	job_log(rt->j, LOG_INFO, "powering on the target VM");
+	if (rule_of(rt)->options.memory_snapshot && !rt->mem_done) {
+		char *slash;
+
+		free(rt->dst_ds);
+		free(rt->dst_dir);
+		rt->dst_ds = rt->dst_dir = NULL;
+		if (out->vm->vmx_path == NULL || vs_split_ds_path(out->vm->vmx_path, &rt->dst_ds, &rt->dst_dir) != 0) {
+			mig_fail(rt, "the target VM has no configuration file path");
+			return;
+		}
+		/* Its directory: the memory state goes beside the .vmx. */
+		slash = strrchr(rt->dst_dir, '/');
+		*(slash != NULL ? slash : rt->dst_dir) = '\0';
+		mem_carry(rt);
+		return;
+	}
+	if (!rule_of(rt)->options.power_on_target) {
+		rt->d.down_end_ms = now_ms();
+		rt->d.stage = 4;
+		rt_save(rt);
+		cutover_step(rt);
+		return;
+	}
+	job_log(rt->j, LOG_INFO, "%s the target VM", rt->mem_name ? "resuming" : "powering on");
 	rt->op = vs_power(dst_client(rt), rt->d.dst_vm, "on", cut_power_done, token_new(rt));
+}
+
+/* An upload to the target finished: -1 (and the job handed on) if it failed. */
+static int
+upload_ended(struct mig_rt *rt, enum xfer_status st, const char *err, const char *what)
+{
+	rt->upload = NULL;
+	close(rt->upload_fd);
+	rt->upload_fd = -1;
+	if (st == XFER_OK)
+		return 0;
+	if (st == XFER_TRANSIENT)
+		mig_lost(rt, "uploading %s: %s", what, err);
+	else
+		mig_fail(rt, "uploading %s: %s", what, err);
+	return -1;
+}
+
+/* ---- memory_snapshot: the suspended source's memory state goes to the
+ * target VM's directory, and the target is pointed at it
+ * (checkpoint.vmState), so that powering it on resumes the guest.  Each
+ * step can be repeated after a crash: the target is looked at first. ---- */
+
+static void mem_fetched(void *arg, enum xfer_status st, const char *err);
+static void mem_uploaded(void *arg, enum xfer_status st, const char *err);
+
+static void
+mem_progress(void *arg, uint64_t copied, uint64_t checkpoint, int paused)
+{
+}
+
+static void
+mem_src_read(struct vs_out *out, void *arg)
+{
+	struct mig_rt *rt = token_take(arg);
+	struct copy_params p;
+	char *ds = NULL, *path = NULL, *local, *err = NULL, *slash;
+	int en = 0;
+
+	if (rt == NULL)
+		return;
+	rt->op = NULL;
+	if (out->status != VS_OK) {
+		mig_vs_failed(rt, "reading the source VM", out);
+		return;
+	}
+	if (out->vm->power == NULL || strcmp(out->vm->power, "suspended") != 0 || out->vm->suspend_file == NULL ||
+	    vs_split_ds_path(out->vm->suspend_file, &ds, &path) != 0) {
+		job_log(rt->j, LOG_WARN, "memory_snapshot: the source VM is %s with no memory state to carry; the target "
+		                         "boots from its disks", out->vm->power ? out->vm->power : "in an unknown state");
+		rt->mem_done = 1;
+		cutover_step(rt);
+		return;
+	}
+	slash = strrchr(path, '/');
+	free(rt->mem_name);
+	rt->mem_name = xstrdup(slash != NULL ? slash + 1 : path);
+	local = staging_file(rt, "memory.vmss", &err, &en);
+	if (local != NULL) {
+		rt->dst = disk_open_file(local, out->vm->suspend_size, 1, &err, &en);
+		free(local);
+	}
+	if (rt->dst == NULL) {
+		mig_lost(rt, "node temp_dir cannot be written: %s", err);
+		free(err);
+		free(ds);
+		free(path);
+		return;
+	}
+	rt->src = disk_open_https(src_client(rt), rt->d.src_dc ? rt->d.src_dc : "", ds, path, out->vm->suspend_size);
+	job_log(rt->j, LOG_INFO, "memory_snapshot: fetching the source's memory state %s (%llu bytes)",
+	    out->vm->suspend_file, (unsigned long long)out->vm->suspend_size);
+	free(ds);
+	free(path);
+	rt->mem_area.start = 0;
+	rt->mem_area.length = out->vm->suspend_size;
+	copy_params_init(rt, &p);
+	p.areas = &rt->mem_area;
+	p.nareas = rt->mem_area.length > 0;
+	p.progress = mem_progress;
+	p.done = mem_fetched;
+	rt->copy = copy_start(&p);
+}
+
+static void
+mem_carry(struct mig_rt *rt)
+{
+	rt->op = vs_get_vm(src_client(rt), rt->d.src_vm, mem_src_read, token_new(rt));
+}
+
+static void
+mem_fetched(void *arg, enum xfer_status st, const char *err)
+{
+	struct mig_rt *rt = arg;
+	uint64_t size = rt->mem_area.length;
+	char *local, *e = NULL, *path;
+	int en = 0;
+
+	rt->copy = NULL;
+	disk_close(rt->src);
+	disk_close(rt->dst);
+	rt->src = rt->dst = NULL;
+	if (st != XFER_OK) {
+		if (st == XFER_TRANSIENT)
+			mig_lost(rt, "fetching the memory state: %s", err);
+		else
+			mig_fail(rt, "fetching the memory state: %s", err);
+		return;
+	}
+	local = staging_file(rt, "memory.vmss", &e, &en);
+	if (local == NULL || (rt->upload_fd = open(local, O_RDONLY | O_CLOEXEC)) < 0) {
+		mig_lost(rt, "memory state in temp_dir: %s", local ? strerror(errno) : e);
+		free(local);
+		free(e);
+		return;
+	}
+	free(local);
+	path = rt->dst_dir[0] ? xasprintf("%s/%s", rt->dst_dir, rt->mem_name) : xstrdup(rt->mem_name);
+	job_log(rt->j, LOG_INFO, "memory_snapshot: uploading the memory state to [%s] %s", rt->dst_ds, path);
+	rt->upload = disk_upload_https(dst_client(rt), rule_of(rt)->target.datacenter, rt->dst_ds, path, rt->upload_fd,
+	    size, mem_uploaded, rt);
+	free(path);
+}
+
+static void
+mem_pointed(struct vs_out *out, void *arg)
+{
+	struct mig_rt *rt = token_take(arg);
+
+	if (rt == NULL)
+		return;
+	rt->op = NULL;
+	if (out->status != VS_OK) {
+		mig_vs_failed(rt, "pointing the target VM at its memory state", out);
+		return;
+	}
+	job_log(rt->j, LOG_INFO, "memory_snapshot: the target VM resumes from the source's memory state (%llu bytes)",
+	    (unsigned long long)rt->mem_area.length);
+	rt->mem_done = 1;
+	cutover_step(rt);
+}
+
+static void
+mem_uploaded(void *arg, enum xfer_status st, const char *err)
+{
+	struct mig_rt *rt = arg;
+
+	if (upload_ended(rt, st, err, "the memory state") != 0)
+		return;
+	rt->op = vs_set_extra_config(dst_client(rt), rt->d.dst_vm, "checkpoint.vmState", rt->mem_name, mem_pointed,
+	    token_new(rt));
 }
 
 static void
@@ -2119,17 +2345,11 @@ static void
 cut_upload_done(void *arg, enum xfer_status st, const char *err)
 {
 	struct mig_rt *rt = arg;
+	char what[32];
 
-	rt->upload = NULL;
-	close(rt->upload_fd);
-	rt->upload_fd = -1;
-	if (st != XFER_OK) {
-		if (st == XFER_TRANSIENT)
-			mig_lost(rt, "uploading disk %zu: %s", rt->i, err);
-		else
-			mig_fail(rt, "uploading disk %zu: %s", rt->i, err);
+	snprintf(what, sizeof(what), "disk %zu", rt->i);
+	if (upload_ended(rt, st, err, what) != 0)
 		return;
-	}
 	job_log(rt->j, LOG_INFO, "disk %zu uploaded to the target", rt->i);
 	rt->i++;
 	cutover_step(rt);
@@ -2182,8 +2402,8 @@ cutover_step(struct mig_rt *rt)
 		cut_upload_next(rt);
 		return;
 	case 3:
-		if (r->options.power_on_target) {
-			/* After a crash it may be on already: look first. */
+		/* After a crash it may be on already: look first. */
+		if (r->options.power_on_target || r->options.memory_snapshot) {
 			rt->op = vs_get_vm(dst_client(rt), rt->d.dst_vm, cut_target_read, token_new(rt));
 			return;
 		}
@@ -2219,9 +2439,7 @@ mig_enter_cutting_over(struct job *j, int event)
 		return;
 	rt->i = 0;
 	rt->rate_t0 = 0;
-	if (j->cfg->options.memory_snapshot && rt->d.stage == 0)
-		job_log(j, LOG_WARN, "memory_snapshot: carrying the memory state over is not supported yet; the target "
-		                     "boots from its disks");
+	rt->mem_done = 0;
 	cutover_step(rt);
 }
 

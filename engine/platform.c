@@ -54,7 +54,7 @@ platform_drop(struct platform *p)
 		free(p->inv_arg);
 	}
 	for (i = 0; i < p->nwaiters; i++)
-		p->waiters[i].done(NULL, "the platform was reconfigured", 0, p->waiters[i].arg);
+		p->waiters[i].done(NULL, "the platform was reconfigured", 0, 0, p->waiters[i].arg);
 	free(p->waiters);
 	if (p->inv != NULL) {
 		vs_inventory_free(p->inv);
@@ -182,9 +182,9 @@ inventory_done(struct vs_out *out, void *arg)
 	p->nwaiters = 0;
 	for (i = 0; i < n; i++) {
 		if (out->status == VS_OK)
-			w[i].done(p->inv, NULL, 0, w[i].arg);
+			w[i].done(p->inv, NULL, 0, 0, w[i].arg);
 		else
-			w[i].done(NULL, out->error, 0, w[i].arg);
+			w[i].done(NULL, out->error, out->status == VS_AUTH || out->status == VS_TLS, 0, w[i].arg);
 	}
 	free(w);
 }
@@ -197,7 +197,7 @@ platform_inventory(const char *name, int refresh, platform_inv_fn done, void *ar
 	if (p == NULL)
 		return -1;
 	if (p->inv != NULL && !refresh) {
-		done(p->inv, NULL, now_mono() - p->inv_time, arg);
+		done(p->inv, NULL, 0, now_mono() - p->inv_time, arg);
 		return 0;
 	}
 	p->waiters = xreallocarray(p->waiters, p->nwaiters + 1, sizeof(*p->waiters));

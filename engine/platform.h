@@ -6,6 +6,8 @@
 
 #include <jansson.h>
 
+#include "drivers/vsphere.h"
+
 struct config;
 struct vs_client;
 struct vs_inventory;
@@ -16,8 +18,12 @@ void platform_shutdown(void);
 struct vs_client *platform_client(const char *name);
 
 /* The platform's inventory: from the cache unless refresh is set or
- * there is none yet.  done gets the inventory (NULL with error set). */
-typedef void (*platform_inv_fn)(const struct vs_inventory *inv, const char *error, double age_s, void *arg);
+ * there is none yet.  done gets the inventory, or NULL with error set and
+ * refused non-zero when the platform refused us (credentials or its
+ * certificate: trying again will not help); otherwise it could not be
+ * reached or read, and a later try may work. */
+typedef void (*platform_inv_fn)(const struct vs_inventory *inv, const char *error, int refused, double age_s,
+    void *arg);
 int platform_inventory(const char *name, int refresh, platform_inv_fn done, void *arg);
 
 #endif

@@ -14,13 +14,19 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include "engine/log.h"
+#include "engine/units.h"
 #include "engine/util.h"
 
 #define STORE_FORMAT 1
 #define STORE_INITIAL_MAP (64u << 20)
 #define STORE_RETRY_S 1
+/* While commits keep failing, say so in the log at most this often. */
+#define STORE_FAIL_LOG_S 60
+/* Less free space than this after a failed write means the disk is full. */
+#define STORE_FULL_BYTES (1u << 20)
 
 enum jop { JOP_PUT, JOP_DEL, JOP_DELPREFIX };
 
@@ -50,6 +56,12 @@ static struct {
 	struct event *retry_ev;
 	int retry_pending;
 	struct store_stats stats;
+	char *dir;
+	char *failure;          /* why the last commit failed; NULL when it worked */
+	double failing_since;   /* monotonic time of the first failure in a row */
+	double failure_logged;
+	uint64_t failed_attempts; /* in a row */
+	store_failure_fn failure_hook;
 } st;
 
 static const char *const db_names[STORE_NDBS] = { "meta", "jobs", "log", "stats" };
@@ -99,6 +111,7 @@ store_grow(void)
 {
 	MDB_envinfo info;
 	size_t size;
+	char human[32];
 	int rc;
 
 	mdb_env_info(st.env, &info);
@@ -107,7 +120,8 @@ store_grow(void)
 		fatal("store: cannot grow the map to %zu bytes: %s", size, mdb_strerror(rc));
 	st.stats.map_grows++;
 	st.stats.map_size = size;
-	log_info("store: map grown to %zu MiB", size >> 20);
+	units_format_size(size, human, sizeof(human));
+	log_info("store: map grown to %s", human);
 }
 
 /* Make sure a write transaction is open and holds the whole journal. */
@@ -214,6 +228,42 @@ store_run_after(void)
 	free(list);
 }
 
+/* A commit failed (disk full, I/O error): the journal is kept, the
+ * commit retried every second, the after-commit work waits.  The log says
+ * so at the first failure and then once a minute, not every second. */
+static void
+store_failed(int rc)
+{
+	double now = now_mono();
+	struct statvfs sv;
+
+	/* LMDB reports a write cut short as EIO; a full disk is what cuts it. */
+	if (rc == EIO && statvfs(st.dir, &sv) == 0 && (uint64_t)sv.f_bavail * sv.f_frsize < STORE_FULL_BYTES)
+		rc = ENOSPC;
+	st.stats.commit_failures++;
+	st.failed_attempts++;
+	if (st.failure == NULL) {
+		st.failing_since = now;
+		st.failure_logged = now;
+		log_err("store: cannot commit to %s: %s; retrying every %d s, nothing new starts meanwhile", st.dir,
+		    mdb_strerror(rc), STORE_RETRY_S);
+	} else if (now - st.failure_logged >= STORE_FAIL_LOG_S) {
+		st.failure_logged = now;
+		log_err("store: commits to %s still failing after %.0f s: %s", st.dir, now - st.failing_since,
+		    mdb_strerror(rc));
+	}
+	free(st.failure);
+	st.failure = xasprintf("the state directory cannot be written: %s: %s", st.dir, mdb_strerror(rc));
+	if (st.retry_ev != NULL && !st.retry_pending) {
+		struct timeval tv = { STORE_RETRY_S, 0 };
+
+		st.retry_pending = 1;
+		evtimer_add(st.retry_ev, &tv);
+	}
+	if (st.failure_hook != NULL)
+		st.failure_hook(st.failure, now - st.failing_since);
+}
+
 int
 store_commit(void)
 {
@@ -236,15 +286,17 @@ store_commit(void)
 			store_grow();
 			continue;
 		}
-		st.stats.commit_failures++;
-		log_err("store: commit failed, will retry: %s", mdb_strerror(rc));
-		if (st.retry_ev != NULL && !st.retry_pending) {
-			struct timeval tv = { STORE_RETRY_S, 0 };
-
-			st.retry_pending = 1;
-			evtimer_add(st.retry_ev, &tv);
-		}
+		store_failed(rc);
 		return -1;
+	}
+	if (st.failure != NULL) {
+		log_info("store: commits to %s succeed again after %.0f s and %llu failed attempts", st.dir,
+		    now_mono() - st.failing_since, (unsigned long long)st.failed_attempts);
+		free(st.failure);
+		st.failure = NULL;
+		st.failed_attempts = 0;
+		if (st.failure_hook != NULL)
+			st.failure_hook(NULL, 0);
 	}
 	journal_clear();
 	store_run_after();
@@ -380,6 +432,27 @@ store_scan(enum store_db db, const void *prefix, size_t plen, int reverse, size_
 	return 0;
 }
 
+/* 64 MiB, or VMFERRY_STORE_INITIAL_MAP bytes (at least 64 KiB): a knob for
+ * tests that prove the map grows.  An existing store's map is never made
+ * smaller than its data by this (LMDB keeps at least the used size). */
+static size_t
+store_initial_map(void)
+{
+	const char *v = getenv("VMFERRY_STORE_INITIAL_MAP");
+	char *end;
+	unsigned long long n;
+
+	if (v == NULL || *v == '\0')
+		return STORE_INITIAL_MAP;
+	n = strtoull(v, &end, 10);
+	if (*end != '\0' || n < 65536) {
+		log_warn("store: VMFERRY_STORE_INITIAL_MAP=%s is not a byte count of at least 65536; using %u MiB", v,
+		    STORE_INITIAL_MAP >> 20);
+		return STORE_INITIAL_MAP;
+	}
+	return (size_t)n;
+}
+
 int
 store_open(const char *dir, struct event_base *base)
 {
@@ -394,10 +467,12 @@ store_open(const char *dir, struct event_base *base)
 		log_err("store: cannot create %s: %s", dir, strerror(errno));
 		return -1;
 	}
+	free(st.dir);
+	st.dir = xstrdup(dir);
 	if ((rc = mdb_env_create(&st.env)) != 0)
 		goto fail;
 	mdb_env_set_maxdbs(st.env, STORE_NDBS);
-	mdb_env_set_mapsize(st.env, STORE_INITIAL_MAP);
+	mdb_env_set_mapsize(st.env, store_initial_map());
 	if ((rc = mdb_env_open(st.env, dir, MDB_NOTLS, 0600)) != 0)
 		goto fail;
 	/* Readers left behind by a crashed process would pin old pages. */
@@ -424,6 +499,8 @@ store_open(const char *dir, struct event_base *base)
 			log_err("store: %s has format %u, this vmferryd reads format %u", dir, f, STORE_FORMAT);
 			mdb_env_close(st.env);
 			st.env = NULL;
+			free(st.dir);
+			st.dir = NULL;
 			return -1;
 		}
 	} else {
@@ -440,6 +517,8 @@ fail:
 	if (st.env != NULL)
 		mdb_env_close(st.env);
 	st.env = NULL;
+	free(st.dir);
+	st.dir = NULL;
 	return -1;
 }
 
@@ -461,6 +540,8 @@ store_close(void)
 	if (st.retry_ev != NULL)
 		event_free(st.retry_ev);
 	mdb_env_close(st.env);
+	free(st.dir);
+	free(st.failure);
 	memset(&st, 0, sizeof(st));
 }
 
@@ -468,4 +549,18 @@ void
 store_get_stats(struct store_stats *out)
 {
 	*out = st.stats;
+}
+
+const char *
+store_failure(double *failing_s)
+{
+	if (failing_s != NULL)
+		*failing_s = st.failure != NULL ? now_mono() - st.failing_since : 0;
+	return st.failure;
+}
+
+void
+store_set_failure_hook(store_failure_fn fn)
+{
+	st.failure_hook = fn;
 }

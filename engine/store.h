@@ -56,4 +56,13 @@ struct store_stats {
 };
 void store_get_stats(struct store_stats *st);
 
+/* Why commits fail now ("the state directory cannot be written: DIR:
+ * No space left on device"), or NULL when the last one worked; *failing_s
+ * (may be NULL) says for how long. */
+const char *store_failure(double *failing_s);
+/* Called after every failed commit attempt with the reason and how long
+ * commits have been failing, and with (NULL, 0) once one works again. */
+typedef void (*store_failure_fn)(const char *reason, double failing_s);
+void store_set_failure_hook(store_failure_fn fn);
+
 #endif

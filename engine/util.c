@@ -235,16 +235,56 @@ str_eq(const char *a, const char *b)
 }
 
 int
-name_is_safe(const char *s)
+file_name_is_safe(const char *s)
 {
 	const unsigned char *p;
 
 	if (s == NULL || *s == '\0' || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
 		return 0;
 	for (p = (const unsigned char *)s; *p; p++)
-		if (*p < 0x20 || *p == 0x7f || *p == '/' || *p == '\\')
+		if (*p < 0x20 || *p == 0x7f || *p == '/')
 			return 0;
 	return 1;
+}
+
+int
+name_is_safe(const char *s)
+{
+	return file_name_is_safe(s) && strchr(s, '\\') == NULL;
+}
+
+/* Length of the UTF-8 sequence at p and its code point, or 0 when p does
+ * not start a valid one (truncated, overlong, surrogate, out of range). */
+static size_t
+utf8_seq(const unsigned char *p, uint32_t *cp)
+{
+	size_t n, i;
+
+	if (*p < 0x80) {
+		*cp = *p;
+		return 1;
+	}
+	if ((*p & 0xe0) == 0xc0) {
+		n = 2;
+		*cp = *p & 0x1f;
+	} else if ((*p & 0xf0) == 0xe0) {
+		n = 3;
+		*cp = *p & 0x0f;
+	} else if ((*p & 0xf8) == 0xf0) {
+		n = 4;
+		*cp = *p & 0x07;
+	} else {
+		return 0;
+	}
+	for (i = 1; i < n; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		*cp = *cp << 6 | (p[i] & 0x3f);
+	}
+	if ((n == 2 && *cp < 0x80) || (n == 3 && *cp < 0x800) || (n == 4 && *cp < 0x10000) || *cp > 0x10ffff ||
+	    (*cp >= 0xd800 && *cp <= 0xdfff))
+		return 0;
+	return n;
 }
 
 void
@@ -253,37 +293,54 @@ str_make_utf8(char *s)
 	unsigned char *p = (unsigned char *)s;
 
 	while (*p) {
-		size_t n, i;
 		uint32_t cp;
+		size_t n = utf8_seq(p, &cp);
 
-		if (*p < 0x80) {
+		if (n == 0)
+			*p++ = '?';
+		else
+			p += n;
+	}
+}
+
+void
+sbuf_add_printable(struct sbuf *b, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	while (*p) {
+		uint32_t cp;
+		size_t n = utf8_seq(p, &cp);
+
+		if (n == 0) {
+			sbuf_printf(b, "\\x%02x", *p);
 			p++;
 			continue;
 		}
-		if ((*p & 0xe0) == 0xc0) {
-			n = 2;
-			cp = *p & 0x1f;
-		} else if ((*p & 0xf0) == 0xe0) {
-			n = 3;
-			cp = *p & 0x0f;
-		} else if ((*p & 0xf8) == 0xf0) {
-			n = 4;
-			cp = *p & 0x07;
-		} else {
-			*p++ = '?';
-			continue;
-		}
-		for (i = 1; i < n; i++) {
-			if ((p[i] & 0xc0) != 0x80)
-				break;
-			cp = cp << 6 | (p[i] & 0x3f);
-		}
-		/* Truncated, overlong, surrogate or out of range: not UTF-8. */
-		if (i < n || (n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) ||
-		    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
-			*p++ = '?';
-			continue;
-		}
+		if (cp == '\n')
+			sbuf_adds(b, "\\n");
+		else if (cp == '\r')
+			sbuf_adds(b, "\\r");
+		else if (cp == '\t')
+			sbuf_adds(b, "\\t");
+		else if (cp < 0x20 || cp == 0x7f)
+			sbuf_printf(b, "\\x%02x", (unsigned)cp);
+		else if ((cp >= 0x80 && cp < 0xa0) || cp == 0x2028 || cp == 0x2029)
+			/* C1 controls (NEL among them) and the Unicode line and
+			 * paragraph separators: some viewers start a line there. */
+			sbuf_printf(b, "\\u%04x", (unsigned)cp);
+		else
+			sbuf_add(b, p, n);
 		p += n;
 	}
+}
+
+char *
+str_printable(const char *s)
+{
+	struct sbuf b;
+
+	sbuf_init(&b);
+	sbuf_add_printable(&b, s);
+	return sbuf_steal(&b);
 }

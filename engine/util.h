@@ -53,7 +53,16 @@ int str_eq(const char *a, const char *b);
 /* Replace every byte that is not part of valid UTF-8 with '?', in place,
  * so that any text can go into a JSON string. */
 void str_make_utf8(char *s);
-/* True when s is a safe single path component: no '/', no "..", no control characters. */
+/* Text for a log line or a terminal: control characters (C0, DEL, C1,
+ * U+2028/U+2029) become \n, \t, \r, \xHH or \uHHHH and bytes that are
+ * not UTF-8 become \xHH, so a name or a peer's message can neither start a
+ * line of its own nor drive the terminal. */
+void sbuf_add_printable(struct sbuf *b, const char *s);
+char *str_printable(const char *s);
+/* True when s is a safe single path component: no '/', no "." or "..",
+ * no control characters. */
+int file_name_is_safe(const char *s);
+/* The same, and no '\\' either: names the engine gives its own objects. */
 int name_is_safe(const char *s);
 
 #endif

@@ -79,6 +79,7 @@ static const struct fsm_row bak_rows[] = {
 static fsm_action bak_enter[BAK_NSTATES] = {
 	[BAK_STARTING] = job_enter_starting,
 	[BAK_QUEUED] = job_enter_queued,
+	[BAK_PREPARING] = job_enter_not_built,
 	[BAK_STOPPING] = job_enter_stopping,
 	[BAK_UNKNOWN] = job_enter_invalid,
 	[BAK_DELETING] = job_enter_deleting,

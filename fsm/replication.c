@@ -103,6 +103,7 @@ static const struct fsm_row rep_rows[] = {
 static fsm_action rep_enter[REP_NSTATES] = {
 	[REP_STARTING] = job_enter_starting,
 	[REP_QUEUED] = job_enter_queued,
+	[REP_CREATING_VM] = job_enter_not_built,
 	[REP_STOPPING] = job_enter_stopping,
 	[REP_INVALID] = job_enter_invalid,
 	[REP_DELETING] = job_enter_deleting,

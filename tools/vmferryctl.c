@@ -103,6 +103,33 @@ send_request(json_t *req)
 	free(s);
 }
 
+/* For tables and messages: a copy of an answer with every string made
+ * printable (names and peers' messages may hold control characters that
+ * would start a line of their own or drive the terminal).  --json output
+ * is left as sent: JSON escapes them itself. */
+static json_t *
+make_printable(json_t *o)
+{
+	const char *k;
+	json_t *v;
+	size_t i;
+	char *p;
+
+	if (json_is_string(o)) {
+		p = str_printable(json_string_value(o));
+		o = json_string(p);
+		free(p);
+		return o;
+	}
+	if (json_is_object(o))
+		json_object_foreach(o, k, v)
+			json_object_set_new(o, k, make_printable(v));
+	else if (json_is_array(o))
+		json_array_foreach(o, i, v)
+			json_array_set_new(o, i, make_printable(v));
+	return json_incref(o);
+}
+
 /* One answer line; NULL at end of stream. */
 static json_t *
 read_reply(void)
@@ -122,6 +149,12 @@ read_reply(void)
 	if (o == NULL)
 		die("unreadable answer from vmferryd: %s", err.text);
 	free(line);
+	if (!opt_json) {
+		json_t *shown = make_printable(o);
+
+		json_decref(o);
+		o = shown;
+	}
 	return o;
 }
 
@@ -235,8 +268,17 @@ req_new(const char *op)
 static void
 req_str(json_t *req, const char *key, const char *val)
 {
-	if (val != NULL)
-		json_object_set_new(req, key, json_string(val));
+	json_t *v;
+
+	if (val == NULL)
+		return;
+	/* jansson takes UTF-8 only; dropping the key would widen the request. */
+	if ((v = json_string(val)) == NULL) {
+		char *shown = str_printable(val);
+
+		die("%s \"%s\" is not valid UTF-8", key, shown);
+	}
+	json_object_set_new(req, key, v);
 }
 
 static int
@@ -661,6 +703,9 @@ main(int argc, char **argv)
 	} else if (strcmp(cmd, "jobs") == 0) {
 		print_jobs(json_object_get(resp, "jobs"));
 		printf("\n%lld active, %lld pending\n", jint(resp, "active"), jint(resp, "pending"));
+		if (json_is_string(json_object_get(resp, "store_error")))
+			printf("warning: %s (retried every second; jobs wait and resume by themselves)\n",
+			    jstr(resp, "store_error"));
 	} else if (strcmp(cmd, "show") == 0) {
 		rc = cmd_show(resp);
 	} else if (strcmp(cmd, "log") == 0) {
@@ -678,6 +723,9 @@ main(int argc, char **argv)
 		    jint(resp, "clients"));
 		json_array_foreach(json_object_get(resp, "config_errors"), i, e)
 			printf("config error: %s\n", json_string_value(e));
+		e = json_object_get(resp, "store");
+		if (json_is_string(json_object_get(e, "error")))
+			printf("store error: %s (for %llds, retried every second)\n", jstr(e, "error"), jint(e, "failing_s"));
 	} else if (strcmp(cmd, "reload") == 0) {
 		json_t *e;
 		size_t i;

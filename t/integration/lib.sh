@@ -127,3 +127,29 @@ target: { platform: dst, datacenter: DC0, host: H0, datastore: ds0 }
 options: { auto_sync: false }
 YAML
 }
+
+# ---- Small filesystems for the resource scenarios (t/chaos/chaos_res_*) ----
+# tmpfs_mount VAR SIZE: mounts a tmpfs of SIZE (e.g. 16m) on a fresh
+# directory outside $T and sets VAR to its path; on exit everything started
+# is killed first, then the mount is removed.  Mounting needs root: when it
+# is refused the whole test is skipped (exit 0) with the reason.
+TMPFS_MOUNTS=()
+tmpfs_cleanup() {
+	local m
+	for m in "${TMPFS_MOUNTS[@]}"; do
+		umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+		rmdir "$m" 2>/dev/null || true
+	done
+}
+tmpfs_mount() {
+	local dir err
+	dir=$(mktemp -d /tmp/vmferry-tmpfs.XXXXXX)
+	if ! err=$(mount -t tmpfs -o "size=$2,mode=0700" tmpfs "$dir" 2>&1); then
+		rmdir "$dir"
+		echo "ok $((NTEST + 1)) # SKIP cannot mount a tmpfs (root is needed): $err"
+		exit 0
+	fi
+	TMPFS_MOUNTS+=("$dir")
+	trap 'it_cleanup; tmpfs_cleanup' EXIT
+	printf -v "$1" '%s' "$dir"
+}

@@ -34,42 +34,46 @@ host_buffer_cap: 8MiB"}
 	mkdir -p "$CONF/secrets"
 	echo pass >"$CONF/secrets/vc"
 	printf 'kind: system\n%s\n' "$system" >"$CONF/00-system.yaml"
-	cat >"$CONF/10-platforms.yaml" <<YAML
-kind: platform
-name: src
-type: vsphere
-url: $S_URL
-username: user
-password_file: secrets/vc
-tls: { thumbprint: "$S_THUMB" }
-$smount
----
-kind: platform
-name: dst
-type: vsphere
-url: $D_URL
-username: user
-password_file: secrets/vc
-tls: { thumbprint: "$D_THUMB" }
-$dmount
----
+	{
+		mig_platform src "$S_URL" "$S_THUMB" vc "$smount"
+		echo ---
+		mig_platform dst "$D_URL" "$D_THUMB" vc "$dmount"
+		echo ---
+		cat <<YAML
 kind: node
 name: local
 repository: repo
 temp_dir: tmp
 YAML
+	} >"$CONF/10-platforms.yaml"
+}
+
+# mig_platform NAME URL THUMBPRINT SECRET [EXTRA_LINE]: a platform
+# document (user "user", password from secrets/SECRET) on stdout.
+mig_platform() {
+	cat <<YAML
+kind: platform
+name: $1
+type: vsphere
+url: $2
+username: user
+password_file: secrets/$4
+tls: { thumbprint: "$3" }
+${5:-}
+YAML
 }
 
 # mig_rule NAME "VM1 VM2" "OPTIONS (flow mapping body)" [BANDWIDTH_FLOW_LIST]
-# writes $CONF/20-NAME.yaml atomically.
+# writes $CONF/20-NAME.yaml atomically; the platforms are src and dst
+# unless MIG_SRC / MIG_DST name others.
 mig_rule() {
 	local name=$1 vms=$2 opts=${3:-} bw=${4:-}
 	{
 		echo "kind: migration"
 		echo "name: $name"
-		echo "source: { platform: src, vms: [$(echo $vms | sed 's/ /, /g')] }"
+		echo "source: { platform: ${MIG_SRC:-src}, vms: [$(echo $vms | sed 's/ /, /g')] }"
 		echo "node: local"
-		echo "target: { platform: dst, datacenter: DC0, host: H0, datastore: ds0 }"
+		echo "target: { platform: ${MIG_DST:-dst}, datacenter: DC0, host: H0, datastore: ds0 }"
 		[ -z "$opts" ] || echo "options: { $opts }"
 		[ -z "$bw" ] || echo "bandwidth: $bw"
 	} >"$CONF/.20-$name.yaml.tmp"
@@ -168,4 +172,11 @@ reload_config() {
 # dump_diag: print the state of everything (for debugging a failing run).
 dump_diag() {
 	echo "# jobs: $(ctl --json jobs | jq -c '[.jobs[] | {rule, vm, state, error, progress}]')"
+}
+
+# mig_temp_dir DIR: after mig_config, the node's temp_dir becomes DIR
+# (absolute: e.g. a small filesystem of its own).
+mig_temp_dir() {
+	sed -i "s|^temp_dir: .*\$|temp_dir: $1|" "$CONF/10-platforms.yaml"
+	grep -qx "temp_dir: $1" "$CONF/10-platforms.yaml" || fail "temp_dir could not be set to $1"
 }

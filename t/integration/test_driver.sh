@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every vSphere driver call against the real test peer: login (and refused
-# credentials), TLS pinning (and a refused thumbprint), inventory, CBT,
+# credentials), TLS pinning (and a refused thumbprint, also next to an
+# insecure client of the same server), inventory, CBT,
 # snapshots with freeze semantics, paged QueryChangedDiskAreas, FileFault
 # after a CBT reset, VM creation, power, upload, destroy, and recovery from
 # injected faults (HTTP 503, dropped bodies, expired sessions, an outage).
@@ -27,6 +28,11 @@ bad=00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:9
 out=$("$PROBE" --thumbprint "$bad" "$P_URL" login 2>&1) && fail "a wrong thumbprint must fail"
 assert_match "$out" '"status":"tls"' "a mismatching thumbprint is refused"
 assert_match "$out" "thumbprint $P_THUMB" "the refusal shows the presented thumbprint"
+out=$("$PROBE" --thumbprint "$bad" "$P_URL" after-insecure 2>&1) &&
+	fail "a wrong thumbprint must fail, also when an insecure client is connected to the same server"
+assert_match "$out" '"status":"tls".*does not match the pinned thumbprint' \
+	"a pinned client never reuses a connection that an insecure client opened"
+assert_eq "$(probe "$P_URL" after-insecure | jq -r .status)" ok "the right thumbprint works next to an insecure client"
 out=$("$PROBE" "$P_URL" login 2>&1) && fail "an untrusted self-signed certificate must fail"
 assert_match "$out" "certificate not trusted.*thumbprint $P_THUMB" "an untrusted certificate is refused with its thumbprint"
 assert_eq "$("$PROBE" --insecure "$P_URL" login | jq -r .status)" ok "insecure (explicit) accepts it"
@@ -103,6 +109,21 @@ curl -sf -XPOST "$P_CTL/fault" -d '{"session_expiry_s":1,"delay":{"method":"*","
 curl -sf -XPOST "$P_CTL/fault" -d '{"drop":{"fraction":0.0}}' >/dev/null
 out=$(probe --chunk 65536 --parallel 1 --verbose "$P_URL" read web01 "$snap3" 0 2>"$T/expiry.log")
 assert_eq "$(jq -r .sha256 <<<"$out")" "$want" "a long read survives sessions expiring every second"
+curl -sf -XPOST "$P_CTL/fault" -d '{"clear":true}' >/dev/null
+
+# Datastore file reads (descriptors) ride out transient faults too: a
+# body cut short and HTTP 503 are repeated, not reported unreachable; a
+# certificate that changed is a refusal naming its thumbprint.
+dlen=$(stat -c %s "$P_DIR/ds0/web01/web01.vmdk")
+curl -sf -XPOST "$P_CTL/fault" -d '{"drop":{"count":2,"after":10}}' >/dev/null
+assert_eq "$(probe "$P_URL" get-file DC0 ds0 web01/web01.vmdk | jq -r '"\(.status) \(.bytes)"')" "ok $dlen" \
+	"a descriptor read survives bodies cut short"
+curl -sf -XPOST "$P_CTL/fault" -d '{"http_error":{"status":503,"count":3,"path":"/folder"}}' >/dev/null
+assert_eq "$(probe "$P_URL" get-file DC0 ds0 web01/web01.vmdk | jq -r '"\(.status) \(.bytes)"')" "ok $dlen" \
+	"a descriptor read survives HTTP 503"
+newthumb=$(curl -sf -XPOST "$P_CTL/fault" -d '{"cert":"new"}' | jq -r .faults.thumbprint)
+out=$(probe "$P_URL" get-file DC0 ds0 web01/web01.vmdk 2>&1) && fail "a changed certificate must be refused"
+assert_match "$out" "\"status\":\"tls\".*thumbprint $newthumb" "a descriptor read refuses a changed certificate, naming it"
 curl -sf -XPOST "$P_CTL/fault" -d '{"clear":true}' >/dev/null
 
 # An outage shorter than the retry window is ridden out; a longer one is

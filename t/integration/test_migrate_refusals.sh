@@ -2,7 +2,9 @@
 # What a migration refuses, with a clear reason and without side effects:
 # a VM with an independent disk (seed: not supported), `migrate` outside
 # 迁移就绪 (ready), a name clash with a target VM that the rule did not
-# create, a missing source VM and a missing target host.
+# create, a missing source VM and a missing target host, a source whose
+# certificate does not match the pinned thumbprint and a target that
+# refuses the login (both at the first contact, not as a lost peer).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/migrate_lib.sh"
 
@@ -12,7 +14,9 @@ cat >"$T/fixture.json" <<JSON
                                                            {"capacity":1048597,"seed":2,"mode":"independent_persistent"}]},
         {"name":"slow01","host":"H0","power":"on","disks":[{"capacity":6291473,"seed":3}]},
         {"name":"clash01","host":"H0","power":"on","disks":[{"capacity":1048601,"seed":4}]},
-        {"name":"nohost01","host":"H0","power":"off","disks":[{"capacity":1048609,"seed":5}]}]}
+        {"name":"nohost01","host":"H0","power":"off","disks":[{"capacity":1048609,"seed":5}]},
+        {"name":"pin01","host":"H0","power":"on","disks":[{"capacity":1048613,"seed":6}]},
+        {"name":"pw01","host":"H0","power":"on","disks":[{"capacity":1048627,"seed":7}]}]}
 JSON
 cat >"$T/target-fixture.json" <<JSON
 {"datacenters":[{"name":"DC0","hosts":["H0"],"datastores":["ds0"]}],
@@ -30,6 +34,14 @@ source: { platform: src, vms: [nohost01] }
 node: local
 target: { platform: dst, datacenter: DC0, host: H9, datastore: ds0 }
 YAML
+echo wrong >"$CONF/secrets/wrong"
+{
+	mig_platform srcpin "$S_URL" 00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF vc
+	echo ---
+	mig_platform dstpw "$D_URL" "$D_THUMB" wrong
+} >"$CONF/11-refusing.yaml"
+MIG_SRC=srcpin mig_rule pin pin01
+MIG_DST=dstpw mig_rule pw pw01
 clash_sha=$(dst_sha clash01 0)
 start_daemon "$CONF"
 
@@ -86,6 +98,17 @@ assert_match "$(job_field ghost ghost01 error)" "VM ghost01 not found on platfor
 wait_job nohost nohost01 failed 60
 assert_match "$(job_field nohost nohost01 error)" "target host H9 not found" "a missing target host is reported"
 assert_eq "$(vm_count "$D_CTL" nohost01)" 0 "no target VM for a rule with a missing host"
+
+# --- A certificate that does not match the pin, a refused login: these
+# are refusals (the job fails, naming the cause), not lost peers (失效).
+wait_job pin pin01 failed 60
+assert_match "$(job_field pin pin01 error)" "srcpin.*does not match the pinned thumbprint.*presented SHA-256 thumbprint $S_THUMB" \
+	"a certificate that does not match the pin fails the job, naming the presented thumbprint"
+wait_job pw pw01 failed 60
+assert_match "$(job_field pw pw01 error)" "target platform dstpw.*login as user refused" "a refused login fails the job, naming it"
+assert_nomatch "$(ctl log pin pin01; ctl log pw pw01)" "-> invalid" "neither was taken for a lost peer"
+assert_eq "$(vm_count "$D_CTL" pin01) $(vm_count "$D_CTL" pw01) $(snap_count pin01) $(snap_count pw01)" "0 0 0 0" \
+	"nothing was created on either side"
 
 assert_eq "$(curl -sf "$D_CTL/vms" | jq -r '[.[].name] | join(",")')" "clash01,slow01" \
 	"the target holds only the foreign VM and the one migrated VM"

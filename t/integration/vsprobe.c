@@ -154,6 +154,20 @@ login_done(struct vs_result *res, void *arg)
 	stop_loop();
 }
 
+/* after-insecure: a client that accepts any certificate logs in first and
+ * keeps its connection; then the configured client logs in. */
+static struct vs_client *insecure_client;
+
+static void
+insecure_logged_in(struct vs_result *res, void *arg)
+{
+	if (res->status != VS_OK) {
+		login_done(res, arg);
+		return;
+	}
+	vs_login(client, login_done, NULL);
+}
+
 /* ---- commands that need the inventory first ---- */
 
 static struct vs_inventory inv;
@@ -181,6 +195,18 @@ simple_done(struct vs_out *out, void *arg)
 		return;
 	}
 	print(json_pack("{s:s,s:s?}", "status", "ok", "moref", out->moref));
+	exit_code = 0;
+	stop_loop();
+}
+
+static void
+file_done(struct vs_out *out, void *arg)
+{
+	if (out->status != VS_OK) {
+		fail_out(out);
+		return;
+	}
+	print(json_pack("{s:s,s:I}", "status", "ok", "bytes", (json_int_t)out->len));
 	exit_code = 0;
 	stop_loop();
 }
@@ -582,6 +608,14 @@ main(int argc, char **argv)
 	client = vs_client_new(&cfg);
 	if (strcmp(cmd, "login") == 0) {
 		vs_login(client, login_done, NULL);
+	} else if (strcmp(cmd, "after-insecure") == 0) {
+		struct vs_config icfg = cfg;
+
+		memset(&icfg.tls, 0, sizeof(icfg.tls));
+		icfg.tls.insecure = 1;
+		icfg.name = "insecure";
+		insecure_client = vs_client_new(&icfg);
+		vs_login(insecure_client, insecure_logged_in, NULL);
 	} else if (strcmp(cmd, "idle") == 0 && nargs >= 2) {
 		/* Log in, stay idle for N seconds, report the session counters. */
 		idle_s = atof(args[1]);
@@ -602,7 +636,7 @@ main(int argc, char **argv)
 		upload_fd = fd;
 		disk_upload_https(client, args[1], args[2], args[3], fd, (uint64_t)sb.st_size, upload_done, NULL);
 	} else if (strcmp(cmd, "get-file") == 0 && nargs >= 4) {
-		vs_get_file(client, args[1], args[2], args[3], simple_done, NULL);
+		vs_get_file(client, args[1], args[2], args[3], file_done, NULL);
 	} else {
 		vs_get_inventory(client, page_size, inventory_done, NULL);
 	}
@@ -635,6 +669,7 @@ main(int argc, char **argv)
 		close(upload_fd);
 	vs_inventory_free(&inv);
 	vs_client_free(client);
+	vs_client_free(insecure_client);
 	http_shutdown();
 	loop_free();
 	return exit_code;

@@ -69,7 +69,7 @@ func (p *Peer) controlHandler() http.Handler {
 	mux.HandleFunc("/fault", func(w http.ResponseWriter, r *http.Request) {
 		switch r.Method {
 		case http.MethodGet:
-			writeJSON(w, http.StatusOK, p.faults.snapshot())
+			writeJSON(w, http.StatusOK, p.faultView())
 		case http.MethodPost:
 			var req faultRequest
 			dec := json.NewDecoder(r.Body)
@@ -87,7 +87,7 @@ func (p *Peer) controlHandler() http.Handler {
 				return
 			}
 			logf("fault set: %+v", p.faults.snapshot())
-			writeJSON(w, http.StatusOK, map[string]interface{}{"ok": true, "faults": p.faults.snapshot()})
+			writeJSON(w, http.StatusOK, map[string]interface{}{"ok": true, "faults": p.faultView()})
 		default:
 			jsonError(w, http.StatusMethodNotAllowed, "use GET or POST")
 		}
@@ -103,7 +103,8 @@ type writeRequest struct {
 	Length  int64    `json:"length"`
 	Percent *float64 `json:"percent"`
 	Seed    int64    `json:"seed"`
-	Fill    string   `json:"fill"` // "random" (default) or "zero"
+	Fill    string   `json:"fill"`    // "random" (default) or "zero"
+	Running bool     `json:"running"` // only while the VM is powered on (409 otherwise)
 }
 
 func (p *Peer) diskByIndex(w http.ResponseWriter, vmName string, index int) (*simulator.VirtualMachine, *vdisk, bool) {
@@ -131,9 +132,21 @@ func (p *Peer) ctlWrite(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusBadRequest, "bad write request: %v", err)
 		return
 	}
-	_, d, ok := p.diskByIndex(w, req.VM, req.Disk)
+	vm, d, ok := p.diskByIndex(w, req.VM, req.Disk)
 	if !ok {
 		return
+	}
+	if req.Running {
+		// A guest writes only while it runs: held against power changes,
+		// the write is wholly before a power-off or refused.
+		p.guestMu.Lock()
+		defer p.guestMu.Unlock()
+		var power types.VirtualMachinePowerState
+		simulator.Map.WithLock(vm, func() { power = vm.Runtime.PowerState })
+		if power != types.VirtualMachinePowerStatePoweredOn {
+			jsonError(w, http.StatusConflict, "vm %s is %s: a running guest's write needs it powered on", req.VM, power)
+			return
+		}
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -317,6 +330,8 @@ type vmJSON struct {
 	CBT        bool       `json:"cbt"`
 	Snapshots  int        `json:"snapshots"`
 	Disks      []diskJSON `json:"disks"`
+	Suspend    string     `json:"suspend_sha256,omitempty"` // the memory state of a suspended VM
+	Resumed    string     `json:"resumed_sha256,omitempty"` // the memory state it last resumed from
 }
 
 func entityName(ref *types.ManagedObjectReference) string {
@@ -359,7 +374,9 @@ func (p *Peer) ctlVMs(w http.ResponseWriter, r *http.Request) {
 		if dc := p.dcOf(vm); dc != "" {
 			v.Datacenter = dc
 		}
+		v.Suspend = fileSHA256(p.suspendFile(vm))
 		p.mu.Lock()
+		v.Resumed = p.resumed[vm.Self]
 		v.Snapshots = len(p.snaps[vm.Self])
 		cbt := p.cbtOn[vm.Self]
 		p.mu.Unlock()
@@ -413,6 +430,8 @@ func (p *Peer) ctlPower(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusNotFound, "unknown vm %q", req.VM)
 		return
 	}
+	p.guestMu.Lock()
+	defer p.guestMu.Unlock()
 	ctx := context.Background()
 	o := object.NewVirtualMachine(p.client, vm.Self)
 	var t *object.Task

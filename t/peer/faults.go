@@ -6,6 +6,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"math/rand"
 	"net/http"
 	"sync"
@@ -27,7 +28,8 @@ type httpErrorFault struct {
 type dropFault struct {
 	Fraction float64 `json:"fraction"`
 	Count    int     `json:"count,omitempty"`
-	After    int64   `json:"after,omitempty"` // body bytes sent before the cut
+	After    int64   `json:"after,omitempty"`  // body bytes sent (or received) before the cut
+	Method   string  `json:"method,omitempty"` // "GET" (default): reads; "PUT": uploads; "*": both
 }
 
 type cbtResetFault struct {
@@ -44,6 +46,7 @@ type faultRequest struct {
 	OutageS        *float64        `json:"outage_s"`
 	CBTReset       *cbtResetFault  `json:"cbt_reset"`
 	Hostile        *hostileFault   `json:"hostile"`
+	Cert           *string         `json:"cert"` // "new": a fresh self-signed certificate; "original"
 	Clear          bool            `json:"clear"`
 	Seed           *int64          `json:"seed"`
 }
@@ -117,13 +120,20 @@ func (f *faultState) httpError(kind string, w http.ResponseWriter) bool {
 	return true
 }
 
-// dropAfter returns how many body bytes to send before cutting the
-// connection, or -1 for no drop.
-func (f *faultState) dropAfter(length int64) int64 {
+// dropAfter returns how many body bytes of a request with that method to
+// send (GET) or take (PUT) before cutting the connection, or -1 for no drop.
+func (f *faultState) dropAfter(method string, length int64) int64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	d := f.drop
-	if d == nil || length <= 0 || !f.draw(d.Fraction, &d.Count) {
+	if d == nil || length <= 0 {
+		return -1
+	}
+	want := d.Method
+	if want == "" {
+		want = http.MethodGet
+	}
+	if (want != "*" && want != method) || !f.draw(d.Fraction, &d.Count) {
 		return -1
 	}
 	f.injectedDrops++
@@ -131,6 +141,14 @@ func (f *faultState) dropAfter(length int64) int64 {
 		return d.After
 	}
 	return length / 2
+}
+
+// faultView is what GET /fault shows: the settings, counters and the
+// thumbprint of the certificate served now.
+func (p *Peer) faultView() map[string]interface{} {
+	out := p.faults.snapshot()
+	out["thumbprint"] = p.https.thumbprint()
+	return out
 }
 
 func (f *faultState) snapshot() map[string]interface{} {
@@ -169,6 +187,9 @@ func (p *Peer) applyFault(req *faultRequest) error {
 		if err := h.check(); err != nil {
 			return badFault{err}
 		}
+	}
+	if req.Cert != nil && *req.Cert != "new" && *req.Cert != "original" {
+		return fmt.Errorf("cert must be \"new\" or \"original\", not %q", *req.Cert)
 	}
 	if req.CBTReset != nil {
 		if err := p.cbtReset(req.CBTReset.VM, req.CBTReset.Disk); err != nil {
@@ -216,6 +237,15 @@ func (p *Peer) applyFault(req *faultRequest) error {
 	f.mu.Unlock()
 	if req.Clear {
 		p.https.endOutage()
+	}
+	if req.Cert != nil && *req.Cert == "new" {
+		cert, _, err := selfSigned()
+		if err != nil {
+			return err
+		}
+		p.https.setCert(cert)
+	} else if (req.Cert != nil || req.Clear) && p.https.thumbprint() != thumbprint(p.https.original.Certificate[0]) {
+		p.https.setCert(p.https.original)
 	}
 	if req.OutageS != nil && *req.OutageS > 0 {
 		d := time.Duration(*req.OutageS * float64(time.Second))

@@ -130,7 +130,7 @@ func (p *Peer) serveFolder(w http.ResponseWriter, r *http.Request) {
 		}
 		cw := &countingWriter{ResponseWriter: out, stats: p.stats, key: key, cut: -1}
 		if r.Method == http.MethodGet {
-			cw.cut = p.faults.dropAfter(bodyLength(r, st.Size()))
+			cw.cut = p.faults.dropAfter(http.MethodGet, bodyLength(r, st.Size()))
 		}
 		w.Header().Set("Content-Type", "application/octet-stream")
 		http.ServeContent(cw, r, st.Name(), st.ModTime(), f)
@@ -144,6 +144,13 @@ func (p *Peer) serveFolder(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost && existed {
 			http.Error(w, "409 Conflict", http.StatusConflict)
 			return
+		}
+		if cut := p.faults.dropAfter(http.MethodPut, r.ContentLength); cut >= 0 {
+			// The connection breaks in the middle of the upload: nothing
+			// is written, the client gets no answer.
+			io.CopyN(io.Discard, r.Body, cut)
+			logf("drop: cut the upload of %s after %d body bytes", key, cut)
+			panic(http.ErrAbortHandler)
 		}
 		if err := os.MkdirAll(filepath.Dir(full), 0755); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)

@@ -92,13 +92,48 @@ func selfSigned() (tls.Certificate, string, error) {
 // httpsServer serves the SOAP and /folder front and can go away for an
 // outage and come back on the same port.
 type httpsServer struct {
-	mu      sync.Mutex
-	addr    string
-	handler http.Handler
-	tlsCfg  *tls.Config
-	srv     *http.Server
-	timer   *time.Timer
-	down    bool
+	mu       sync.Mutex
+	addr     string
+	handler  http.Handler
+	tlsCfg   *tls.Config
+	srv      *http.Server
+	timer    *time.Timer
+	down     bool
+	original tls.Certificate // the certificate the peer started with
+	cert     tls.Certificate // the one served now (a "cert" fault replaces it)
+	thumb    string
+}
+
+func (s *httpsServer) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.cert
+	return &c, nil
+}
+
+// setCert serves cert from now on and closes every open connection, so
+// that clients meet it on their next request (as after a vCenter restart
+// with a renewed certificate). Returns the thumbprint served.
+func (s *httpsServer) setCert(cert tls.Certificate) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cert = cert
+	s.thumb = thumbprint(cert.Certificate[0])
+	if !s.down {
+		s.srv.Close()
+		if err := s.listen(); err != nil {
+			logf("cert: cannot listen again on %s: %v", s.addr, err)
+			s.down = true
+		}
+	}
+	logf("cert: now serving %s", s.thumb)
+	return s.thumb
+}
+
+func (s *httpsServer) thumbprint() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.thumb
 }
 
 func (s *httpsServer) listen() error {
@@ -249,10 +284,13 @@ func main() {
 	mux.HandleFunc("/folder/", p.serveFolder)
 	mux.Handle("/", p.svc.ServeMux)
 	p.https = &httpsServer{
-		addr:    net.JoinHostPort("127.0.0.1", strconv.Itoa(*port)),
-		handler: mux,
-		tlsCfg:  &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12},
+		addr:     net.JoinHostPort("127.0.0.1", strconv.Itoa(*port)),
+		handler:  mux,
+		original: cert,
+		cert:     cert,
+		thumb:    thumb,
 	}
+	p.https.tlsCfg = &tls.Config{GetCertificate: p.https.getCertificate, NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12}
 	if err := p.https.listen(); err != nil {
 		fail("https listen: %v", err)
 	}

@@ -106,6 +106,11 @@ type Peer struct {
 	cbtOn      map[types.ManagedObjectReference]bool
 	snaps      map[types.ManagedObjectReference][]*snapRec
 	adapter    map[types.ManagedObjectReference]string
+	resumed    map[types.ManagedObjectReference]string // sha256 of the memory state a VM last resumed from
+
+	// guestMu orders guest writes that need a running VM against power
+	// changes: such a write lands wholly before a power-off, or is refused.
+	guestMu sync.Mutex
 
 	sessions *sessionTable
 	paging   *pagingTable
@@ -128,6 +133,7 @@ func newPeer(dir, user, pass string, cbtMax, maxObjects int) *Peer {
 		cbtOn:      map[types.ManagedObjectReference]bool{},
 		snaps:      map[types.ManagedObjectReference][]*snapRec{},
 		adapter:    map[types.ManagedObjectReference]string{},
+		resumed:    map[types.ManagedObjectReference]string{},
 		sessions:   newSessionTable(),
 		paging:     newPagingTable(),
 		faults:     newFaultState(),

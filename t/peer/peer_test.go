@@ -864,6 +864,31 @@ func TestFaults(t *testing.T) {
 		t.Errorf("after drop off: %d %d %v", code, len(data), err)
 	}
 
+	// an upload cut in the middle: no answer, nothing written; GETs are
+	// left alone by a PUT drop
+	body := bytes.Repeat([]byte("vmferry"), 100000)
+	put := func() (*http.Response, error) {
+		req, _ := http.NewRequest("PUT", p.folderURL("up/cut.bin"), bytes.NewReader(body))
+		return hc.Do(req)
+	}
+	p.fault(map[string]interface{}{"drop": map[string]interface{}{"count": 1, "method": "PUT", "after": 1000}})
+	if code, _, err := get(t, hc, u, "bytes=0-1048575"); code != 206 || err != nil {
+		t.Errorf("GET during a PUT drop: %d %v", code, err)
+	}
+	if res, err := put(); err == nil {
+		res.Body.Close()
+		t.Errorf("cut PUT answered %d", res.StatusCode)
+	}
+	if code, _, _ := get(t, hc, p.folderURL("up/cut.bin"), ""); code != 404 {
+		t.Errorf("a cut PUT left a file: %d", code)
+	}
+	if res, err := put(); err != nil || res.StatusCode != http.StatusCreated {
+		t.Errorf("PUT after the drop: %v %v", res, err)
+	} else {
+		res.Body.Close()
+	}
+	p.fault(map[string]interface{}{"clear": true})
+
 	// delay for one method
 	p.fault(map[string]interface{}{"delay": map[string]interface{}{"method": "CreateSnapshot_Task", "ms": 700}})
 	vm := findVM(ctx, t, c.Client, "web01")
@@ -911,6 +936,94 @@ func TestFaults(t *testing.T) {
 	}
 	if _, err := find.NewFinder(c.Client, true).Datacenter(ctx, "DC0"); err != nil {
 		t.Errorf("SOAP after outage: %v", err)
+	}
+}
+
+// servedThumbprint is the SHA-256 thumbprint of the certificate the
+// peer's HTTPS port presents to a new connection.
+func servedThumbprint(t *testing.T, p *peer) string {
+	t.Helper()
+	u, _ := url.Parse(p.URL)
+	conn, err := tls.Dial("tcp", u.Host, &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	sum := sha256.Sum256(conn.ConnectionState().PeerCertificates[0].Raw)
+	var parts []string
+	for _, b := range sum {
+		parts = append(parts, fmt.Sprintf("%02X", b))
+	}
+	return strings.Join(parts, ":")
+}
+
+func TestCertFault(t *testing.T) {
+	p := startPeer(t, stdFixture)
+	ctx := context.Background()
+	c := p.client(ctx)
+	var f struct {
+		OK     bool
+		Faults struct {
+			Thumbprint string `json:"thumbprint"`
+		}
+	}
+	if code := p.ctl("POST", "/fault", map[string]interface{}{"cert": "new"}, &f); code != 200 || !f.OK {
+		t.Fatalf("cert new: %d", code)
+	}
+	newThumb := f.Faults.Thumbprint
+	if newThumb == p.Thumbprint || len(newThumb) != 95 {
+		t.Errorf("new thumbprint %q (original %s)", newThumb, p.Thumbprint)
+	}
+	if got := servedThumbprint(t, p); got != newThumb {
+		t.Errorf("served %s, GET /fault says %s", got, newThumb)
+	}
+	var g map[string]interface{}
+	p.ctl("GET", "/fault", nil, &g)
+	if g["thumbprint"] != newThumb {
+		t.Errorf("GET /fault thumbprint %v", g["thumbprint"])
+	}
+	// the session survives; the client reconnects (it does not pin)
+	findVM(ctx, t, c.Client, "web01")
+	p.fault(map[string]interface{}{"cert": "original"})
+	if got := servedThumbprint(t, p); got != p.Thumbprint {
+		t.Errorf("after original: %s, want %s", got, p.Thumbprint)
+	}
+	// clear also brings the original back
+	p.fault(map[string]interface{}{"cert": "new"})
+	p.fault(map[string]interface{}{"clear": true})
+	if got := servedThumbprint(t, p); got != p.Thumbprint {
+		t.Errorf("after clear: %s, want %s", got, p.Thumbprint)
+	}
+	if code := p.ctl("POST", "/fault", map[string]interface{}{"cert": "other"}, nil); code == 200 {
+		t.Errorf("cert other accepted")
+	}
+}
+
+func TestRunningWrite(t *testing.T) {
+	p := startPeer(t, stdFixture)
+	w := map[string]interface{}{"vm": "web01", "disk": 0, "offset": 4096, "length": 100, "seed": 9, "running": true}
+	before := p.diskHash("web01", 0)
+	p.write(w)
+	after := p.diskHash("web01", 0)
+	if after == before {
+		t.Errorf("a running write changed nothing")
+	}
+	if code := p.ctl("POST", "/power", map[string]interface{}{"vm": "web01", "state": "off"}, nil); code != 200 {
+		t.Fatalf("power off: %d", code)
+	}
+	var r map[string]interface{}
+	w["seed"] = 10
+	if code := p.ctl("POST", "/write", w, &r); code != 409 || !strings.Contains(fmt.Sprint(r["error"]), "poweredOff") {
+		t.Errorf("running write to a powered-off VM: %d %v", code, r)
+	}
+	if got := p.diskHash("web01", 0); got != after {
+		t.Errorf("a refused write changed the disk")
+	}
+	// without "running" the control endpoint writes whatever the power state
+	delete(w, "running")
+	p.write(w)
+	if got := p.diskHash("web01", 0); got == after {
+		t.Errorf("a plain write to a powered-off VM changed nothing")
 	}
 }
 
@@ -1270,5 +1383,103 @@ func TestRetrieveMaxObjectsCap(t *testing.T) {
 	}
 	if err := v.Retrieve(ctx, []string{"VirtualMachine"}, []string{"name"}, &vms); err != nil || len(vms) != 25 {
 		t.Errorf("RetrieveProperties: %d VMs, %v", len(vms), err)
+	}
+}
+
+// A suspended VM's memory state is a .vmss file in its directory, listed
+// in layoutEx; another VM pointed at a copy of it (extraConfig
+// checkpoint.vmState) resumes from it when powered on.
+func TestSuspendCarryResume(t *testing.T) {
+	p := startPeer(t, `{"datacenters":[{"name":"DC0","hosts":["H0"],"datastores":["ds0"]}],
+ "vms":[{"name":"web01","host":"H0","datastore":"ds0","power":"on","memory_mb":4,"disks":[{"capacity":1048576}]},
+        {"name":"db01","host":"H0","datastore":"ds0","power":"off","memory_mb":4,"disks":[{"capacity":1048576}]}]}`)
+	ctx := context.Background()
+	c := p.client(ctx)
+	vm := findVM(ctx, t, c.Client, "web01")
+	task, err := vm.Suspend(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := task.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// vcsim's storage refresh on snapshot operations must not lose it.
+	removeSnapshot(ctx, t, c.Client, createSnapshot(ctx, t, vm, "final", false, false))
+	var mvm mo.VirtualMachine
+	if err := vm.Properties(ctx, vm.Reference(), []string{"layoutEx.file"}, &mvm); err != nil {
+		t.Fatal(err)
+	}
+	var susp *types.VirtualMachineFileLayoutExFileInfo
+	for i, f := range mvm.LayoutEx.File {
+		if f.Type == "suspend" {
+			susp = &mvm.LayoutEx.File[i]
+		}
+	}
+	if susp == nil || susp.Name != "[ds0] web01/web01.vmss" || susp.Size == 0 {
+		t.Fatalf("layoutEx has no suspend file: %+v", mvm.LayoutEx.File)
+	}
+	hc := folderClient(c)
+	_, mem, _ := get(t, hc, p.folderURL("web01/web01.vmss"), "")
+	if int64(len(mem)) != susp.Size {
+		t.Fatalf("vmss: %d bytes, layoutEx says %d", len(mem), susp.Size)
+	}
+	type vmState struct {
+		Name    string
+		Power   string
+		Suspend string `json:"suspend_sha256"`
+		Resumed string `json:"resumed_sha256"`
+	}
+	state := func(name string) vmState {
+		var vms []vmState
+		p.ctl("GET", "/vms", nil, &vms)
+		for _, v := range vms {
+			if v.Name == name {
+				return v
+			}
+		}
+		t.Fatalf("no vm %s", name)
+		return vmState{}
+	}
+	if s := state("web01"); s.Power != "suspended" || s.Suspend != sha(mem) {
+		t.Fatalf("web01 after suspend: %+v", s)
+	}
+	// Carry the state to a powered-off VM and point it at the copy.
+	db01 := findVM(ctx, t, c.Client, "db01")
+	req, _ := http.NewRequest("PUT", p.folderURL("db01/carried.vmss"), bytes.NewReader(mem))
+	res, err := hc.Do(req)
+	if err != nil || res.StatusCode/100 != 2 {
+		t.Fatalf("PUT: %v %v", res, err)
+	}
+	res.Body.Close()
+	if s := state("db01"); s.Suspend != "" {
+		t.Fatalf("db01 shows a suspend state before it is pointed at one: %+v", s)
+	}
+	task, err = db01.Reconfigure(ctx, types.VirtualMachineConfigSpec{ExtraConfig: []types.BaseOptionValue{
+		&types.OptionValue{Key: "checkpoint.vmState", Value: "carried.vmss"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := task.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s := state("db01"); s.Suspend != sha(mem) {
+		t.Fatalf("db01 pointed at the copy: %+v", s)
+	}
+	task, err = db01.PowerOn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := task.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s := state("db01"); s.Power != "poweredOn" || s.Resumed != sha(mem) || s.Suspend != "" {
+		t.Fatalf("db01 after power-on: %+v", s)
+	}
+	if _, err := os.Stat(filepath.Join(p.Dir, "ds0", "db01", "carried.vmss")); !os.IsNotExist(err) {
+		t.Errorf("the carried state was not consumed: %v", err)
+	}
+	// A VM powered on without memory state boots: nothing resumed.
+	if s := state("web01"); s.Resumed != "" {
+		t.Errorf("web01 resumed before power-on: %+v", s)
 	}
 }

@@ -76,6 +76,18 @@ var sessionless = map[string]bool{
 	"CloneSession":                true,
 }
 
+// methods that change a VM's power state (ordered against guest writes)
+var powerMethods = map[string]bool{
+	"PowerOnVM_Task":      true,
+	"PowerOffVM_Task":     true,
+	"PowerOnMultiVM_Task": true,
+	"ShutdownGuest":       true,
+	"StandbyGuest":        true,
+	"RebootGuest":         true,
+	"ResetVM_Task":        true,
+	"SuspendVM_Task":      true,
+}
+
 var returnvalRe = regexp.MustCompile(`<returnval type="Task">([^<]+)</returnval>`)
 
 func sessionCookie(r *http.Request) string {
@@ -203,7 +215,13 @@ func (p *Peer) answerSDK(w http.ResponseWriter, r *http.Request, body []byte, na
 
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	rec := httptest.NewRecorder()
-	p.svc.ServeSDK(rec, r)
+	if powerMethods[name] {
+		p.guestMu.Lock()
+		p.svc.ServeSDK(rec, r)
+		p.guestMu.Unlock()
+	} else {
+		p.svc.ServeSDK(rec, r)
+	}
 
 	res := rec.Result()
 	for _, c := range res.Cookies() {
@@ -271,6 +289,14 @@ func (p *Peer) after(name string, req interface{}, this, related types.ManagedOb
 				logf("%s: %v", name, err)
 			}
 		}
+	case "SuspendVM_Task":
+		if _, ok := taskResult(reply); ok {
+			p.afterSuspend(this)
+		}
+	case "PowerOnVM_Task":
+		if _, ok := taskResult(reply); ok {
+			p.afterPowerOn(this)
+		}
 	case "CreateSnapshot_Task":
 		res, ok := taskResult(reply)
 		q, qok := req.(*types.CreateSnapshot_Task)
@@ -294,6 +320,11 @@ func (p *Peer) after(name string, req interface{}, this, related types.ManagedOb
 	case "RevertToCurrentSnapshot_Task":
 		if _, ok := taskResult(reply); ok && related.Value != "" {
 			p.afterRevert(this, related)
+		}
+	}
+	for _, ref := range []types.ManagedObjectReference{this, related} {
+		if vm := vmObject(ref); vm != nil {
+			p.listSuspendFile(vm)
 		}
 	}
 }
