@@ -42,8 +42,14 @@ check_hwm() {
 }
 alive() { kill -0 "$DAEMON_PID" 2>/dev/null || fail "vmferryd died"; }
 
-# inv_error: the CLI's error for a fresh inventory read of the source.
-inv_error() { ctl inventory src --refresh 2>&1 >/dev/null && echo "(no error)" || true; }
+# inv_error: the CLI's error for a fresh inventory read of the source
+# (shown as a comment too).
+inv_error() {
+	local e
+	e=$(ctl inventory src --refresh 2>&1 >/dev/null && echo "(no error)" || true)
+	echo "# $e" >&2
+	echo "$e"
+}
 
 # wait_reason RULE VM "STATES" REGEX TIMEOUT: the job reaches one of the
 # states with an error matching REGEX.
@@ -54,7 +60,7 @@ wait_reason() {
 		alive
 		st=$(job_state "$rule" "$vm" 2>/dev/null || echo none)
 		err=$(job_field "$rule" "$vm" error 2>/dev/null || true)
-		case "$want" in *" $st "*) grep -Eq -- "$re" <<<"$err" && return 0 ;; esac
+		case "$want" in *" $st "*) grep -Eq -- "$re" <<<"$err" && echo "# $rule/$vm $st: $err" && return 0 ;; esac
 		if [ $SECONDS -ge $end ]; then
 			ctl log "$rule" "$vm" -n 20 2>&1 | sed 's/^/#   /' || true
 			fail "$rule/$vm: wanted$want with /$re/, got $st: $err"
