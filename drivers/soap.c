@@ -2,11 +2,117 @@
 
 #include <errno.h>
 #include <libxml/parser.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "engine/util.h"
+
+/* ---- libxml2's memory ----
+ *
+ * A document of tiny elements takes about 35 times its size as a tree
+ * (`<x/>` is 4 bytes, its node 120), so a reply under SOAP_REPLY_MAX could
+ * still take half a GiB.  Every allocation libxml2 makes goes through the
+ * counters below, and while a reply is parsed a request that would pass
+ * SOAP_PARSE_MAX_MEM fails: libxml2 gives up on the document cleanly. */
+
+static struct {
+	int installed;
+	size_t live;   /* bytes libxml2 holds now */
+	size_t budget; /* 0: no limit (outside soap_parse_reply) */
+	int over;      /* the budget refused an allocation */
+} xmem;
+
+static int
+xmem_allow(size_t n)
+{
+	if (xmem.budget != 0 && (n > xmem.budget || xmem.live > xmem.budget - n)) {
+		xmem.over = 1;
+		return 0;
+	}
+	return 1;
+}
+
+static void
+xmem_count(void *p, size_t was)
+{
+	size_t now = p != NULL ? malloc_usable_size(p) : 0;
+
+	/* Blocks from before the counters were installed are not known. */
+	xmem.live = xmem.live >= was ? xmem.live - was : 0;
+	xmem.live += now;
+}
+
+static void *
+xmem_malloc(size_t n)
+{
+	void *p;
+
+	if (!xmem_allow(n))
+		return NULL;
+	p = malloc(n);
+	xmem_count(p, 0);
+	return p;
+}
+
+static void *
+xmem_realloc(void *old, size_t n)
+{
+	size_t was = old != NULL ? malloc_usable_size(old) : 0;
+	void *p;
+
+	if (n > was && !xmem_allow(n - was))
+		return NULL;
+	p = realloc(old, n);
+	if (p != NULL)
+		xmem_count(p, was);
+	return p;
+}
+
+static void
+xmem_free(void *p)
+{
+	if (p == NULL)
+		return;
+	xmem_count(NULL, malloc_usable_size(p));
+	free(p);
+}
+
+static char *
+xmem_strdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *p = xmem_malloc(n);
+
+	if (p != NULL)
+		memcpy(p, s, n);
+	return p;
+}
+
+static void
+xml_quiet(void *ctx, const char *msg, ...)
+{
+	/* Errors are read with xmlGetLastError and reported by the caller. */
+}
+
+/* Before libxml2 allocates anything. */
+static void
+xmem_install(void)
+{
+	if (xmem.installed)
+		return;
+	xmem.installed = 1;
+	xmlMemSetup(xmem_free, xmem_malloc, xmem_realloc, xmem_strdup);
+	/* Out-of-memory reports bypass XML_PARSE_NOERROR and would go to stderr. */
+	xmlSetGenericErrorFunc(NULL, xml_quiet);
+}
+
+size_t
+soap_xml_memory(void)
+{
+	return xmem.live;
+}
 
 void
 soap_req_init(struct soap_req *r, const char *method, const char *this_type, const char *this_ref)
@@ -14,6 +120,7 @@ soap_req_init(struct soap_req *r, const char *method, const char *this_type, con
 	xmlNode *env, *body;
 	xmlNs *soapenv, *vim;
 
+	xmem_install();
 	r->doc = xmlNewDoc((const xmlChar *)"1.0");
 	env = xmlNewNode(NULL, (const xmlChar *)"Envelope");
 	soapenv = xmlNewNs(env, (const xmlChar *)SOAP_NS_ENV, (const xmlChar *)"soapenv");
@@ -147,13 +254,14 @@ xml_child_text(const xmlNode *n, const char *name)
 	return xml_text(xml_child(n, name));
 }
 
-static int
-parse_u64(const char *s, uint64_t *out)
+int
+soap_parse_u64(const char *s, uint64_t *out)
 {
 	char *end;
 	unsigned long long v;
 
-	if (s == NULL || *s == '\0' || *s == '-')
+	/* Digits only: no sign, no blanks (strtoull would take both). */
+	if (s == NULL || *s < '0' || *s > '9')
 		return -1;
 	errno = 0;
 	v = strtoull(s, &end, 10);
@@ -167,7 +275,7 @@ int
 xml_child_u64(const xmlNode *n, const char *name, uint64_t *out)
 {
 	char *s = xml_child_text(n, name);
-	int rc = parse_u64(s, out);
+	int rc = soap_parse_u64(s, out);
 
 	free(s);
 	return rc;
@@ -295,12 +403,25 @@ soap_parse_reply(const char *body, size_t len, struct soap_reply *out, char **er
 
 	memset(out, 0, sizeof(*out));
 	*err = NULL;
-	if (len > INT32_MAX) {
-		*err = xstrdup("reply too large");
+	xmem_install();
+	if (len > SOAP_REPLY_MAX) {
+		*err = xasprintf("reply larger than %u bytes", SOAP_REPLY_MAX);
 		return -1;
 	}
+	xmem.budget = xmem.live + SOAP_PARSE_MAX_MEM;
+	xmem.over = 0;
 	out->doc = xmlReadMemory(body, (int)len, "reply.xml", NULL,
 	    XML_PARSE_NONET | XML_PARSE_NOBLANKS | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+	xmem.budget = 0;
+	if (xmem.over) {
+		if (out->doc != NULL)
+			xmlFreeDoc(out->doc);
+		out->doc = NULL;
+		xmlResetLastError();
+		*err = xasprintf("reply needs more than %u MiB of memory to parse (too many elements)",
+		    SOAP_PARSE_MAX_MEM >> 20);
+		return -1;
+	}
 	if (out->doc == NULL) {
 		const xmlError *e = xmlGetLastError();
 

@@ -41,9 +41,20 @@ struct soap_reply {
 	char *fault_detail;   /* a useful detail field (e.g. FileFault file), or NULL */
 };
 
+/* Limits on what a server may send (docs/ARCHITECTURE.md, "Limits"): a
+ * reply body larger than SOAP_REPLY_MAX is refused while it arrives, and
+ * parsing one may take at most SOAP_PARSE_MAX_MEM of memory for its tree
+ * (real vSphere XML needs about 11 times its size, a flood of empty
+ * elements about 35 times). */
+#define SOAP_REPLY_MAX (16u << 20)
+#define SOAP_PARSE_MAX_MEM (64u << 20)
+
 /* Parse a reply body.  Returns 0, or -1 with *err (malloc'd) for bytes
- * that are not a SOAP envelope.  Entities and network access are off. */
+ * that are not a SOAP envelope, or that pass the limits above.  Entities
+ * and network access are off. */
 int soap_parse_reply(const char *body, size_t len, struct soap_reply *out, char **err);
+/* Bytes libxml2 holds now (for tests). */
+size_t soap_xml_memory(void);
 void soap_reply_free(struct soap_reply *r);
 /* "FileFault: Cannot read ... (file [ds0] x.vmdk)" */
 char *soap_fault_text(const struct soap_reply *r);
@@ -55,6 +66,8 @@ xmlNode *xml_next(const xmlNode *n, const char *name); /* next sibling with that
 char *xml_child_text(const xmlNode *n, const char *name);
 char *xml_text(const xmlNode *n);
 int xml_child_u64(const xmlNode *n, const char *name, uint64_t *out);
+/* A decimal number and nothing else (no sign, no blanks): 0, or -1. */
+int soap_parse_u64(const char *s, uint64_t *out);
 int xml_child_i64(const xmlNode *n, const char *name, int64_t *out);
 int xml_child_bool(const xmlNode *n, const char *name, int *out);
 /* The xsi:type of an element without prefix ("VirtualDisk"), or NULL. */

@@ -35,6 +35,7 @@ struct disk_io {
 	double first_try;
 	double backoff;
 	int relogins;
+	int overflow;               /* the server sent more than the range */
 };
 
 struct https_disk {
@@ -126,8 +127,10 @@ io_sink(const void *p, size_t n, void *arg)
 	struct disk_io *io = arg;
 
 	/* Never write past the caller's buffer, whatever the server sends. */
-	if (n > io->len - io->got)
+	if (n > io->len - io->got) {
+		io->overflow = 1;
 		return -1;
+	}
 	memcpy(io->buf + io->got, p, n);
 	io->got += n;
 	return 0;
@@ -144,7 +147,11 @@ io_http_done(struct http_req *h, void *arg)
 	if (http_transport_failed(h)) {
 		int tls = http_tls_refused(h);
 
-		why = xstrdup(http_error(h));
+		if (io->overflow)
+			why = xasprintf("range %llu+%zu: the server sent more bytes than asked for",
+			    (unsigned long long)io->off, io->len);
+		else
+			why = xstrdup(http_error(h));
 		http_free(h);
 		if (tls) {
 			io_finish(io, XFER_FATAL, why);
@@ -209,6 +216,7 @@ io_send(struct disk_io *io)
 	if (io->first_try == 0)
 		io->first_try = now_mono();
 	io->got = 0;
+	io->overflow = 0;
 	h = http_new(io->d != NULL ? "GET" : "PUT", io->url);
 	http_set_tls(h, &vs_config(io->c)->tls);
 	http_set_cookie(h, cookie);

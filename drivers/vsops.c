@@ -13,6 +13,7 @@
 #define TASK_POLL_FIRST_MS 100
 #define TASK_POLL_MAX_MS 1000
 #define FILE_MAX (1u << 20)
+#define FILE_TIMEOUT_MS (120L * 1000)
 #define FILE_BACKOFF_FIRST_S 0.25
 #define FILE_BACKOFF_MAX_S 4.0
 
@@ -39,6 +40,8 @@ struct vs_op {
 	int page_size;
 	int poll_ms;
 	int relogged;
+	uint64_t objects;         /* inventory: objects read so far */
+	uint64_t empty_pages;     /* inventory: pages without objects that announced more */
 	double first_try;         /* datastore GETs: retried with a backoff */
 	double backoff;
 	size_t dc_index;
@@ -53,6 +56,22 @@ struct vs_op {
 };
 
 /* ---- plumbing ---- */
+
+static void
+disks_free(struct vs_disk *d, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		free(d[i].label);
+		free(d[i].file);
+		free(d[i].mode);
+		free(d[i].change_id);
+		free(d[i].uuid);
+		free(d[i].problem);
+	}
+	free(d);
+}
 
 static struct vs_op *
 op_new(struct vs_client *c, vs_op_fn done, void *arg)
@@ -69,8 +88,6 @@ op_new(struct vs_client *c, vs_op_fn done, void *arg)
 static void
 out_free(struct vs_out *o)
 {
-	size_t i;
-
 	free(o->error);
 	free(o->fault_type);
 	free(o->moref);
@@ -82,14 +99,7 @@ out_free(struct vs_out *o)
 		vs_vm_free(o->vm);
 		free(o->vm);
 	}
-	for (i = 0; i < o->ndisks; i++) {
-		free(o->disks[i].label);
-		free(o->disks[i].file);
-		free(o->disks[i].mode);
-		free(o->disks[i].change_id);
-		free(o->disks[i].uuid);
-	}
-	free(o->disks);
+	disks_free(o->disks, o->ndisks);
 	free(o->extents);
 	free(o->data);
 }
@@ -259,14 +269,101 @@ prop_text(const xmlNode *objects, const char *name)
 	return v ? xml_text(v) : NULL;
 }
 
+/* A server's value for a message: quoted, at most 40 bytes, printable. */
+static char *
+quote_value(const char *s)
+{
+	char *q = xasprintf("\"%.40s\"%s", s ? s : "", s && strlen(s) > 40 ? "..." : "");
+	char *p;
+
+	for (p = q + 1; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+			*p = '?';
+	return q;
+}
+
+/* A numeric property: 0 when absent or not a number. */
 static uint64_t
 prop_u64(const xmlNode *objects, const char *name)
 {
 	char *s = prop_text(objects, name);
-	uint64_t v = s ? strtoull(s, NULL, 10) : 0;
+	uint64_t v = 0;
 
+	if (soap_parse_u64(s, &v) != 0)
+		v = 0;
 	free(s);
 	return v;
+}
+
+static void
+set_problem(char **problem, char *msg)
+{
+	if (*problem == NULL)
+		*problem = msg;
+	else
+		free(msg);
+}
+
+/* A numeric VM property that, when present, must be in [1, max]. */
+static int
+prop_count(const xmlNode *objects, const char *name, uint64_t max, char **problem)
+{
+	char *s = prop_text(objects, name), *q;
+	uint64_t v = 0;
+
+	if (s == NULL)
+		return 0;
+	if (soap_parse_u64(s, &v) != 0 || v < 1 || v > max) {
+		q = quote_value(s);
+		set_problem(problem, xasprintf("%s %s is not a number from 1 to %llu", name, q, (unsigned long long)max));
+		free(q);
+		v = 0;
+	}
+	free(s);
+	return (int)v;
+}
+
+/* capacityInBytes, else capacityInKB: from 1 byte to VS_DISK_MAX_BYTES. */
+static void
+parse_capacity(const xmlNode *d, struct vs_disk *k)
+{
+	char *b = xml_child_text(d, "capacityInBytes");
+	char *kb = b == NULL ? xml_child_text(d, "capacityInKB") : NULL;
+	const char *field = b != NULL ? "capacityInBytes" : "capacityInKB";
+	uint64_t v = 0;
+	int ok;
+	char *q;
+
+	if (b == NULL && kb == NULL) {
+		set_problem(&k->problem, xstrdup("no capacity (capacityInBytes or capacityInKB)"));
+		return;
+	}
+	ok = soap_parse_u64(b != NULL ? b : kb, &v) == 0;
+	if (ok && b == NULL) {
+		ok = v <= VS_DISK_MAX_BYTES / 1024;
+		v *= 1024;
+	}
+	if (ok && v >= 1 && v <= VS_DISK_MAX_BYTES) {
+		k->capacity = v;
+	} else {
+		q = quote_value(b != NULL ? b : kb);
+		set_problem(&k->problem, xasprintf("%s %s is not a size from 1 byte to 64 TiB", field, q));
+		free(q);
+	}
+	free(b);
+	free(kb);
+}
+
+char *
+vs_disks_problem(const struct vs_disk *disks, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (disks[i].problem != NULL)
+			return xasprintf("disk %zu (%s): %s", i, disks[i].label ? disks[i].label : "no label",
+			    disks[i].problem);
+	return NULL;
 }
 
 /* ---- parsing VMs ---- */
@@ -283,7 +380,7 @@ parse_snapshot_tree(const xmlNode *list_parent, const char *list_name, const cha
 
 		if (moref == NULL)
 			continue;
-		vm->snapshots = xreallocarray(vm->snapshots, vm->nsnapshots + 1, sizeof(*vm->snapshots));
+		vm->snapshots = xgrow(vm->snapshots, vm->nsnapshots, sizeof(*vm->snapshots));
 		s = &vm->snapshots[vm->nsnapshots++];
 		memset(s, 0, sizeof(*s));
 		s->moref = moref;
@@ -318,19 +415,21 @@ parse_devices(const xmlNode *val, struct vs_disk **disks, size_t *ndisks, struct
 			struct vs_disk *k;
 			xmlNode *b = xml_child(d, "backing");
 
-			*disks = xreallocarray(*disks, *ndisks + 1, sizeof(**disks));
+			*disks = xgrow(*disks, *ndisks, sizeof(**disks));
 			k = &(*disks)[(*ndisks)++];
 			memset(k, 0, sizeof(*k));
-			if (xml_child_i64(d, "key", &v) == 0)
+			if (xml_child_i64(d, "key", &v) == 0 && v >= INT32_MIN && v <= INT32_MAX)
 				k->key = (int)v;
+			else
+				set_problem(&k->problem, xstrdup("no valid device key"));
 			k->label = xml_child_text(xml_child(d, "deviceInfo"), "label");
 			k->file = xml_child_text(b, "fileName");
+			if (k->file == NULL || k->file[0] == '\0')
+				set_problem(&k->problem, xstrdup("no backing file name"));
 			k->mode = xml_child_text(b, "diskMode");
 			k->uuid = xml_child_text(b, "uuid");
 			k->change_id = xml_child_text(b, "changeId");
-			if (xml_child_u64(d, "capacityInBytes", &k->capacity) != 0 &&
-			    xml_child_u64(d, "capacityInKB", &k->capacity) == 0)
-				k->capacity *= 1024;
+			parse_capacity(d, k);
 			if (xml_child_i64(d, "controllerKey", &v) == 0)
 				k->controller_key = (int)v;
 			if (xml_child_i64(d, "unitNumber", &v) == 0)
@@ -338,7 +437,7 @@ parse_devices(const xmlNode *val, struct vs_disk **disks, size_t *ndisks, struct
 		} else if (vm != NULL && strstr(type, "Controller") != NULL && strstr(type, "SCSI") != NULL) {
 			struct vs_controller *ct;
 
-			vm->controllers = xreallocarray(vm->controllers, vm->ncontrollers + 1, sizeof(*vm->controllers));
+			vm->controllers = xgrow(vm->controllers, vm->ncontrollers, sizeof(*vm->controllers));
 			ct = &vm->controllers[vm->ncontrollers++];
 			memset(ct, 0, sizeof(*ct));
 			ct->type = xstrdup(type);
@@ -349,7 +448,7 @@ parse_devices(const xmlNode *val, struct vs_disk **disks, size_t *ndisks, struct
 		} else if (vm != NULL && xml_child(d, "macAddress") != NULL) {
 			struct vs_nic *n;
 
-			vm->nics = xreallocarray(vm->nics, vm->nnics + 1, sizeof(*vm->nics));
+			vm->nics = xgrow(vm->nics, vm->nnics, sizeof(*vm->nics));
 			n = &vm->nics[vm->nnics++];
 			memset(n, 0, sizeof(*n));
 			n->type = xstrdup(type);
@@ -400,8 +499,8 @@ vs_parse_vm_object(const xmlNode *objects, struct vs_vm *vm)
 	vm->version = prop_text(objects, "config.version");
 	vm->vmx_path = prop_text(objects, "config.files.vmPathName");
 	vm->annotation = prop_text(objects, "config.annotation");
-	vm->cpus = (int)prop_u64(objects, "config.hardware.numCPU");
-	vm->memory_mb = (int)prop_u64(objects, "config.hardware.memoryMB");
+	vm->cpus = prop_count(objects, "config.hardware.numCPU", VS_VM_MAX_CPUS, &vm->problem);
+	vm->memory_mb = prop_count(objects, "config.hardware.memoryMB", VS_VM_MAX_MEMORY_MB, &vm->problem);
 	s = prop_text(objects, "config.changeTrackingEnabled");
 	vm->cbt = s != NULL && strcmp(s, "true") == 0;
 	free(s);
@@ -412,6 +511,8 @@ vs_parse_vm_object(const xmlNode *objects, struct vs_vm *vm)
 			free(path);
 	}
 	parse_devices(prop_val(objects, "config.hardware.device"), &vm->disks, &vm->ndisks, vm);
+	if (vm->problem == NULL)
+		vm->problem = vs_disks_problem(vm->disks, vm->ndisks);
 	snap = prop_val(objects, "snapshot");
 	if (snap != NULL) {
 		vm->current_snapshot = xml_child_text(snap, "currentSnapshot");
@@ -440,14 +541,7 @@ vs_vm_free(struct vs_vm *vm)
 	free(vm->version);
 	free(vm->annotation);
 	free(vm->suspend_file);
-	for (i = 0; i < vm->ndisks; i++) {
-		free(vm->disks[i].label);
-		free(vm->disks[i].file);
-		free(vm->disks[i].mode);
-		free(vm->disks[i].change_id);
-		free(vm->disks[i].uuid);
-	}
-	free(vm->disks);
+	disks_free(vm->disks, vm->ndisks);
 	for (i = 0; i < vm->ncontrollers; i++)
 		free(vm->controllers[i].type);
 	free(vm->controllers);
@@ -465,6 +559,7 @@ vs_vm_free(struct vs_vm *vm)
 	}
 	free(vm->snapshots);
 	free(vm->current_snapshot);
+	free(vm->problem);
 	memset(vm, 0, sizeof(*vm));
 }
 
@@ -593,7 +688,7 @@ inv_add_object(struct vs_op *op, xmlNode *obj, const char *dc)
 	if (strcmp(type, "Datacenter") == 0) {
 		struct vs_datacenter *d;
 
-		inv->dcs = xreallocarray(inv->dcs, inv->ndcs + 1, sizeof(*inv->dcs));
+		inv->dcs = xgrow(inv->dcs, inv->ndcs, sizeof(*inv->dcs));
 		d = &inv->dcs[inv->ndcs++];
 		d->moref = moref;
 		d->name = prop_text(obj, "name");
@@ -611,14 +706,14 @@ inv_add_object(struct vs_op *op, xmlNode *obj, const char *dc)
 			return;
 		}
 		vm.datacenter = xstrdup(dc);
-		inv->vms = xreallocarray(inv->vms, inv->nvms + 1, sizeof(*inv->vms));
+		inv->vms = xgrow(inv->vms, inv->nvms, sizeof(*inv->vms));
 		inv->vms[inv->nvms++] = vm;
 		return;
 	}
 	if (strcmp(type, "HostSystem") == 0) {
 		struct vs_host *h;
 
-		inv->hosts = xreallocarray(inv->hosts, inv->nhosts + 1, sizeof(*inv->hosts));
+		inv->hosts = xgrow(inv->hosts, inv->nhosts, sizeof(*inv->hosts));
 		h = &inv->hosts[inv->nhosts++];
 		memset(h, 0, sizeof(*h));
 		h->moref = moref;
@@ -632,7 +727,7 @@ inv_add_object(struct vs_op *op, xmlNode *obj, const char *dc)
 	if (strcmp(type, "Datastore") == 0) {
 		struct vs_datastore *d;
 
-		inv->datastores = xreallocarray(inv->datastores, inv->ndatastores + 1, sizeof(*inv->datastores));
+		inv->datastores = xgrow(inv->datastores, inv->ndatastores, sizeof(*inv->datastores));
 		d = &inv->datastores[inv->ndatastores++];
 		memset(d, 0, sizeof(*d));
 		d->moref = moref;
@@ -645,8 +740,8 @@ inv_add_object(struct vs_op *op, xmlNode *obj, const char *dc)
 	}
 	if (strstr(type, "ComputeResource") != NULL) {
 		/* Hosts are matched to their pools once every page is in. */
-		op->cr_ref = xreallocarray(op->cr_ref, op->ncr + 1, sizeof(*op->cr_ref));
-		op->cr_pool = xreallocarray(op->cr_pool, op->ncr + 1, sizeof(*op->cr_pool));
+		op->cr_ref = xgrow(op->cr_ref, op->ncr, sizeof(*op->cr_ref));
+		op->cr_pool = xgrow(op->cr_pool, op->ncr, sizeof(*op->cr_pool));
 		op->cr_ref[op->ncr] = moref;
 		op->cr_pool[op->ncr] = prop_text(obj, "resourcePool");
 		op->ncr++;
@@ -682,12 +777,28 @@ inv_page(struct vs_op *op, struct vs_result *res)
 	const char *dc = op->dc_index < op->out.inv->ndcs ? op->out.inv->dcs[op->dc_index].name : "";
 	char *token;
 	struct soap_req req;
+	uint64_t n = 0;
 
 	op->out.inv->pages++;
 	op->out.pages++;
-	for (obj = xml_child(rv, "objects"); obj != NULL; obj = xml_next(obj, "objects"))
+	for (obj = xml_child(rv, "objects"); obj != NULL; obj = xml_next(obj, "objects")) {
 		inv_add_object(op, obj, op->dc ? dc : "");
+		n++;
+	}
+	op->objects += n;
 	token = xml_child_text(rv, "token");
+	/* A server that never stops paging must not hold us forever. */
+	if (op->objects > VS_INV_MAX_OBJECTS ||
+	    (token != NULL && *token != '\0' && n == 0 && ++op->empty_pages > VS_INV_MAX_EMPTY_PAGES)) {
+		op_fail(op, VS_BADREPLY, NULL,
+		    xasprintf("%s: the inventory is too large: %llu objects in %llu pages (%llu empty)%s; at most %d "
+		              "objects are read",
+		        vs_config(op->c)->name, (unsigned long long)op->objects, (unsigned long long)op->out.pages,
+		        (unsigned long long)op->empty_pages, token != NULL && *token != '\0' ? " and more announced" : "",
+		        VS_INV_MAX_OBJECTS));
+		free(token);
+		return;
+	}
 	if (token != NULL && *token != '\0') {
 		soap_req_init(&req, "ContinueRetrievePropertiesEx", "PropertyCollector",
 		    vs_service(op->c)->property_collector);
@@ -819,6 +930,11 @@ vm_props_done(struct vs_op *op, struct vs_result *res)
 		op_fail(op, VS_BADREPLY, NULL, xasprintf("%s: no properties returned for VM %s", vs_config(op->c)->name, op->vm));
 		return;
 	}
+	if (op->out.vm->problem != NULL) {
+		op_fail(op, VS_BADREPLY, NULL,
+		    xasprintf("%s: VM %s: unusable answer: %s", vs_config(op->c)->name, op->vm, op->out.vm->problem));
+		return;
+	}
 	op->out.status = VS_OK;
 	op_finish(op);
 }
@@ -880,12 +996,19 @@ static void
 snapdisks_done(struct vs_op *op, struct vs_result *res)
 {
 	xmlNode *obj = xml_child(returnval(res), "objects");
+	char *problem;
 
 	if (obj == NULL) {
 		op_fail(op, VS_BADREPLY, NULL, xasprintf("%s: snapshot %s has no configuration", vs_config(op->c)->name, op->snap));
 		return;
 	}
 	parse_devices(prop_val(obj, "config.hardware.device"), &op->out.disks, &op->out.ndisks, NULL);
+	if ((problem = vs_disks_problem(op->out.disks, op->out.ndisks)) != NULL) {
+		op_fail(op, VS_BADREPLY, NULL,
+		    xasprintf("%s: snapshot %s: unusable answer: %s", vs_config(op->c)->name, op->snap, problem));
+		free(problem);
+		return;
+	}
 	op->out.status = VS_OK;
 	op_finish(op);
 }
@@ -939,6 +1062,16 @@ task_info_done(struct vs_op *op, struct vs_result *res)
 		        ft ? ft : "", ft && msg && *msg ? ": " : "", msg ? msg : ""));
 		free(msg);
 		free(name);
+		return;
+	}
+	if (strcmp(state, "queued") != 0 && strcmp(state, "running") != 0) {
+		/* Polling on would never end. */
+		char *q = quote_value(state);
+
+		free(state);
+		op_fail(op, VS_BADREPLY, NULL,
+		    xasprintf("%s: task %s is in an unknown state %s", vs_config(op->c)->name, op->task, q));
+		free(q);
 		return;
 	}
 	free(state);
@@ -1193,26 +1326,92 @@ vs_parse_changes(const xmlNode *rv, uint64_t offset, uint64_t capacity, struct v
 		uint64_t s, l;
 		struct vs_extent *last;
 
-		if (xml_child_u64(a, "start", &s) != 0 || xml_child_u64(a, "length", &l) != 0 || l == 0)
-			continue;
-		if (s >= capacity)
+		/* Skipping an area would leave it uncopied: refuse the reply. */
+		if (xml_child_u64(a, "start", &s) != 0 || xml_child_u64(a, "length", &l) != 0) {
+			char *ts = xml_child_text(a, "start"), *tl = xml_child_text(a, "length");
+			char *qs = quote_value(ts), *ql = quote_value(tl);
+
+			*err = xasprintf("QueryChangedDiskAreas reply has a changed area with start %s and length %s", qs,
+			    ql);
+			free(ts);
+			free(tl);
+			free(qs);
+			free(ql);
+			return -1;
+		}
+		if (l == 0 || s >= capacity)
 			continue;
 		if (l > capacity - s)
 			l = capacity - s;
 		last = *n ? &(*ext)[*n - 1] : NULL;
-		if (last != NULL && last->start + last->length >= s) {
-			/* Adjacent or overlapping: coalesce. */
+		if (last != NULL && last->start <= s && last->start + last->length >= s) {
+			/* Adjacent or overlapping: coalesce (areas out of order are
+			 * sorted by vs_extents_normalize). */
 			if (s + l > last->start + last->length)
 				last->length = s + l - last->start;
 			continue;
 		}
-		*ext = xreallocarray(*ext, *n + 1, sizeof(**ext));
+		*ext = xgrow(*ext, *n, sizeof(**ext));
 		(*ext)[*n].start = s;
 		(*ext)[*n].length = l;
 		(*n)++;
 	}
 	*next = start + len;
 	return 0;
+}
+
+static int
+extent_cmp(const void *a, const void *b)
+{
+	const struct vs_extent *x = a, *y = b;
+
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* Merge, in place and in order, areas that overlap or are at most gap
+ * apart. */
+static void
+extents_merge(struct vs_extent *ext, size_t *n, uint64_t gap)
+{
+	size_t i, k = 0;
+
+	for (i = 1; i < *n; i++) {
+		uint64_t end = ext[k].start + ext[k].length;
+
+		if (ext[i].start <= end || ext[i].start - end <= gap) {
+			if (ext[i].start + ext[i].length > end)
+				ext[k].length = ext[i].start + ext[i].length - ext[k].start;
+		} else {
+			ext[++k] = ext[i];
+		}
+	}
+	if (*n > 0)
+		*n = k + 1;
+}
+
+void
+vs_extents_normalize(struct vs_extent *ext, size_t *n, size_t max, uint64_t *gap)
+{
+	size_t i;
+
+	for (i = 1; i < *n && ext[i - 1].start <= ext[i].start; i++)
+		;
+	if (i < *n)
+		qsort(ext, *n, sizeof(*ext), extent_cmp);
+	extents_merge(ext, n, *gap);
+	while (*n > max) {
+		*gap = *gap ? *gap * 2 : 64 * 1024;
+		extents_merge(ext, n, *gap);
+	}
+}
+
+/* Pages a disk may take: a server whose replies cover a few bytes each
+ * would keep us asking for ever.  No real reply covers less than a 64 KiB
+ * block on average. */
+static uint64_t
+qca_max_pages(uint64_t capacity)
+{
+	return 1024 + capacity / (64 * 1024);
 }
 
 static void
@@ -1225,6 +1424,15 @@ qca_page(struct vs_op *op, struct vs_result *res)
 	        &err) != 0) {
 		op_fail(op, VS_BADREPLY, NULL, xasprintf("%s: %s", vs_config(op->c)->name, err));
 		free(err);
+		return;
+	}
+	vs_extents_normalize(op->out.extents, &op->out.nextents, VS_CBT_MAX_EXTENTS, &op->out.merge_gap);
+	if (op->offset < op->capacity && op->out.pages >= qca_max_pages(op->capacity)) {
+		op_fail(op, VS_BADREPLY, NULL,
+		    xasprintf("%s: QueryChangedDiskAreas still at offset %llu of %llu after %llu replies: the server's "
+		              "replies cover too little",
+		        vs_config(op->c)->name, (unsigned long long)op->offset, (unsigned long long)op->capacity,
+		        (unsigned long long)op->out.pages));
 		return;
 	}
 	if (op->offset >= op->capacity) {
@@ -1409,12 +1617,16 @@ file_http_done(struct http_req *h, void *arg)
 	op->http = NULL;
 	if (http_transport_failed(h)) {
 		int tls = http_tls_refused(h);
+		int too_large = http_too_large(h);
 		char *msg = xasprintf("%s: GET [%s] %s: %s", vs_config(op->c)->name, op->ds, op->path, http_error(h));
 
 		http_free(h);
-		/* A refused certificate is a refusal, not a lost peer. */
+		/* A refused certificate is a refusal, not a lost peer; a file
+		 * larger than the limit would be as large again. */
 		if (tls)
 			op_fail(op, VS_TLS, NULL, msg);
+		else if (too_large)
+			op_fail(op, VS_BADREPLY, NULL, msg);
 		else
 			file_transient(op, msg);
 		return;
@@ -1456,6 +1668,7 @@ file_get(struct vs_op *op)
 	if (vs_cookie(op->c) != NULL)
 		http_set_cookie(h, vs_cookie(op->c));
 	http_set_max_body(h, FILE_MAX);
+	http_set_timeout(h, FILE_TIMEOUT_MS);
 	op->http = h;
 	if (http_start(h, file_http_done, op) != 0) {
 		op->http = NULL;

@@ -21,6 +21,7 @@ struct vs_disk {
 	char *uuid;
 	int controller_key;
 	int unit;
+	char *problem;           /* an unusable value (see vs_vm.problem), or NULL */
 };
 
 struct vs_controller {
@@ -69,11 +70,23 @@ struct vs_vm {
 	struct vs_snapshot *snapshots; /* the whole tree, flattened, parents first */
 	size_t nsnapshots;
 	char *current_snapshot;
+	char *problem;           /* the first value the server sent that cannot be
+	                          * used (a disk without file or with an absurd
+	                          * capacity, a CPU count that is no number...);
+	                          * NULL when the VM is usable */
 	/* vs_get_vm only: the memory state of a suspended VM (layoutEx file of
 	 * type "suspend"), "[ds] dir/name.vmss", and its size. */
 	char *suspend_file;
 	uint64_t suspend_size;
 };
+
+/* Limits on what a server may claim (docs/ARCHITECTURE.md, "Limits"). */
+#define VS_DISK_MAX_BYTES (64ull << 40)   /* vSphere's largest disk is 62 TB */
+#define VS_VM_MAX_CPUS 4096
+#define VS_VM_MAX_MEMORY_MB (64u << 20)   /* 64 TiB */
+#define VS_INV_MAX_OBJECTS 100000         /* vCenter 8 holds at most 45,000 VMs, 2,500 hosts */
+#define VS_INV_MAX_EMPTY_PAGES 100        /* pages that hold nothing yet announce more */
+#define VS_CBT_MAX_EXTENTS (1u << 20)     /* per disk; closer areas are merged beyond */
 
 struct vs_host {
 	char *moref;
@@ -126,6 +139,8 @@ struct vs_out {
 	size_t ndisks;
 	struct vs_extent *extents; /* vs_query_changes, coalesced, in order */
 	size_t nextents;
+	uint64_t merge_gap;      /* vs_query_changes: areas closer than this were
+	                          * merged to stay under VS_CBT_MAX_EXTENTS (0: none) */
 	uint64_t pages;          /* replies read (paging) */
 	char *data;              /* vs_get_file */
 	size_t len;
@@ -191,9 +206,20 @@ const struct vs_vm *vs_inventory_vm(const struct vs_inventory *inv, const char *
 int vs_parse_vm_object(const xmlNode *objects, struct vs_vm *vm);
 
 /* One QueryChangedDiskAreas reply (its returnval), asked at offset:
- * appends its areas to *ext (coalesced, clipped to the capacity) and sets
- * *next to where the next page starts.  Returns 0 or -1 with *err. */
+ * appends its areas to *ext (clipped to the capacity; adjacent ones
+ * coalesced) and sets *next to where the next page starts.  An area
+ * without a valid start and length is an error, never skipped.  *ext is
+ * NULL or an array only this function grew (see xgrow).  Returns 0 or -1
+ * with *err.  Call vs_extents_normalize afterwards. */
 int vs_parse_changes(const xmlNode *returnval, uint64_t offset, uint64_t capacity, struct vs_extent **ext,
     size_t *n, uint64_t *next, char **err);
+/* Sort areas by start and coalesce overlapping or adjacent ones; then,
+ * while more than max remain, merge areas separated by at most *gap
+ * (doubled from 64 KiB each round; 0 = nothing merged yet).  Copying the
+ * bytes between two changed areas too is always correct, never the
+ * reverse. */
+void vs_extents_normalize(struct vs_extent *ext, size_t *n, size_t max, uint64_t *gap);
+/* The first unusable value among disks (malloc'd), or NULL. */
+char *vs_disks_problem(const struct vs_disk *disks, size_t n);
 
 #endif

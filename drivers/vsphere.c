@@ -14,7 +14,10 @@
 #define VS_DEFAULT_KEEPALIVE_S 300.0
 #define VS_BACKOFF_FIRST_S 0.25
 #define VS_BACKOFF_MAX_S 4.0
-#define VS_REPLY_MAX (64u << 20)
+/* A SOAP call that is still not answered after this long is given up (a
+ * server dripping just above the minimum speed would otherwise hold it
+ * for hours). */
+#define VS_CALL_TIMEOUT_MS (10L * 60 * 1000)
 
 enum call_state { CALL_IDLE, CALL_WAIT_LOGIN, CALL_INFLIGHT, CALL_WAIT_RETRY };
 enum call_kind { KIND_USER, KIND_SERVICE, KIND_LOGIN, KIND_LOGIN_WAIT, KIND_KEEPALIVE };
@@ -246,6 +249,14 @@ call_http_done(struct http_req *h, void *arg)
 			call_finish(call, VS_TLS, msg, NULL);
 			return;
 		}
+		if (http_too_large(h)) {
+			/* Asking again would bring the same flood. */
+			char *msg = xasprintf("%s: %s: %s", c->name, call->method ? call->method : "login", http_error(h));
+
+			http_free(h);
+			call_finish(call, VS_BADREPLY, msg, NULL);
+			return;
+		}
 		err = xstrdup(http_error(h));
 		if (!http_connect_failed(h) && !call_idempotent(call)) {
 			/* The server may have acted on it: repeating could create a
@@ -293,11 +304,12 @@ call_http_done(struct http_req *h, void *arg)
 		free(err);
 		http_free(h);
 		/* A 5xx with a body that is not SOAP is a proxy or server hiccup. */
-		if (status == 500)
+		if (status == 500) {
 			call_transient(call, msg);
-		else
-			call_finish(call, VS_BADREPLY, msg, NULL);
-		free(msg);
+			free(msg);
+		} else {
+			call_finish(call, VS_BADREPLY, msg, NULL); /* takes msg */
+		}
 		return;
 	}
 	http_free(h);
@@ -348,7 +360,8 @@ call_send(struct vs_call *call)
 	http_add_header(h, "Content-Type: text/xml; charset=utf-8");
 	http_add_header(h, "SOAPAction: urn:vim25/7.0");
 	http_set_tls(h, &c->cfg.tls);
-	http_set_max_body(h, VS_REPLY_MAX);
+	http_set_max_body(h, SOAP_REPLY_MAX);
+	http_set_timeout(h, VS_CALL_TIMEOUT_MS);
 	if (c->cookie != NULL)
 		http_set_cookie(h, c->cookie);
 	http_set_body(h, call->body, call->len);

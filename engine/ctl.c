@@ -22,6 +22,15 @@
  * stop being read from it, and a watcher is dropped. */
 #define CTL_OUT_HIGH (8u << 20)
 #define CTL_OUT_LOW (1u << 20)
+/* Unsent answers of all clients together: once over, a client gets its
+ * next answer only when the last one has left (a watcher may fall
+ * CTL_WATCH_SHARE behind), so a thousand clients that never read cannot
+ * take 8 MiB each. */
+#define CTL_OUT_BUDGET (64u << 20)
+#define CTL_WATCH_SHARE (64u << 10)
+/* Unprocessed input per client: one request line and a byte to see that
+ * it is too long.  A client that pipelines more waits in its socket. */
+#define CTL_IN_HIGH (REQUEST_MAX_LINE + 1)
 #define CTL_ACCEPT_PAUSE_MS 500
 /* Descriptors kept for the jobs (HTTP connections, disk files, the
  * store) however many status clients come: clients get what is left of
@@ -54,9 +63,19 @@ static struct {
 	int fd_paused;     /* accept ran out of descriptors: paused for a moment */
 	int fd_logged;     /* said so in the log (once per shortage) */
 	uint64_t next_id;
+	size_t out_total;      /* bytes in every client's output buffer */
 } ctl;
 
 static void ctl_read_cb(struct bufferevent *bev, void *arg);
+
+/* Keeps ctl.out_total: called by libevent whenever an output buffer
+ * grows or shrinks. */
+static void
+ctl_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	ctl.out_total += info->n_added;
+	ctl.out_total -= info->n_deleted < ctl.out_total ? info->n_deleted : ctl.out_total;
+}
 
 /* Accept while there is room for a client and descriptors to take it. */
 static void
@@ -81,6 +100,11 @@ ctl_listener_update(void)
 static void
 ctl_client_free(struct ctl_client *c)
 {
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	size_t left = evbuffer_get_length(out);
+
+	evbuffer_remove_cb(out, ctl_out_cb, NULL);
+	ctl.out_total -= left < ctl.out_total ? left : ctl.out_total;
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -142,10 +166,20 @@ ctl_close_soon(struct ctl_client *c)
 		ctl_client_free(c);
 }
 
+/* How much unsent output a client may hold before it is throttled (or,
+ * a watcher, dropped). */
+static size_t
+ctl_out_limit(const struct ctl_client *c)
+{
+	if (ctl.out_total <= CTL_OUT_BUDGET)
+		return CTL_OUT_HIGH;
+	return c->watching ? CTL_WATCH_SHARE : 0;
+}
+
 static void
 ctl_check_backlog(struct ctl_client *c)
 {
-	if (ctl_out_len(c) <= CTL_OUT_HIGH)
+	if (ctl_out_len(c) <= ctl_out_limit(c))
 		return;
 	if (c->watching) {
 		log_warn("status socket: dropping watcher %llu that does not read",
@@ -235,6 +269,12 @@ ctl_read_cb(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 	int n = 0;
 
+	/* No new answers for a client that holds more than it may. */
+	if (!c->watching && ctl_out_len(c) > ctl_out_limit(c)) {
+		c->throttled = 1;
+		bufferevent_disable(c->bev, EV_READ);
+		return;
+	}
 	if (ctl_drain(c, CTL_BATCH, &n) != 0)
 		return;
 	if (evbuffer_get_length(in) > REQUEST_MAX_LINE &&
@@ -320,6 +360,8 @@ ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	ctl.nclients++;
 	bufferevent_setcb(c->bev, ctl_read_cb, ctl_write_cb, ctl_event_cb, c);
 	bufferevent_setwatermark(c->bev, EV_WRITE, CTL_OUT_LOW, 0);
+	bufferevent_setwatermark(c->bev, EV_READ, 0, CTL_IN_HIGH);
+	evbuffer_add_cb(bufferevent_get_output(c->bev), ctl_out_cb, NULL);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	ctl_listener_update();
 }

@@ -646,10 +646,10 @@ inventory_answer(const struct vs_inventory *inv, const char *error, int refused,
 					independent = 1;
 			}
 			json_array_append_new(vms,
-			    json_pack("{s:s,s:s?,s:s?,s:s?,s:s?,s:i,s:i,s:b,s:b,s:o,s:o}", "name", v->name, "power", v->power,
-			        "host", v->host_name, "datacenter", v->datacenter, "datastore", v->datastore, "cpus", v->cpus,
-			        "memory_mb", v->memory_mb, "cbt", v->cbt, "independent_disks", independent, "disks", disks,
-			        "claimed_by", vm_claims(ir->platform, v->name)));
+			    json_pack("{s:s,s:s?,s:s?,s:s?,s:s?,s:i,s:i,s:b,s:b,s:o,s:o,s:s*}", "name", v->name, "power",
+			        v->power, "host", v->host_name, "datacenter", v->datacenter, "datastore", v->datastore, "cpus",
+			        v->cpus, "memory_mb", v->memory_mb, "cbt", v->cbt, "independent_disks", independent, "disks",
+			        disks, "claimed_by", vm_claims(ir->platform, v->name), "problem", v->problem));
 		}
 		for (i = 0; i < inv->nhosts; i++)
 			json_array_append_new(hosts, json_pack("{s:s?,s:s?}", "name", inv->hosts[i].name, "datacenter",

@@ -22,6 +22,10 @@
 
 #define HTTP_DEFAULT_MAX_BODY (64u << 20)
 #define HTTP_MAX_HEADERS (64u << 10)
+/* A transfer slower than this for the stall timeout is given up: a server
+ * that drips a byte a second never finishes a reply worth waiting for. */
+#define HTTP_MIN_SPEED_BPS 1024L
+#define HTTP_DEFAULT_STALL_S 60L
 
 struct http_req {
 	CURL *easy;
@@ -388,8 +392,8 @@ http_new(const char *method, const char *url)
 	curl_easy_setopt(r->easy, CURLOPT_HEADERFUNCTION, http_header_cb);
 	curl_easy_setopt(r->easy, CURLOPT_HEADERDATA, r);
 	curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
-	curl_easy_setopt(r->easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
-	curl_easy_setopt(r->easy, CURLOPT_LOW_SPEED_TIME, 60L);
+	curl_easy_setopt(r->easy, CURLOPT_LOW_SPEED_LIMIT, HTTP_MIN_SPEED_BPS);
+	curl_easy_setopt(r->easy, CURLOPT_LOW_SPEED_TIME, HTTP_DEFAULT_STALL_S);
 	curl_easy_setopt(r->easy, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(r->easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0 && strcmp(method, "PUT") != 0)
@@ -495,6 +499,8 @@ http_start(struct http_req *r, http_done_fn done, void *arg)
 	r->upload_off = 0;
 	if (r->headers != NULL)
 		curl_easy_setopt(r->easy, CURLOPT_HTTPHEADER, r->headers);
+	/* A body announced larger than the limit is refused before it comes. */
+	curl_easy_setopt(r->easy, CURLOPT_MAXFILESIZE_LARGE, r->sink != NULL ? (curl_off_t)0 : (curl_off_t)r->max_body);
 	/* Our verify callback decides about the certificate; curl's own
 	 * host name check applies unless a pin or insecure overrides it. */
 	curl_easy_setopt(r->easy, CURLOPT_SSL_VERIFYPEER, 1L);
@@ -574,6 +580,12 @@ http_connect_failed(const struct http_req *r)
 }
 
 int
+http_too_large(const struct http_req *r)
+{
+	return r->body_too_large || r->result == CURLE_FILESIZE_EXCEEDED;
+}
+
+int
 http_tls_refused(const struct http_req *r)
 {
 	return r->cert_refused;
@@ -589,7 +601,7 @@ http_error(const struct http_req *r)
 		return NULL;
 	if (w->errmsg != NULL)
 		return w->errmsg;
-	if (r->body_too_large)
+	if (http_too_large(r))
 		w->errmsg = xasprintf("reply larger than %zu bytes", r->max_body);
 	else if (r->sink_aborted)
 		w->errmsg = xstrdup("transfer aborted by the receiver");

@@ -39,10 +39,13 @@ void http_set_range(struct http_req *r, uint64_t first, uint64_t last);
 void http_set_sink(struct http_req *r, http_sink_fn sink, void *arg);
 void http_set_tls(struct http_req *r, const struct http_tls *tls);
 void http_set_cookie(struct http_req *r, const char *cookie);
-/* Larger bodies collected in memory abort the request (default 64 MiB). */
+/* Larger bodies collected in memory abort the request (default 64 MiB);
+ * one announced larger (Content-Length) is refused before it arrives. */
 void http_set_max_body(struct http_req *r, size_t n);
-/* Abort when fewer than 1 byte/s arrive for this many seconds (default 60). */
+/* Abort when less than 1 KiB/s moves for this many seconds (default 60):
+ * a stalled server or one that drips bytes. */
 void http_set_stall_timeout(struct http_req *r, long seconds);
+/* Abort after this long in total. */
 void http_set_timeout(struct http_req *r, long ms);
 
 /* Start; done is called exactly once from the loop, unless cancelled. */
@@ -58,6 +61,7 @@ int http_transport_failed(const struct http_req *r);
 /* The connection could not be made: the request never reached the server. */
 int http_connect_failed(const struct http_req *r);
 int http_tls_refused(const struct http_req *r);   /* the certificate was not accepted */
+int http_too_large(const struct http_req *r);     /* the body passed the http_set_max_body limit */
 const char *http_body(const struct http_req *r, size_t *len);
 /* A response header's value (first occurrence, case-insensitive), or NULL.
  * The returned string is valid until the next call. */

@@ -743,6 +743,11 @@ create_source_inventory(const struct vs_inventory *inv, const char *error, int r
 		mig_fail(rt, "VM %s not found on platform %s", rt->j->vm, rule_of(rt)->source_platform);
 		return;
 	}
+	if (vm->problem != NULL) {
+		mig_fail(rt, "source platform %s sent unusable data for VM %s: %s", rule_of(rt)->source_platform, vm->name,
+		    vm->problem);
+		return;
+	}
 	for (i = 0; i < vm->ndisks; i++)
 		if (vm->disks[i].mode != NULL && strncmp(vm->disks[i].mode, "independent", 11) == 0) {
 			mig_fail(rt,
@@ -1301,6 +1306,10 @@ prep_areas_done(struct vs_out *out, void *arg)
 		prep_op_failed(rt, "querying changed areas", out);
 		return;
 	}
+	if (out->merge_gap > 0)
+		job_log(rt->j, LOG_INFO,
+		    "disk %zu: more than %u changed areas; areas less than %llu bytes apart are copied as one", rt->i,
+		    VS_CBT_MAX_EXTENTS, (unsigned long long)out->merge_gap);
 	if (rt->prev_asked && md->prev_cid != NULL) {
 		/* Below the interrupted pass's point the target already holds the
 		 * disk as of prev_cid: only what changed since goes again. */
@@ -1313,7 +1322,7 @@ prep_areas_done(struct vs_out *out, void *arg)
 
 			if (s0 >= cut)
 				break;
-			merged = xreallocarray(merged, n + 1, sizeof(*merged));
+			merged = xgrow(merged, n, sizeof(*merged));
 			merged[n].start = s0;
 			merged[n].length = (e0 < cut ? e0 : cut) - s0;
 			n++;
@@ -1325,7 +1334,7 @@ prep_areas_done(struct vs_out *out, void *arg)
 				continue;
 			if (s0 < cut)
 				s0 = cut;
-			merged = xreallocarray(merged, n + 1, sizeof(*merged));
+			merged = xgrow(merged, n, sizeof(*merged));
 			merged[n].start = s0;
 			merged[n].length = e0 - s0;
 			n++;

@@ -58,6 +58,16 @@ xreallocarray(void *p, size_t n, size_t size)
 	return xrealloc(p, n * size);
 }
 
+void *
+xgrow(void *p, size_t n, size_t size)
+{
+	/* The room of an array built only by xgrow is the next power of two
+	 * from n: grow when n reaches it. */
+	if (n == 0 || (n & (n - 1)) == 0)
+		return xreallocarray(p, n ? 2 * n : 1, size);
+	return p;
+}
+
 char *
 xstrdup(const char *s)
 {

@@ -343,6 +343,8 @@ cmd_inventory(json_t *resp)
 		}
 		printf("%-20s %-11s %-12s %4lld %6lldMB  %-34s %s\n", jstr(v, "name"), jstr(v, "power"), jstr(v, "host"),
 		    jint(v, "cpus"), jint(v, "memory_mb"), disks, rules);
+		if (json_object_get(v, "problem") != NULL)
+			printf("  ^ cannot be migrated: the platform sent unusable data: %s\n", jstr(v, "problem"));
 	}
 	printf("\nhosts:");
 	json_array_foreach(json_object_get(resp, "hosts"), i, v)

@@ -79,7 +79,11 @@ func (p *Peer) controlHandler() http.Handler {
 				return
 			}
 			if err := p.applyFault(&req); err != nil {
-				jsonError(w, http.StatusNotFound, "%v", err)
+				status := http.StatusNotFound
+				if _, ok := err.(badFault); ok {
+					status = http.StatusBadRequest
+				}
+				jsonError(w, status, "%v", err)
 				return
 			}
 			logf("fault set: %+v", p.faults.snapshot())

@@ -46,22 +46,25 @@ type faultRequest struct {
 	SessionExpiryS *float64        `json:"session_expiry_s"`
 	OutageS        *float64        `json:"outage_s"`
 	CBTReset       *cbtResetFault  `json:"cbt_reset"`
+	Hostile        *hostileFault   `json:"hostile"`
 	Cert           *string         `json:"cert"` // "new": a fresh self-signed certificate; "original"
 	Clear          bool            `json:"clear"`
 	Seed           *int64          `json:"seed"`
 }
 
 type faultState struct {
-	mu            sync.Mutex
-	rng           *rand.Rand
-	seed          int64
-	delayF        *delayFault
-	httpErr       *httpErrorFault
-	drop          *dropFault
-	expiry        time.Duration
-	outageUntil   time.Time
-	injectedHTTP  int
-	injectedDrops int
+	mu              sync.Mutex
+	rng             *rand.Rand
+	seed            int64
+	delayF          *delayFault
+	httpErr         *httpErrorFault
+	drop            *dropFault
+	expiry          time.Duration
+	outageUntil     time.Time
+	hostile         *hostileFault
+	injectedHTTP    int
+	injectedDrops   int
+	injectedHostile int
 }
 
 func newFaultState() *faultState {
@@ -155,7 +158,7 @@ func (f *faultState) snapshot() map[string]interface{} {
 	out := map[string]interface{}{
 		"seed":             f.seed,
 		"session_expiry_s": f.expiry.Seconds(),
-		"injected":         map[string]int{"http_error": f.injectedHTTP, "drop": f.injectedDrops},
+		"injected":         map[string]int{"http_error": f.injectedHTTP, "drop": f.injectedDrops, "hostile": f.injectedHostile},
 	}
 	if f.delayF != nil {
 		out["delay"] = f.delayF
@@ -166,15 +169,26 @@ func (f *faultState) snapshot() map[string]interface{} {
 	if f.drop != nil {
 		out["drop"] = f.drop
 	}
+	if f.hostile != nil {
+		out["hostile"] = f.hostile
+	}
 	if time.Now().Before(f.outageUntil) {
 		out["outage_remaining_s"] = time.Until(f.outageUntil).Seconds()
 	}
 	return out
 }
 
+// badFault is a fault request that makes no sense (400, not 404).
+type badFault struct{ error }
+
 // apply installs the settings of one POST /fault body.
 func (p *Peer) applyFault(req *faultRequest) error {
 	f := p.faults
+	if h := req.Hostile; h != nil && h.Kind != "" && h.Kind != "none" {
+		if err := h.check(); err != nil {
+			return badFault{err}
+		}
+	}
 	if req.Cert != nil && *req.Cert != "new" && *req.Cert != "original" {
 		return fmt.Errorf("cert must be \"new\" or \"original\", not %q", *req.Cert)
 	}
@@ -185,8 +199,8 @@ func (p *Peer) applyFault(req *faultRequest) error {
 	}
 	f.mu.Lock()
 	if req.Clear {
-		f.delayF, f.httpErr, f.drop, f.expiry = nil, nil, nil, 0
-		f.injectedHTTP, f.injectedDrops = 0, 0
+		f.delayF, f.httpErr, f.drop, f.expiry, f.hostile = nil, nil, nil, 0, nil
+		f.injectedHTTP, f.injectedDrops, f.injectedHostile = 0, 0, 0
 		f.seed = 1
 		f.rng = rand.New(rand.NewSource(1))
 	}
@@ -210,6 +224,12 @@ func (p *Peer) applyFault(req *faultRequest) error {
 		f.drop = req.Drop
 		if req.Drop.Fraction <= 0 && req.Drop.Count <= 0 {
 			f.drop = nil
+		}
+	}
+	if req.Hostile != nil {
+		f.hostile = req.Hostile
+		if req.Hostile.Kind == "" || req.Hostile.Kind == "none" {
+			f.hostile = nil
 		}
 	}
 	if req.SessionExpiryS != nil {

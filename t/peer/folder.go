@@ -117,7 +117,18 @@ func (p *Peer) serveFolder(w http.ResponseWriter, r *http.Request) {
 			p.listDir(w, f, rel, r.URL.RawQuery)
 			return
 		}
-		cw := &countingWriter{ResponseWriter: w, stats: p.stats, key: key, cut: -1}
+		var out http.ResponseWriter = w
+		if r.Method == http.MethodGet {
+			if h := p.faults.hostileFor("/folder", "", rel); h != nil {
+				logf("hostile: %s answers GET %s", h.Kind, key)
+				if h.Kind == "huge" {
+					hugeFolder(&countingWriter{ResponseWriter: w, stats: p.stats, key: key, cut: -1}, r, h, st.Size())
+					return
+				}
+				out = &dripWriter{ResponseWriter: w, bps: h.BPS}
+			}
+		}
+		cw := &countingWriter{ResponseWriter: out, stats: p.stats, key: key, cut: -1}
 		if r.Method == http.MethodGet {
 			cw.cut = p.faults.dropAfter(http.MethodGet, bodyLength(r, st.Size()))
 		}

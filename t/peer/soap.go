@@ -168,6 +168,17 @@ func (p *Peer) serveSDK(w http.ResponseWriter, r *http.Request) {
 	}
 	p.faults.delay(name)
 
+	answer := func(w http.ResponseWriter) { p.answerSDK(w, r, body, name, req, this, cookie) }
+	if h := p.faults.hostileFor("/sdk", name, ""); h != nil {
+		p.hostileSDK(w, h, name, req, answer)
+		return
+	}
+	answer(w)
+}
+
+// answerSDK answers one authenticated SOAP request: the peer's own methods,
+// or vcsim's handler followed by the peer's model updates.
+func (p *Peer) answerSDK(w http.ResponseWriter, r *http.Request, body []byte, name string, req interface{}, this types.ManagedObjectReference, cookie string) {
 	switch name {
 	case "QueryChangedDiskAreas":
 		if q, ok := req.(*types.QueryChangedDiskAreas); ok {
