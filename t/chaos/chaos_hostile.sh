@@ -181,13 +181,14 @@ cases=$((cases + 1))
 fresh_daemon
 floodn=50000
 hostile "$S_CTL" "{\"kind\":\"extents\",\"method\":\"QueryChangedDiskAreas\",\"extents\":$floodn,\"paged\":true}"
-mig_rule rflood flood "$opts"
-wait_job rflood flood "ready cutting_over complete" 300
+mig_rule rflood flood "fast_transfer: true"
+wait_job rflood flood ready 400
 ok "a flood of $(((4194319 + 2 * floodn - 1) / (2 * floodn) * floodn)) one-byte changed areas is read"
 assert_match "$(ctl log rflood flood -n 200)" 'more than 1048576 changed areas; areas less than [0-9]+ bytes apart are copied as one' \
 	"the merge is logged"
 check_hwm 128 "a flood of changed areas"
 clear_faults
+ctl migrate rflood flood >/dev/null
 wait_job rflood flood complete 120
 check_complete rflood flood 1 "after the flood of changed areas"
 # Every reply covering one byte: the pages are bounded by the disk size.
@@ -221,7 +222,7 @@ fdrip_re='-> invalid \(event peer_lost\): disk 0: src: \[ds0\] fdrip/fdrip-flat.
 sdrip_re='-> invalid \(event peer_lost\): target platform dst: dst unreachable: Operation too slow. Less than 1024 bytes/sec'
 pings=0
 while ! grep -Eq -- "$fdrip_re" <<<"$(ctl log rfdrip fdrip -n 100)" || ! grep -Eq -- "$sdrip_re" <<<"$(ctl log rsdrip sdrip -n 100)"; do
-	timeout 10 "$BIN/vmferryctl" -s "$SOCK" ping >/dev/null || fail "ping got no answer during the drip"
+	timeout 60 "$BIN/vmferryctl" -s "$SOCK" ping >/dev/null || fail "ping got no answer during the drip"
 	pings=$((pings + 1))
 	[ $pings -lt 600 ] || fail "the dripping transfers were not given up (fdrip $(job_state rfdrip fdrip), sdrip $(job_state rsdrip sdrip))"
 	sleep 0.5
