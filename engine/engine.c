@@ -430,8 +430,8 @@ op_ping(void)
 	return json_pack("{s:b,s:s,s:I,s:I,s:i,s:i,s:i,s:i,s:o,s:I,s:o}", "ok", 1, "version", VMFERRY_VERSION,
 	    "uptime_s", (json_int_t)(time(NULL) - eng.started), "jobs", (json_int_t)job_count(), "active",
 	    sched_active_total(), "pending", sched_queued_total(), "clients", ctl_client_count(), "max_clients",
-	    ctl_client_max(), "config_errors", errors_to_json(), "config_generation", (json_int_t)eng.loader.generation, "store",
-	    store_to_json());
+	    ctl_client_max(), "config_errors", errors_to_json(), "config_generation",
+	    (json_int_t)eng.loader.generation, "store", store_to_json());
 }
 
 static json_t *

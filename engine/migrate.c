@@ -2508,6 +2508,28 @@ mig_enter_stopping(struct job *j, int event)
 }
 
 static void
+failed_cleaned(struct mig_rt *rt)
+{
+}
+
+/* A failed job leaves no snapshot of its own on the source (it would
+ * grow there until someone noticed); what the pass copied is remembered
+ * as after a stop, so `start` goes on from there. */
+void
+mig_enter_failed(struct job *j, int event)
+{
+	struct mig_rt *rt;
+
+	if (j->cfg == NULL)
+		return;
+	rt = rt_get(j);
+	if (rt_unreadable(rt) || rt->d.snap == NULL)
+		return;
+	job_log(j, LOG_INFO, "removing snapshot %s of the failed pass from the source", rt->d.snap);
+	remove_own_snapshot(rt, failed_cleaned);
+}
+
+static void
 delete_vm_done(struct vs_out *out, void *arg)
 {
 	struct mig_rt *rt = token_take(arg);

@@ -15,6 +15,7 @@ void mig_enter_ready(struct job *j, int event);
 void mig_enter_cutting_over(struct job *j, int event);
 void mig_enter_stopping(struct job *j, int event);
 void mig_enter_deleting(struct job *j, int event);
+void mig_enter_failed(struct job *j, int event);
 void mig_enter_complete(struct job *j, int event);
 
 /* 开始迁移: remember that the user asked for the cutover; call just

@@ -94,6 +94,7 @@ static fsm_action mig_enter[MIG_NSTATES] = {
 	[MIG_STOPPING] = mig_enter_stopping,
 	[MIG_INVALID] = job_enter_invalid,
 	[MIG_DELETING] = mig_enter_deleting,
+	[MIG_FAILED] = mig_enter_failed,
 };
 
 const struct fsm_table fsm_migration = {

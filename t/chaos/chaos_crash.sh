@@ -78,8 +78,11 @@ random_write() {
 		rnd 20; local pct=$((REPLY + 5))
 		rnd 100000; guest_write "{\"vm\":\"$vm\",\"disk\":$disk,\"percent\":$pct,\"seed\":$REPLY}"
 	else
-		rnd 1000000; local off=$REPLY
-		rnd 300000; local len=$((REPLY + 1))
+		local cap off len
+		cap=$(curl -sf "$S_CTL/disk?vm=$vm&disk=$disk" | jq -r .capacity)
+		rnd "$cap"; off=$REPLY
+		len=$((cap - off < 300000 ? cap - off : 300000))
+		rnd "$len"; len=$((REPLY + 1))
 		rnd 100000; guest_write "{\"vm\":\"$vm\",\"disk\":$disk,\"offset\":$off,\"length\":$len,\"seed\":$REPLY}"
 	fi
 	echo "# run $r: guest write to $vm disk $disk: $REPLY"

@@ -146,6 +146,9 @@ for rv in "$RULE64 evil-https" ".direct evil-direct"; do
 	wait_job "$r" "$v" failed 120
 	assert_match "$(job_field "$r" "$v" error)" "extent file \.\./.*outside\.bin at offset 0 cannot be read as a flat disk" \
 		"$v: a descriptor naming a file outside the VM's directory fails the job, naming it"
+	wait_until 30 sh -c "[ \"\$(curl -sf '$S_CTL/snapshots?vm=$v' | jq length)\" = 0 ]" ||
+		fail "$v: the failed job left its snapshot on the source ($(curl -sf "$S_CTL/snapshots?vm=$v" | jq -c '[.[].name]'))"
+	ok "$v: the failed job removed its snapshot from the source"
 done
 usha() { curl -sf --get --data-urlencode "vm=$2" --data-urlencode "disk=0" "$1/disk" | jq -r .sha256; }
 for v in "${HTTPS_VMS[@]}" "${DIRECT_VMS[@]}"; do

@@ -22,7 +22,8 @@ type httpErrorFault struct {
 	Status   int     `json:"status"`
 	Fraction float64 `json:"fraction"`
 	Path     string  `json:"path"`
-	Count    int     `json:"count,omitempty"` // fail exactly the next N matching requests
+	Count    int     `json:"count,omitempty"`  // fail exactly the next N matching requests
+	Method   string  `json:"method,omitempty"` // only requests with this HTTP method ("PUT": uploads); "" or "*": any
 }
 
 type dropFault struct {
@@ -96,13 +97,13 @@ func (f *faultState) draw(fraction float64, count *int) bool {
 }
 
 // httpError answers the request with the configured status if the fault
-// fires for this path kind ("/sdk" or "/folder").
-func (f *faultState) httpError(kind string, w http.ResponseWriter) bool {
+// fires for this path kind ("/sdk" or "/folder") and HTTP method.
+func (f *faultState) httpError(kind, method string, w http.ResponseWriter) bool {
 	f.mu.Lock()
 	e := f.httpErr
 	fire := false
 	status := 0
-	if e != nil && (e.Path == "*" || e.Path == "" || e.Path == kind) {
+	if e != nil && (e.Path == "*" || e.Path == "" || e.Path == kind) && (e.Method == "" || e.Method == "*" || e.Method == method) {
 		fire = f.draw(e.Fraction, &e.Count)
 		status = e.Status
 		if fire {

@@ -77,7 +77,7 @@ func bodyLength(r *http.Request, size int64) int64 {
 
 func (p *Peer) serveFolder(w http.ResponseWriter, r *http.Request) {
 	p.stats.request("folder_" + strings.ToLower(r.Method))
-	if p.faults.httpError("/folder", w) {
+	if p.faults.httpError("/folder", r.Method, w) {
 		return
 	}
 	cookie := sessionCookie(r)

@@ -130,7 +130,7 @@ func methodName(body []byte) string {
 
 func (p *Peer) serveSDK(w http.ResponseWriter, r *http.Request) {
 	p.stats.request("sdk")
-	if p.faults.httpError("/sdk", w) {
+	if p.faults.httpError("/sdk", r.Method, w) {
 		return
 	}
 	if r.Method != http.MethodPost {
