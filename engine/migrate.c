@@ -605,6 +605,24 @@ token_take(struct token *t)
 	return out;
 }
 
+/* The answer to a driver call made for rt: the runtime when the work is
+ * still current and the call worked; NULL when the work was superseded,
+ * or when the call failed (handed on, naming what was being done). */
+static struct mig_rt *
+op_reply(struct vs_out *out, void *arg, const char *what)
+{
+	struct mig_rt *rt = token_take(arg);
+
+	if (rt == NULL)
+		return NULL;
+	rt->op = NULL;
+	if (out->status != VS_OK) {
+		mig_vs_failed(rt, what, out);
+		return NULL;
+	}
+	return rt;
+}
+
 /* ---- starting: find the VM and its host (for max_tasks_per_host) ---- */
 
 static void starting_inventory(const struct vs_inventory *inv, const char *error, int refused, double age, void *arg);
@@ -1024,18 +1042,13 @@ static void prep_step(struct mig_rt *rt);
 static void
 fetch_source_done(struct vs_out *out, void *arg)
 {
-	struct mig_rt *rt = token_take(arg);
+	struct mig_rt *rt = op_reply(out, arg, "reading the source VM's configuration");
 	char *dir, *path, *err = NULL, *text;
 	int en;
 	json_t *cfg;
 
 	if (rt == NULL)
 		return;
-	rt->op = NULL;
-	if (out->status != VS_OK) {
-		mig_vs_failed(rt, "reading the source VM's configuration", out);
-		return;
-	}
 	if ((dir = staging_dir(rt, &err, &en)) == NULL) {
 		mig_lost(rt, "%s", err);
 		free(err);
@@ -1063,16 +1076,11 @@ fetch_source_done(struct vs_out *out, void *arg)
 static void
 fetch_target_done(struct vs_out *out, void *arg)
 {
-	struct mig_rt *rt = token_take(arg);
+	struct mig_rt *rt = op_reply(out, arg, "reading the target VM");
 	size_t i;
 
 	if (rt == NULL)
 		return;
-	rt->op = NULL;
-	if (out->status != VS_OK) {
-		mig_vs_failed(rt, "reading the target VM", out);
-		return;
-	}
 	if (out->vm->ndisks != rt->d.ndisks) {
 		mig_fail(rt, "target VM %s has %zu disks, the source %zu", out->vm->name, out->vm->ndisks, rt->d.ndisks);
 		return;
@@ -1147,26 +1155,15 @@ is_engine_snapshot(struct mig_rt *rt, const char *name)
 }
 
 
-static void
-prep_op_failed(struct mig_rt *rt, const char *what, struct vs_out *out)
-{
-	mig_vs_failed(rt, what, out);
-}
-
 static void prep_next(struct mig_rt *rt);
 
 static void
 prep_vm_done(struct vs_out *out, void *arg)
 {
-	struct mig_rt *rt = token_take(arg);
+	struct mig_rt *rt = op_reply(out, arg, "reading the source VM");
 
 	if (rt == NULL)
 		return;
-	rt->op = NULL;
-	if (out->status != VS_OK) {
-		prep_op_failed(rt, "reading the source VM", out);
-		return;
-	}
 	rt_set_vm(rt, out->vm);
 	/* copy_vm leaves snapshots out: keep them from the reply. */
 	rt->vm->snapshots = out->vm->snapshots;
@@ -1180,15 +1177,10 @@ prep_vm_done(struct vs_out *out, void *arg)
 static void
 prep_simple_done(struct vs_out *out, void *arg)
 {
-	struct mig_rt *rt = token_take(arg);
+	struct mig_rt *rt = op_reply(out, arg, "preparing the source VM");
 
 	if (rt == NULL)
 		return;
-	rt->op = NULL;
-	if (out->status != VS_OK) {
-		prep_op_failed(rt, "preparing the source VM", out);
-		return;
-	}
 	prep_next(rt);
 }
 
@@ -1202,7 +1194,7 @@ prep_clean_done(struct vs_out *out, void *arg)
 		return;
 	rt->op = NULL;
 	if (out->status == VS_UNREACHABLE) {
-		prep_op_failed(rt, "removing a leftover snapshot", out);
+		mig_vs_failed(rt, "removing a leftover snapshot", out);
 		return;
 	}
 	if (out->status != VS_OK)
@@ -1220,7 +1212,7 @@ prep_snapshot_done(struct vs_out *out, void *arg)
 		return;
 	rt->op = NULL;
 	if (out->status != VS_OK || out->moref == NULL) {
-		prep_op_failed(rt, "creating the source snapshot", out);
+		mig_vs_failed(rt, "creating the source snapshot", out);
 		return;
 	}
 	free(rt->d.snap);
@@ -1236,16 +1228,11 @@ prep_snapshot_done(struct vs_out *out, void *arg)
 static void
 prep_disks_done(struct vs_out *out, void *arg)
 {
-	struct mig_rt *rt = token_take(arg);
+	struct mig_rt *rt = op_reply(out, arg, "reading the snapshot's disks");
 	size_t i;
 
 	if (rt == NULL)
 		return;
-	rt->op = NULL;
-	if (out->status != VS_OK) {
-		prep_op_failed(rt, "reading the snapshot's disks", out);
-		return;
-	}
 	if (out->ndisks != rt->d.ndisks) {
 		mig_fail(rt, "the source VM now has %zu disks, it had %zu; start the migration again", out->ndisks,
 		    rt->d.ndisks);
@@ -1303,7 +1290,7 @@ prep_areas_done(struct vs_out *out, void *arg)
 		return;
 	}
 	if (out->status != VS_OK) {
-		prep_op_failed(rt, "querying changed areas", out);
+		mig_vs_failed(rt, "querying changed areas", out);
 		return;
 	}
 	if (out->merge_gap > 0)
@@ -1379,7 +1366,7 @@ prep_prev_done(struct vs_out *out, void *arg)
 		return;
 	}
 	if (out->status != VS_OK) {
-		prep_op_failed(rt, "querying changed areas", out);
+		mig_vs_failed(rt, "querying changed areas", out);
 		return;
 	}
 	rt->prev_areas = out->extents;
@@ -1405,7 +1392,7 @@ prep_descriptor_done(struct vs_out *out, void *arg)
 	target = rt->step == PREP_TARGET_DESCRIPTORS;
 	file = target ? rt->d.disks[rt->i].dst_file : rt->d.disks[rt->i].src_file;
 	if (out->status != VS_OK) {
-		prep_op_failed(rt, target ? "reading the target disk's descriptor" : "reading the source disk's descriptor",
+		mig_vs_failed(rt, target ? "reading the target disk's descriptor" : "reading the source disk's descriptor",
 		    out);
 		return;
 	}
@@ -2137,15 +2124,10 @@ cut_vm_read(struct vs_out *out, void *arg)
 static void
 cut_target_read(struct vs_out *out, void *arg)
 {
-	struct mig_rt *rt = token_take(arg);
+	struct mig_rt *rt = op_reply(out, arg, "reading the target VM");
 
 	if (rt == NULL)
 		return;
-	rt->op = NULL;
-	if (out->status != VS_OK) {
-		mig_vs_failed(rt, "reading the target VM", out);
-		return;
-	}
 	if (out->vm->power != NULL && strcmp(out->vm->power, "poweredOn") == 0) {
 		job_log(rt->j, LOG_INFO, "the target VM is powered on");
 		rt->d.down_end_ms = now_ms();
@@ -2213,18 +2195,13 @@ mem_progress(void *arg, uint64_t copied, uint64_t checkpoint, int paused)
 static void
 mem_src_read(struct vs_out *out, void *arg)
 {
-	struct mig_rt *rt = token_take(arg);
+	struct mig_rt *rt = op_reply(out, arg, "reading the source VM");
 	struct copy_params p;
 	char *ds = NULL, *path = NULL, *local, *err = NULL, *slash;
 	int en = 0;
 
 	if (rt == NULL)
 		return;
-	rt->op = NULL;
-	if (out->status != VS_OK) {
-		mig_vs_failed(rt, "reading the source VM", out);
-		return;
-	}
 	if (out->vm->power == NULL || strcmp(out->vm->power, "suspended") != 0 || out->vm->suspend_file == NULL ||
 	    vs_split_ds_path(out->vm->suspend_file, &ds, &path) != 0) {
 		job_log(rt->j, LOG_WARN, "memory_snapshot: the source VM is %s with no memory state to carry; the target "
@@ -2306,15 +2283,10 @@ mem_fetched(void *arg, enum xfer_status st, const char *err)
 static void
 mem_pointed(struct vs_out *out, void *arg)
 {
-	struct mig_rt *rt = token_take(arg);
+	struct mig_rt *rt = op_reply(out, arg, "pointing the target VM at its memory state");
 
 	if (rt == NULL)
 		return;
-	rt->op = NULL;
-	if (out->status != VS_OK) {
-		mig_vs_failed(rt, "pointing the target VM at its memory state", out);
-		return;
-	}
 	job_log(rt->j, LOG_INFO, "memory_snapshot: the target VM resumes from the source's memory state (%llu bytes)",
 	    (unsigned long long)rt->mem_area.length);
 	rt->mem_done = 1;
