@@ -90,7 +90,7 @@ func fileSHA256(file string) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// afterSuspend writes the memory state and lists it in layoutEx.
+// afterSuspend writes the memory state (after() then lists it in layoutEx).
 func (p *Peer) afterSuspend(ref types.ManagedObjectReference) {
 	vm := vmObject(ref)
 	if vm == nil {
@@ -101,13 +101,12 @@ func (p *Peer) afterSuspend(ref types.ManagedObjectReference) {
 		return
 	}
 	p.writeMemoryImage(filepath.Join(dir, vm.Name+".vmss"), vm)
-	p.listSuspendFile(vm)
 }
 
-// listSuspendFile makes layoutEx.file list the VM's own suspend file, if
-// it has one, once and under its right name (vcsim's storage refresh,
-// run on snapshot operations, lists directory files without their
-// directory).
+// listSuspendFile, run by after() on every VM a call touched, makes
+// layoutEx.file list the VM's own suspend file, if it has one, once and
+// under its right name (vcsim's storage refresh, run on snapshot
+// operations, lists directory files without their directory).
 func (p *Peer) listSuspendFile(vm *simulator.VirtualMachine) {
 	dir, ds, ok := p.vmDir(vm)
 	if !ok {
@@ -152,7 +151,6 @@ func (p *Peer) afterPowerOn(ref types.ManagedObjectReference) {
 		return
 	}
 	os.Remove(file)
-	p.listSuspendFile(vm)
 	simulator.Map.WithLock(vm, func() {
 		if vm.Config != nil {
 			var keep []types.BaseOptionValue
