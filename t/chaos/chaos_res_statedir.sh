@@ -44,8 +44,9 @@ full_at=""
 attempts=0
 for ((r = 1; r <= rounds; r++)); do
 	# Fill the disk in the middle of the copy, once a checkpoint past the
-	# previous round's has been recorded.
-	base=$(( (r - 1) * 24 * MIB + 3 * MIB ))
+	# previous round's has been recorded: checkpoints come every 2 s, and
+	# at 2 MiB/s with a 1 s burst, 7 MiB take at least 2.5 s.
+	base=$(( (r - 1) * 24 * MIB + 7 * MIB ))
 	wait_until 120 sh -c "[ \$('$BIN/vmferryctl' -s '$SOCK' --json jobs st | jq '.jobs[0].bytes_done') -gt $base ]" ||
 		fail "round $r: the copy did not get past $((base / MIB)) MiB"
 	f0=$(store_field commit_failures)
