@@ -1,7 +1,9 @@
 /* Copying the areas of one disk from a source transport to a destination
  * transport: transfer_buffer-sized chunks, several in flight, paced by the
  * rule's bandwidth bucket, with a checkpoint below which everything is
- * copied and flushed to stable storage. */
+ * copied and flushed to stable storage.  When the source can stream into
+ * the destination (disk_can_stream: HTTPS into a file), each chunk is
+ * written as it arrives and no chunk-sized buffer exists. */
 #ifndef VMFERRY_COPY_H
 #define VMFERRY_COPY_H
 

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -22,13 +23,38 @@
 static char dir[64];
 static uint8_t *pattern;
 static enum xfer_status result;
+static char *result_err;
 static int finished;
 static uint64_t last_checkpoint;
+/* The copy under way, for the checkpoint check. */
+static const struct vs_extent *cur_areas;
+static size_t cur_n;
+static int cur_fd = -1;
 
+/* A checkpoint promises that everything of the areas below it is
+ * written: read the destination back as the copier reports one. */
 static void
 progress(void *arg, uint64_t copied, uint64_t checkpoint, int paused)
 {
+	size_t k;
+
 	assert_true(checkpoint >= last_checkpoint);
+	for (k = 0; k < cur_n; k++) {
+		uint64_t s = cur_areas[k].start, e = cur_areas[k].start + cur_areas[k].length;
+		uint8_t buf[4096];
+
+		s = s > last_checkpoint ? s : last_checkpoint;
+		e = e < checkpoint ? e : checkpoint;
+		while (s < e) {
+			size_t n = e - s < sizeof(buf) ? (size_t)(e - s) : sizeof(buf);
+
+			assert_int_equal(pread(cur_fd, buf, n, (off_t)s), (ssize_t)n);
+			if (memcmp(buf, pattern + s, n) != 0)
+				fail_msg("checkpoint %llu claims bytes at %llu that are not written",
+				    (unsigned long long)checkpoint, (unsigned long long)s);
+			s += n;
+		}
+	}
 	last_checkpoint = checkpoint;
 }
 
@@ -36,6 +62,8 @@ static void
 done(void *arg, enum xfer_status st, const char *err)
 {
 	result = st;
+	free(result_err);
+	result_err = err ? xstrdup(err) : NULL;
 	finished = 1;
 	event_base_loopexit(loop_base(), NULL);
 }
@@ -74,9 +102,16 @@ teardown(void **state)
 }
 
 /* A source whose reads complete after a delay that shrinks with the
- * offset, so later chunks finish before earlier ones (as over HTTPS). */
+ * offset, so later chunks finish before earlier ones (as over HTTPS).
+ * Streamed reads (read_to) put the first half of the range at once and
+ * the rest when they complete, so ranges are half written meanwhile. */
 struct slow_io {
 	struct event *ev;
+	struct disk *dst;
+	uint64_t off;
+	size_t len;
+	enum xfer_status st;    /* the first half's put failed */
+	char *err;
 	xfer_cb cb;
 	void *arg;
 };
@@ -87,21 +122,46 @@ slow_fire(evutil_socket_t fd, short what, void *arg)
 	struct slow_io *io = arg;
 
 	event_free(io->ev);
-	io->cb(io->arg, XFER_OK, NULL);
+	if (io->dst != NULL && io->st == XFER_OK) {
+		size_t half = io->len / 2;
+
+		io->st = io->dst->ops->put(io->dst, io->off + half, pattern + io->off + half, io->len - half, &io->err);
+	}
+	io->cb(io->arg, io->st, io->err);
+	free(io->err);
 	free(io);
+}
+
+static struct slow_io *
+slow_start(uint64_t off, size_t len, xfer_cb cb, void *arg)
+{
+	struct slow_io *io = xcalloc(1, sizeof(*io));
+	struct timeval tv = { 0, (long)((DISK - off) / 2048) };
+
+	io->off = off;
+	io->len = len;
+	io->cb = cb;
+	io->arg = arg;
+	io->ev = evtimer_new(loop_base(), slow_fire, io);
+	evtimer_add(io->ev, &tv);
+	return io;
 }
 
 static struct disk_io *
 slow_read(struct disk *d, uint64_t off, size_t len, void *buf, xfer_cb cb, void *arg)
 {
-	struct slow_io *io = xcalloc(1, sizeof(*io));
-	struct timeval tv = { 0, (long)((DISK - off) / 2048) };
-
 	memcpy(buf, pattern + off, len);
-	io->cb = cb;
-	io->arg = arg;
-	io->ev = evtimer_new(loop_base(), slow_fire, io);
-	evtimer_add(io->ev, &tv);
+	return (struct disk_io *)slow_start(off, len, cb, arg);
+}
+
+static struct disk_io *
+slow_read_to(struct disk *d, uint64_t off, size_t len, struct disk *dst, xfer_cb cb, void *arg)
+{
+	struct slow_io *io = slow_start(off, len, cb, arg);
+
+	io->dst = dst;
+	/* A put that fails now is reported when the read completes. */
+	io->st = dst->ops->put(dst, off, pattern + off, len / 2, &io->err);
 	return (struct disk_io *)io;
 }
 
@@ -111,6 +171,7 @@ slow_cancel(struct disk_io *io)
 	struct slow_io *s = (struct slow_io *)io;
 
 	event_free(s->ev);
+	free(s->err);
 	free(s);
 }
 
@@ -120,8 +181,22 @@ slow_close(struct disk *d)
 	free(d);
 }
 
-static const struct disk_ops slow_ops = { "slow", slow_read, NULL, slow_cancel, NULL, slow_close };
+static const struct disk_ops slow_ops = {
+	.name = "slow",
+	.read = slow_read,
+	.cancel = slow_cancel,
+	.close = slow_close,
+};
 
+static const struct disk_ops stream_ops = {
+	.name = "stream",
+	.read = slow_read,
+	.cancel = slow_cancel,
+	.close = slow_close,
+	.read_to = slow_read_to,
+};
+
+/* 0: the direct transport (buffers); 1: slow, buffers; 2: slow, streamed. */
 static int use_slow;
 
 /* Copy the areas into a fresh sparse file and check byte by byte. */
@@ -140,7 +215,7 @@ run_copy(const struct vs_extent *areas, size_t n, size_t chunk, int inflight, ui
 	unlink(path);
 	if (use_slow) {
 		src = xcalloc(1, sizeof(*src));
-		src->ops = &slow_ops;
+		src->ops = use_slow == 2 ? &stream_ops : &slow_ops;
 		src->size = DISK;
 	} else {
 		src = disk_open_direct(dir, "src", DISK, 0, &err);
@@ -158,10 +233,18 @@ run_copy(const struct vs_extent *areas, size_t n, size_t chunk, int inflight, ui
 	p.inflight = inflight;
 	p.progress = progress;
 	p.done = done;
+	/* A checkpoint after every chunk, each one checked. */
+	p.checkpoint_s = 1e-9;
 	finished = 0;
 	last_checkpoint = resume;
+	cur_areas = areas;
+	cur_n = n;
+	cur_fd = open(path, O_RDONLY);
+	assert_true(cur_fd >= 0);
+	assert_int_equal(disk_can_stream(src, dst), use_slow == 2);
 	copy_start(&p);
 	event_base_dispatch(loop_base());
+	close(cur_fd);
 	assert_true(finished);
 	assert_int_equal(result, XFER_OK);
 	disk_close(src);
@@ -196,7 +279,7 @@ test_many_small_areas(void **state)
 		a[i].start = (uint64_t)(i * 2 + 1) * 65536;
 		a[i].length = 65536;
 	}
-	for (use_slow = 0; use_slow < 2; use_slow++) {
+	for (use_slow = 0; use_slow < 3; use_slow++) {
 		run_copy(a, 23, 4u << 20, 2, 0);
 		run_copy(a, 23, 4096, 7, 0);
 		run_copy(a, 23, 65536, 1, 0);
@@ -208,11 +291,101 @@ test_odd_sizes_and_resume(void **state)
 {
 	struct vs_extent a[3] = { { 0, 1000001 }, { 1500000, 7 }, { 2000000, DISK - 2000000 } };
 
-	for (use_slow = 0; use_slow < 2; use_slow++) {
+	for (use_slow = 0; use_slow < 3; use_slow++) {
 		run_copy(a, 3, 65536 + 13, 4, 0);
 		run_copy(a, 3, 1u << 20, 3, 1200000);
 		run_copy(a, 3, 333333, 2, 2000001);
 	}
+}
+
+/* A destination that runs out of space at 1 MiB (a full temp_dir). */
+struct full_disk {
+	struct disk base;
+	struct disk *file;
+};
+
+static enum xfer_status
+full_put(struct disk *d, uint64_t off, const void *p, size_t n, char **err)
+{
+	struct full_disk *f = (struct full_disk *)d;
+
+	if (off + n > (1u << 20)) {
+		*err = xstrdup("staging image: No space left on device");
+		return XFER_TRANSIENT;
+	}
+	return f->file->ops->put(f->file, off, p, n, err);
+}
+
+static int
+full_flush(struct disk *d)
+{
+	struct full_disk *f = (struct full_disk *)d;
+
+	return f->file->ops->flush(f->file);
+}
+
+static void
+full_close(struct disk *d)
+{
+	struct full_disk *f = (struct full_disk *)d;
+
+	disk_close(f->file);
+	free(f);
+}
+
+static const struct disk_ops full_ops = {
+	.name = "full",
+	.flush = full_flush,
+	.close = full_close,
+	.put = full_put,
+};
+
+/* A streamed write that fails ends the copy with the destination's
+ * status and reason, and no checkpoint claims what was not written. */
+static void
+test_stream_put_fails(void **state)
+{
+	struct vs_extent a[1] = { { 0, DISK } };
+	struct copy_params p;
+	struct full_disk *dst = xcalloc(1, sizeof(*dst));
+	struct disk *src = xcalloc(1, sizeof(*src));
+	char *err = NULL, path[128];
+	int en;
+
+	snprintf(path, sizeof(path), "%s/dst", dir);
+	unlink(path);
+	src->ops = &stream_ops;
+	src->size = DISK;
+	dst->file = disk_open_file(path, DISK, 1, &err, &en);
+	assert_non_null(dst->file);
+	dst->base.ops = &full_ops;
+	dst->base.size = DISK;
+	memset(&p, 0, sizeof(p));
+	p.src = src;
+	p.dst = &dst->base;
+	p.areas = a;
+	p.nareas = 1;
+	p.chunk = 256u << 10;
+	p.inflight = 3;
+	p.progress = progress;
+	p.done = done;
+	p.checkpoint_s = 1e-9;
+	finished = 0;
+	last_checkpoint = 0;
+	cur_areas = a;
+	cur_n = 1;
+	cur_fd = open(path, O_RDONLY);
+	assert_true(cur_fd >= 0);
+	copy_start(&p);
+	event_base_dispatch(loop_base());
+	close(cur_fd);
+	assert_true(finished);
+	assert_int_equal(result, XFER_TRANSIENT);
+	assert_non_null(result_err);
+	assert_non_null(strstr(result_err, "No space left on device"));
+	assert_true(last_checkpoint <= (1u << 20));
+	disk_close(src);
+	disk_close(&dst->base);
 }
 
 int
@@ -221,6 +394,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_many_small_areas, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_odd_sizes_and_resume, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stream_put_fails, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
