@@ -35,6 +35,8 @@ struct copy_params {
 	/* Progress: bytes copied in this run, and the checkpoint (all below
 	 * it is on stable storage). */
 	void (*progress)(void *arg, uint64_t copied, uint64_t checkpoint, int paused);
+	/* XFER_OK only once everything copied is flushed (the last
+	 * checkpoint is the end of the areas). */
 	void (*done)(void *arg, enum xfer_status st, const char *error);
 	void *arg;
 };
