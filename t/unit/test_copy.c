@@ -198,6 +198,9 @@ static const struct disk_ops stream_ops = {
 
 /* 0: the direct transport (buffers); 1: slow, buffers; 2: slow, streamed. */
 static int use_slow;
+/* Seconds between checkpoints: tiny checks one after every chunk, long
+ * leaves only the one the copier owes at the end. */
+static double ckpt_s = 1e-9;
 
 /* Copy the areas into a fresh sparse file and check byte by byte. */
 static void
@@ -233,8 +236,7 @@ run_copy(const struct vs_extent *areas, size_t n, size_t chunk, int inflight, ui
 	p.inflight = inflight;
 	p.progress = progress;
 	p.done = done;
-	/* A checkpoint after every chunk, each one checked. */
-	p.checkpoint_s = 1e-9;
+	p.checkpoint_s = ckpt_s;
 	finished = 0;
 	last_checkpoint = resume;
 	cur_areas = areas;
@@ -247,6 +249,9 @@ run_copy(const struct vs_extent *areas, size_t n, size_t chunk, int inflight, ui
 	close(cur_fd);
 	assert_true(finished);
 	assert_int_equal(result, XFER_OK);
+	/* Success comes after a checkpoint (a flush) that claims it all:
+	 * nobody flushes after the copier. */
+	assert_true(last_checkpoint >= areas[n - 1].start + areas[n - 1].length);
 	disk_close(src);
 	disk_close(dst);
 	f = fopen(path, "rb");
@@ -283,6 +288,9 @@ test_many_small_areas(void **state)
 		run_copy(a, 23, 4u << 20, 2, 0);
 		run_copy(a, 23, 4096, 7, 0);
 		run_copy(a, 23, 65536, 1, 0);
+		ckpt_s = 3600;
+		run_copy(a, 23, 65536, 3, 0);
+		ckpt_s = 1e-9;
 	}
 }
 
