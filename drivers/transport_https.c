@@ -175,6 +175,19 @@ io_reply_fits(const struct disk_io *io, long st)
 	return st == 206 || (st == 200 && io->off == 0 && io->len == io->d->base.size);
 }
 
+static char *
+io_misfit(const struct disk_io *io, long st)
+{
+	return xasprintf("%s: range %llu+%zu answered with HTTP %ld", io->label, (unsigned long long)io->off, io->len, st);
+}
+
+/* Streamed reads gather at most this much before a put. */
+static size_t
+io_piece_size(const struct disk_io *io)
+{
+	return io->len < XFER_PIECE ? io->len : XFER_PIECE;
+}
+
 static int
 io_stream_sink(const void *p, size_t n, void *arg)
 {
@@ -184,16 +197,15 @@ io_stream_sink(const void *p, size_t n, void *arg)
 
 	if (!io_reply_fits(io, st)) {
 		io->put_st = XFER_FATAL;
-		io->put_err = xasprintf("%s: range %llu+%zu answered with HTTP %ld", io->label, (unsigned long long)io->off,
-		    io->len, st);
+		io->put_err = io_misfit(io, st);
 		return -1;
 	}
 	if (n > io->len - io->got)
 		return -1;
 	if (io->piece == NULL)
-		io->piece = xmalloc(io->len < XFER_PIECE ? io->len : XFER_PIECE);
+		io->piece = xmalloc(io_piece_size(io));
 	while (n > 0) {
-		size_t room = (io->len < XFER_PIECE ? io->len : XFER_PIECE) - io->npiece;
+		size_t room = io_piece_size(io) - io->npiece;
 		size_t k = n < room ? n : room;
 
 		memcpy(io->piece + io->npiece, b, k);
@@ -259,8 +271,7 @@ io_http_done(struct http_req *h, void *arg)
 		return;
 	}
 	if (!io_reply_fits(io, st)) {
-		why = xasprintf("%s: range %llu+%zu answered with HTTP %ld", io->label, (unsigned long long)io->off,
-		    io->len, st);
+		why = io_misfit(io, st);
 		io_finish(io, XFER_FATAL, why);
 		free(why);
 		return;

@@ -2,7 +2,8 @@
 # What a migration refuses, with a clear reason and without side effects:
 # a VM with an independent disk (seed: not supported), `migrate` outside
 # 迁移就绪 (ready), a name clash with a target VM that the rule did not
-# create, a missing source VM and a missing target host.
+# create, a missing source VM, a missing target host, and a source whose
+# datastore answers range requests with the whole file.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/migrate_lib.sh"
 
@@ -12,7 +13,8 @@ cat >"$T/fixture.json" <<JSON
                                                            {"capacity":1048597,"seed":2,"mode":"independent_persistent"}]},
         {"name":"slow01","host":"H0","power":"on","disks":[{"capacity":6291473,"seed":3}]},
         {"name":"clash01","host":"H0","power":"on","disks":[{"capacity":1048601,"seed":4}]},
-        {"name":"nohost01","host":"H0","power":"off","disks":[{"capacity":1048609,"seed":5}]}]}
+        {"name":"nohost01","host":"H0","power":"off","disks":[{"capacity":1048609,"seed":5}]},
+        {"name":"norange01","host":"H0","power":"on","disks":[{"capacity":3145757,"seed":6}]}]}
 JSON
 cat >"$T/target-fixture.json" <<JSON
 {"datacenters":[{"name":"DC0","hosts":["H0"],"datastores":["ds0"]}],
@@ -89,3 +91,15 @@ assert_eq "$(vm_count "$D_CTL" nohost01)" 0 "no target VM for a rule with a miss
 
 assert_eq "$(curl -sf "$D_CTL/vms" | jq -r '[.[].name] | join(",")')" "clash01,slow01" \
 	"the target holds only the foreign VM and the one migrated VM"
+
+# --- A datastore that ignores Range and sends the whole file (HTTP 200):
+# the copy stops with that reason at once, and what came is not taken for
+# the range asked (a retry would get the same answer).
+fault "$S_CTL" '{"ignore_range":true}'
+mig_rule norange norange01 "fast_transfer: true"
+wait_job norange norange01 failed 60
+assert_match "$(job_field norange norange01 error)" "range [0-9]+\\+[0-9]+ answered with HTTP 200" \
+	"a whole file sent for a range fails the copy, naming the answer"
+st=$(ctl --json stats norange norange01 | jq -r '.jobs[0] | "\(.successes) \(.failures)"')
+assert_eq "$st" "0 1" "the statistics count one failure"
+fault "$S_CTL" '{"ignore_range":false}'

@@ -43,6 +43,7 @@ type faultRequest struct {
 	SessionExpiryS *float64        `json:"session_expiry_s"`
 	OutageS        *float64        `json:"outage_s"`
 	CBTReset       *cbtResetFault  `json:"cbt_reset"`
+	IgnoreRange    *bool           `json:"ignore_range"`
 	Clear          bool            `json:"clear"`
 	Seed           *int64          `json:"seed"`
 }
@@ -55,6 +56,7 @@ type faultState struct {
 	httpErr       *httpErrorFault
 	drop          *dropFault
 	expiry        time.Duration
+	ignoreRange   bool
 	outageUntil   time.Time
 	injectedHTTP  int
 	injectedDrops int
@@ -114,6 +116,14 @@ func (f *faultState) httpError(kind string, w http.ResponseWriter) bool {
 	return true
 }
 
+// rangeIgnored: /folder GETs answer with the whole file (HTTP 200), as a
+// server without Range support would.
+func (f *faultState) rangeIgnored() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ignoreRange
+}
+
 // dropAfter returns how many body bytes to send before cutting the
 // connection, or -1 for no drop.
 func (f *faultState) dropAfter(length int64) int64 {
@@ -147,6 +157,9 @@ func (f *faultState) snapshot() map[string]interface{} {
 	if f.drop != nil {
 		out["drop"] = f.drop
 	}
+	if f.ignoreRange {
+		out["ignore_range"] = true
+	}
 	if time.Now().Before(f.outageUntil) {
 		out["outage_remaining_s"] = time.Until(f.outageUntil).Seconds()
 	}
@@ -163,7 +176,7 @@ func (p *Peer) applyFault(req *faultRequest) error {
 	}
 	f.mu.Lock()
 	if req.Clear {
-		f.delayF, f.httpErr, f.drop, f.expiry = nil, nil, nil, 0
+		f.delayF, f.httpErr, f.drop, f.expiry, f.ignoreRange = nil, nil, nil, 0, false
 		f.injectedHTTP, f.injectedDrops = 0, 0
 		f.seed = 1
 		f.rng = rand.New(rand.NewSource(1))
@@ -192,6 +205,9 @@ func (p *Peer) applyFault(req *faultRequest) error {
 	}
 	if req.SessionExpiryS != nil {
 		f.expiry = time.Duration(*req.SessionExpiryS * float64(time.Second))
+	}
+	if req.IgnoreRange != nil {
+		f.ignoreRange = *req.IgnoreRange
 	}
 	f.mu.Unlock()
 	if req.Clear {

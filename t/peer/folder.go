@@ -117,6 +117,9 @@ func (p *Peer) serveFolder(w http.ResponseWriter, r *http.Request) {
 			p.listDir(w, f, rel, r.URL.RawQuery)
 			return
 		}
+		if p.faults.rangeIgnored() {
+			r.Header.Del("Range")
+		}
 		cw := &countingWriter{ResponseWriter: w, stats: p.stats, key: key, cut: -1}
 		if r.Method == http.MethodGet {
 			cw.cut = p.faults.dropAfter(bodyLength(r, st.Size()))
