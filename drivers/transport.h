@@ -1,7 +1,8 @@
 /* Disk transports: how disk bytes move between a datastore and the
  * engine.  Two implementations behind one interface:
- *   https   /folder Range GETs into the caller's buffers (several in
- *           flight per disk), whole-file PUT streamed from a local file;
+ *   https   /folder Range GETs into the caller's buffers or streamed
+ *           into a writable disk as they arrive (several in flight per
+ *           disk), whole-file PUT streamed from a local file;
  *   direct  a datastore mounted on the node (datastore_mounts), read and
  *           written in place.
  * Further transports (NFC, VDDK) implement the same operations. */
@@ -32,6 +33,14 @@ struct disk_ops {
 	/* Make written data durable; NULL for read-only transports. */
 	int (*flush)(struct disk *d);
 	void (*close)(struct disk *d);
+	/* Read a range and hand it to dst's put piece by piece as it
+	 * arrives, with no buffer for the whole range (the data is written
+	 * while it is still in the CPU's cache).  NULL when the transport
+	 * has no such path (the caller reads into a buffer, then writes). */
+	struct disk_io *(*read_to)(struct disk *d, uint64_t off, size_t len, struct disk *dst, xfer_cb cb, void *arg);
+	/* Write now, before returning: XFER_OK, or a status and *err
+	 * (malloc'd).  NULL for transports that cannot write in place. */
+	enum xfer_status (*put)(struct disk *d, uint64_t off, const void *p, size_t n, char **err);
 };
 
 struct disk {
@@ -61,6 +70,20 @@ static inline struct disk_io *
 disk_write(struct disk *d, uint64_t off, size_t len, const void *buf, xfer_cb cb, void *arg)
 {
 	return d->ops->write != NULL ? d->ops->write(d, off, len, buf, cb, arg) : NULL;
+}
+
+/* Whether a range can go from src to dst without a buffer (read_to). */
+static inline int
+disk_can_stream(const struct disk *src, const struct disk *dst)
+{
+	return src->ops->read_to != NULL && dst->ops->put != NULL;
+}
+
+/* Only when disk_can_stream(d, dst); NULL if the range is outside d. */
+static inline struct disk_io *
+disk_read_to(struct disk *d, uint64_t off, size_t len, struct disk *dst, xfer_cb cb, void *arg)
+{
+	return d->ops->read_to(d, off, len, dst, cb, arg);
 }
 
 /* Stop a request: its callback is not called. */

@@ -15,6 +15,10 @@
 #define XFER_RETRY_WINDOW_S 15.0
 #define XFER_BACKOFF_FIRST_S 0.2
 #define XFER_BACKOFF_MAX_S 4.0
+/* A streamed range is gathered into pieces of this size before each write:
+ * TLS hands over at most 16 KiB at a time, and one write per piece costs
+ * more in system calls than the copy into a buffer that stays in cache. */
+#define XFER_PIECE (256u << 10)
 
 struct disk_io {
 	TAILQ_ENTRY(disk_io) link;
@@ -24,7 +28,12 @@ struct disk_io {
 	char *label;
 	uint64_t off;
 	size_t len;
-	uint8_t *buf;
+	uint8_t *buf;               /* reads into the caller's buffer */
+	struct disk *dst;           /* streamed reads (read_to) */
+	uint8_t *piece;             /* streamed reads: bytes not yet put */
+	size_t npiece;
+	enum xfer_status put_st;    /* a put failed: why */
+	char *put_err;
 	size_t got;
 	int fd;                     /* uploads */
 	xfer_cb cb;
@@ -61,6 +70,8 @@ io_free(struct disk_io *io)
 		event_free(io->timer);
 	free(io->url);
 	free(io->label);
+	free(io->piece);
+	free(io->put_err);
 	free(io);
 }
 
@@ -137,6 +148,81 @@ io_sink(const void *p, size_t n, void *arg)
 }
 
 static void
+io_put_failed(struct disk_io *io)
+{
+	char *why = io->put_err;
+
+	io->put_err = NULL;
+	io_finish(io, io->put_st, why);
+	free(why);
+}
+
+/* Write what is gathered at its place in the range (got counts it). */
+static int
+io_put_piece(struct disk_io *io)
+{
+	uint64_t at = io->off + io->got - io->npiece;
+
+	if (io->npiece == 0)
+		return 0;
+	io->put_st = io->dst->ops->put(io->dst, at, io->piece, io->npiece, &io->put_err);
+	io->npiece = 0;
+	return io->put_st == XFER_OK ? 0 : -1;
+}
+
+/* Whether the reply is the range asked for (anything else, such as a
+ * whole file for a range, must not reach the disk). */
+static int
+io_reply_fits(const struct disk_io *io, long st)
+{
+	return st == 206 || (st == 200 && io->off == 0 && io->len == io->d->base.size);
+}
+
+static char *
+io_misfit(const struct disk_io *io, long st)
+{
+	return xasprintf("%s: range %llu+%zu answered with HTTP %ld", io->label, (unsigned long long)io->off, io->len, st);
+}
+
+/* Streamed reads gather at most this much before a put. */
+static size_t
+io_piece_size(const struct disk_io *io)
+{
+	return io->len < XFER_PIECE ? io->len : XFER_PIECE;
+}
+
+static int
+io_stream_sink(const void *p, size_t n, void *arg)
+{
+	struct disk_io *io = arg;
+	const uint8_t *b = p;
+	long st = http_status(io->http);
+
+	if (!io_reply_fits(io, st)) {
+		io->put_st = XFER_FATAL;
+		io->put_err = io_misfit(io, st);
+		return -1;
+	}
+	if (n > io->len - io->got)
+		return -1;
+	if (io->piece == NULL)
+		io->piece = xmalloc(io_piece_size(io));
+	while (n > 0) {
+		size_t room = io_piece_size(io) - io->npiece;
+		size_t k = n < room ? n : room;
+
+		memcpy(io->piece + io->npiece, b, k);
+		io->npiece += k;
+		io->got += k;
+		b += k;
+		n -= k;
+		if (k == room && io_put_piece(io) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+static void
 io_http_done(struct http_req *h, void *arg)
 {
 	struct disk_io *io = arg;
@@ -144,6 +230,12 @@ io_http_done(struct http_req *h, void *arg)
 	char *why;
 
 	io->http = NULL;
+	if (io->put_err != NULL) {
+		/* The reply or the destination refused: that reason, not curl's. */
+		http_free(h);
+		io_put_failed(io);
+		return;
+	}
 	if (http_transport_failed(h)) {
 		int tls = http_tls_refused(h);
 
@@ -185,9 +277,8 @@ io_http_done(struct http_req *h, void *arg)
 		}
 		return;
 	}
-	if (st != 206 && !(st == 200 && io->off == 0 && io->len == io->d->base.size)) {
-		why = xasprintf("%s: range %llu+%zu answered with HTTP %ld", io->label, (unsigned long long)io->off,
-		    io->len, st);
+	if (!io_reply_fits(io, st)) {
+		why = io_misfit(io, st);
 		io_finish(io, XFER_FATAL, why);
 		free(why);
 		return;
@@ -197,6 +288,10 @@ io_http_done(struct http_req *h, void *arg)
 		why = xasprintf("short read: %zu of %zu bytes", io->got, io->len);
 		io_transient(io, why);
 		free(why);
+		return;
+	}
+	if (io->dst != NULL && io_put_piece(io) != 0) {
+		io_put_failed(io);
 		return;
 	}
 	io_finish(io, XFER_OK, NULL);
@@ -217,12 +312,13 @@ io_send(struct disk_io *io)
 		io->first_try = now_mono();
 	io->got = 0;
 	io->overflow = 0;
+	io->npiece = 0;
 	h = http_new(io->d != NULL ? "GET" : "PUT", io->url);
 	http_set_tls(h, &vs_config(io->c)->tls);
 	http_set_cookie(h, cookie);
 	if (io->d != NULL) {
 		http_set_range(h, io->off, io->off + io->len - 1);
-		http_set_sink(h, io_sink, io);
+		http_set_sink(h, io->dst != NULL ? io_stream_sink : io_sink, io);
 	} else {
 		http_add_header(h, "Content-Type: application/octet-stream");
 		http_set_upload_fd(h, io->fd, io->len);
@@ -237,7 +333,7 @@ io_send(struct disk_io *io)
 }
 
 static struct disk_io *
-https_read(struct disk *dk, uint64_t off, size_t len, void *buf, xfer_cb cb, void *arg)
+https_range(struct disk *dk, uint64_t off, size_t len, void *buf, struct disk *dst, xfer_cb cb, void *arg)
 {
 	struct https_disk *d = (struct https_disk *)dk;
 	struct disk_io *io;
@@ -252,6 +348,7 @@ https_read(struct disk *dk, uint64_t off, size_t len, void *buf, xfer_cb cb, voi
 	io->off = off;
 	io->len = len;
 	io->buf = buf;
+	io->dst = dst;
 	io->cb = cb;
 	io->arg = arg;
 	io->fd = -1;
@@ -259,6 +356,18 @@ https_read(struct disk *dk, uint64_t off, size_t len, void *buf, xfer_cb cb, voi
 	TAILQ_INSERT_TAIL(&d->ios, io, link);
 	io_send(io);
 	return io;
+}
+
+static struct disk_io *
+https_read(struct disk *dk, uint64_t off, size_t len, void *buf, xfer_cb cb, void *arg)
+{
+	return https_range(dk, off, len, buf, NULL, cb, arg);
+}
+
+static struct disk_io *
+https_read_to(struct disk *dk, uint64_t off, size_t len, struct disk *dst, xfer_cb cb, void *arg)
+{
+	return https_range(dk, off, len, NULL, dst, cb, arg);
 }
 
 static void
@@ -287,6 +396,8 @@ static const struct disk_ops https_ops = {
 	.cancel = https_cancel,
 	.flush = NULL,
 	.close = https_close,
+	.read_to = https_read_to,
+	.put = NULL,
 };
 
 struct disk *

@@ -10,7 +10,7 @@
 #include "engine/loop.h"
 #include "engine/util.h"
 
-#define TASK_POLL_FIRST_MS 100
+#define TASK_POLL_FIRST_MS 20
 #define TASK_POLL_MAX_MS 1000
 #define FILE_MAX (1u << 20)
 #define FILE_TIMEOUT_MS (120L * 1000)

@@ -39,6 +39,7 @@ struct copy {
 	int waiting;            /* the timer is armed */
 	int finished;
 	int paused;
+	int stream;             /* ranges go from source to destination without a buffer */
 };
 
 uint64_t
@@ -149,6 +150,11 @@ chunk_read(void *arg, enum xfer_status st, const char *err)
 	struct chunk *k = arg;
 	struct copy *c = k->c;
 
+	if (c->stream) {
+		/* Streamed: the range is written already. */
+		chunk_written(arg, st, err);
+		return;
+	}
 	k->io = NULL;
 	if (st != XFER_OK) {
 		copy_fail(c, st, err);
@@ -243,10 +249,14 @@ copy_pump(struct copy *c)
 		c->cursor += k->len;
 		k->busy = 1;
 		k->writing = 0;
-		k->buf = xmalloc(k->len);
 		c->in_flight += k->len;
 		busy++;
-		k->io = disk_read(c->p.src, k->off, k->len, k->buf, chunk_read, k);
+		if (c->stream) {
+			k->io = disk_read_to(c->p.src, k->off, k->len, c->p.dst, chunk_read, k);
+		} else {
+			k->buf = xmalloc(k->len);
+			k->io = disk_read(c->p.src, k->off, k->len, k->buf, chunk_read, k);
+		}
 		if (k->io == NULL) {
 			copy_fail(c, XFER_FATAL, "the source refused a read inside the disk");
 			return;
@@ -280,6 +290,7 @@ copy_start(const struct copy_params *p)
 	c->chunks = xcalloc((size_t)c->nslots, sizeof(*c->chunks));
 	for (i = 0; i < c->nslots; i++)
 		c->chunks[i].c = c;
+	c->stream = disk_can_stream(c->p.src, c->p.dst);
 	c->cursor = p->resume;
 	c->checkpoint = p->resume;
 	c->last_checkpoint = now_mono();

@@ -1,7 +1,9 @@
 /* Copying the areas of one disk from a source transport to a destination
  * transport: transfer_buffer-sized chunks, several in flight, paced by the
  * rule's bandwidth bucket, with a checkpoint below which everything is
- * copied and flushed to stable storage. */
+ * copied and flushed to stable storage.  When the source can stream into
+ * the destination (disk_can_stream: HTTPS into a file), each chunk is
+ * written as it arrives and no chunk-sized buffer exists. */
 #ifndef VMFERRY_COPY_H
 #define VMFERRY_COPY_H
 
@@ -33,6 +35,8 @@ struct copy_params {
 	/* Progress: bytes copied in this run, and the checkpoint (all below
 	 * it is on stable storage). */
 	void (*progress)(void *arg, uint64_t copied, uint64_t checkpoint, int paused);
+	/* XFER_OK only once everything copied is flushed (the last
+	 * checkpoint is the end of the areas). */
 	void (*done)(void *arg, enum xfer_status st, const char *error);
 	void *arg;
 };

@@ -142,7 +142,9 @@ http_write_cb(char *p, size_t size, size_t nmemb, void *arg)
 
 	r->received += n;
 	h.total_bytes += n;
-	if (r->sink != NULL) {
+	if (r->status == 0)
+		curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
+	if (r->sink != NULL && r->status >= 200 && r->status < 300) {
 		if (r->sink(p, n, r->sink_arg) != 0) {
 			r->sink_aborted = 1;
 			return 0;
@@ -493,6 +495,7 @@ http_start(struct http_req *r, http_done_fn done, void *arg)
 	r->resp_headers.len = 0;
 	r->resp_headers.data[0] = '\0';
 	r->received = 0;
+	r->status = 0;
 	r->seen_cert = r->cert_refused = r->sink_aborted = r->body_too_large = 0;
 	free(r->errmsg);
 	r->errmsg = NULL;

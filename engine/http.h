@@ -23,7 +23,9 @@ struct http_tls {
 };
 
 typedef void (*http_done_fn)(struct http_req *r, void *arg);
-/* Receives the response body; return 0 to go on, -1 to abort the request. */
+/* Receives the body of a 2xx response (http_status() tells which) as it
+ * arrives; return 0 to go on, -1 to abort the request.  Other bodies
+ * (error pages) are collected as without a sink. */
 typedef int (*http_sink_fn)(const void *p, size_t n, void *arg);
 
 int http_init(struct event_base *base);
@@ -55,7 +57,7 @@ void http_cancel(struct http_req *r);
 void http_free(struct http_req *r);
 
 /* Results, valid in and after the done callback. */
-long http_status(const struct http_req *r);       /* 0 if no HTTP answer */
+long http_status(const struct http_req *r);       /* 0 if no HTTP answer; known in the sink too */
 const char *http_error(const struct http_req *r); /* NULL on a transport success */
 int http_transport_failed(const struct http_req *r);
 /* The connection could not be made: the request never reached the server. */

@@ -1,6 +1,9 @@
 #include "engine/sched.h"
 
 #include <event2/event.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +24,7 @@ static struct {
 	struct host_count *hosts;
 	size_t nhosts;
 	struct event *kick_ev;
+	int had_active;         /* a slot was taken since the last trim */
 	int init;
 } sc;
 
@@ -28,6 +32,16 @@ static void
 sched_kick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	sched_pass();
+#ifdef __GLIBC__
+	/* The last slot was given back and nothing waits: what the transfers
+	 * freed (TLS and curl state, many small pieces) goes back to the
+	 * system.  glibc keeps freed memory inside its heap otherwise, and
+	 * a thousand idle jobs would look several megabytes larger. */
+	if (sc.active == 0 && sc.nqueued == 0 && sc.had_active) {
+		sc.had_active = 0;
+		malloc_trim(0);
+	}
+#endif
 }
 
 static void
@@ -125,6 +139,7 @@ sched_hold(struct sched_item *it)
 	sched_dequeue(it);
 	it->active = 1;
 	sc.active++;
+	sc.had_active = 1;
 	host_slot(it->host)->active++;
 }
 

@@ -4,7 +4,8 @@
 # 迁移就绪 (ready), a name clash with a target VM that the rule did not
 # create, a missing source VM and a missing target host, a source whose
 # certificate does not match the pinned thumbprint and a target that
-# refuses the login (both at the first contact, not as a lost peer).
+# refuses the login (both at the first contact, not as a lost peer), and a
+# source whose datastore answers range requests with the whole file.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/migrate_lib.sh"
 
@@ -16,7 +17,8 @@ cat >"$T/fixture.json" <<JSON
         {"name":"clash01","host":"H0","power":"on","disks":[{"capacity":1048601,"seed":4}]},
         {"name":"nohost01","host":"H0","power":"off","disks":[{"capacity":1048609,"seed":5}]},
         {"name":"pin01","host":"H0","power":"on","disks":[{"capacity":1048613,"seed":6}]},
-        {"name":"pw01","host":"H0","power":"on","disks":[{"capacity":1048627,"seed":7}]}]}
+        {"name":"pw01","host":"H0","power":"on","disks":[{"capacity":1048627,"seed":7}]},
+        {"name":"norange01","host":"H0","power":"on","disks":[{"capacity":3145757,"seed":8}]}]}
 JSON
 cat >"$T/target-fixture.json" <<JSON
 {"datacenters":[{"name":"DC0","hosts":["H0"],"datastores":["ds0"]}],
@@ -112,3 +114,15 @@ assert_eq "$(vm_count "$D_CTL" pin01) $(vm_count "$D_CTL" pw01) $(snap_count pin
 
 assert_eq "$(curl -sf "$D_CTL/vms" | jq -r '[.[].name] | join(",")')" "clash01,slow01" \
 	"the target holds only the foreign VM and the one migrated VM"
+
+# --- A datastore that ignores Range and sends the whole file (HTTP 200):
+# the copy stops with that reason at once, and what came is not taken for
+# the range asked (a retry would get the same answer).
+fault "$S_CTL" '{"ignore_range":true}'
+mig_rule norange norange01 "fast_transfer: true"
+wait_job norange norange01 failed 60
+assert_match "$(job_field norange norange01 error)" "range [0-9]+\\+[0-9]+ answered with HTTP 200" \
+	"a whole file sent for a range fails the copy, naming the answer"
+st=$(ctl --json stats norange norange01 | jq -r '.jobs[0] | "\(.successes) \(.failures)"')
+assert_eq "$st" "0 1" "the statistics count one failure"
+fault "$S_CTL" '{"ignore_range":false}'

@@ -48,6 +48,7 @@ type faultRequest struct {
 	CBTReset       *cbtResetFault  `json:"cbt_reset"`
 	Hostile        *hostileFault   `json:"hostile"`
 	Cert           *string         `json:"cert"` // "new": a fresh self-signed certificate; "original"
+	IgnoreRange    *bool           `json:"ignore_range"`
 	Clear          bool            `json:"clear"`
 	Seed           *int64          `json:"seed"`
 }
@@ -60,6 +61,7 @@ type faultState struct {
 	httpErr         *httpErrorFault
 	drop            *dropFault
 	expiry          time.Duration
+	ignoreRange     bool
 	outageUntil     time.Time
 	hostile         *hostileFault
 	injectedHTTP    int
@@ -121,6 +123,14 @@ func (f *faultState) httpError(kind, method string, w http.ResponseWriter) bool 
 	return true
 }
 
+// rangeIgnored: /folder GETs answer with the whole file (HTTP 200), as a
+// server without Range support would.
+func (f *faultState) rangeIgnored() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ignoreRange
+}
+
 // dropAfter returns how many body bytes of a request with that method to
 // send (GET) or take (PUT) before cutting the connection, or -1 for no drop.
 func (f *faultState) dropAfter(method string, length int64) int64 {
@@ -172,6 +182,9 @@ func (f *faultState) snapshot() map[string]interface{} {
 	if f.hostile != nil {
 		out["hostile"] = f.hostile
 	}
+	if f.ignoreRange {
+		out["ignore_range"] = true
+	}
 	if time.Now().Before(f.outageUntil) {
 		out["outage_remaining_s"] = time.Until(f.outageUntil).Seconds()
 	}
@@ -199,7 +212,7 @@ func (p *Peer) applyFault(req *faultRequest) error {
 	}
 	f.mu.Lock()
 	if req.Clear {
-		f.delayF, f.httpErr, f.drop, f.expiry, f.hostile = nil, nil, nil, 0, nil
+		f.delayF, f.httpErr, f.drop, f.expiry, f.hostile, f.ignoreRange = nil, nil, nil, 0, nil, false
 		f.injectedHTTP, f.injectedDrops, f.injectedHostile = 0, 0, 0
 		f.seed = 1
 		f.rng = rand.New(rand.NewSource(1))
@@ -234,6 +247,9 @@ func (p *Peer) applyFault(req *faultRequest) error {
 	}
 	if req.SessionExpiryS != nil {
 		f.expiry = time.Duration(*req.SessionExpiryS * float64(time.Second))
+	}
+	if req.IgnoreRange != nil {
+		f.ignoreRange = *req.IgnoreRange
 	}
 	f.mu.Unlock()
 	if req.Clear {

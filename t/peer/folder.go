@@ -117,6 +117,9 @@ func (p *Peer) serveFolder(w http.ResponseWriter, r *http.Request) {
 			p.listDir(w, f, rel, r.URL.RawQuery)
 			return
 		}
+		if p.faults.rangeIgnored() {
+			r.Header.Del("Range")
+		}
 		var out http.ResponseWriter = w
 		if r.Method == http.MethodGet {
 			if h := p.faults.hostileFor("/folder", "", rel); h != nil {

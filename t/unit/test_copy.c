@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -22,13 +23,38 @@
 static char dir[64];
 static uint8_t *pattern;
 static enum xfer_status result;
+static char *result_err;
 static int finished;
 static uint64_t last_checkpoint;
+/* The copy under way, for the checkpoint check. */
+static const struct vs_extent *cur_areas;
+static size_t cur_n;
+static int cur_fd = -1;
 
+/* A checkpoint promises that everything of the areas below it is
+ * written: read the destination back as the copier reports one. */
 static void
 progress(void *arg, uint64_t copied, uint64_t checkpoint, int paused)
 {
+	size_t k;
+
 	assert_true(checkpoint >= last_checkpoint);
+	for (k = 0; k < cur_n; k++) {
+		uint64_t s = cur_areas[k].start, e = cur_areas[k].start + cur_areas[k].length;
+		uint8_t buf[4096];
+
+		s = s > last_checkpoint ? s : last_checkpoint;
+		e = e < checkpoint ? e : checkpoint;
+		while (s < e) {
+			size_t n = e - s < sizeof(buf) ? (size_t)(e - s) : sizeof(buf);
+
+			assert_int_equal(pread(cur_fd, buf, n, (off_t)s), (ssize_t)n);
+			if (memcmp(buf, pattern + s, n) != 0)
+				fail_msg("checkpoint %llu claims bytes at %llu that are not written",
+				    (unsigned long long)checkpoint, (unsigned long long)s);
+			s += n;
+		}
+	}
 	last_checkpoint = checkpoint;
 }
 
@@ -36,6 +62,8 @@ static void
 done(void *arg, enum xfer_status st, const char *err)
 {
 	result = st;
+	free(result_err);
+	result_err = err ? xstrdup(err) : NULL;
 	finished = 1;
 	event_base_loopexit(loop_base(), NULL);
 }
@@ -73,55 +101,78 @@ teardown(void **state)
 	return 0;
 }
 
-/* A request of the fake transports below: its outcome is delivered from
- * the loop after a delay, as the real transports do. */
-struct fake_io {
+/* A source whose reads complete after a delay that shrinks with the
+ * offset, so later chunks finish before earlier ones (as over HTTPS).
+ * Streamed reads (read_to) put the first half of the range at once and
+ * the rest when they complete, so ranges are half written meanwhile. */
+struct slow_io {
 	struct event *ev;
-	enum xfer_status st;
+	struct disk *dst;
+	uint64_t off;
+	size_t len;
+	enum xfer_status st;    /* the first half's put failed */
+	char *err;
 	xfer_cb cb;
 	void *arg;
 };
 
 static void
-fake_fire(evutil_socket_t fd, short what, void *arg)
+slow_fire(evutil_socket_t fd, short what, void *arg)
 {
-	struct fake_io *io = arg;
+	struct slow_io *io = arg;
 
 	event_free(io->ev);
-	io->cb(io->arg, io->st, io->st == XFER_OK ? NULL : "disk0.img: No space left on device");
+	if (io->dst != NULL && io->st == XFER_OK) {
+		size_t half = io->len / 2;
+
+		io->st = io->dst->ops->put(io->dst, io->off + half, pattern + io->off + half, io->len - half, &io->err);
+	}
+	io->cb(io->arg, io->st, io->err);
+	free(io->err);
 	free(io);
 }
 
-static struct disk_io *
-fake_deliver(enum xfer_status st, long delay_us, xfer_cb cb, void *arg)
+static struct slow_io *
+slow_start(uint64_t off, size_t len, xfer_cb cb, void *arg)
 {
-	struct fake_io *io = xcalloc(1, sizeof(*io));
-	struct timeval tv = { 0, delay_us };
+	struct slow_io *io = xcalloc(1, sizeof(*io));
+	struct timeval tv = { 0, (long)((DISK - off) / 2048) };
 
-	io->st = st;
+	io->off = off;
+	io->len = len;
 	io->cb = cb;
 	io->arg = arg;
-	io->ev = evtimer_new(loop_base(), fake_fire, io);
+	io->ev = evtimer_new(loop_base(), slow_fire, io);
 	evtimer_add(io->ev, &tv);
-	return (struct disk_io *)io;
+	return io;
 }
 
-static void
-fake_cancel(struct disk_io *io)
-{
-	struct fake_io *f = (struct fake_io *)io;
-
-	event_free(f->ev);
-	free(f);
-}
-
-/* A source whose reads complete after a delay that shrinks with the
- * offset, so later chunks finish before earlier ones (as over HTTPS). */
 static struct disk_io *
 slow_read(struct disk *d, uint64_t off, size_t len, void *buf, xfer_cb cb, void *arg)
 {
 	memcpy(buf, pattern + off, len);
-	return fake_deliver(XFER_OK, (long)((DISK - off) / 2048), cb, arg);
+	return (struct disk_io *)slow_start(off, len, cb, arg);
+}
+
+static struct disk_io *
+slow_read_to(struct disk *d, uint64_t off, size_t len, struct disk *dst, xfer_cb cb, void *arg)
+{
+	struct slow_io *io = slow_start(off, len, cb, arg);
+
+	io->dst = dst;
+	/* A put that fails now is reported when the read completes. */
+	io->st = dst->ops->put(dst, off, pattern + off, len / 2, &io->err);
+	return (struct disk_io *)io;
+}
+
+static void
+slow_cancel(struct disk_io *io)
+{
+	struct slow_io *s = (struct slow_io *)io;
+
+	event_free(s->ev);
+	free(s->err);
+	free(s);
 }
 
 static void
@@ -130,15 +181,33 @@ slow_close(struct disk *d)
 	free(d);
 }
 
-static const struct disk_ops slow_ops = { "slow", slow_read, NULL, fake_cancel, NULL, slow_close };
+static const struct disk_ops slow_ops = {
+	.name = "slow",
+	.read = slow_read,
+	.cancel = slow_cancel,
+	.close = slow_close,
+};
 
+static const struct disk_ops stream_ops = {
+	.name = "stream",
+	.read = slow_read,
+	.cancel = slow_cancel,
+	.close = slow_close,
+	.read_to = slow_read_to,
+};
+
+/* 0: the direct transport (buffers); 1: slow, buffers; 2: slow, streamed. */
 static int use_slow;
+/* Seconds between checkpoints: tiny checks one after every chunk, long
+ * leaves only the one the copier owes at the end. */
+static double ckpt_s = 1e-9;
 
-/* One copy from the source (slow or direct, as use_slow says) into dst;
- * returns how it ended.  checkpoint_s 0: the copier's default. */
+/* One copy from the source (as use_slow says) into dst, whose bytes are
+ * in the file at path (read back at each checkpoint); returns how it
+ * ended. */
 static enum xfer_status
-copy_once(struct disk *dst, const struct vs_extent *areas, size_t n, uint64_t resume, size_t chunk, int inflight,
-    double checkpoint_s)
+copy_once(struct disk *dst, const char *path, const struct vs_extent *areas, size_t n, uint64_t resume, size_t chunk,
+    int inflight)
 {
 	struct copy_params p;
 	struct disk *src;
@@ -146,7 +215,7 @@ copy_once(struct disk *dst, const struct vs_extent *areas, size_t n, uint64_t re
 
 	if (use_slow) {
 		src = xcalloc(1, sizeof(*src));
-		src->ops = &slow_ops;
+		src->ops = use_slow == 2 ? &stream_ops : &slow_ops;
 		src->size = DISK;
 	} else {
 		src = disk_open_direct(dir, "src", DISK, 0, &err);
@@ -160,13 +229,19 @@ copy_once(struct disk *dst, const struct vs_extent *areas, size_t n, uint64_t re
 	p.resume = resume;
 	p.chunk = chunk;
 	p.inflight = inflight;
-	p.checkpoint_s = checkpoint_s;
 	p.progress = progress;
 	p.done = done;
+	p.checkpoint_s = ckpt_s;
 	finished = 0;
 	last_checkpoint = resume;
+	cur_areas = areas;
+	cur_n = n;
+	cur_fd = open(path, O_RDONLY);
+	assert_true(cur_fd >= 0);
+	assert_int_equal(disk_can_stream(src, dst), use_slow == 2);
 	copy_start(&p);
 	event_base_dispatch(loop_base());
+	close(cur_fd);
 	assert_true(finished);
 	disk_close(src);
 	return result;
@@ -187,7 +262,10 @@ run_copy(const struct vs_extent *areas, size_t n, size_t chunk, int inflight, ui
 	unlink(path);
 	dst = disk_open_file(path, DISK, 1, &err, &en);
 	assert_non_null(dst);
-	assert_int_equal(copy_once(dst, areas, n, resume, chunk, inflight, 0), XFER_OK);
+	assert_int_equal(copy_once(dst, path, areas, n, resume, chunk, inflight), XFER_OK);
+	/* Success comes after a checkpoint (a flush) that claims it all:
+	 * nobody flushes after the copier. */
+	assert_true(last_checkpoint >= areas[n - 1].start + areas[n - 1].length);
 	disk_close(dst);
 	f = fopen(path, "rb");
 	assert_non_null(f);
@@ -219,10 +297,13 @@ test_many_small_areas(void **state)
 		a[i].start = (uint64_t)(i * 2 + 1) * 65536;
 		a[i].length = 65536;
 	}
-	for (use_slow = 0; use_slow < 2; use_slow++) {
+	for (use_slow = 0; use_slow < 3; use_slow++) {
 		run_copy(a, 23, 4u << 20, 2, 0);
 		run_copy(a, 23, 4096, 7, 0);
 		run_copy(a, 23, 65536, 1, 0);
+		ckpt_s = 3600;
+		run_copy(a, 23, 65536, 3, 0);
+		ckpt_s = 1e-9;
 	}
 }
 
@@ -231,47 +312,142 @@ test_odd_sizes_and_resume(void **state)
 {
 	struct vs_extent a[3] = { { 0, 1000001 }, { 1500000, 7 }, { 2000000, DISK - 2000000 } };
 
-	for (use_slow = 0; use_slow < 2; use_slow++) {
+	for (use_slow = 0; use_slow < 3; use_slow++) {
 		run_copy(a, 3, 65536 + 13, 4, 0);
 		run_copy(a, 3, 1u << 20, 3, 1200000);
 		run_copy(a, 3, 333333, 2, 2000001);
 	}
 }
 
-/* A destination that runs out of space: writes that would end above
- * `room` fail (transient, as ENOSPC on temp_dir), delivered from the loop
- * like the direct transport's.  Everything else lands in memory. */
+/* A destination that runs out of space above `room` bytes (a full
+ * temp_dir): writes that would end there fail transient, naming ENOSPC;
+ * the others land in the file.  Buffered writes (write) are answered from
+ * the loop like the direct transport's, streamed ones (put) at once. */
 struct full_disk {
 	struct disk base;
-	uint8_t *data;
+	struct disk *file;
 	uint64_t room;
 	int flushes;
 };
 
-static struct disk_io *
-full_write(struct disk *d, uint64_t off, size_t len, const void *buf, xfer_cb cb, void *arg)
+static enum xfer_status
+full_put(struct disk *d, uint64_t off, const void *p, size_t n, char **err)
 {
 	struct full_disk *f = (struct full_disk *)d;
 
-	if (off + len > f->room)
-		return fake_deliver(XFER_TRANSIENT, 0, cb, arg);
-	memcpy(f->data + off, buf, len);
-	return fake_deliver(XFER_OK, 0, cb, arg);
+	if (off + n > f->room) {
+		*err = xstrdup("staging image: No space left on device");
+		return XFER_TRANSIENT;
+	}
+	return f->file->ops->put(f->file, off, p, n, err);
+}
+
+/* A buffered write's outcome, delivered from the loop. */
+struct full_io {
+	struct event *ev;
+	enum xfer_status st;
+	char *err;
+	xfer_cb cb;
+	void *arg;
+};
+
+static void
+full_fire(evutil_socket_t fd, short what, void *arg)
+{
+	struct full_io *io = arg;
+
+	event_free(io->ev);
+	io->cb(io->arg, io->st, io->err);
+	free(io->err);
+	free(io);
+}
+
+static struct disk_io *
+full_write(struct disk *d, uint64_t off, size_t len, const void *buf, xfer_cb cb, void *arg)
+{
+	struct full_io *io = xcalloc(1, sizeof(*io));
+	struct timeval tv = { 0, 0 };
+
+	io->st = full_put(d, off, buf, len, &io->err);
+	io->cb = cb;
+	io->arg = arg;
+	io->ev = evtimer_new(loop_base(), full_fire, io);
+	evtimer_add(io->ev, &tv);
+	return (struct disk_io *)io;
+}
+
+static void
+full_cancel(struct disk_io *io)
+{
+	struct full_io *f = (struct full_io *)io;
+
+	event_free(f->ev);
+	free(f->err);
+	free(f);
 }
 
 static int
 full_flush(struct disk *d)
 {
-	((struct full_disk *)d)->flushes++;
-	return 0;
+	struct full_disk *f = (struct full_disk *)d;
+
+	f->flushes++;
+	return f->file->ops->flush(f->file);
 }
 
 static void
 full_close(struct disk *d)
 {
+	struct full_disk *f = (struct full_disk *)d;
+
+	disk_close(f->file);
+	free(f);
 }
 
-static const struct disk_ops full_ops = { "full", NULL, full_write, fake_cancel, full_flush, full_close };
+static const struct disk_ops full_ops = {
+	.name = "full",
+	.write = full_write,
+	.cancel = full_cancel,
+	.flush = full_flush,
+	.close = full_close,
+	.put = full_put,
+};
+
+static struct full_disk *
+full_open(const char *path, uint64_t room)
+{
+	struct full_disk *f = xcalloc(1, sizeof(*f));
+	char *err = NULL;
+	int en;
+
+	unlink(path);
+	f->file = disk_open_file(path, DISK, 1, &err, &en);
+	assert_non_null(f->file);
+	f->base.ops = &full_ops;
+	f->base.size = DISK;
+	f->room = room;
+	return f;
+}
+
+/* A streamed write that fails ends the copy with the destination's
+ * status and reason, and no checkpoint claims what was not written
+ * (copy_once's progress reads every claimed byte back). */
+static void
+test_stream_put_fails(void **state)
+{
+	struct vs_extent a[1] = { { 0, DISK } };
+	char path[128];
+	struct full_disk *f;
+
+	snprintf(path, sizeof(path), "%s/dst", dir);
+	f = full_open(path, 1u << 20);
+	use_slow = 2;
+	assert_int_equal(copy_once(&f->base, path, a, 1, 0, 256u << 10, 3), XFER_TRANSIENT);
+	assert_non_null(result_err);
+	assert_non_null(strstr(result_err, "No space left on device"));
+	assert_true(last_checkpoint <= (1u << 20));
+	disk_close(&f->base);
+}
 
 /* The destination fills up in the middle: the copy ends transient with a
  * checkpoint as far as everything below it is written and flushed (not
@@ -281,34 +457,38 @@ static void
 test_full_destination_checkpoints_at_the_failure(void **state)
 {
 	struct vs_extent a[2] = { { 0, 1500000 }, { 1600000, DISK - 1600000 } };
-	struct full_disk f;
+	uint8_t *out = xmalloc(DISK);
+	char path[128];
+	struct full_disk *f;
 	uint64_t first;
 	size_t i;
+	FILE *fp;
 
-	for (use_slow = 0; use_slow < 2; use_slow++) {
-		memset(&f, 0, sizeof(f));
-		f.base.ops = &full_ops;
-		f.base.size = DISK;
-		f.data = xcalloc(1, DISK);
-		f.room = 2000000;
-		/* No periodic checkpoint: only the one at the failure. */
-		assert_int_equal(copy_once(&f.base, a, 2, 0, 65536 + 7, 5, 3600), XFER_TRANSIENT);
+	snprintf(path, sizeof(path), "%s/dst", dir);
+	/* No periodic checkpoint: only the one at the failure. */
+	ckpt_s = 3600;
+	for (use_slow = 0; use_slow < 3; use_slow++) {
+		f = full_open(path, 2000000);
+		assert_int_equal(copy_once(&f->base, path, a, 2, 0, 65536 + 7, 5), XFER_TRANSIENT);
 		first = last_checkpoint;
-		assert_true(first <= f.room);
+		assert_true(first <= f->room);
 		/* In order, everything up to the chunk that hit the limit is kept. */
 		if (!use_slow)
-			assert_true(first > f.room - 6 * (65536 + 7));
-		assert_true(first == 0 || f.flushes > 0);
-		for (i = 0; i < first; i++)
-			if ((i < 1500000 || i >= 1600000) && f.data[i] != pattern[i])
-				fail_msg("byte %zu below the checkpoint %llu was not written", i, (unsigned long long)first);
-		f.room = DISK;
-		assert_int_equal(copy_once(&f.base, a, 2, first, 65536 + 7, 5, 3600), XFER_OK);
+			assert_true(first > f->room - 6 * (65536 + 7));
+		assert_true(first == 0 || f->flushes > 0);
+		f->room = DISK;
+		assert_int_equal(copy_once(&f->base, path, a, 2, first, 65536 + 7, 5), XFER_OK);
+		disk_close(&f->base);
+		fp = fopen(path, "rb");
+		assert_non_null(fp);
+		assert_int_equal(fread(out, 1, DISK, fp), DISK);
+		fclose(fp);
 		for (i = 0; i < DISK; i++)
-			if (f.data[i] != ((i < 1500000 || i >= 1600000) ? pattern[i] : 0))
+			if (out[i] != ((i < 1500000 || i >= 1600000) ? pattern[i] : 0))
 				fail_msg("byte %zu differs after the resumed copy", i);
-		free(f.data);
 	}
+	ckpt_s = 1e-9;
+	free(out);
 }
 
 int
@@ -317,6 +497,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_many_small_areas, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_odd_sizes_and_resume, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stream_put_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_destination_checkpoints_at_the_failure, setup, teardown),
 	};
 
