@@ -25,6 +25,12 @@ enum xfer_status {
 /* Called once per request, from the loop. */
 typedef void (*xfer_cb)(void *arg, enum xfer_status st, const char *error);
 
+/* One range of a vectored read. */
+struct disk_range {
+	uint64_t off;
+	uint64_t len;
+};
+
 struct disk_ops {
 	const char *name;
 	struct disk_io *(*read)(struct disk *d, uint64_t off, size_t len, void *buf, xfer_cb cb, void *arg);
@@ -41,7 +47,17 @@ struct disk_ops {
 	/* Write now, before returning: XFER_OK, or a status and *err
 	 * (malloc'd).  NULL for transports that cannot write in place. */
 	enum xfer_status (*put)(struct disk *d, uint64_t off, const void *p, size_t n, char **err);
+	/* read_to for several ranges (sorted, non-overlapping, at most
+	 * DISK_MAX_RANGES) at once: one request where the datastore answers
+	 * several ranges together, one per range where it does not.  The
+	 * ranges are copied.  NULL when the transport has no such path. */
+	struct disk_io *(*read_to_v)(struct disk *d, const struct disk_range *r, size_t n, struct disk *dst, xfer_cb cb,
+	    void *arg);
 };
+
+/* Ranges per vectored read at most: servers limit a request's ranges
+ * (Apache's MaxRanges is 200) and the header's length. */
+#define DISK_MAX_RANGES 32
 
 struct disk {
 	const struct disk_ops *ops;
@@ -84,6 +100,13 @@ static inline struct disk_io *
 disk_read_to(struct disk *d, uint64_t off, size_t len, struct disk *dst, xfer_cb cb, void *arg)
 {
 	return d->ops->read_to(d, off, len, dst, cb, arg);
+}
+
+/* Only when disk_can_stream(d, dst) and d->ops->read_to_v != NULL. */
+static inline struct disk_io *
+disk_read_to_v(struct disk *d, const struct disk_range *r, size_t n, struct disk *dst, xfer_cb cb, void *arg)
+{
+	return d->ops->read_to_v(d, r, n, dst, cb, arg);
 }
 
 /* Stop a request: its callback is not called. */

@@ -1,12 +1,20 @@
-/* The https transport: /folder Range GETs and whole-file PUTs. */
+/* The https transport: /folder Range GETs and whole-file PUTs.
+ *
+ * A vectored read (read_to_v) asks for all its ranges in one GET; the
+ * answer is multipart/byteranges (engine/byteranges.c), or one part.
+ * A datastore whose answer is anything else (the whole file, 416, parts
+ * outside the ranges, missing parts) is asked one range per request from
+ * then on: the request is sent again range by range. */
 #include <event2/event.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/queue.h>
 
 #include "drivers/transport.h"
 #include "drivers/vsops.h"
 #include "drivers/vsphere.h"
+#include "engine/byteranges.h"
 #include "engine/http.h"
 #include "engine/log.h"
 #include "engine/loop.h"
@@ -26,12 +34,27 @@ struct disk_io {
 	struct vs_client *c;
 	char *url;
 	char *label;
-	uint64_t off;
+	uint64_t off;               /* the range of this HTTP request */
 	size_t len;
+	uint64_t total;             /* bytes of the whole read (all its ranges) */
 	uint8_t *buf;               /* reads into the caller's buffer */
 	struct disk *dst;           /* streamed reads (read_to) */
 	uint8_t *piece;             /* streamed reads: bytes not yet put */
 	size_t npiece;
+	uint64_t pos;               /* streamed: the disk offset of the next byte */
+	/* Vectored reads: the ranges; cur is the one read alone when the
+	 * datastore answers one range per request. */
+	struct disk_range *ranges;
+	size_t nranges;
+	size_t cur;
+	int multi;                  /* this attempt asks for every range at once */
+	int answer_known;           /* multi: the answer's kind was looked at */
+	char *multi_why;            /* multi: why the answer is not usable */
+	struct br_parser *br;       /* multi: a multipart answer */
+	uint64_t part_left;         /* multi: a one-part answer's bytes to come */
+	size_t ri;                  /* multi: the range the next part may start in */
+	uint64_t part_min;          /* multi: parts must not start below this */
+	uint64_t covered;           /* multi: bytes of the ranges received */
 	enum xfer_status put_st;    /* a put failed: why */
 	char *put_err;
 	size_t got;
@@ -53,6 +76,7 @@ struct https_disk {
 	char *url;
 	char *label;
 	TAILQ_HEAD(, disk_io) ios;
+	int single;                 /* the datastore answers one range per request */
 };
 
 static void io_send(struct disk_io *io);
@@ -72,6 +96,9 @@ io_free(struct disk_io *io)
 	free(io->label);
 	free(io->piece);
 	free(io->put_err);
+	free(io->ranges);
+	free(io->multi_why);
+	br_free(io->br);
 	free(io);
 }
 
@@ -82,7 +109,7 @@ io_finish(struct disk_io *io, enum xfer_status st, const char *err)
 	void *arg = io->arg;
 
 	if (st == XFER_OK && io->d != NULL)
-		io->d->base.bytes_read += io->len;
+		io->d->base.bytes_read += io->total;
 	io_free(io);
 	cb(arg, st, err);
 }
@@ -157,11 +184,11 @@ io_put_failed(struct disk_io *io)
 	free(why);
 }
 
-/* Write what is gathered at its place in the range (got counts it). */
+/* Write what is gathered at its place on the disk. */
 static int
 io_put_piece(struct disk_io *io)
 {
-	uint64_t at = io->off + io->got - io->npiece;
+	uint64_t at = io->pos - io->npiece;
 
 	if (io->npiece == 0)
 		return 0;
@@ -188,7 +215,28 @@ io_misfit(const struct disk_io *io, long st)
 static size_t
 io_piece_size(const struct disk_io *io)
 {
-	return io->len < XFER_PIECE ? io->len : XFER_PIECE;
+	return io->total < XFER_PIECE ? (size_t)io->total : XFER_PIECE;
+}
+
+/* Gather streamed bytes (they belong at pos) and put each full piece. */
+static int
+io_gather(struct disk_io *io, const uint8_t *b, size_t n)
+{
+	if (io->piece == NULL)
+		io->piece = xmalloc(io_piece_size(io));
+	while (n > 0) {
+		size_t room = io_piece_size(io) - io->npiece;
+		size_t k = n < room ? n : room;
+
+		memcpy(io->piece + io->npiece, b, k);
+		io->npiece += k;
+		io->pos += k;
+		b += k;
+		n -= k;
+		if (k == room && io_put_piece(io) != 0)
+			return -1;
+	}
+	return 0;
 }
 
 static int
@@ -203,23 +251,150 @@ io_stream_sink(const void *p, size_t n, void *arg)
 		io->put_err = io_misfit(io, st);
 		return -1;
 	}
-	if (n > io->len - io->got)
+	if (n > io->len - io->got) {
+		io->overflow = 1;
 		return -1;
-	if (io->piece == NULL)
-		io->piece = xmalloc(io_piece_size(io));
-	while (n > 0) {
-		size_t room = io_piece_size(io) - io->npiece;
-		size_t k = n < room ? n : room;
-
-		memcpy(io->piece + io->npiece, b, k);
-		io->npiece += k;
-		io->got += k;
-		b += k;
-		n -= k;
-		if (k == room && io_put_piece(io) != 0)
-			return -1;
 	}
+	io->got += n;
+	return io_gather(io, b, n);
+}
+
+/* Multi-range answers. */
+
+static void
+io_multi_refuse(struct disk_io *io, char *why)
+{
+	if (io->multi_why == NULL)
+		io->multi_why = why;
+	else
+		free(why);
+}
+
+/* A part of the answer begins: it must lie inside the ranges asked for
+ * (bytes of a gap are never written: they may be a hole of the disk), in
+ * ascending order, each byte once. */
+static int
+io_multi_part(void *arg, uint64_t first, uint64_t last)
+{
+	struct disk_io *io = arg;
+	size_t j;
+
+	if (io_put_piece(io) != 0)
+		return -1;
+	while (io->ri < io->nranges && io->ranges[io->ri].off + io->ranges[io->ri].len <= first)
+		io->ri++;
+	if (first < io->part_min || io->ri == io->nranges || first < io->ranges[io->ri].off)
+		goto outside;
+	for (j = io->ri; last >= io->ranges[j].off + io->ranges[j].len; j++)
+		if (j + 1 == io->nranges || io->ranges[j + 1].off != io->ranges[j].off + io->ranges[j].len)
+			goto outside;
+	io->pos = first;
+	io->part_min = last + 1;
+	io->covered += last - first + 1;
 	return 0;
+outside:
+	io_multi_refuse(io, xasprintf("a part %llu-%llu that is not inside the ranges asked for, in order",
+	    (unsigned long long)first, (unsigned long long)last));
+	return -1;
+}
+
+static int
+io_multi_data(void *arg, const uint8_t *p, size_t n)
+{
+	return io_gather(arg, p, n);
+}
+
+/* The first bytes of a multi-range answer: multipart, or one part. */
+static int
+io_multi_start(struct disk_io *io)
+{
+	long st = http_status(io->http);
+	const char *v;
+	char *err = NULL;
+	uint64_t first, last;
+
+	io->answer_known = 1;
+	if (st != 206) {
+		io_multi_refuse(io, xasprintf("HTTP %ld", st));
+		return -1;
+	}
+	v = http_header(io->http, "Content-Type");
+	if (v != NULL && strncasecmp(v, "multipart/", 10) == 0) {
+		struct br_sink sink = { io_multi_part, io_multi_data, io };
+
+		io->br = br_new(v, &sink, &err);
+		if (io->br == NULL) {
+			io_multi_refuse(io, err);
+			return -1;
+		}
+		return 0;
+	}
+	v = http_header(io->http, "Content-Range");
+	if (v == NULL || br_content_range(v, &first, &last) != 0) {
+		io_multi_refuse(io, xstrdup("a 206 answer that is neither multipart nor one range"));
+		return -1;
+	}
+	if (io_multi_part(io, first, last) != 0)
+		return -1;
+	io->part_left = last - first + 1;
+	return 0;
+}
+
+static int
+io_multi_sink(const void *p, size_t n, void *arg)
+{
+	struct disk_io *io = arg;
+	char *err = NULL;
+
+	if (!io->answer_known && io_multi_start(io) != 0)
+		return -1;
+	if (io->br != NULL) {
+		if (br_feed(io->br, p, n, &err) != 0) {
+			io_multi_refuse(io, err);
+			return -1;
+		}
+		return 0;
+	}
+	if (n > io->part_left) {
+		io_multi_refuse(io, xstrdup("more bytes than its Content-Range announced"));
+		return -1;
+	}
+	io->part_left -= n;
+	return io_gather(io, p, n);
+}
+
+/* Whether a multi-range answer that arrived whole holds every range. */
+static char *
+io_multi_incomplete(struct disk_io *io)
+{
+	char *err = NULL;
+
+	if (!io->answer_known)
+		return xstrdup("an empty answer");
+	if (io->br != NULL && br_finish(io->br, &err) != 0)
+		return err;
+	if (io->covered != io->total)
+		return xasprintf("%llu of the %llu bytes asked for", (unsigned long long)io->covered,
+		    (unsigned long long)io->total);
+	return NULL;
+}
+
+/* The datastore does not answer several ranges at once: read them one
+ * per request from now on (this read starts over; rewriting a range
+ * gives the same bytes). */
+static void
+io_single(struct disk_io *io, char *why)
+{
+	if (!io->d->single) {
+		io->d->single = 1;
+		log_info("%s: the datastore does not answer several ranges in one request (%s); reading one range per request",
+		    io->label, why);
+	}
+	free(why);
+	io->cur = 0;
+	io->first_try = 0;
+	io->backoff = XFER_BACKOFF_FIRST_S;
+	io_send(io);
 }
 
 static void
@@ -234,6 +409,13 @@ io_http_done(struct http_req *h, void *arg)
 		/* The reply or the destination refused: that reason, not curl's. */
 		http_free(h);
 		io_put_failed(io);
+		return;
+	}
+	if (io->multi && io->multi_why != NULL) {
+		why = io->multi_why;
+		io->multi_why = NULL;
+		http_free(h);
+		io_single(io, why);
 		return;
 	}
 	if (http_transport_failed(h)) {
@@ -277,6 +459,19 @@ io_http_done(struct http_req *h, void *arg)
 		}
 		return;
 	}
+	if (io->multi) {
+		why = st >= 200 && st < 300 ? io_multi_incomplete(io) : xasprintf("HTTP %ld", st);
+		if (why != NULL) {
+			io_single(io, why);
+			return;
+		}
+		if (io_put_piece(io) != 0) {
+			io_put_failed(io);
+			return;
+		}
+		io_finish(io, XFER_OK, NULL);
+		return;
+	}
 	if (!io_reply_fits(io, st)) {
 		why = io_misfit(io, st);
 		io_finish(io, XFER_FATAL, why);
@@ -294,7 +489,27 @@ io_http_done(struct http_req *h, void *arg)
 		io_put_failed(io);
 		return;
 	}
+	if (io->ranges != NULL && ++io->cur < io->nranges) {
+		/* One range per request: the next one. */
+		io->first_try = 0;
+		io->backoff = XFER_BACKOFF_FIRST_S;
+		io_send(io);
+		return;
+	}
 	io_finish(io, XFER_OK, NULL);
+}
+
+/* "FIRST-LAST,FIRST-LAST,..." of every range. */
+static char *
+io_range_spec(const struct disk_io *io)
+{
+	size_t i, n = 0, cap = io->nranges * 42 + 1;
+	char *s = xmalloc(cap);
+
+	for (i = 0; i < io->nranges; i++)
+		n += (size_t)snprintf(s + n, cap - n, "%s%llu-%llu", i ? "," : "", (unsigned long long)io->ranges[i].off,
+		    (unsigned long long)(io->ranges[i].off + io->ranges[i].len - 1));
+	return s;
 }
 
 static void
@@ -313,10 +528,32 @@ io_send(struct disk_io *io)
 	io->got = 0;
 	io->overflow = 0;
 	io->npiece = 0;
+	if (io->ranges != NULL) {
+		io->multi = io->nranges > 1 && !io->d->single;
+		io->answer_known = 0;
+		free(io->multi_why);
+		io->multi_why = NULL;
+		br_free(io->br);
+		io->br = NULL;
+		io->ri = 0;
+		io->part_min = 0;
+		io->covered = 0;
+		if (!io->multi) {
+			io->off = io->ranges[io->cur].off;
+			io->len = (size_t)io->ranges[io->cur].len;
+		}
+	}
+	io->pos = io->off;
 	h = http_new(io->d != NULL ? "GET" : "PUT", io->url);
 	http_set_tls(h, &vs_config(io->c)->tls);
 	http_set_cookie(h, cookie);
-	if (io->d != NULL) {
+	if (io->d != NULL && io->multi) {
+		char *spec = io_range_spec(io);
+
+		http_set_ranges(h, spec);
+		free(spec);
+		http_set_sink(h, io_multi_sink, io);
+	} else if (io->d != NULL) {
 		http_set_range(h, io->off, io->off + io->len - 1);
 		http_set_sink(h, io->dst != NULL ? io_stream_sink : io_sink, io);
 	} else {
@@ -332,14 +569,24 @@ io_send(struct disk_io *io)
 	}
 }
 
+/* A read of off+len, or of the n ranges r (then off+len is the first). */
 static struct disk_io *
-https_range(struct disk *dk, uint64_t off, size_t len, void *buf, struct disk *dst, xfer_cb cb, void *arg)
+https_range(struct disk *dk, uint64_t off, size_t len, const struct disk_range *r, size_t n, void *buf,
+    struct disk *dst, xfer_cb cb, void *arg)
 {
 	struct https_disk *d = (struct https_disk *)dk;
 	struct disk_io *io;
+	uint64_t total = len;
+	size_t i;
 
 	if (len == 0 || off > dk->size || len > dk->size - off)
 		return NULL;
+	for (i = 1; i < n; i++) {
+		if (r[i].len == 0 || r[i].len > SIZE_MAX || r[i].off > dk->size || r[i].len > dk->size - r[i].off ||
+		    r[i].off < r[i - 1].off + r[i - 1].len)
+			return NULL;
+		total += r[i].len;
+	}
 	io = xcalloc(1, sizeof(*io));
 	io->d = d;
 	io->c = d->c;
@@ -347,6 +594,12 @@ https_range(struct disk *dk, uint64_t off, size_t len, void *buf, struct disk *d
 	io->label = xstrdup(d->label);
 	io->off = off;
 	io->len = len;
+	io->total = total;
+	if (n > 1) {
+		io->ranges = xmalloc(n * sizeof(*r));
+		memcpy(io->ranges, r, n * sizeof(*r));
+		io->nranges = n;
+	}
 	io->buf = buf;
 	io->dst = dst;
 	io->cb = cb;
@@ -361,13 +614,21 @@ https_range(struct disk *dk, uint64_t off, size_t len, void *buf, struct disk *d
 static struct disk_io *
 https_read(struct disk *dk, uint64_t off, size_t len, void *buf, xfer_cb cb, void *arg)
 {
-	return https_range(dk, off, len, buf, NULL, cb, arg);
+	return https_range(dk, off, len, NULL, 0, buf, NULL, cb, arg);
 }
 
 static struct disk_io *
 https_read_to(struct disk *dk, uint64_t off, size_t len, struct disk *dst, xfer_cb cb, void *arg)
 {
-	return https_range(dk, off, len, NULL, dst, cb, arg);
+	return https_range(dk, off, len, NULL, 0, NULL, dst, cb, arg);
+}
+
+static struct disk_io *
+https_read_to_v(struct disk *dk, const struct disk_range *r, size_t n, struct disk *dst, xfer_cb cb, void *arg)
+{
+	if (n == 0 || n > DISK_MAX_RANGES || r[0].len > SIZE_MAX)
+		return NULL;
+	return https_range(dk, r[0].off, (size_t)r[0].len, r, n, NULL, dst, cb, arg);
 }
 
 static void
@@ -398,6 +659,7 @@ static const struct disk_ops https_ops = {
 	.close = https_close,
 	.read_to = https_read_to,
 	.put = NULL,
+	.read_to_v = https_read_to_v,
 };
 
 struct disk *

@@ -16,8 +16,12 @@
 
 struct chunk {
 	struct copy *c;
-	uint64_t off;
-	size_t len;
+	uint64_t off;           /* where the request begins */
+	size_t len;             /* bytes it reads (of all its ranges) */
+	/* A vectored request: its ranges (nranges > 1), possibly from
+	 * several areas. */
+	struct disk_range ranges[DISK_MAX_RANGES];
+	size_t nranges;
 	uint8_t *buf;
 	struct disk_io *io;
 	int busy;       /* reading or writing */
@@ -40,6 +44,7 @@ struct copy {
 	int finished;
 	int paused;
 	int stream;             /* ranges go from source to destination without a buffer */
+	int vec;                /* small areas share a request (read_to_v) */
 };
 
 uint64_t
@@ -190,6 +195,44 @@ copy_wait(struct copy *c, double seconds)
 	c->waiting = 1;
 }
 
+/* The next request into k: from the cursor, at most a chunk; with
+ * vectored reads, the following areas too while they fit.  Returns 0
+ * when nothing is left; *cursor and *area are where the next one would
+ * begin. */
+static int
+copy_plan(struct copy *c, struct chunk *k, uint64_t *cursor, size_t *area)
+{
+	uint64_t at = c->cursor;
+	size_t a = c->area, len = 0;
+
+	k->nranges = 0;
+	for (;;) {
+		uint64_t start, end, n;
+
+		while (a < c->p.nareas && at >= c->p.areas[a].start + c->p.areas[a].length)
+			a++;
+		if (a >= c->p.nareas || len == c->p.chunk || k->nranges == (c->vec ? DISK_MAX_RANGES : 1))
+			break;
+		start = c->p.areas[a].start;
+		end = start + c->p.areas[a].length;
+		if (at < start)
+			at = start;
+		n = end - at < c->p.chunk - len ? end - at : c->p.chunk - len;
+		k->ranges[k->nranges].off = at;
+		k->ranges[k->nranges].len = n;
+		k->nranges++;
+		len += (size_t)n;
+		at += n;
+	}
+	if (k->nranges == 0)
+		return 0;
+	k->off = k->ranges[0].off;
+	k->len = len;
+	*cursor = at;
+	*area = a;
+	return 1;
+}
+
 /* Issue reads while there is room, bandwidth allowing. */
 static void
 copy_pump(struct copy *c)
@@ -198,28 +241,21 @@ copy_pump(struct copy *c)
 
 	for (i = 0; i < c->nslots; i++) {
 		struct chunk *k = &c->chunks[i];
-		uint64_t end;
-		uint64_t limit;
-		size_t len;
+		uint64_t limit, next;
+		size_t next_area;
 		double wait;
 
 		if (k->busy) {
 			busy++;
 			continue;
 		}
-		while (c->area < c->p.nareas && c->cursor >= c->p.areas[c->area].start + c->p.areas[c->area].length)
-			c->area++;
-		if (c->area >= c->p.nareas)
+		if (!copy_plan(c, k, &next, &next_area)) {
+			c->area = c->p.nareas;
 			break;
-		if (c->cursor < c->p.areas[c->area].start)
-			c->cursor = c->p.areas[c->area].start;
-		end = c->p.areas[c->area].start + c->p.areas[c->area].length;
-		len = end - c->cursor < c->p.chunk ? (size_t)(end - c->cursor) : c->p.chunk;
+		}
 		/* Stay within the byte budget (one request always may go). */
-		if (c->in_flight > 0 && c->in_flight + len > c->budget)
+		if (c->in_flight > 0 && c->in_flight + k->len > c->budget)
 			break;
-		k->off = c->cursor;
-		k->len = len;
 		if (c->p.bucket != NULL && c->p.windows != NULL) {
 			size_t nw = 0;
 			const struct cfg_window *w = c->p.windows(c->p.arg, &nw);
@@ -246,12 +282,15 @@ copy_pump(struct copy *c)
 			if (copy_report(c, 1) != 0)
 				return;
 		}
-		c->cursor += k->len;
+		c->cursor = next;
+		c->area = next_area;
 		k->busy = 1;
 		k->writing = 0;
 		c->in_flight += k->len;
 		busy++;
-		if (c->stream) {
+		if (k->nranges > 1) {
+			k->io = disk_read_to_v(c->p.src, k->ranges, k->nranges, c->p.dst, chunk_read, k);
+		} else if (c->stream) {
 			k->io = disk_read_to(c->p.src, k->off, k->len, c->p.dst, chunk_read, k);
 		} else {
 			k->buf = xmalloc(k->len);
@@ -291,6 +330,7 @@ copy_start(const struct copy_params *p)
 	for (i = 0; i < c->nslots; i++)
 		c->chunks[i].c = c;
 	c->stream = disk_can_stream(c->p.src, c->p.dst);
+	c->vec = c->stream && c->p.src->ops->read_to_v != NULL;
 	c->cursor = p->resume;
 	c->checkpoint = p->resume;
 	c->last_checkpoint = now_mono();

@@ -444,6 +444,12 @@ http_set_range(struct http_req *r, uint64_t first, uint64_t last)
 }
 
 void
+http_set_ranges(struct http_req *r, const char *spec)
+{
+	curl_easy_setopt(r->easy, CURLOPT_RANGE, spec);
+}
+
+void
 http_set_sink(struct http_req *r, http_sink_fn sink, void *arg)
 {
 	r->sink = sink;

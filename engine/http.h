@@ -38,6 +38,8 @@ void http_set_body(struct http_req *r, const void *p, size_t n);
 /* Stream a PUT body from a file descriptor (not closed by http). */
 void http_set_upload_fd(struct http_req *r, int fd, uint64_t len);
 void http_set_range(struct http_req *r, uint64_t first, uint64_t last);
+/* Several ranges: "FIRST-LAST,FIRST-LAST,..." (copied by curl). */
+void http_set_ranges(struct http_req *r, const char *spec);
 void http_set_sink(struct http_req *r, http_sink_fn sink, void *arg);
 void http_set_tls(struct http_req *r, const struct http_tls *tls);
 void http_set_cookie(struct http_req *r, const char *cookie);

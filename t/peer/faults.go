@@ -49,6 +49,7 @@ type faultRequest struct {
 	Hostile        *hostileFault   `json:"hostile"`
 	Cert           *string         `json:"cert"` // "new": a fresh self-signed certificate; "original"
 	IgnoreRange    *bool           `json:"ignore_range"`
+	MultiRange     *string         `json:"multi_range"` // "" or "serve", "whole", "first", "refuse", "coalesce"
 	Clear          bool            `json:"clear"`
 	Seed           *int64          `json:"seed"`
 }
@@ -62,11 +63,13 @@ type faultState struct {
 	drop            *dropFault
 	expiry          time.Duration
 	ignoreRange     bool
+	multiRange      string // "" (normal), "whole", "first", "refuse" or "coalesce"
 	outageUntil     time.Time
 	hostile         *hostileFault
 	injectedHTTP    int
 	injectedDrops   int
 	injectedHostile int
+	injectedMulti   int
 }
 
 func newFaultState() *faultState {
@@ -131,6 +134,34 @@ func (f *faultState) rangeIgnored() bool {
 	return f.ignoreRange
 }
 
+// multiRangeKinds are the values of the multi_range fault ("" and "serve"
+// both mean a normal multipart/byteranges answer).
+var multiRangeKinds = []string{"serve", "whole", "first", "refuse", "coalesce"}
+
+func checkMultiRange(kind string) error {
+	if kind == "" {
+		return nil
+	}
+	for _, k := range multiRangeKinds {
+		if kind == k {
+			return nil
+		}
+	}
+	return badFault{fmt.Errorf(`multi_range must be "serve" (or ""), "whole", "first", "refuse" or "coalesce", not %q`, kind)}
+}
+
+// multiRangeFires is asked for a /folder GET or HEAD that http.ServeContent
+// would answer with several parts: it returns how to answer instead ("" =
+// normally) and counts the answers it changes.
+func (f *faultState) multiRangeFires() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.multiRange != "" {
+		f.injectedMulti++
+	}
+	return f.multiRange
+}
+
 // dropAfter returns how many body bytes of a request with that method to
 // send (GET) or take (PUT) before cutting the connection, or -1 for no drop.
 func (f *faultState) dropAfter(method string, length int64) int64 {
@@ -168,7 +199,7 @@ func (f *faultState) snapshot() map[string]interface{} {
 	out := map[string]interface{}{
 		"seed":             f.seed,
 		"session_expiry_s": f.expiry.Seconds(),
-		"injected":         map[string]int{"http_error": f.injectedHTTP, "drop": f.injectedDrops, "hostile": f.injectedHostile},
+		"injected":         map[string]int{"http_error": f.injectedHTTP, "drop": f.injectedDrops, "hostile": f.injectedHostile, "multi_range": f.injectedMulti},
 	}
 	if f.delayF != nil {
 		out["delay"] = f.delayF
@@ -184,6 +215,9 @@ func (f *faultState) snapshot() map[string]interface{} {
 	}
 	if f.ignoreRange {
 		out["ignore_range"] = true
+	}
+	if f.multiRange != "" {
+		out["multi_range"] = f.multiRange
 	}
 	if time.Now().Before(f.outageUntil) {
 		out["outage_remaining_s"] = time.Until(f.outageUntil).Seconds()
@@ -205,6 +239,11 @@ func (p *Peer) applyFault(req *faultRequest) error {
 	if req.Cert != nil && *req.Cert != "new" && *req.Cert != "original" {
 		return fmt.Errorf("cert must be \"new\" or \"original\", not %q", *req.Cert)
 	}
+	if req.MultiRange != nil {
+		if err := checkMultiRange(*req.MultiRange); err != nil {
+			return err
+		}
+	}
 	if req.CBTReset != nil {
 		if err := p.cbtReset(req.CBTReset.VM, req.CBTReset.Disk); err != nil {
 			return err
@@ -212,8 +251,8 @@ func (p *Peer) applyFault(req *faultRequest) error {
 	}
 	f.mu.Lock()
 	if req.Clear {
-		f.delayF, f.httpErr, f.drop, f.expiry, f.hostile, f.ignoreRange = nil, nil, nil, 0, nil, false
-		f.injectedHTTP, f.injectedDrops, f.injectedHostile = 0, 0, 0
+		f.delayF, f.httpErr, f.drop, f.expiry, f.hostile, f.ignoreRange, f.multiRange = nil, nil, nil, 0, nil, false, ""
+		f.injectedHTTP, f.injectedDrops, f.injectedHostile, f.injectedMulti = 0, 0, 0, 0
 		f.seed = 1
 		f.rng = rand.New(rand.NewSource(1))
 	}
@@ -251,6 +290,12 @@ func (p *Peer) applyFault(req *faultRequest) error {
 	if req.IgnoreRange != nil {
 		f.ignoreRange = *req.IgnoreRange
 	}
+	if req.MultiRange != nil {
+		f.multiRange = *req.MultiRange
+		if f.multiRange == "serve" {
+			f.multiRange = ""
+		}
+	}
 	f.mu.Unlock()
 	if req.Clear {
 		p.https.endOutage()
@@ -281,6 +326,7 @@ type statTable struct {
 	files    map[string]int64
 	requests map[string]int64
 	methods  map[string]int64
+	gets     map[string]int64 // /folder GETs answered from each file
 }
 
 func newStatTable() *statTable {
@@ -294,6 +340,7 @@ func (t *statTable) reset() {
 	t.files = map[string]int64{}
 	t.requests = map[string]int64{}
 	t.methods = map[string]int64{}
+	t.gets = map[string]int64{}
 	t.mu.Unlock()
 }
 
@@ -309,6 +356,12 @@ func (t *statTable) method(name string) {
 	t.mu.Unlock()
 }
 
+func (t *statTable) fileGet(file string) {
+	t.mu.Lock()
+	t.gets[file]++
+	t.mu.Unlock()
+}
+
 func (t *statTable) cbtQuery() { t.request("cbt_query") }
 
 func (t *statTable) served(file string, n int64) {
@@ -321,5 +374,5 @@ func (t *statTable) served(file string, n int64) {
 func (t *statTable) MarshalJSON() ([]byte, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return json.Marshal(map[string]interface{}{"files": t.files, "requests": t.requests, "methods": t.methods})
+	return json.Marshal(map[string]interface{}{"files": t.files, "requests": t.requests, "methods": t.methods, "gets": t.gets})
 }

@@ -18,10 +18,24 @@ import (
 
 type countingWriter struct {
 	http.ResponseWriter
-	stats *statTable
-	key   string
-	sent  int64
-	cut   int64 // cut the connection after this many body bytes; -1 = never
+	stats   *statTable
+	key     string
+	sent    int64
+	cut     int64 // cut the connection after this many body bytes; -1 = never
+	framing bool  // a multipart body: the file's bytes are counted as read (fileReader)
+}
+
+// fileReader counts the bytes of a file that a multipart answer reads, so
+// that the served counters hold file bytes only, not part headers.
+type fileReader struct {
+	io.ReadSeeker
+	read int64
+}
+
+func (f *fileReader) Read(b []byte) (int, error) {
+	n, err := f.ReadSeeker.Read(b)
+	f.read += int64(n)
+	return n, err
 }
 
 func (c *countingWriter) Write(b []byte) (int, error) {
@@ -29,7 +43,9 @@ func (c *countingWriter) Write(b []byte) (int, error) {
 		n := c.cut - c.sent
 		m, _ := c.ResponseWriter.Write(b[:n])
 		c.sent += int64(m)
-		c.stats.served(c.key, int64(m))
+		if !c.framing {
+			c.stats.served(c.key, int64(m))
+		}
 		if f, ok := c.ResponseWriter.(http.Flusher); ok {
 			f.Flush()
 		}
@@ -38,41 +54,140 @@ func (c *countingWriter) Write(b []byte) (int, error) {
 	}
 	n, err := c.ResponseWriter.Write(b)
 	c.sent += int64(n)
-	c.stats.served(c.key, int64(n))
+	if !c.framing {
+		c.stats.served(c.key, int64(n))
+	}
 	return n, err
 }
 
-// bodyLength predicts the body size for a single "bytes=a-b" range, else
-// the whole file.
+// byteRange is one range of a Range header, clipped to the file.
+type byteRange struct{ start, length int64 }
+
+// parseRanges reads a "bytes=a-b,c-,-n" header the way Go's
+// http.ServeContent does: ranges starting at or past the end are left out,
+// ends are clipped to the file. ok is false for a header ServeContent
+// refuses (malformed, or no range overlapping the file).
+func parseRanges(h string, size int64) (ranges []byteRange, ok bool) {
+	if !strings.HasPrefix(h, "bytes=") {
+		return nil, false
+	}
+	noOverlap := false
+	for _, ra := range strings.Split(strings.TrimPrefix(h, "bytes="), ",") {
+		ra = strings.TrimSpace(ra)
+		if ra == "" {
+			continue
+		}
+		i := strings.Index(ra, "-")
+		if i < 0 {
+			return nil, false
+		}
+		a, b := strings.TrimSpace(ra[:i]), strings.TrimSpace(ra[i+1:])
+		if a == "" {
+			n, err := strconv.ParseInt(b, 10, 64)
+			if err != nil || n < 0 || strings.HasPrefix(b, "-") {
+				return nil, false
+			}
+			n = min64(n, size)
+			ranges = append(ranges, byteRange{size - n, n})
+			continue
+		}
+		start, err := strconv.ParseInt(a, 10, 64)
+		if err != nil || start < 0 {
+			return nil, false
+		}
+		if start >= size {
+			noOverlap = true
+			continue
+		}
+		end := size - 1
+		if b != "" {
+			e, err := strconv.ParseInt(b, 10, 64)
+			if err != nil || e < start {
+				return nil, false
+			}
+			end = min64(e, size-1)
+		}
+		ranges = append(ranges, byteRange{start, end - start + 1})
+	}
+	if noOverlap && len(ranges) == 0 {
+		return nil, false
+	}
+	return ranges, true
+}
+
+// multipartRanges returns the ranges of a request that http.ServeContent
+// answers with a multipart/byteranges body (two or more ranges, together
+// no longer than the file), else nil.
+func multipartRanges(r *http.Request, size int64) []byteRange {
+	ranges, ok := parseRanges(r.Header.Get("Range"), size)
+	if !ok || len(ranges) < 2 || sumRanges(ranges) > size {
+		return nil
+	}
+	return ranges
+}
+
+func sumRanges(ranges []byteRange) int64 {
+	var n int64
+	for _, ra := range ranges {
+		n += ra.length
+	}
+	return n
+}
+
+// bodyLength predicts the file bytes of the answer: those of the requested
+// ranges (for several ranges their sum, which the multipart body exceeds
+// by its part headers, so a cut there falls inside the body), else the
+// whole file.
 func bodyLength(r *http.Request, size int64) int64 {
-	h := r.Header.Get("Range")
-	if !strings.HasPrefix(h, "bytes=") || strings.Contains(h, ",") {
+	ranges, ok := parseRanges(r.Header.Get("Range"), size)
+	if !ok || len(ranges) == 0 {
 		return size
 	}
-	spec := strings.TrimPrefix(h, "bytes=")
-	i := strings.Index(spec, "-")
-	if i < 0 {
-		return size
+	if n := sumRanges(ranges); n <= size {
+		return n
 	}
-	a, b := strings.TrimSpace(spec[:i]), strings.TrimSpace(spec[i+1:])
-	if a == "" {
-		n, err := strconv.ParseInt(b, 10, 64)
-		if err != nil {
-			return size
+	return size
+}
+
+// multiRangeFault applies the multi_range fault to a request that would
+// get a multipart answer: the Range header is rewritten for the kinds that
+// answer a single range or the whole file. It returns true when it has
+// answered the request itself (refuse: 416).
+func (p *Peer) multiRangeFault(w http.ResponseWriter, r *http.Request, key string, size int64) bool {
+	ranges := multipartRanges(r, size)
+	if ranges == nil {
+		return false
+	}
+	kind := p.faults.multiRangeFires()
+	switch kind {
+	case "":
+		return false
+	case "whole":
+		r.Header.Del("Range")
+	case "first":
+		ra := ranges[0]
+		r.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", ra.start, ra.start+ra.length-1))
+	case "coalesce":
+		lo, hi := ranges[0].start, ranges[0].start+ranges[0].length
+		for _, ra := range ranges[1:] {
+			if ra.start < lo {
+				lo = ra.start
+			}
+			if e := ra.start + ra.length; e > hi {
+				hi = e
+			}
 		}
-		return min64(n, size)
+		r.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", lo, hi-1))
+	case "refuse":
+		logf("multi_range: refuse %s %s (%d ranges)", r.Method, key, len(ranges))
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", size))
+		// through the counter, as ServeContent's own 416 answers are
+		http.Error(&countingWriter{ResponseWriter: w, stats: p.stats, key: key, cut: -1},
+			"416 Range Not Satisfiable: multiple ranges", http.StatusRequestedRangeNotSatisfiable)
+		return true
 	}
-	start, err := strconv.ParseInt(a, 10, 64)
-	if err != nil || start >= size {
-		return size
-	}
-	end := size - 1
-	if b != "" {
-		if e, err := strconv.ParseInt(b, 10, 64); err == nil && e < end {
-			end = e
-		}
-	}
-	return end - start + 1
+	logf("multi_range: %s answers %s %s (%d ranges) with Range %q", kind, r.Method, key, len(ranges), r.Header.Get("Range"))
+	return false
 }
 
 func (p *Peer) serveFolder(w http.ResponseWriter, r *http.Request) {
@@ -117,8 +232,14 @@ func (p *Peer) serveFolder(w http.ResponseWriter, r *http.Request) {
 			p.listDir(w, f, rel, r.URL.RawQuery)
 			return
 		}
+		if r.Method == http.MethodGet {
+			p.stats.fileGet(key)
+		}
 		if p.faults.rangeIgnored() {
 			r.Header.Del("Range")
+		}
+		if p.multiRangeFault(w, r, key, st.Size()) {
+			return
 		}
 		var out http.ResponseWriter = w
 		if r.Method == http.MethodGet {
@@ -136,6 +257,16 @@ func (p *Peer) serveFolder(w http.ResponseWriter, r *http.Request) {
 			cw.cut = p.faults.dropAfter(http.MethodGet, bodyLength(r, st.Size()))
 		}
 		w.Header().Set("Content-Type", "application/octet-stream")
+		if r.Method == http.MethodGet && multipartRanges(r, st.Size()) != nil {
+			// Count the file's bytes, not the part headers: what was
+			// read, at most what was sent (a cut may leave up to one
+			// read buffer unsent).
+			fr := &fileReader{ReadSeeker: f}
+			cw.framing = true
+			defer func() { p.stats.served(key, min64(fr.read, cw.sent)) }()
+			http.ServeContent(cw, r, st.Name(), st.ModTime(), fr)
+			return
+		}
 		http.ServeContent(cw, r, st.Name(), st.ModTime(), f)
 	case http.MethodPut, http.MethodPost:
 		if rel == "" {

@@ -165,6 +165,35 @@ slow_read_to(struct disk *d, uint64_t off, size_t len, struct disk *dst, xfer_cb
 	return (struct disk_io *)io;
 }
 
+/* Vectored: every range but the last half of the last is put at once,
+ * that half when the request completes.  Counts requests and ranges. */
+static int vec_requests, vec_ranges;
+
+static struct disk_io *
+slow_read_to_v(struct disk *d, const struct disk_range *r, size_t n, struct disk *dst, xfer_cb cb, void *arg)
+{
+	uint64_t total = 0;
+	struct slow_io *io;
+	char *err = NULL;
+	size_t i;
+
+	assert_true(n >= 2 && n <= DISK_MAX_RANGES);
+	for (i = 0; i < n; i++) {
+		assert_true(r[i].len > 0);
+		if (i > 0)
+			assert_true(r[i].off >= r[i - 1].off + r[i - 1].len);
+		total += r[i].len;
+	}
+	vec_requests++;
+	vec_ranges += (int)n;
+	io = (struct slow_io *)slow_read_to(d, r[n - 1].off, (size_t)r[n - 1].len, dst, cb, arg);
+	for (i = 0; i + 1 < n && io->st == XFER_OK; i++)
+		io->st = dst->ops->put(dst, r[i].off, pattern + r[i].off, (size_t)r[i].len, &err);
+	if (err != NULL)
+		io->err = err;
+	return (struct disk_io *)io;
+}
+
 static void
 slow_cancel(struct disk_io *io)
 {
@@ -196,7 +225,17 @@ static const struct disk_ops stream_ops = {
 	.read_to = slow_read_to,
 };
 
-/* 0: the direct transport (buffers); 1: slow, buffers; 2: slow, streamed. */
+static const struct disk_ops vec_ops = {
+	.name = "vec",
+	.read = slow_read,
+	.cancel = slow_cancel,
+	.close = slow_close,
+	.read_to = slow_read_to,
+	.read_to_v = slow_read_to_v,
+};
+
+/* 0: the direct transport (buffers); 1: slow, buffers; 2: slow, streamed;
+ * 3: slow, streamed, small areas share requests. */
 static int use_slow;
 /* Seconds between checkpoints: tiny checks one after every chunk, long
  * leaves only the one the copier owes at the end. */
@@ -215,7 +254,7 @@ copy_once(struct disk *dst, const char *path, const struct vs_extent *areas, siz
 
 	if (use_slow) {
 		src = xcalloc(1, sizeof(*src));
-		src->ops = use_slow == 2 ? &stream_ops : &slow_ops;
+		src->ops = use_slow == 3 ? &vec_ops : use_slow == 2 ? &stream_ops : &slow_ops;
 		src->size = DISK;
 	} else {
 		src = disk_open_direct(dir, "src", DISK, 0, &err);
@@ -238,7 +277,7 @@ copy_once(struct disk *dst, const char *path, const struct vs_extent *areas, siz
 	cur_n = n;
 	cur_fd = open(path, O_RDONLY);
 	assert_true(cur_fd >= 0);
-	assert_int_equal(disk_can_stream(src, dst), use_slow == 2);
+	assert_int_equal(disk_can_stream(src, dst), use_slow >= 2);
 	copy_start(&p);
 	event_base_dispatch(loop_base());
 	close(cur_fd);
@@ -297,13 +336,36 @@ test_many_small_areas(void **state)
 		a[i].start = (uint64_t)(i * 2 + 1) * 65536;
 		a[i].length = 65536;
 	}
-	for (use_slow = 0; use_slow < 3; use_slow++) {
+	for (use_slow = 0; use_slow < 4; use_slow++) {
+		vec_requests = vec_ranges = 0;
 		run_copy(a, 23, 4u << 20, 2, 0);
 		run_copy(a, 23, 4096, 7, 0);
 		run_copy(a, 23, 65536, 1, 0);
 		ckpt_s = 3600;
 		run_copy(a, 23, 65536, 3, 0);
 		ckpt_s = 1e-9;
+		/* Vectored: the 23 areas of 64 KiB go as one request per
+		 * 4 MiB chunk, and 2 areas per 128 KiB chunk. */
+		vec_requests = vec_ranges = 0;
+		run_copy(a, 23, 4u << 20, 2, 0);
+		assert_int_equal(vec_requests, use_slow == 3 ? 1 : 0);
+		assert_int_equal(vec_ranges, use_slow == 3 ? 23 : 0);
+		run_copy(a, 23, 131072, 4, 10 * 65536);
+		assert_int_equal(vec_requests, use_slow == 3 ? 1 + 9 : 0);
+	}
+	/* More areas than a request may carry. */
+	{
+		struct vs_extent b[40];
+
+		for (i = 0; i < 40; i++) {
+			b[i].start = (uint64_t)i * 3 * 4096;
+			b[i].length = 4096 + (i % 3);
+		}
+		use_slow = 3;
+		vec_requests = vec_ranges = 0;
+		run_copy(b, 40, 4u << 20, 2, 0);
+		assert_int_equal(vec_requests, 2);
+		assert_int_equal(vec_ranges, 40);
 	}
 }
 
@@ -312,7 +374,7 @@ test_odd_sizes_and_resume(void **state)
 {
 	struct vs_extent a[3] = { { 0, 1000001 }, { 1500000, 7 }, { 2000000, DISK - 2000000 } };
 
-	for (use_slow = 0; use_slow < 3; use_slow++) {
+	for (use_slow = 0; use_slow < 4; use_slow++) {
 		run_copy(a, 3, 65536 + 13, 4, 0);
 		run_copy(a, 3, 1u << 20, 3, 1200000);
 		run_copy(a, 3, 333333, 2, 2000001);
@@ -467,7 +529,7 @@ test_full_destination_checkpoints_at_the_failure(void **state)
 	snprintf(path, sizeof(path), "%s/dst", dir);
 	/* No periodic checkpoint: only the one at the failure. */
 	ckpt_s = 3600;
-	for (use_slow = 0; use_slow < 3; use_slow++) {
+	for (use_slow = 0; use_slow < 4; use_slow++) {
 		f = full_open(path, 2000000);
 		assert_int_equal(copy_once(&f->base, path, a, 2, 0, 65536 + 7, 5), XFER_TRANSIENT);
 		first = last_checkpoint;
