@@ -172,7 +172,6 @@ static int vec_requests, vec_ranges;
 static struct disk_io *
 slow_read_to_v(struct disk *d, const struct disk_range *r, size_t n, struct disk *dst, xfer_cb cb, void *arg)
 {
-	uint64_t total = 0;
 	struct slow_io *io;
 	char *err = NULL;
 	size_t i;
@@ -182,7 +181,6 @@ slow_read_to_v(struct disk *d, const struct disk_range *r, size_t n, struct disk
 		assert_true(r[i].len > 0);
 		if (i > 0)
 			assert_true(r[i].off >= r[i - 1].off + r[i - 1].len);
-		total += r[i].len;
 	}
 	vec_requests++;
 	vec_ranges += (int)n;
