@@ -48,13 +48,14 @@ struct disk_io {
 	size_t nranges;
 	size_t cur;
 	int multi;                  /* this attempt asks for every range at once */
-	int answer_known;           /* multi: the answer's kind was looked at */
+	int answer_known;           /* the answer's status and headers were checked */
 	char *multi_why;            /* multi: why the answer is not usable */
 	struct br_parser *br;       /* multi: a multipart answer */
 	uint64_t part_left;         /* multi: a one-part answer's bytes to come */
 	size_t ri;                  /* multi: the range the next part may start in */
 	uint64_t part_min;          /* multi: parts must not start below this */
-	uint64_t covered;           /* multi: bytes of the ranges received */
+	uint64_t covered;           /* multi: bytes of the ranges announced by the parts */
+	size_t parts;               /* multi: parts begun */
 	enum xfer_status put_st;    /* a put failed: why */
 	char *put_err;
 	size_t got;
@@ -159,11 +160,15 @@ io_relogged(struct vs_result *res, void *arg)
 	}
 }
 
+static int io_check_answer(struct disk_io *io);
+
 static int
 io_sink(const void *p, size_t n, void *arg)
 {
 	struct disk_io *io = arg;
 
+	if (!io->answer_known && io_check_answer(io) != 0)
+		return -1;
 	/* Never write past the caller's buffer, whatever the server sends. */
 	if (n > io->len - io->got) {
 		io->overflow = 1;
@@ -211,6 +216,32 @@ io_misfit(const struct disk_io *io, long st)
 	return xasprintf("%s: range %llu+%zu answered with HTTP %ld", io->label, (unsigned long long)io->off, io->len, st);
 }
 
+/* A one-range answer, before its first byte is taken: a 206 must be for
+ * the range asked (a Content-Range for another one is refused, not
+ * written at the offset asked), anything else a whole disk. */
+static int
+io_check_answer(struct disk_io *io)
+{
+	long st = http_status(io->http);
+	const char *v;
+	uint64_t first, last;
+
+	io->answer_known = 1;
+	if (st == 206 && (v = http_header(io->http, "Content-Range")) != NULL &&
+	    (br_content_range(v, &first, &last) != 0 || first != io->off || last != io->off + io->len - 1)) {
+		io->put_st = XFER_FATAL;
+		io->put_err = xasprintf("%s: range %llu+%zu answered with Content-Range: %.80s", io->label,
+		    (unsigned long long)io->off, io->len, v);
+		return -1;
+	}
+	if (!io_reply_fits(io, st)) {
+		io->put_st = XFER_FATAL;
+		io->put_err = io_misfit(io, st);
+		return -1;
+	}
+	return 0;
+}
+
 /* Streamed reads gather at most this much before a put. */
 static size_t
 io_piece_size(const struct disk_io *io)
@@ -244,13 +275,9 @@ io_stream_sink(const void *p, size_t n, void *arg)
 {
 	struct disk_io *io = arg;
 	const uint8_t *b = p;
-	long st = http_status(io->http);
 
-	if (!io_reply_fits(io, st)) {
-		io->put_st = XFER_FATAL;
-		io->put_err = io_misfit(io, st);
+	if (!io->answer_known && io_check_answer(io) != 0)
 		return -1;
-	}
 	if (n > io->len - io->got) {
 		io->overflow = 1;
 		return -1;
@@ -281,6 +308,12 @@ io_multi_part(void *arg, uint64_t first, uint64_t last)
 
 	if (io_put_piece(io) != 0)
 		return -1;
+	/* Never more parts than ranges: merging needs fewer, and each part
+	 * costs a write. */
+	if (++io->parts > io->nranges) {
+		io_multi_refuse(io, xasprintf("more parts than the %zu ranges asked for", io->nranges));
+		return -1;
+	}
 	while (io->ri < io->nranges && io->ranges[io->ri].off + io->ranges[io->ri].len <= first)
 		io->ri++;
 	if (first < io->part_min || io->ri == io->nranges || first < io->ranges[io->ri].off)
@@ -373,6 +406,8 @@ io_multi_incomplete(struct disk_io *io)
 		return xstrdup("an empty answer");
 	if (io->br != NULL && br_finish(io->br, &err) != 0)
 		return err;
+	if (io->br == NULL && io->part_left != 0)
+		return xasprintf("a one-part answer cut short (%llu bytes missing)", (unsigned long long)io->part_left);
 	if (io->covered != io->total)
 		return xasprintf("%llu of the %llu bytes asked for", (unsigned long long)io->covered,
 		    (unsigned long long)io->total);
@@ -528,9 +563,9 @@ io_send(struct disk_io *io)
 	io->got = 0;
 	io->overflow = 0;
 	io->npiece = 0;
+	io->answer_known = 0;
 	if (io->ranges != NULL) {
 		io->multi = io->nranges > 1 && !io->d->single;
-		io->answer_known = 0;
 		free(io->multi_why);
 		io->multi_why = NULL;
 		br_free(io->br);
@@ -538,6 +573,8 @@ io_send(struct disk_io *io)
 		io->ri = 0;
 		io->part_min = 0;
 		io->covered = 0;
+		io->parts = 0;
+		io->part_left = 0;
 		if (!io->multi) {
 			io->off = io->ranges[io->cur].off;
 			io->len = (size_t)io->ranges[io->cur].len;

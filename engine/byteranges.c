@@ -307,6 +307,8 @@ br_finish(struct br_parser *b, char **err)
 	int close = 0;
 
 	/* The closing delimiter may end without a line break. */
+	if (b->llen > 0 && b->line[b->llen - 1] == '\r')
+		b->line[--b->llen] = '\0';
 	if ((b->state == BR_DELIM || b->state == BR_PREAMBLE) && is_delimiter(b, b->line, b->llen, &close) && close)
 		b->state = BR_EPILOGUE;
 	if (b->state == BR_EPILOGUE)

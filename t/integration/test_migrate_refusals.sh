@@ -5,7 +5,8 @@
 # create, a missing source VM and a missing target host, a source whose
 # certificate does not match the pinned thumbprint and a target that
 # refuses the login (both at the first contact, not as a lost peer), and a
-# source whose datastore answers range requests with the whole file.
+# source whose datastore answers range requests with the whole file or
+# with other bytes than asked.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/migrate_lib.sh"
 
@@ -18,7 +19,8 @@ cat >"$T/fixture.json" <<JSON
         {"name":"nohost01","host":"H0","power":"off","disks":[{"capacity":1048609,"seed":5}]},
         {"name":"pin01","host":"H0","power":"on","disks":[{"capacity":1048613,"seed":6}]},
         {"name":"pw01","host":"H0","power":"on","disks":[{"capacity":1048627,"seed":7}]},
-        {"name":"norange01","host":"H0","power":"on","disks":[{"capacity":3145757,"seed":8}]}]}
+        {"name":"norange01","host":"H0","power":"on","disks":[{"capacity":3145757,"seed":8}]},
+        {"name":"shift01","host":"H0","power":"on","disks":[{"capacity":3145759,"seed":9}]}]}
 JSON
 cat >"$T/target-fixture.json" <<JSON
 {"datacenters":[{"name":"DC0","hosts":["H0"],"datastores":["ds0"]}],
@@ -126,3 +128,12 @@ assert_match "$(job_field norange norange01 error)" "range [0-9]+\\+[0-9]+ answe
 st=$(ctl --json stats norange norange01 | jq -r '.jobs[0] | "\(.successes) \(.failures)"')
 assert_eq "$st" "0 1" "the statistics count one failure"
 fault "$S_CTL" '{"ignore_range":false}'
+
+# --- A 206 for other bytes than asked (its Content-Range one byte off):
+# refused before a byte is written at the offset asked.
+fault "$S_CTL" '{"shift_range":true}'
+mig_rule shift shift01 "fast_transfer: true"
+wait_job shift shift01 failed 60
+assert_match "$(job_field shift shift01 error)" "range [0-9]+\\+[0-9]+ answered with Content-Range: bytes [0-9]+-[0-9]+/3145759" \
+	"a 206 for other bytes than asked fails the copy, naming both ranges"
+fault "$S_CTL" '{"shift_range":false}'

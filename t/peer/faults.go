@@ -49,6 +49,7 @@ type faultRequest struct {
 	Hostile        *hostileFault   `json:"hostile"`
 	Cert           *string         `json:"cert"` // "new": a fresh self-signed certificate; "original"
 	IgnoreRange    *bool           `json:"ignore_range"`
+	ShiftRange     *bool           `json:"shift_range"`
 	MultiRange     *string         `json:"multi_range"` // "" or "serve", "whole", "first", "refuse", "coalesce"
 	Clear          bool            `json:"clear"`
 	Seed           *int64          `json:"seed"`
@@ -63,6 +64,7 @@ type faultState struct {
 	drop            *dropFault
 	expiry          time.Duration
 	ignoreRange     bool
+	shiftRange      bool
 	multiRange      string // "" (normal), "whole", "first", "refuse" or "coalesce"
 	outageUntil     time.Time
 	hostile         *hostileFault
@@ -134,9 +136,17 @@ func (f *faultState) rangeIgnored() bool {
 	return f.ignoreRange
 }
 
+// rangeShifted: single-range /folder GETs are answered for the range one
+// byte further (with its own Content-Range), as a broken server would.
+func (f *faultState) rangeShifted() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.shiftRange
+}
+
 // multiRangeKinds are the values of the multi_range fault ("" and "serve"
 // both mean a normal multipart/byteranges answer).
-var multiRangeKinds = []string{"serve", "whole", "first", "refuse", "coalesce"}
+var multiRangeKinds = []string{"serve", "whole", "first", "refuse", "coalesce", "short", "extra_part"}
 
 func checkMultiRange(kind string) error {
 	if kind == "" {
@@ -147,7 +157,7 @@ func checkMultiRange(kind string) error {
 			return nil
 		}
 	}
-	return badFault{fmt.Errorf(`multi_range must be "serve" (or ""), "whole", "first", "refuse" or "coalesce", not %q`, kind)}
+	return badFault{fmt.Errorf(`multi_range must be "serve" (or ""), "whole", "first", "refuse", "coalesce", "short" or "extra_part", not %q`, kind)}
 }
 
 // multiRangeFires is asked for a /folder GET or HEAD that http.ServeContent
@@ -216,6 +226,9 @@ func (f *faultState) snapshot() map[string]interface{} {
 	if f.ignoreRange {
 		out["ignore_range"] = true
 	}
+	if f.shiftRange {
+		out["shift_range"] = true
+	}
 	if f.multiRange != "" {
 		out["multi_range"] = f.multiRange
 	}
@@ -251,7 +264,7 @@ func (p *Peer) applyFault(req *faultRequest) error {
 	}
 	f.mu.Lock()
 	if req.Clear {
-		f.delayF, f.httpErr, f.drop, f.expiry, f.hostile, f.ignoreRange, f.multiRange = nil, nil, nil, 0, nil, false, ""
+		f.delayF, f.httpErr, f.drop, f.expiry, f.hostile, f.ignoreRange, f.shiftRange, f.multiRange = nil, nil, nil, 0, nil, false, false, ""
 		f.injectedHTTP, f.injectedDrops, f.injectedHostile, f.injectedMulti = 0, 0, 0, 0
 		f.seed = 1
 		f.rng = rand.New(rand.NewSource(1))
@@ -286,6 +299,9 @@ func (p *Peer) applyFault(req *faultRequest) error {
 	}
 	if req.SessionExpiryS != nil {
 		f.expiry = time.Duration(*req.SessionExpiryS * float64(time.Second))
+	}
+	if req.ShiftRange != nil {
+		f.shiftRange = *req.ShiftRange
 	}
 	if req.IgnoreRange != nil {
 		f.ignoreRange = *req.IgnoreRange

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"mime/multipart"
 	"net/http"
+	"net/textproto"
 	"os"
 	"path"
 	"path/filepath"
@@ -153,15 +155,27 @@ func bodyLength(r *http.Request, size int64) int64 {
 // get a multipart answer: the Range header is rewritten for the kinds that
 // answer a single range or the whole file. It returns true when it has
 // answered the request itself (refuse: 416).
-func (p *Peer) multiRangeFault(w http.ResponseWriter, r *http.Request, key string, size int64) bool {
+func (p *Peer) multiRangeFault(w http.ResponseWriter, r *http.Request, key string, f *os.File, size int64) bool {
 	ranges := multipartRanges(r, size)
 	if ranges == nil {
+		if p.faults.rangeShifted() {
+			if rs, ok := parseRanges(r.Header.Get("Range"), size); ok && len(rs) == 1 && rs[0].start+rs[0].length < size {
+				r.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", rs[0].start+1, rs[0].start+rs[0].length))
+				logf("shift_range: answers GET %s with Range %q", key, r.Header.Get("Range"))
+			}
+		}
 		return false
 	}
 	kind := p.faults.multiRangeFires()
 	switch kind {
 	case "":
 		return false
+	case "short":
+		shortPart(w, r, p.stats, key, f, ranges[0], size)
+		return true
+	case "extra_part":
+		extraPart(w, r, p.stats, key, f, ranges, size)
+		return true
 	case "whole":
 		r.Header.Del("Range")
 	case "first":
@@ -238,7 +252,7 @@ func (p *Peer) serveFolder(w http.ResponseWriter, r *http.Request) {
 		if p.faults.rangeIgnored() {
 			r.Header.Del("Range")
 		}
-		if p.multiRangeFault(w, r, key, st.Size()) {
+		if p.multiRangeFault(w, r, key, f, st.Size()) {
 			return
 		}
 		var out http.ResponseWriter = w
@@ -351,4 +365,64 @@ func (p *Peer) listDir(w http.ResponseWriter, f *os.File, rel, query string) {
 		fmt.Fprintf(w, "<tr><td><a href=\"%s\">%s</a></td></tr>\n", html.EscapeString(u), html.EscapeString(n))
 	}
 	fmt.Fprintf(w, "</table></body></html>\n")
+}
+
+// shortPart answers with a single-part 206 for the first range that ends
+// halfway, without Content-Length, the connection closed cleanly: the
+// client sees a complete answer unless it counts the bytes itself.
+func shortPart(w http.ResponseWriter, r *http.Request, stats *statTable, key string, f *os.File, ra byteRange, size int64) {
+	logf("multi_range: short answers %s %s with half of its first range", r.Method, key)
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		http.Error(w, "cannot hijack", http.StatusInternalServerError)
+		return
+	}
+	conn, buf, err := hj.Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	fmt.Fprintf(buf, "HTTP/1.1 206 Partial Content\r\nContent-Type: application/octet-stream\r\n"+
+		"Content-Range: bytes %d-%d/%d\r\nConnection: close\r\n\r\n", ra.start, ra.start+ra.length-1, size)
+	if r.Method == http.MethodGet {
+		n, _ := io.Copy(buf, io.NewSectionReader(f, ra.start, ra.length/2))
+		stats.served(key, n)
+	}
+	buf.Flush()
+}
+
+// extraPart answers with a multipart/byteranges body whose first range
+// comes in two parts: every byte right, one part more than ranges asked.
+func extraPart(w http.ResponseWriter, r *http.Request, stats *statTable, key string, f *os.File, ranges []byteRange, size int64) {
+	logf("multi_range: extra_part answers %s %s with %d parts", r.Method, key, len(ranges)+1)
+	half := ranges[0].length / 2
+	if half == 0 {
+		half = ranges[0].length
+	}
+	parts := []byteRange{{ranges[0].start, half}}
+	if half < ranges[0].length {
+		parts = append(parts, byteRange{ranges[0].start + half, ranges[0].length - half})
+	}
+	parts = append(parts, ranges[1:]...)
+	mw := multipart.NewWriter(w)
+	w.Header().Set("Content-Type", "multipart/byteranges; boundary="+mw.Boundary())
+	w.WriteHeader(http.StatusPartialContent)
+	if r.Method != http.MethodGet {
+		return
+	}
+	for _, ra := range parts {
+		pw, err := mw.CreatePart(textproto.MIMEHeader{
+			"Content-Type":  {"application/octet-stream"},
+			"Content-Range": {fmt.Sprintf("bytes %d-%d/%d", ra.start, ra.start+ra.length-1, size)},
+		})
+		if err != nil {
+			return
+		}
+		n, err := io.Copy(pw, io.NewSectionReader(f, ra.start, ra.length))
+		stats.served(key, n)
+		if err != nil {
+			return
+		}
+	}
+	mw.Close()
 }

@@ -233,6 +233,7 @@ test_preamble_and_padding(void **state)
 	assert_memory_equal(dst + 3, "xy", 2);
 	assert_int_equal(feed(ct, "--B--", 5, 1, &err), 0);
 	assert_int_equal(parts, 0);
+	assert_int_equal(feed(ct, "--B--\r", 6, 2, &err), 0);
 }
 
 int
