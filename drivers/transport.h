@@ -64,6 +64,10 @@ struct disk {
 	uint64_t size;
 	uint64_t bytes_read;
 	uint64_t bytes_written;
+	/* The transport learned that this disk's server answers one range
+	 * per request: vectored reads gain nothing (and would run their
+	 * ranges one after another). */
+	int one_range;
 };
 
 /* A datastore file over HTTPS.  Reads only: HTTPS cannot write in place. */

@@ -77,7 +77,6 @@ struct https_disk {
 	char *url;
 	char *label;
 	TAILQ_HEAD(, disk_io) ios;
-	int single;                 /* the datastore answers one range per request */
 };
 
 static void io_send(struct disk_io *io);
@@ -420,8 +419,8 @@ io_multi_incomplete(struct disk_io *io)
 static void
 io_single(struct disk_io *io, char *why)
 {
-	if (!io->d->single) {
-		io->d->single = 1;
+	if (!io->d->base.one_range) {
+		io->d->base.one_range = 1;
 		log_info("%s: the datastore does not answer several ranges in one request (%s); reading one range per request",
 		    io->label, why);
 	}
@@ -565,7 +564,7 @@ io_send(struct disk_io *io)
 	io->npiece = 0;
 	io->answer_known = 0;
 	if (io->ranges != NULL) {
-		io->multi = io->nranges > 1 && !io->d->single;
+		io->multi = io->nranges > 1 && !io->d->base.one_range;
 		free(io->multi_why);
 		io->multi_why = NULL;
 		br_free(io->br);

@@ -211,7 +211,8 @@ copy_plan(struct copy *c, struct chunk *k, uint64_t *cursor, size_t *area)
 
 		while (a < c->p.nareas && at >= c->p.areas[a].start + c->p.areas[a].length)
 			a++;
-		if (a >= c->p.nareas || len == c->p.chunk || k->nranges == (c->vec ? DISK_MAX_RANGES : 1))
+		if (a >= c->p.nareas || len == c->p.chunk ||
+		    k->nranges == (c->vec && !c->p.src->one_range ? DISK_MAX_RANGES : 1))
 			break;
 		start = c->p.areas[a].start;
 		end = start + c->p.areas[a].length;

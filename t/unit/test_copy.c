@@ -238,6 +238,8 @@ static int use_slow;
 /* Seconds between checkpoints: tiny checks one after every chunk, long
  * leaves only the one the copier owes at the end. */
 static double ckpt_s = 1e-9;
+/* The source has learned to read one range per request. */
+static int src_one_range;
 
 /* One copy from the source (as use_slow says) into dst, whose bytes are
  * in the file at path (read back at each checkpoint); returns how it
@@ -254,6 +256,7 @@ copy_once(struct disk *dst, const char *path, const struct vs_extent *areas, siz
 		src = xcalloc(1, sizeof(*src));
 		src->ops = use_slow == 3 ? &vec_ops : use_slow == 2 ? &stream_ops : &slow_ops;
 		src->size = DISK;
+		src->one_range = src_one_range;
 	} else {
 		src = disk_open_direct(dir, "src", DISK, 0, &err);
 	}
@@ -364,6 +367,12 @@ test_many_small_areas(void **state)
 		run_copy(b, 40, 4u << 20, 2, 0);
 		assert_int_equal(vec_requests, 2);
 		assert_int_equal(vec_ranges, 40);
+		/* A source that answers one range per request gets them one by
+		 * one (in parallel), not grouped. */
+		src_one_range = 1;
+		run_copy(b, 40, 4u << 20, 2, 0);
+		assert_int_equal(vec_requests, 2);
+		src_one_range = 0;
 	}
 }
 
