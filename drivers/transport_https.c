@@ -159,25 +159,6 @@ io_relogged(struct vs_result *res, void *arg)
 	}
 }
 
-static int io_check_answer(struct disk_io *io);
-
-static int
-io_sink(const void *p, size_t n, void *arg)
-{
-	struct disk_io *io = arg;
-
-	if (!io->answer_known && io_check_answer(io) != 0)
-		return -1;
-	/* Never write past the caller's buffer, whatever the server sends. */
-	if (n > io->len - io->got) {
-		io->overflow = 1;
-		return -1;
-	}
-	memcpy(io->buf + io->got, p, n);
-	io->got += n;
-	return 0;
-}
-
 static void
 io_put_failed(struct disk_io *io)
 {
@@ -269,11 +250,13 @@ io_gather(struct disk_io *io, const uint8_t *b, size_t n)
 	return 0;
 }
 
+/* The body of a one-range answer: checked before its first byte, never
+ * more than the range (whatever the server sends), into the caller's
+ * buffer or streamed into the destination. */
 static int
-io_stream_sink(const void *p, size_t n, void *arg)
+io_range_sink(const void *p, size_t n, void *arg)
 {
 	struct disk_io *io = arg;
-	const uint8_t *b = p;
 
 	if (!io->answer_known && io_check_answer(io) != 0)
 		return -1;
@@ -281,8 +264,13 @@ io_stream_sink(const void *p, size_t n, void *arg)
 		io->overflow = 1;
 		return -1;
 	}
+	if (io->dst != NULL) {
+		io->got += n;
+		return io_gather(io, p, n);
+	}
+	memcpy(io->buf + io->got, p, n);
 	io->got += n;
-	return io_gather(io, b, n);
+	return 0;
 }
 
 /* Multi-range answers. */
@@ -591,7 +579,7 @@ io_send(struct disk_io *io)
 		http_set_sink(h, io_multi_sink, io);
 	} else if (io->d != NULL) {
 		http_set_range(h, io->off, io->off + io->len - 1);
-		http_set_sink(h, io->dst != NULL ? io_stream_sink : io_sink, io);
+		http_set_sink(h, io_range_sink, io);
 	} else {
 		http_add_header(h, "Content-Type: application/octet-stream");
 		http_set_upload_fd(h, io->fd, io->len);
