@@ -36,6 +36,7 @@ struct vs_op {
 	char *view;
 	char *change_id;
 	char *dc, *ds, *path;
+	char *key, *value;        /* extraConfig */
 	int disk_key;
 	int page_size;
 	int poll_ms;
@@ -122,6 +123,8 @@ op_free(struct vs_op *op)
 	free(op->dc);
 	free(op->ds);
 	free(op->path);
+	free(op->key);
+	free(op->value);
 	if (op->pending != NULL) {
 		soap_req_free(op->pending);
 		free(op->pending);
@@ -1176,8 +1179,8 @@ extra_config_start(struct vs_op *op, struct vs_result *res)
 	soap_req_init(&req, "ReconfigVM_Task", "VirtualMachine", op->vm);
 	spec = soap_add(&req, NULL, "spec", NULL);
 	opt = soap_add_typed(&req, spec, "extraConfig", "OptionValue", NULL);
-	soap_add(&req, opt, "key", op->snap);
-	soap_add_typed(&req, opt, "value", "xsd:string", op->path);
+	soap_add(&req, opt, "key", op->key);
+	soap_add_typed(&req, opt, "value", "xsd:string", op->value);
 	op->after_task = task_result_none;
 	op_call(op, &req, task_started);
 }
@@ -1189,8 +1192,8 @@ vs_set_extra_config(struct vs_client *c, const char *vm_moref, const char *key, 
 	struct vs_op *op = op_start(c, done, arg, extra_config_start);
 
 	op->vm = xstrdup(vm_moref);
-	op->snap = xstrdup(key);
-	op->path = xstrdup(value);
+	op->key = xstrdup(key);
+	op->value = xstrdup(value);
 	return op;
 }
 
