@@ -101,16 +101,17 @@ teardown(void **state)
 	return 0;
 }
 
-/* A source whose reads complete after a delay that shrinks with the
- * offset, so later chunks finish before earlier ones (as over HTTPS).
- * Streamed reads (read_to) put the first half of the range at once and
- * the rest when they complete, so ranges are half written meanwhile. */
+/* A request of the fake transports below, answered from the loop after
+ * a delay.  The slow source's delay shrinks with the offset, so later
+ * chunks finish before earlier ones (as over HTTPS); its streamed reads
+ * (read_to) put the first half of the range at once and the rest when
+ * they complete, so ranges are half written meanwhile. */
 struct slow_io {
 	struct event *ev;
-	struct disk *dst;
+	struct disk *dst;       /* streamed: the second half goes here */
 	uint64_t off;
 	size_t len;
-	enum xfer_status st;    /* the first half's put failed */
+	enum xfer_status st;    /* the outcome so far (a failed put) */
 	char *err;
 	xfer_cb cb;
 	void *arg;
@@ -132,11 +133,13 @@ slow_fire(evutil_socket_t fd, short what, void *arg)
 	free(io);
 }
 
+#define SLOW_DELAY_US(off) ((long)((DISK - (off)) / 2048))
+
 static struct slow_io *
-slow_start(uint64_t off, size_t len, xfer_cb cb, void *arg)
+slow_start(uint64_t off, size_t len, long delay_us, xfer_cb cb, void *arg)
 {
 	struct slow_io *io = xcalloc(1, sizeof(*io));
-	struct timeval tv = { 0, (long)((DISK - off) / 2048) };
+	struct timeval tv = { 0, delay_us };
 
 	io->off = off;
 	io->len = len;
@@ -151,13 +154,13 @@ static struct disk_io *
 slow_read(struct disk *d, uint64_t off, size_t len, void *buf, xfer_cb cb, void *arg)
 {
 	memcpy(buf, pattern + off, len);
-	return (struct disk_io *)slow_start(off, len, cb, arg);
+	return (struct disk_io *)slow_start(off, len, SLOW_DELAY_US(off), cb, arg);
 }
 
 static struct disk_io *
 slow_read_to(struct disk *d, uint64_t off, size_t len, struct disk *dst, xfer_cb cb, void *arg)
 {
-	struct slow_io *io = slow_start(off, len, cb, arg);
+	struct slow_io *io = slow_start(off, len, SLOW_DELAY_US(off), cb, arg);
 
 	io->dst = dst;
 	/* A put that fails now is reported when the read completes. */
@@ -411,48 +414,14 @@ full_put(struct disk *d, uint64_t off, const void *p, size_t n, char **err)
 	return f->file->ops->put(f->file, off, p, n, err);
 }
 
-/* A buffered write's outcome, delivered from the loop. */
-struct full_io {
-	struct event *ev;
-	enum xfer_status st;
-	char *err;
-	xfer_cb cb;
-	void *arg;
-};
-
-static void
-full_fire(evutil_socket_t fd, short what, void *arg)
-{
-	struct full_io *io = arg;
-
-	event_free(io->ev);
-	io->cb(io->arg, io->st, io->err);
-	free(io->err);
-	free(io);
-}
-
+/* A buffered write: its outcome is delivered from the loop. */
 static struct disk_io *
 full_write(struct disk *d, uint64_t off, size_t len, const void *buf, xfer_cb cb, void *arg)
 {
-	struct full_io *io = xcalloc(1, sizeof(*io));
-	struct timeval tv = { 0, 0 };
+	struct slow_io *io = slow_start(off, len, 0, cb, arg);
 
 	io->st = full_put(d, off, buf, len, &io->err);
-	io->cb = cb;
-	io->arg = arg;
-	io->ev = evtimer_new(loop_base(), full_fire, io);
-	evtimer_add(io->ev, &tv);
 	return (struct disk_io *)io;
-}
-
-static void
-full_cancel(struct disk_io *io)
-{
-	struct full_io *f = (struct full_io *)io;
-
-	event_free(f->ev);
-	free(f->err);
-	free(f);
 }
 
 static int
@@ -476,7 +445,7 @@ full_close(struct disk *d)
 static const struct disk_ops full_ops = {
 	.name = "full",
 	.write = full_write,
-	.cancel = full_cancel,
+	.cancel = slow_cancel,
 	.flush = full_flush,
 	.close = full_close,
 	.put = full_put,
