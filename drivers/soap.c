@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/util.h"
+#include "engine/core/util.h"
 
 /* ---- libxml2's memory ----
  *

@@ -12,8 +12,8 @@
 #include <unistd.h>
 
 #include "drivers/transport.h"
-#include "engine/loop.h"
-#include "engine/util.h"
+#include "engine/core/loop.h"
+#include "engine/core/util.h"
 
 struct disk_io {
 	TAILQ_ENTRY(disk_io) link;

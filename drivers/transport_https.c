@@ -1,7 +1,7 @@
 /* The https transport: /folder Range GETs and whole-file PUTs.
  *
  * A vectored read (read_to_v) asks for all its ranges in one GET; the
- * answer is multipart/byteranges (engine/byteranges.c), or one part.
+ * answer is multipart/byteranges (engine/core/byteranges.c), or one part.
  * A datastore whose answer is anything else (the whole file, 416, parts
  * outside the ranges, missing parts) is asked one range per request from
  * then on: the request is sent again range by range. */
@@ -14,11 +14,11 @@
 #include "drivers/transport.h"
 #include "drivers/vsops.h"
 #include "drivers/vsphere.h"
-#include "engine/byteranges.h"
-#include "engine/http.h"
-#include "engine/log.h"
-#include "engine/loop.h"
-#include "engine/util.h"
+#include "engine/core/byteranges.h"
+#include "engine/core/http.h"
+#include "engine/core/log.h"
+#include "engine/core/loop.h"
+#include "engine/core/util.h"
 
 #define XFER_RETRY_WINDOW_S 15.0
 #define XFER_BACKOFF_FIRST_S 0.2

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/util.h"
+#include "engine/core/util.h"
 
 #define VMDK_MAX_DESCRIPTOR (64 * 1024)
 #define VMDK_MAX_EXTENTS 1024

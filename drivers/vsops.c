@@ -5,10 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/http.h"
-#include "engine/log.h"
-#include "engine/loop.h"
-#include "engine/util.h"
+#include "engine/core/http.h"
+#include "engine/core/log.h"
+#include "engine/core/loop.h"
+#include "engine/core/util.h"
 
 #define TASK_POLL_FIRST_MS 20
 #define TASK_POLL_MAX_MS 1000

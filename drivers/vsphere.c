@@ -6,9 +6,9 @@
 #include <string.h>
 #include <sys/queue.h>
 
-#include "engine/log.h"
-#include "engine/loop.h"
-#include "engine/util.h"
+#include "engine/core/log.h"
+#include "engine/core/loop.h"
+#include "engine/core/util.h"
 
 #define VS_DEFAULT_RETRY_WINDOW_S 15.0
 #define VS_DEFAULT_KEEPALIVE_S 300.0

@@ -1,5 +1,5 @@
 /* The vSphere client: one per platform.  Non-blocking on the engine's
- * loop (through engine/http.c); it logs in lazily, keeps the session
+ * loop (through engine/core/http.c); it logs in lazily, keeps the session
  * alive, logs in again and retries on NotAuthenticated, and retries
  * transient failures (connection errors, HTTP 5xx without a SOAP fault)
  * with backoff until a retry window runs out, after which the peer is
@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 #include "drivers/soap.h"
-#include "engine/http.h"
+#include "engine/core/http.h"
 
 struct vs_client;
 struct vs_call;

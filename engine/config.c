@@ -24,8 +24,8 @@
 #include <unistd.h>
 #include <yaml.h>
 
-#include "engine/units.h"
-#include "engine/util.h"
+#include "engine/core/units.h"
+#include "engine/core/util.h"
 
 #define NAME_MAX_LEN 64
 #define VM_NAME_MAX_LEN 255

@@ -13,8 +13,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include "engine/log.h"
-#include "engine/util.h"
+#include "engine/core/log.h"
+#include "engine/core/util.h"
 
 /* Requests handled per read callback before yielding to other clients. */
 #define CTL_BATCH 32

@@ -7,8 +7,8 @@
 #include "drivers/vsops.h"
 #include "drivers/vsphere.h"
 #include "engine/config.h"
-#include "engine/log.h"
-#include "engine/util.h"
+#include "engine/core/log.h"
+#include "engine/core/util.h"
 
 struct inv_waiter {
 	platform_inv_fn done;

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/util.h"
+#include "engine/core/util.h"
 
 #define REQUEST_MAX_STRING 256
 

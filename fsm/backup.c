@@ -2,7 +2,7 @@
  * saves the VM configuration, queries changes, checks the repository for
  * the parent restore point and transfers; restores run from rest. */
 #include "fsm/tables.h"
-#include "engine/job.h"
+#include "engine/jobs/job.h"
 
 static const struct fsm_state_info bak_states[] = { BACKUP_STATES(FSM_STATE_INFO) };
 static const char *const bak_events[] = { FSM_COMMON_EVENTS(FSM_EVENT_NAME) BACKUP_EVENTS(FSM_EVENT_NAME) };

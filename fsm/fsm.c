@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/util.h"
+#include "engine/core/util.h"
 
 static struct fsm_hooks hooks;
 static int quiesced;

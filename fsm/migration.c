@@ -1,8 +1,8 @@
 /* Migration job table (seed 000): one full copy, then 迁移就绪 (ready) until
  * `vmferryctl migrate` or auto_migrate, then catch-up, cutover, 完成. */
 #include "fsm/tables.h"
-#include "engine/job.h"
-#include "engine/migrate.h"
+#include "engine/jobs/job.h"
+#include "engine/jobs/migrate.h"
 
 static const struct fsm_state_info mig_states[] = { MIGRATION_STATES(FSM_STATE_INFO) };
 static const char *const mig_events[] = { FSM_COMMON_EVENTS(FSM_EVENT_NAME) MIGRATION_EVENTS(FSM_EVENT_NAME) };

@@ -2,7 +2,7 @@
  * incremental cycles, each ending in a restore point on the target; revert,
  * clean-up, temporary failover with failback, permanent failover. */
 #include "fsm/tables.h"
-#include "engine/job.h"
+#include "engine/jobs/job.h"
 
 static const struct fsm_state_info rep_states[] = { REPLICATION_STATES(FSM_STATE_INFO) };
 static const char *const rep_events[] = { FSM_COMMON_EVENTS(FSM_EVENT_NAME) REPLICATION_EVENTS(FSM_EVENT_NAME) };

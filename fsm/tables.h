@@ -6,7 +6,7 @@
 #define VMFERRY_FSM_TABLES_H
 
 #include "fsm/fsm.h"
-#include "engine/util.h"
+#include "engine/core/util.h"
 
 #define F_T FSM_F_TERMINAL
 #define F_S FSM_F_SLOT

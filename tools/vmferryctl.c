@@ -12,8 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/units.h"
-#include "engine/util.h"
+#include "engine/core/units.h"
+#include "engine/core/util.h"
 
 #define DEFAULT_SOCKET "/run/vmferry/vmferry.sock"
 

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/byteranges.h"
+#include "engine/core/byteranges.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

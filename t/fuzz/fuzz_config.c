@@ -8,7 +8,7 @@
 #include <stdlib.h>
 
 #include "engine/config.h"
-#include "engine/util.h"
+#include "engine/core/util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

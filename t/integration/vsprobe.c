@@ -17,11 +17,11 @@
 #include "drivers/vmdk.h"
 #include "drivers/vsops.h"
 #include "drivers/vsphere.h"
-#include "engine/http.h"
-#include "engine/log.h"
-#include "engine/loop.h"
-#include "engine/units.h"
-#include "engine/util.h"
+#include "engine/core/http.h"
+#include "engine/core/log.h"
+#include "engine/core/loop.h"
+#include "engine/core/units.h"
+#include "engine/core/util.h"
 
 static struct vs_client *client;
 static int exit_code = 1;

@@ -13,7 +13,7 @@
 
 #include "engine/bw.h"
 #include "engine/config.h"
-#include "engine/util.h"
+#include "engine/core/util.h"
 
 #define MIB (1024.0 * 1024.0)
 

@@ -11,8 +11,8 @@
 
 #include <cmocka.h>
 
-#include "engine/byteranges.h"
-#include "engine/util.h"
+#include "engine/core/byteranges.h"
+#include "engine/core/util.h"
 
 #define DISK 4096
 

@@ -13,7 +13,7 @@
 #include <cmocka.h>
 
 #include "engine/config.h"
-#include "engine/util.h"
+#include "engine/core/util.h"
 
 /* ---- helpers ---------------------------------------------------------- */
 

@@ -14,9 +14,9 @@
 #include <event2/event.h>
 
 #include "drivers/vsops.h"
-#include "engine/copy.h"
-#include "engine/loop.h"
-#include "engine/util.h"
+#include "engine/jobs/copy.h"
+#include "engine/core/loop.h"
+#include "engine/core/util.h"
 
 #define DISK (3u * 1024 * 1024 + 12345)
 

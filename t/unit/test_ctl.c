@@ -20,9 +20,9 @@
 #include <event2/event.h>
 
 #include "engine/ctl.h"
-#include "engine/log.h"
-#include "engine/loop.h"
-#include "engine/util.h"
+#include "engine/core/log.h"
+#include "engine/core/loop.h"
+#include "engine/core/util.h"
 
 #define NCLIENTS 20
 

@@ -1,4 +1,4 @@
-/* Unit tests for engine/job.c on a real store in a temp directory, without
+/* Unit tests for engine/jobs/job.c on a real store in a temp directory, without
  * an event loop: store_commit() stands in for the loop's group commit and
  * sched_pass() for the scheduler's kick.  job_init() installs the real FSM
  * hooks, so these tests see what the daemon does. */
@@ -17,9 +17,9 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "engine/job.h"
-#include "engine/store.h"
-#include "engine/util.h"
+#include "engine/jobs/job.h"
+#include "engine/core/store.h"
+#include "engine/core/util.h"
 #include "fsm/tables.h"
 
 

@@ -13,7 +13,7 @@
 #include <jansson.h>
 
 #include "engine/request.h"
-#include "engine/util.h"
+#include "engine/core/util.h"
 
 
 /* ---- helpers ---------------------------------------------------------- */

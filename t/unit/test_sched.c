@@ -12,7 +12,7 @@
 #include <cmocka.h>
 
 #include "engine/sched.h"
-#include "engine/util.h"
+#include "engine/core/util.h"
 
 struct titem {
 	struct sched_item it; /* first: admit gets &it */

@@ -14,7 +14,7 @@
 
 #include "drivers/soap.h"
 #include "drivers/vsops.h"
-#include "engine/util.h"
+#include "engine/core/util.h"
 
 #define ENV_OPEN                                                                                            \
 	"<?xml version=\"1.0\"?><soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" " \

@@ -1,4 +1,4 @@
-/* Unit tests for engine/store.c: the LMDB group commit without an event
+/* Unit tests for engine/core/store.c: the LMDB group commit without an event
  * loop (store_open(dir, NULL), commits by store_commit()).  Each test gets
  * a fresh store in a mkdtemp directory. */
 #define _GNU_SOURCE
@@ -15,9 +15,9 @@
 
 #include <cmocka.h>
 
-#include "engine/log.h"
-#include "engine/store.h"
-#include "engine/util.h"
+#include "engine/core/log.h"
+#include "engine/core/store.h"
+#include "engine/core/util.h"
 
 
 #define MIB (1024u * 1024u)

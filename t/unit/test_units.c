@@ -1,4 +1,4 @@
-/* Unit tests for engine/units.c: sizes, rates, times, days, thumbprints. */
+/* Unit tests for engine/core/units.c: sizes, rates, times, days, thumbprints. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "engine/units.h"
+#include "engine/core/units.h"
 
 static void
 test_size_ok(void **state)

@@ -1,4 +1,4 @@
-/* Unit tests for engine/util.c: printable text for logs and terminals,
+/* Unit tests for engine/core/util.c: printable text for logs and terminals,
  * file name checks. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "engine/util.h"
+#include "engine/core/util.h"
 
 static void
 check_printable(const char *in, const char *want)

@@ -1,6 +1,6 @@
 /* tools/bench.d/fsmbench.c — persisted state transitions per second.
  *
- * The real job, store and FSM code (engine/job.c, engine/store.c,
+ * The real job, store and FSM code (engine/jobs/job.c, engine/core/store.c,
  * fsm/fsm.c, fsm/replication.c) on a real LMDB store in a fresh directory,
  * without an event loop: store_commit() stands in for the loop's group
  * commit at the end of a loop turn, exactly as the unit tests do.
@@ -25,10 +25,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/job.h"
-#include "engine/log.h"
+#include "engine/jobs/job.h"
+#include "engine/core/log.h"
 #include "engine/sched.h"
-#include "engine/store.h"
+#include "engine/core/store.h"
 #include "fsm/tables.h"
 
 static double

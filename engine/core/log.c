@@ -1,11 +1,11 @@
-#include "engine/log.h"
+#include "engine/core/log.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
-#include "engine/util.h"
+#include "engine/core/util.h"
 
 static enum log_level log_max = LOG_INFO;
 

@@ -1,10 +1,10 @@
-#include "engine/byteranges.h"
+#include "engine/core/byteranges.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include "engine/util.h"
+#include "engine/core/util.h"
 
 /* Delimiter and header lines; RFC 2046 boundaries have at most 70. */
 #define BR_LINE_MAX 1024

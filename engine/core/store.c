@@ -6,7 +6,7 @@
  * journal replayed; when a commit fails (disk full, I/O error) the journal
  * is kept and replayed into the next attempt, and the after-commit work
  * waits, so no side effect ever runs ahead of its persisted state. */
-#include "engine/store.h"
+#include "engine/core/store.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -16,9 +16,9 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
-#include "engine/log.h"
-#include "engine/units.h"
-#include "engine/util.h"
+#include "engine/core/log.h"
+#include "engine/core/units.h"
+#include "engine/core/util.h"
 
 #define STORE_FORMAT 1
 #define STORE_INITIAL_MAP (64u << 20)

@@ -1,4 +1,4 @@
-#include "engine/record.h"
+#include "engine/core/record.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -9,7 +9,7 @@
 #include <sys/queue.h>
 
 #include "engine/config.h"
-#include "engine/log.h"
+#include "engine/core/log.h"
 #include "engine/sched.h"
 #include "fsm/fsm.h"
 

@@ -1,8 +1,8 @@
-#include "engine/loop.h"
+#include "engine/core/loop.h"
 
 #include <event2/event.h>
 
-#include "engine/util.h"
+#include "engine/core/util.h"
 
 static struct event_base *base;
 

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/util.h"
+#include "engine/core/util.h"
 
 void rec_put_u8(struct sbuf *b, uint8_t v);
 void rec_put_u16(struct sbuf *b, uint16_t v);

@@ -9,7 +9,7 @@
  * copy checkpoint of the pass in progress, the cutover stage.  What can
  * be recomputed (the areas of a pass, descriptors) lives in the runtime
  * (struct mig_rt) and is recomputed after a restart. */
-#include "engine/migrate.h"
+#include "engine/jobs/migrate.h"
 
 #include <errno.h>
 #include <event2/event.h>
@@ -28,14 +28,14 @@
 #include "drivers/vsops.h"
 #include "engine/bw.h"
 #include "engine/config.h"
-#include "engine/copy.h"
+#include "engine/jobs/copy.h"
 #include "engine/engine.h"
-#include "engine/job.h"
-#include "engine/loop.h"
+#include "engine/jobs/job.h"
+#include "engine/core/loop.h"
 #include "engine/platform.h"
-#include "engine/record.h"
-#include "engine/units.h"
-#include "engine/util.h"
+#include "engine/core/record.h"
+#include "engine/core/units.h"
+#include "engine/core/util.h"
 #include "fsm/tables.h"
 
 #define MIG_DATA_V2 2

@@ -1,7 +1,7 @@
 /* Units users write in rule files: sizes, rates, clock times, day names
  * and certificate fingerprints.  Parsers are strict (no locale, no
  * fractions, no signs) and reject overflow instead of wrapping. */
-#include "engine/units.h"
+#include "engine/core/units.h"
 
 #include <stdio.h>
 #include <string.h>

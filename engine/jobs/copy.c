@@ -1,4 +1,4 @@
-#include "engine/copy.h"
+#include "engine/jobs/copy.h"
 
 #include <event2/event.h>
 #include <stdlib.h>
@@ -6,8 +6,8 @@
 
 #include "drivers/vsops.h"
 #include "engine/bw.h"
-#include "engine/loop.h"
-#include "engine/util.h"
+#include "engine/core/loop.h"
+#include "engine/core/util.h"
 
 #define COPY_PAUSE_MAX_S 60.0
 /* Requests in flight at most, however small: enough to keep a pipe full

@@ -1,4 +1,4 @@
-#include "engine/job.h"
+#include "engine/jobs/job.h"
 
 #include <event2/event.h>
 #include <stdarg.h>
@@ -7,9 +7,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "engine/record.h"
-#include "engine/store.h"
-#include "engine/util.h"
+#include "engine/core/record.h"
+#include "engine/core/store.h"
+#include "engine/core/util.h"
 
 /* Record versions.  Every record starts with a big-endian u16 version;
  * strings are u16 length + bytes, blobs u32 length + bytes. */

@@ -1,5 +1,5 @@
 #define _GNU_SOURCE
-#include "engine/util.h"
+#include "engine/core/util.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -4,7 +4,7 @@
  * loop turn", and a check for finished transfers after every action.
  * Finished transfers go onto a queue that a separate event drains, so no
  * user callback ever runs inside curl. */
-#include "engine/http.h"
+#include "engine/core/http.h"
 
 #include <curl/curl.h>
 #include <event2/event.h>
@@ -16,9 +16,9 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "engine/log.h"
-#include "engine/units.h"
-#include "engine/util.h"
+#include "engine/core/log.h"
+#include "engine/core/units.h"
+#include "engine/core/util.h"
 
 #define HTTP_DEFAULT_MAX_BODY (64u << 20)
 #define HTTP_MAX_HEADERS (64u << 10)
