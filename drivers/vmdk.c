@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "drivers/vsops.h"
 #include "engine/core/util.h"
 
 #define VMDK_MAX_DESCRIPTOR (64 * 1024)
@@ -191,4 +192,35 @@ vmdk_flat_file(const struct vmdk_desc *d, char **err)
 		return NULL;
 	}
 	return e->file;
+}
+
+int
+vmdk_data_file(const char *text, size_t len, const char *desc_file, char **ds, char **flat, char **err)
+{
+	struct vmdk_desc desc;
+	const char *f;
+	char *path = NULL, *slash;
+
+	*ds = *flat = NULL;
+	if (vmdk_parse(text, len, &desc, err) != 0)
+		return -1;
+	if ((f = vmdk_flat_file(&desc, err)) == NULL) {
+		vmdk_free(&desc);
+		return -1;
+	}
+	if (desc_file == NULL || vs_split_ds_path(desc_file, ds, &path) != 0) {
+		*err = xasprintf("no usable file name (%s)", desc_file ? desc_file : "none");
+		vmdk_free(&desc);
+		return -1;
+	}
+	/* The extent is named relative to the descriptor's directory. */
+	slash = strrchr(path, '/');
+	if (slash != NULL)
+		slash[1] = '\0';
+	else
+		path[0] = '\0';
+	*flat = xasprintf("%s%s", path, f);
+	free(path);
+	vmdk_free(&desc);
+	return 0;
 }

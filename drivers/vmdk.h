@@ -28,4 +28,9 @@ void vmdk_free(struct vmdk_desc *d);
  * or NULL with *err saying why this disk cannot be read as flat. */
 const char *vmdk_flat_file(const struct vmdk_desc *d, char **err);
 
+/* A disk's descriptor (text, len) read from desc_file ("[ds] dir/x.vmdk"):
+ * the datastore (*ds) and the datastore-relative path (*flat) of its flat
+ * data extent, both malloc'd.  Returns 0, or -1 with *err. */
+int vmdk_data_file(const char *text, size_t len, const char *desc_file, char **ds, char **flat, char **err);
+
 #endif

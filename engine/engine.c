@@ -48,6 +48,7 @@ static struct {
 	time_t started;
 	uint64_t transitions;
 	struct rule_bucket {
+		enum cfg_kind kind;
 		char *rule;
 		struct bw_bucket *bucket;
 	} *buckets;
@@ -67,14 +68,15 @@ engine_state_dir(void)
 }
 
 struct bw_bucket *
-engine_bucket(const char *rule)
+engine_bucket(enum cfg_kind kind, const char *rule)
 {
 	size_t i;
 
 	for (i = 0; i < eng.nbuckets; i++)
-		if (strcmp(eng.buckets[i].rule, rule) == 0)
+		if (eng.buckets[i].kind == kind && strcmp(eng.buckets[i].rule, rule) == 0)
 			return eng.buckets[i].bucket;
 	eng.buckets = xreallocarray(eng.buckets, eng.nbuckets + 1, sizeof(*eng.buckets));
+	eng.buckets[eng.nbuckets].kind = kind;
 	eng.buckets[eng.nbuckets].rule = xstrdup(rule);
 	eng.buckets[eng.nbuckets].bucket = xcalloc(1, sizeof(struct bw_bucket));
 	return eng.buckets[eng.nbuckets++].bucket;

@@ -3,6 +3,8 @@
 #ifndef VMFERRY_ENGINE_H
 #define VMFERRY_ENGINE_H
 
+#include "engine/config.h"
+
 struct engine_opts {
 	const char *config_dir;
 	const char *state_dir;
@@ -20,6 +22,7 @@ struct bw_bucket;
  * bucket a rule's transfers share. */
 const struct config *engine_config(void);
 const char *engine_state_dir(void);
-struct bw_bucket *engine_bucket(const char *rule);
+/* The bandwidth bucket of a rule: one per (kind, rule). */
+struct bw_bucket *engine_bucket(enum cfg_kind kind, const char *rule);
 
 #endif

@@ -49,6 +49,10 @@ uint64_t get_be64(const uint8_t *p);
 double now_mono(void);
 double now_wall(void);
 
+/* Write a file whole and durably: a temporary beside it, fsync, rename.
+ * Returns 0, or -1 with *err (malloc'd) naming the path and the error. */
+int write_file_atomic(const char *path, const char *data, size_t len, char **err);
+
 int str_eq(const char *a, const char *b);
 /* Replace every byte that is not part of valid UTF-8 with '?', in place,
  * so that any text can go into a JSON string. */

@@ -58,6 +58,10 @@ job_cancel_work(struct job *j)
 	void (*cancel)(struct job *) = j->cancel;
 
 	j->cancel = NULL;
+	j->epoch++;
+	/* The retry of 失效 belongs to that state too. */
+	if (j->timer != NULL)
+		event_del(j->timer);
 	if (cancel != NULL)
 		cancel(j);
 }
@@ -78,6 +82,8 @@ hook_persist(struct job *j, int from, int event, const char *reason)
 	if ((fl_to & (FSM_F_RESTING | FSM_F_TERMINAL | FSM_F_INVALID)) && j->priv != NULL && j->free_priv != NULL) {
 		j->free_priv(j->priv);
 		j->priv = NULL;
+		j->sync = NULL;
+		j->target = NULL;
 	}
 	/* A job that came to rest retries its next 失效 quickly again. */
 	if (fl_to & (FSM_F_RESTING | FSM_F_TERMINAL))

@@ -14,6 +14,8 @@
 #include "fsm/fsm.h"
 
 struct event_base;
+struct sync_pass;
+struct target;
 
 /* Seed 002 statistics: successes, failures, data volume, and the count of
  * failures nobody has looked at yet. */
@@ -50,9 +52,12 @@ struct job {
 	const struct cfg_rule *cfg;/* the rule as configured now; NULL once removed */
 	int refs;
 	int forgotten;
+	unsigned epoch;            /* bumped whenever its work is cancelled: late callbacks of older work are dropped */
 	int invalid_backoff;       /* seconds before the next retry in 失效 */
 	struct event *timer;       /* retry timer (失效) */
 	void *priv;                /* the kind's runtime state, not persisted */
+	struct sync_pass *sync;    /* its sync pass, inside priv (NULL without priv) */
+	struct target *target;     /* its target VM's runtime, inside priv (NULL without priv) */
 	/* Stops the kind's work in flight; called when the job changes state
 	 * (its work belongs to the state it was started for) and when it goes. */
 	void (*cancel)(struct job *j);

@@ -16,13 +16,9 @@ void mig_enter_cutting_over(struct job *j, int event);
 void mig_enter_stopping(struct job *j, int event);
 void mig_enter_deleting(struct job *j, int event);
 void mig_enter_failed(struct job *j, int event);
-void mig_enter_complete(struct job *j, int event);
 
 /* 开始迁移: remember that the user asked for the cutover; call just
  * before dispatching the migrate event to a job in ready. */
 void mig_note_migrate(struct job *j);
-
-/* The snapshot names the engine gives: "vmferry-<rule>-<n>". */
-#define MIG_SNAPSHOT_PREFIX "vmferry-"
 
 #endif

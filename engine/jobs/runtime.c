@@ -1,0 +1,409 @@
+#define _XOPEN_SOURCE 700
+#define _DEFAULT_SOURCE
+/* The runtime pieces every job kind shares (see runtime.h). */
+#include "engine/jobs/runtime.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <ftw.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "drivers/vsops.h"
+#include "engine/config.h"
+#include "engine/core/util.h"
+#include "engine/engine.h"
+#include "engine/jobs/job.h"
+#include "engine/platform.h"
+#include "engine/sched.h"
+
+/* ---- tokens ---- */
+
+struct token *
+token_new(struct job *j)
+{
+	struct token *t = xcalloc(1, sizeof(*t));
+
+	t->j = j;
+	t->epoch = j->epoch;
+	job_hold(j);
+	return t;
+}
+
+struct job *
+token_take(struct token *t)
+{
+	struct job *j = t->j, *out = NULL;
+
+	if (!j->forgotten && j->epoch == t->epoch)
+		out = j;
+	job_release(j);
+	free(t);
+	return out;
+}
+
+struct job *
+token_reply(struct vs_out *out, void *arg, const char *what)
+{
+	struct job *j = token_take(arg);
+
+	if (j == NULL)
+		return NULL;
+	if (out->status != VS_OK) {
+		rt_vs_failed(j, what, out);
+		return NULL;
+	}
+	return j;
+}
+
+/* ---- outcomes ---- */
+
+static void
+rt_outcome(struct job *j, int event, const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
+
+static void
+rt_outcome(struct job *j, int event, const char *fmt, va_list ap)
+{
+	char *msg = xvasprintf(fmt, ap);
+
+	if (event == EV_FAIL)
+		job_stat_failure(j, msg);
+	job_log(j, event == EV_FAIL ? LOG_ERR : LOG_WARN, "%s", msg);
+	fsm_dispatch(j, event, msg);
+	free(msg);
+}
+
+void
+rt_fail(struct job *j, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	rt_outcome(j, EV_FAIL, fmt, ap);
+	va_end(ap);
+}
+
+void
+rt_lost(struct job *j, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	rt_outcome(j, EV_PEER_LOST, fmt, ap);
+	va_end(ap);
+}
+
+void
+rt_vs_failed(struct job *j, const char *what, const struct vs_out *out)
+{
+	if (out->status == VS_UNREACHABLE)
+		rt_lost(j, "%s: %s", what, out->error);
+	else
+		rt_fail(j, "%s: %s", what, out->error ? out->error : vs_status_name(out->status));
+}
+
+void
+rt_platform_failed(struct job *j, const char *which, const char *platform, const char *error, int refused)
+{
+	if (refused)
+		rt_fail(j, "%s platform %s: %s", which, platform, error);
+	else
+		rt_lost(j, "%s platform %s: %s", which, platform, error);
+}
+
+int
+rt_unreadable(struct job *j, int bad)
+{
+	if (!bad)
+		return 0;
+	fsm_dispatch(j, EV_FAIL,
+	    "its saved progress was written in a format this vmferryd cannot read; delete the job "
+	    "(vmferryctl delete) and start it again");
+	return 1;
+}
+
+/* ---- the rule's world ---- */
+
+struct vs_client *
+rt_src_client(struct job *j)
+{
+	return j->cfg != NULL ? platform_client(j->cfg->source_platform) : NULL;
+}
+
+struct vs_client *
+rt_dst_client(struct job *j)
+{
+	return j->cfg != NULL ? platform_client(j->cfg->target.platform) : NULL;
+}
+
+const char *
+rt_mount_of(const char *platform, const char *datastore)
+{
+	const struct cfg_platform *p = config_platform(engine_config(), platform);
+	size_t i;
+
+	if (p == NULL || datastore == NULL)
+		return NULL;
+	for (i = 0; i < p->nmounts; i++)
+		if (strcmp(p->mounts[i].datastore, datastore) == 0)
+			return p->mounts[i].path;
+	return NULL;
+}
+
+static int
+mkdir_p(char *dir)
+{
+	char *p;
+
+	for (p = dir + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+			*p = '/';
+			return -1;
+		}
+		*p = '/';
+	}
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+/* Before names carried the kind, a migration kept its files in
+ * temp_dir/<rule>/<vm>; every such directory holds vm-config.json (written
+ * before any staging image).  Move it to its new place once. */
+static void
+staging_upgrade(struct job *j, const char *base, const char *dir)
+{
+	char *old = xasprintf("%s/%s/%s", base, j->rule, j->vm);
+	char *cfg = xasprintf("%s/vm-config.json", old);
+	char *parent = xasprintf("%s/%s/%s", base, cfg_kind_name(j->kind), j->rule);
+	struct stat st;
+
+	if (j->kind == CFG_MIGRATION && stat(cfg, &st) == 0 && S_ISREG(st.st_mode) && stat(dir, &st) != 0 &&
+	    mkdir_p(parent) == 0) {
+		if (rename(old, dir) == 0) {
+			job_log(j, LOG_INFO, "staging files moved from %s to %s (names now carry the job's kind)", old, dir);
+			old[strlen(old) - strlen(j->vm) - 1] = '\0';
+			rmdir(old); /* the rule's directory, once empty */
+		}
+	}
+	free(old);
+	free(cfg);
+	free(parent);
+}
+
+char *
+rt_staging_dir(struct job *j, char **err, int *errnum)
+{
+	const struct cfg_node *node = j->cfg != NULL ? config_node(engine_config(), j->cfg->node) : NULL;
+	char *base, *dir;
+
+	*err = NULL;
+	*errnum = 0;
+	if (node == NULL) {
+		*err = xasprintf("node %s is not configured", j->cfg != NULL ? j->cfg->node : "(none)");
+		return NULL;
+	}
+	base = node->temp_dir[0] == '/' ? xstrdup(node->temp_dir) : xasprintf("%s/%s", engine_state_dir(), node->temp_dir);
+	dir = xasprintf("%s/%s/%s/%s", base, cfg_kind_name(j->kind), j->rule, j->vm);
+	staging_upgrade(j, base, dir);
+	free(base);
+	if (mkdir_p(dir) != 0 || access(dir, W_OK) != 0) {
+		*errnum = errno;
+		*err = xasprintf("node temp_dir cannot be written: %s: %s", dir, strerror(errno));
+		free(dir);
+		return NULL;
+	}
+	return dir;
+}
+
+char *
+rt_staging_file(struct job *j, const char *name, char **err, int *errnum)
+{
+	char *dir = rt_staging_dir(j, err, errnum), *path;
+
+	if (dir == NULL)
+		return NULL;
+	path = xasprintf("%s/%s", dir, name);
+	free(dir);
+	return path;
+}
+
+static int
+rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+void
+rt_staging_remove(struct job *j)
+{
+	char *err;
+	int en;
+	char *dir = rt_staging_dir(j, &err, &en);
+
+	if (dir != NULL)
+		nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+	free(dir);
+	free(err);
+}
+
+int64_t
+rt_now_ms(void)
+{
+	return (int64_t)(now_wall() * 1000);
+}
+
+/* ---- VMs ---- */
+
+void
+rt_vm_dup(const struct vs_vm *from, struct vs_vm *to)
+{
+	size_t i;
+
+	memset(to, 0, sizeof(*to));
+	to->moref = xstrdup(from->moref);
+	to->name = xstrdup(from->name);
+#define DUP(f) to->f = from->f ? xstrdup(from->f) : NULL
+	DUP(power);
+	DUP(host);
+	DUP(host_name);
+	DUP(datacenter);
+	DUP(datastore);
+	DUP(guest_id);
+	DUP(version);
+	DUP(annotation);
+#undef DUP
+	to->cpus = from->cpus;
+	to->memory_mb = from->memory_mb;
+	to->cbt = from->cbt;
+	to->disks = xcalloc(from->ndisks ? from->ndisks : 1, sizeof(*to->disks));
+	to->ndisks = from->ndisks;
+	for (i = 0; i < from->ndisks; i++) {
+		to->disks[i].key = from->disks[i].key;
+		to->disks[i].capacity = from->disks[i].capacity;
+		to->disks[i].file = from->disks[i].file ? xstrdup(from->disks[i].file) : NULL;
+		to->disks[i].mode = from->disks[i].mode ? xstrdup(from->disks[i].mode) : NULL;
+		to->disks[i].label = from->disks[i].label ? xstrdup(from->disks[i].label) : NULL;
+	}
+	to->nics = xcalloc(from->nnics ? from->nnics : 1, sizeof(*to->nics));
+	to->nnics = from->nnics;
+	for (i = 0; i < from->nnics; i++)
+		to->nics[i].network = from->nics[i].network ? xstrdup(from->nics[i].network) : NULL;
+}
+
+void
+rt_vm_set(struct vs_vm **slot, const struct vs_vm *vm)
+{
+	if (*slot != NULL) {
+		vs_vm_free(*slot);
+		free(*slot);
+	}
+	*slot = xcalloc(1, sizeof(**slot));
+	rt_vm_dup(vm, *slot);
+}
+
+/* ---- starting ---- */
+
+static void found_source(const struct vs_inventory *inv, const char *error, int refused, double age, void *arg);
+
+static void
+look_up_source(struct job *j, int refresh, int may_be_gone)
+{
+	struct token *t = token_new(j);
+
+	t->flag = refresh | (may_be_gone << 1);
+	if (platform_inventory(j->cfg->source_platform, refresh, found_source, t) != 0) {
+		token_take(t);
+		rt_fail(j, "source platform %s is not configured", j->cfg->source_platform);
+	}
+}
+
+static void
+found_source(const struct vs_inventory *inv, const char *error, int refused, double age, void *arg)
+{
+	int flag = ((struct token *)arg)->flag;
+	struct job *j = token_take(arg);
+	const struct vs_vm *vm;
+
+	if (j == NULL)
+		return;
+	if (inv == NULL) {
+		rt_platform_failed(j, "source", j->cfg->source_platform, error, refused);
+		return;
+	}
+	vm = vs_inventory_vm(inv, j->vm);
+	if (vm == NULL && !(flag & 1)) {
+		look_up_source(j, 1, flag >> 1);
+		return;
+	}
+	if (vm == NULL && !(flag >> 1)) {
+		rt_fail(j, "VM %s not found on platform %s", j->vm, j->cfg->source_platform);
+		return;
+	}
+	sched_set_host(&j->sched, vm != NULL && vm->host_name ? vm->host_name : "");
+	fsm_dispatch(j, EV_SCHEDULE, NULL);
+}
+
+void
+rt_find_source(struct job *j, int may_be_gone)
+{
+	look_up_source(j, 0, may_be_gone != 0);
+}
+
+/* ---- the source's configuration ---- */
+
+static json_t *
+vm_config_json(const struct vs_vm *vm)
+{
+	json_t *disks = json_array(), *nics = json_array();
+	size_t i;
+
+	for (i = 0; i < vm->ndisks; i++)
+		json_array_append_new(disks, json_pack("{s:i,s:s?,s:s?,s:I,s:s?,s:i,s:i}", "key", vm->disks[i].key, "label",
+		                                 vm->disks[i].label, "file", vm->disks[i].file, "capacity",
+		                                 (json_int_t)vm->disks[i].capacity, "mode", vm->disks[i].mode,
+		                                 "controller_key", vm->disks[i].controller_key, "unit", vm->disks[i].unit));
+	for (i = 0; i < vm->nnics; i++)
+		json_array_append_new(nics, json_pack("{s:s?,s:s?,s:s?}", "type", vm->nics[i].type, "network",
+		                                vm->nics[i].network, "mac", vm->nics[i].mac));
+	return json_pack("{s:s,s:s,s:s?,s:s?,s:s?,s:s?,s:s?,s:i,s:i,s:b,s:s?,s:o,s:o}", "name", vm->name, "moref",
+	    vm->moref, "uuid", vm->uuid, "instance_uuid", vm->instance_uuid, "guest_id", vm->guest_id, "version",
+	    vm->version, "power", vm->power, "cpus", vm->cpus, "memory_mb", vm->memory_mb, "cbt", vm->cbt, "host",
+	    vm->host_name, "disks", disks, "nics", nics);
+}
+
+int
+rt_save_vm_config(struct job *j, const struct vs_vm *vm)
+{
+	char *dir, *path, *err = NULL, *text;
+	int en, rc;
+	json_t *cfg;
+
+	if ((dir = rt_staging_dir(j, &err, &en)) == NULL) {
+		rt_lost(j, "%s", err);
+		free(err);
+		return -1;
+	}
+	cfg = vm_config_json(vm);
+	text = json_dumps(cfg, JSON_INDENT(2) | JSON_SORT_KEYS);
+	json_decref(cfg);
+	path = xasprintf("%s/vm-config.json", dir);
+	rc = write_file_atomic(path, text, strlen(text), &err);
+	if (rc != 0) {
+		rt_lost(j, "node temp_dir cannot be written: %s", err);
+		free(err);
+	} else {
+		job_log(j, LOG_INFO, "source VM configuration saved to %s", path);
+	}
+	free(text);
+	free(path);
+	free(dir);
+	return rc;
+}

@@ -1,0 +1,550 @@
+#define _XOPEN_SOURCE 700
+#define _DEFAULT_SOURCE
+/* A vSphere target VM (see target.h). */
+#include "engine/jobs/target.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "drivers/transport.h"
+#include "drivers/vmdk.h"
+#include "drivers/vsops.h"
+#include "engine/config.h"
+#include "engine/core/record.h"
+#include "engine/core/units.h"
+#include "engine/core/util.h"
+#include "engine/jobs/job.h"
+#include "engine/jobs/runtime.h"
+#include "engine/platform.h"
+
+/* ---- persisted state ---- */
+
+void
+target_state_free(struct target_state *st)
+{
+	size_t i;
+
+	for (i = 0; i < st->ndisks; i++) {
+		free(st->disks[i].file);
+		free(st->disks[i].ds);
+		free(st->disks[i].flat);
+	}
+	free(st->disks);
+	free(st->vm);
+	memset(st, 0, sizeof(*st));
+}
+
+void
+target_state_put(const struct target_state *st, struct sbuf *b)
+{
+	size_t i;
+
+	rec_put_str(b, st->vm);
+	for (i = 0; i < st->ndisks; i++) {
+		rec_put_str(b, st->disks[i].file);
+		rec_put_str(b, st->disks[i].ds);
+		rec_put_str(b, st->disks[i].flat);
+	}
+}
+
+int
+target_state_get(struct rec_reader *r, struct target_state *st, size_t ndisks)
+{
+	size_t i;
+
+	memset(st, 0, sizeof(*st));
+	st->vm = rec_get_opt_str(r);
+	target_state_size(st, ndisks);
+	for (i = 0; i < ndisks; i++) {
+		st->disks[i].file = rec_get_opt_str(r);
+		st->disks[i].ds = rec_get_opt_str(r);
+		st->disks[i].flat = rec_get_opt_str(r);
+	}
+	if (r->bad) {
+		target_state_free(st);
+		return -1;
+	}
+	return 0;
+}
+
+void
+target_state_size(struct target_state *st, size_t ndisks)
+{
+	size_t i;
+
+	if (st->disks != NULL && st->ndisks == ndisks)
+		return;
+	for (i = 0; i < st->ndisks; i++) {
+		free(st->disks[i].file);
+		free(st->disks[i].ds);
+		free(st->disks[i].flat);
+	}
+	free(st->disks);
+	st->ndisks = ndisks;
+	st->disks = xcalloc(ndisks ? ndisks : 1, sizeof(*st->disks));
+}
+
+/* ---- runtime ---- */
+
+void
+target_init(struct target *t, struct job *j, struct target_state *st, void (*save)(struct job *j))
+{
+	memset(t, 0, sizeof(*t));
+	t->j = j;
+	t->st = st;
+	t->save = save;
+	t->upload_fd = -1;
+}
+
+void
+target_cancel(struct target *t)
+{
+	vs_op_cancel(t->op);
+	t->op = NULL;
+	if (t->upload != NULL)
+		disk_upload_cancel(t->upload);
+	t->upload = NULL;
+	if (t->upload_fd >= 0)
+		close(t->upload_fd);
+	t->upload_fd = -1;
+}
+
+void
+target_free(struct target *t)
+{
+	target_cancel(t);
+	if (t->src != NULL) {
+		vs_vm_free(t->src);
+		free(t->src);
+	}
+	t->src = NULL;
+	free(t->src_cpu);
+	t->src_cpu = NULL;
+	free(t->src_caps);
+	t->src_caps = NULL;
+	free(t->what);
+	t->what = NULL;
+}
+
+char *
+target_marker(const struct job *j)
+{
+	return xasprintf("vmferry %s %s/%s", cfg_kind_name(j->kind), j->rule, j->vm);
+}
+
+/* The target of a job whose work is still current. */
+static struct target *
+target_of(struct job *j)
+{
+	if (j == NULL)
+		return NULL;
+	j->target->op = NULL;
+	return j->target;
+}
+
+/* ---- preparing: pre-checks, then the target VM ---- */
+
+static void target_inventory(const struct vs_inventory *inv, const char *error, int refused, double age, void *arg);
+
+/* Why this source VM cannot be copied, or NULL. */
+static char *
+source_problem(const struct job *j, const struct vs_vm *vm)
+{
+	size_t i;
+
+	if (vm->problem != NULL)
+		return xasprintf("source platform %s sent unusable data for VM %s: %s", j->cfg->source_platform, vm->name,
+		    vm->problem);
+	for (i = 0; i < vm->ndisks; i++)
+		if (vm->disks[i].mode != NULL && strncmp(vm->disks[i].mode, "independent", 11) == 0)
+			return xasprintf("VM %s has an independent disk (%s, %s); VMs with independent disks cannot be "
+			                 "migrated (不支持包含独立磁盘的虚机)",
+			    vm->name, vm->disks[i].label ? vm->disks[i].label : vm->disks[i].file, vm->disks[i].mode);
+	if (vm->ndisks == 0)
+		return xasprintf("VM %s has no disks to migrate", vm->name);
+	return NULL;
+}
+
+static void
+source_inventory(const struct vs_inventory *inv, const char *error, int refused, double age, void *arg)
+{
+	struct target *t = target_of(token_take(arg));
+	const struct vs_vm *vm;
+	char *why;
+	size_t i;
+	struct token *tok;
+
+	if (t == NULL)
+		return;
+	if (inv == NULL) {
+		rt_platform_failed(t->j, "source", t->j->cfg->source_platform, error, refused);
+		return;
+	}
+	vm = vs_inventory_vm(inv, t->j->vm);
+	if (vm == NULL) {
+		rt_fail(t->j, "VM %s not found on platform %s", t->j->vm, t->j->cfg->source_platform);
+		return;
+	}
+	if ((why = source_problem(t->j, vm)) != NULL) {
+		rt_fail(t->j, "%s", why);
+		free(why);
+		return;
+	}
+	rt_vm_set(&t->src, vm);
+	free(t->src_cpu);
+	t->src_cpu = NULL;
+	for (i = 0; i < inv->nhosts; i++)
+		if (str_eq(inv->hosts[i].moref, vm->host) && inv->hosts[i].cpu_model != NULL)
+			t->src_cpu = xstrdup(inv->hosts[i].cpu_model);
+	tok = token_new(t->j);
+	if (platform_inventory(t->j->cfg->target.platform, 1, target_inventory, tok) != 0) {
+		token_take(tok);
+		rt_fail(t->j, "target platform %s is not configured", t->j->cfg->target.platform);
+	}
+}
+
+static void
+adopt(struct target *t, const char *moref)
+{
+	if (!str_eq(t->st->vm, moref)) {
+		free(t->st->vm);
+		t->st->vm = xstrdup(moref);
+	}
+	target_state_size(t->st, t->src->ndisks);
+	t->then(t);
+}
+
+static void
+create_done(struct vs_out *out, void *arg)
+{
+	struct target *t = target_of(token_take(arg));
+
+	if (t == NULL)
+		return;
+	if (out->status != VS_OK || out->moref == NULL) {
+		rt_vs_failed(t->j, "creating the target VM", out);
+		return;
+	}
+	job_log(t->j, LOG_INFO, "target VM created: %s", out->moref);
+	adopt(t, out->moref);
+}
+
+/* The rule's datacenter, host and datastore on the target, or a refusal. */
+static int
+find_place(struct target *t, const struct vs_inventory *inv, const struct vs_datacenter **dc,
+    const struct vs_host **host, const struct vs_datastore **ds)
+{
+	const struct cfg_rule *r = t->j->cfg;
+	size_t i;
+
+	*dc = NULL;
+	*host = NULL;
+	*ds = NULL;
+	for (i = 0; i < inv->ndcs; i++)
+		if (str_eq(inv->dcs[i].name, r->target.datacenter))
+			*dc = &inv->dcs[i];
+	for (i = 0; i < inv->nhosts; i++)
+		if (str_eq(inv->hosts[i].name, r->target.host) && str_eq(inv->hosts[i].datacenter, r->target.datacenter))
+			*host = &inv->hosts[i];
+	for (i = 0; i < inv->ndatastores; i++)
+		if (str_eq(inv->datastores[i].name, r->target.datastore) &&
+		    str_eq(inv->datastores[i].datacenter, r->target.datacenter))
+			*ds = &inv->datastores[i];
+	if (*dc == NULL) {
+		rt_fail(t->j, "target datacenter %s not found on platform %s", r->target.datacenter, r->target.platform);
+		return -1;
+	}
+	if (*host == NULL) {
+		rt_fail(t->j, "target host %s not found in datacenter %s on platform %s", r->target.host,
+		    r->target.datacenter, r->target.platform);
+		return -1;
+	}
+	if (*ds == NULL) {
+		rt_fail(t->j, "target datastore %s not found in datacenter %s on platform %s", r->target.datastore,
+		    r->target.datacenter, r->target.platform);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+create_vm(struct target *t, const struct vs_datacenter *dc, const struct vs_host *host, const struct vs_datastore *ds)
+{
+	const struct cfg_rule *r = t->j->cfg;
+	const struct vs_vm *vm = t->src;
+	struct vs_vm_spec spec;
+	uint64_t *caps;
+	const char **nets;
+	char *mark = target_marker(t->j);
+	size_t i;
+
+	memset(&spec, 0, sizeof(spec));
+	caps = xcalloc(vm->ndisks, sizeof(*caps));
+	nets = xcalloc(vm->nnics ? vm->nnics : 1, sizeof(*nets));
+	for (i = 0; i < vm->ndisks; i++)
+		caps[i] = vm->disks[i].capacity;
+	for (i = 0; i < vm->nnics; i++)
+		nets[i] = vm->nics[i].network ? vm->nics[i].network : "VM Network";
+	spec.name = t->j->vm;
+	spec.datacenter_vm_folder = dc->vm_folder;
+	spec.resource_pool = host->resource_pool;
+	spec.host = host->moref;
+	spec.datastore = ds->name;
+	spec.guest_id = vm->guest_id;
+	spec.version = vm->version;
+	spec.annotation = mark;
+	spec.cpus = vm->cpus;
+	spec.memory_mb = vm->memory_mb;
+	spec.disk_capacities = caps;
+	spec.ndisks = vm->ndisks;
+	spec.networks = nets;
+	spec.nnics = vm->nnics;
+	job_log(t->j, LOG_INFO, "creating target VM %s on %s (host %s, datastore %s)", t->j->vm, r->target.platform,
+	    host->name, ds->name);
+	t->op = vs_create_vm(rt_dst_client(t->j), &spec, create_done, token_new(t->j));
+	free(caps);
+	free(nets);
+	free(mark);
+}
+
+static void
+target_inventory(const struct vs_inventory *inv, const char *error, int refused, double age, void *arg)
+{
+	struct target *t = target_of(token_take(arg));
+	const struct cfg_rule *r;
+	const struct vs_host *host;
+	const struct vs_datastore *ds;
+	const struct vs_datacenter *dc;
+	const struct vs_vm *clash;
+	uint64_t need = 0;
+	char *mark, have[32], want[32];
+	size_t i;
+
+	if (t == NULL)
+		return;
+	r = t->j->cfg;
+	if (inv == NULL) {
+		rt_platform_failed(t->j, "target", r->target.platform, error, refused);
+		return;
+	}
+	if (find_place(t, inv, &dc, &host, &ds) != 0)
+		return;
+	/* A different CPU vendor may stop a guest from booting or running
+	 * well; the user decides, the log says it. */
+	if (t->src_cpu != NULL && host->cpu_model != NULL &&
+	    (strstr(t->src_cpu, "AMD") != NULL) != (strstr(host->cpu_model, "AMD") != NULL))
+		job_log(t->j, LOG_WARN, "CPU vendors differ: source host has \"%s\", target host %s has \"%s\"", t->src_cpu,
+		    host->name, host->cpu_model);
+	clash = vs_inventory_vm(inv, t->j->vm);
+	if (clash != NULL) {
+		/* Ours from before a crash: adopt it.  Anyone else's: refuse.
+		 * The previous version's marker ("vmferry migration R/V") is
+		 * this one's for migrations. */
+		mark = target_marker(t->j);
+		if (str_eq(clash->moref, t->st->vm) || str_eq(clash->annotation, mark)) {
+			job_log(t->j, LOG_INFO, "target VM %s (%s) on %s was created by this rule: adopting it", clash->name,
+			    clash->moref, r->target.platform);
+			free(mark);
+			adopt(t, clash->moref);
+			return;
+		}
+		free(mark);
+		rt_fail(t->j, "a VM named %s already exists on %s and was not created by this rule", t->j->vm,
+		    r->target.platform);
+		return;
+	}
+	for (i = 0; i < t->src->ndisks; i++)
+		need += t->src->disks[i].capacity;
+	if (ds->free < need) {
+		units_format_size(ds->free, have, sizeof(have));
+		units_format_size(need, want, sizeof(want));
+		rt_fail(t->j, "target datastore %s has %s free; VM %s needs %s", ds->name, have, t->j->vm, want);
+		return;
+	}
+	if (t->src->host_name != NULL && t->src->version != NULL)
+		job_log(t->j, LOG_INFO, "source: %s on host %s, %d CPUs, %d MB, hardware %s, %zu disks", t->src->name,
+		    t->src->host_name, t->src->cpus, t->src->memory_mb, t->src->version, t->src->ndisks);
+	create_vm(t, dc, host, ds);
+}
+
+void
+target_prepare(struct target *t, void (*then)(struct target *t))
+{
+	struct token *tok;
+
+	t->then = then;
+	if (t->j->cfg == NULL || rt_src_client(t->j) == NULL || rt_dst_client(t->j) == NULL) {
+		rt_fail(t->j, "its platforms are not configured");
+		return;
+	}
+	tok = token_new(t->j);
+	platform_inventory(t->j->cfg->source_platform, 1, source_inventory, tok);
+}
+
+/* ---- the target VM's disks ---- */
+
+static void read_descriptor(struct target *t);
+
+static void
+descriptor_done(struct vs_out *out, void *arg)
+{
+	struct target *t = target_of(token_reply(out, arg, "reading the target disk's descriptor"));
+	struct target_disk *d;
+	char *err = NULL;
+
+	if (t == NULL)
+		return;
+	d = &t->st->disks[t->i];
+	free(d->ds);
+	free(d->flat);
+	if (vmdk_data_file(out->data, out->len, d->file, &d->ds, &d->flat, &err) != 0) {
+		rt_fail(t->j, "descriptor %s: %s", d->file, err);
+		free(err);
+		return;
+	}
+	t->i++;
+	read_descriptor(t);
+}
+
+/* Where each target disk keeps its data, from its descriptor. */
+static void
+read_descriptor(struct target *t)
+{
+	char *ds = NULL, *path = NULL;
+	const char *file;
+
+	if (t->i >= t->st->ndisks) {
+		t->save(t->j);
+		t->then(t);
+		return;
+	}
+	file = t->st->disks[t->i].file;
+	if (file == NULL || vs_split_ds_path(file, &ds, &path) != 0) {
+		rt_fail(t->j, "disk %zu has no usable file name (%s)", t->i, file ? file : "none");
+		return;
+	}
+	t->op = vs_get_file(rt_dst_client(t->j), t->j->cfg->target.datacenter, ds, path, descriptor_done,
+	    token_new(t->j));
+	free(ds);
+	free(path);
+}
+
+static void
+target_vm_read(struct vs_out *out, void *arg)
+{
+	struct target *t = target_of(token_reply(out, arg, "reading the target VM"));
+	size_t i;
+
+	if (t == NULL)
+		return;
+	if (out->vm->ndisks != t->st->ndisks) {
+		rt_fail(t->j, "target VM %s has %zu disks, the source %zu", out->vm->name, out->vm->ndisks, t->st->ndisks);
+		return;
+	}
+	if (t->src != NULL && t->src->version != NULL && !str_eq(t->src->version, out->vm->version))
+		job_log(t->j, LOG_WARN, "hardware versions differ: source %s, target VM %s", t->src->version,
+		    out->vm->version ? out->vm->version : "unknown");
+	for (i = 0; i < t->st->ndisks; i++) {
+		if (out->vm->disks[i].capacity != t->src_caps[i]) {
+			rt_fail(t->j, "target disk %zu holds %llu bytes, the source's %llu", i,
+			    (unsigned long long)out->vm->disks[i].capacity, (unsigned long long)t->src_caps[i]);
+			return;
+		}
+		free(t->st->disks[i].file);
+		t->st->disks[i].file = xstrdup(out->vm->disks[i].file);
+	}
+	t->save(t->j);
+	t->i = 0;
+	read_descriptor(t);
+}
+
+void
+target_read_disks(struct target *t, const uint64_t *capacities, size_t n, void (*then)(struct target *t))
+{
+	t->then = then;
+	target_state_size(t->st, n);
+	free(t->src_caps);
+	t->src_caps = xcalloc(n ? n : 1, sizeof(*capacities));
+	memcpy(t->src_caps, capacities, n * sizeof(*capacities));
+	t->op = vs_get_vm(rt_dst_client(t->j), t->st->vm, target_vm_read, token_new(t->j));
+}
+
+/* ---- uploads ---- */
+
+static void
+upload_done(void *arg, enum xfer_status st, const char *err)
+{
+	struct target *t = arg;
+
+	t->upload = NULL;
+	close(t->upload_fd);
+	t->upload_fd = -1;
+	if (st == XFER_TRANSIENT)
+		rt_lost(t->j, "uploading %s: %s", t->what, err);
+	else if (st != XFER_OK)
+		rt_fail(t->j, "uploading %s: %s", t->what, err);
+	else
+		t->then(t);
+}
+
+void
+target_upload_file(struct target *t, const char *ds, const char *path, const char *local, uint64_t size,
+    const char *what, void (*then)(struct target *t))
+{
+	t->then = then;
+	free(t->what);
+	t->what = xstrdup(what);
+	if ((t->upload_fd = open(local, O_RDONLY | O_CLOEXEC)) < 0) {
+		rt_lost(t->j, "%s in temp_dir: %s: %s", what, local, strerror(errno));
+		return;
+	}
+	job_log(t->j, LOG_INFO, "uploading %s to [%s] %s", what, ds, path);
+	t->upload = disk_upload_https(rt_dst_client(t->j), t->j->cfg->target.datacenter, ds, path, t->upload_fd, size,
+	    upload_done, t);
+}
+
+void
+target_upload(struct target *t, size_t i, const char *local, uint64_t size, void (*then)(struct target *t))
+{
+	char what[32];
+
+	snprintf(what, sizeof(what), "disk %zu", i);
+	target_upload_file(t, t->st->disks[i].ds, t->st->disks[i].flat, local, size, what, then);
+}
+
+/* ---- deletion ---- */
+
+static void
+destroyed(struct vs_out *out, void *arg)
+{
+	struct target *t = target_of(token_take(arg));
+
+	if (t == NULL)
+		return;
+	if (out->status != VS_OK)
+		job_log(t->j, LOG_WARN, "deleting the target VM: %s", out->error);
+	else
+		job_log(t->j, LOG_INFO, "target VM %s deleted", t->st->vm);
+	t->then(t);
+}
+
+static void
+powered_off(struct vs_out *out, void *arg)
+{
+	struct target *t = target_of(token_take(arg));
+
+	if (t == NULL)
+		return;
+	t->op = vs_destroy(rt_dst_client(t->j), t->st->vm, destroyed, token_new(t->j));
+}
+
+void
+target_destroy(struct target *t, void (*then)(struct target *t))
+{
+	t->then = then;
+	t->op = vs_power(rt_dst_client(t->j), t->st->vm, "off", powered_off, token_new(t->j));
+}

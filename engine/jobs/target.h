@@ -1,0 +1,82 @@
+/* A vSphere target VM, as migration (and next replication and restore)
+ * make and write it: pre-checks of the source and of the target
+ * platform, CreateVM or adoption of a VM this rule made before (by its
+ * marker or its recorded moref), the target disks' data files from their
+ * descriptors, whole-image uploads, deletion. */
+#ifndef VMFERRY_JOBS_TARGET_H
+#define VMFERRY_JOBS_TARGET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct disk_io;
+struct job;
+struct rec_reader;
+struct sbuf;
+struct vs_op;
+struct vs_vm;
+
+/* ---- persisted: lives inside the kind's record ---- */
+
+struct target_disk {
+	char *file;   /* "[ds] vm/vm.vmdk" of the target VM's disk */
+	char *ds;     /* its datastore and flat data file (from its descriptor) */
+	char *flat;
+};
+
+struct target_state {
+	char *vm;     /* the target VM's moref */
+	size_t ndisks;
+	struct target_disk *disks;
+};
+
+void target_state_free(struct target_state *st);
+void target_state_put(const struct target_state *st, struct sbuf *b);
+int target_state_get(struct rec_reader *r, struct target_state *st, size_t ndisks);
+/* As many disks as the source has. */
+void target_state_size(struct target_state *st, size_t ndisks);
+
+/* ---- the runtime ---- */
+
+struct target {
+	struct job *j;
+	struct target_state *st;  /* inside the kind's data */
+	void (*save)(struct job *j);
+	struct vs_op *op;
+	struct disk_io *upload;
+	int upload_fd;
+	struct vs_vm *src;        /* the source VM as the inventory showed it */
+	char *src_cpu;            /* its host's CPU model, for the pre-check warning */
+	uint64_t *src_caps;       /* reading the target's disks: the sizes they must have */
+	char *what;               /* the upload in flight, for its messages */
+	size_t i;
+	void (*then)(struct target *t);
+};
+
+void target_init(struct target *t, struct job *j, struct target_state *st, void (*save)(struct job *j));
+void target_cancel(struct target *t);
+void target_free(struct target *t);
+
+/* The text that marks a target VM as made by this job's rule:
+ * "vmferry <kind> <rule>/<vm>". */
+char *target_marker(const struct job *j);
+
+/* Pre-checks (the source VM usable: found, disks, none independent; the
+ * target datacenter, host and datastore present, with room), then the
+ * target VM: adopted when it is the recorded one or carries the marker,
+ * refused when someone else's, else created.  then(t) with t->src (the
+ * source VM) and t->st->vm set; failures go out as rt_fail/rt_lost. */
+void target_prepare(struct target *t, void (*then)(struct target *t));
+/* The target VM's disks: as many and as large as the source's
+ * (capacities[i]), their files and data extents recorded. */
+void target_read_disks(struct target *t, const uint64_t *capacities, size_t n, void (*then)(struct target *t));
+/* Upload a local image whole to target disk i (its flat file); then(t)
+ * once it is there (a failure goes out as rt_fail/rt_lost). */
+void target_upload(struct target *t, size_t i, const char *local, uint64_t size, void (*then)(struct target *t));
+/* Upload a local file whole to a datastore path of the target. */
+void target_upload_file(struct target *t, const char *ds, const char *path, const char *local, uint64_t size,
+    const char *what, void (*then)(struct target *t));
+/* Power the target VM off and destroy it (its disks go with it). */
+void target_destroy(struct target *t, void (*then)(struct target *t));
+
+#endif
