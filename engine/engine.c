@@ -22,7 +22,7 @@
 #include "engine/jobs/job.h"
 #include "engine/core/log.h"
 #include "engine/core/loop.h"
-#include "engine/jobs/migrate.h"
+#include "engine/jobs/kinds.h"
 #include "engine/platform.h"
 #include "drivers/vsops.h"
 #include "engine/sched.h"
@@ -281,17 +281,10 @@ resp_error(const char *fmt, ...)
 static int
 kind_from_name(const char *s, enum cfg_kind *out)
 {
-	if (s == NULL)
-		return 0;
-	if (strcmp(s, "migration") == 0)
-		*out = CFG_MIGRATION;
-	else if (strcmp(s, "replication") == 0)
-		*out = CFG_REPLICATION;
-	else if (strcmp(s, "backup") == 0)
-		*out = CFG_BACKUP;
-	else
-		return 0;
-	return 1;
+	const struct job_kind *k = job_kind_named(s);
+
+	*out = k != NULL ? k->kind : CFG_SYSTEM; /* no job kind */
+	return k != NULL;
 }
 
 /* Find which kind a rule name refers to: configured rules first, then
@@ -300,26 +293,27 @@ kind_from_name(const char *s, enum cfg_kind *out)
 static int
 resolve_rule(const struct request *req, enum cfg_kind *kind, json_t **err)
 {
-	static const enum cfg_kind kinds[] = { CFG_MIGRATION, CFG_REPLICATION, CFG_BACKUP };
-	enum cfg_kind want;
+	enum cfg_kind want, k;
 	int have_kind = kind_from_name(req->kind, &want);
 	int found = 0;
 	size_t i;
 	struct job *j;
 
-	for (i = 0; i < ARRAY_LEN(kinds); i++) {
-		int exists = config_rule(&eng.loader.cur, kinds[i], req->rule) != NULL;
+	for (i = 0; job_kinds[i] != NULL; i++) {
+		int exists;
 
+		k = job_kinds[i]->kind;
+		exists = config_rule(&eng.loader.cur, k, req->rule) != NULL;
 		TAILQ_FOREACH(j, job_all(), link)
-			if (j->kind == kinds[i] && strcmp(j->rule, req->rule) == 0)
+			if (j->kind == k && strcmp(j->rule, req->rule) == 0)
 				exists = 1;
-		if (!exists || (have_kind && kinds[i] != want))
+		if (!exists || (have_kind && k != want))
 			continue;
 		if (found) {
 			*err = resp_error("rule name %s is used by more than one kind; say which with --kind", req->rule);
 			return 0;
 		}
-		*kind = kinds[i];
+		*kind = k;
 		found = 1;
 	}
 	if (!found) {
@@ -768,8 +762,8 @@ op_dispatch(const struct request *req, int event, enum cfg_kind only_kind, int k
 			if (klen && j->cfg != NULL)
 				store_put(STORE_META, key, klen, dig, 8);
 		}
-		if (event == MIG_EV_MIGRATE && j->kind == CFG_MIGRATION && j->fsm.state == MIG_READY)
-			mig_note_migrate(j);
+		if (job_kind_of(j->kind)->before_command != NULL)
+			job_kind_of(j->kind)->before_command(j, event);
 		res = fsm_dispatch(j, event, event == EV_STOP ? "stopped by the user" : NULL);
 		if (res == FSM_DONE)
 			done++;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "engine/core/util.h"
+#include "engine/jobs/kinds.h"
 
 #define REQUEST_MAX_STRING 256
 
@@ -115,7 +116,6 @@ one_of(const char *s, const char *const *list)
 static int
 request_parse_raw(const char *line, size_t len, struct request *out, char **err)
 {
-	static const char *const kinds[] = { "migration", "replication", "backup", NULL };
 	static const char *const modes[] = { "full", "incremental", "differential", NULL };
 	static const char *const targets[] = { "original", "new", "instant", NULL };
 	json_error_t jerr;
@@ -211,7 +211,7 @@ request_parse_raw(const char *line, size_t len, struct request *out, char **err)
 				goto fail;
 			}
 	}
-	if (out->kind != NULL && !one_of(out->kind, kinds)) {
+	if (out->kind != NULL && job_kind_named(out->kind) == NULL) {
 		*err = xstrdup("\"kind\" must be migration, replication or backup");
 		goto fail;
 	}

@@ -10,6 +10,7 @@
 #include "engine/core/record.h"
 #include "engine/core/store.h"
 #include "engine/core/util.h"
+#include "engine/jobs/kinds.h"
 
 /* Record versions.  Every record starts with a big-endian u16 version;
  * strings are u16 length + bytes, blobs u32 length + bytes. */
@@ -214,16 +215,9 @@ job_count(void)
 const struct fsm_table *
 job_table_for(enum cfg_kind kind)
 {
-	switch (kind) {
-	case CFG_MIGRATION:
-		return &fsm_migration;
-	case CFG_REPLICATION:
-		return &fsm_replication;
-	case CFG_BACKUP:
-		return &fsm_backup;
-	default:
-		return NULL;
-	}
+	const struct job_kind *k = job_kind_of(kind);
+
+	return k != NULL ? k->table : NULL;
 }
 
 static struct job *

@@ -529,8 +529,8 @@ mig_enter_transferring(struct job *j, int event)
 		sync_prepare(&rt->pass, 0, transfer_prepared);
 }
 
-void
-mig_note_migrate(struct job *j)
+static void
+note_migrate(struct job *j)
 {
 	struct mig_data d;
 	struct sbuf b;
@@ -547,6 +547,13 @@ mig_note_migrate(struct job *j)
 }
 
 void
+mig_before_command(struct job *j, int event)
+{
+	if (event == MIG_EV_MIGRATE && j->fsm.state == MIG_READY)
+		note_migrate(j);
+}
+
+void
 mig_enter_ready(struct job *j, int event)
 {
 	struct mig_data d;
@@ -559,7 +566,7 @@ mig_enter_ready(struct job *j, int event)
 		    (unsigned long long)d.sync.bytes, j->rule, j->vm);
 	data_free(&d);
 	if (j->cfg != NULL && j->cfg->options.auto_migrate) {
-		mig_note_migrate(j);
+		note_migrate(j);
 		fsm_dispatch(j, MIG_EV_MIGRATE, "auto_migrate");
 	}
 }
@@ -578,6 +585,18 @@ cut_reply(struct vs_out *out, void *arg, const char *what)
 	if (rt != NULL)
 		rt->op = NULL;
 	return rt;
+}
+
+/* The source is stopped: downtime counts from when it was asked to stop
+ * (kept after a crash); the final pass follows. */
+static void
+down_started(struct mig_rt *rt)
+{
+	if (rt->d.down_start_ms == 0)
+		rt->d.down_start_ms = rt_now_ms();
+	rt->d.stage = 1;
+	rt_save(rt);
+	cutover_step(rt);
 }
 
 static void
@@ -611,11 +630,7 @@ cut_power_done(struct vs_out *out, void *arg)
 		cutover_step(rt);
 		return;
 	}
-	if (rt->d.down_start_ms == 0)
-		rt->d.down_start_ms = rt_now_ms();
-	rt->d.stage = 1;
-	rt_save(rt);
-	cutover_step(rt);
+	down_started(rt);
 }
 
 static void
@@ -638,11 +653,7 @@ source_stopped(struct mig_rt *rt, const struct vs_vm *vm, int on)
 	else
 		job_log(rt->j, LOG_INFO, "source VM %s is %s", rt->j->vm,
 		    str_eq(vm->power, "suspended") ? "suspended" : "powered off");
-	if (rt->d.down_start_ms == 0)
-		rt->d.down_start_ms = rt_now_ms();
-	rt->d.stage = 1;
-	rt_save(rt);
-	cutover_step(rt);
+	down_started(rt);
 }
 
 static void

@@ -17,8 +17,8 @@ void mig_enter_stopping(struct job *j, int event);
 void mig_enter_deleting(struct job *j, int event);
 void mig_enter_failed(struct job *j, int event);
 
-/* 开始迁移: remember that the user asked for the cutover; call just
- * before dispatching the migrate event to a job in ready. */
-void mig_note_migrate(struct job *j);
+/* Before a user command reaches a migration job: 开始迁移 in 迁移就绪
+ * records that the cutover was asked for. */
+void mig_before_command(struct job *j, int event);
 
 #endif

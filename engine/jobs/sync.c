@@ -341,6 +341,20 @@ pass_reply(struct vs_out *out, void *arg, const char *what, int take_failure)
 	return p;
 }
 
+/* A snapshot removal answered: a lost source hands the job on (1); a
+ * refusal is logged and the work goes on (the snapshot may be gone). */
+static int
+removal_lost(struct sync_pass *p, struct vs_out *out, const char *what)
+{
+	if (out->status == VS_UNREACHABLE) {
+		rt_lost(p->j, "%s: %s", what, out->error);
+		return 1;
+	}
+	if (out->status != VS_OK)
+		job_log(p->j, LOG_WARN, "%s: %s", what, out->error);
+	return 0;
+}
+
 static void
 prep_vm_done(struct vs_out *out, void *arg)
 {
@@ -373,15 +387,8 @@ prep_clean_done(struct vs_out *out, void *arg)
 {
 	struct sync_pass *p = pass_reply(out, arg, NULL, 0);
 
-	if (p == NULL)
-		return;
-	if (out->status == VS_UNREACHABLE) {
-		rt_vs_failed(p->j, "removing a leftover snapshot", out);
-		return;
-	}
-	if (out->status != VS_OK)
-		job_log(p->j, LOG_WARN, "removing a leftover snapshot: %s", out->error);
-	prep_step(p);
+	if (p != NULL && !removal_lost(p, out, "removing a leftover snapshot"))
+		prep_step(p);
 }
 
 static void
@@ -952,14 +959,8 @@ snapshot_removed(struct vs_out *out, void *arg)
 {
 	struct sync_pass *p = pass_reply(out, arg, NULL, 0);
 
-	if (p == NULL)
+	if (p == NULL || removal_lost(p, out, "removing the pass's snapshot"))
 		return;
-	if (out->status == VS_UNREACHABLE) {
-		rt_lost(p->j, "removing the snapshot: %s", out->error);
-		return;
-	}
-	if (out->status != VS_OK)
-		job_log(p->j, LOG_WARN, "removing snapshot %s: %s", p->st->snap, out->error);
 	free(p->st->snap);
 	p->st->snap = NULL;
 	sync_state_reset_checkpoints(p->st);

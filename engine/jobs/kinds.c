@@ -1,0 +1,54 @@
+/* The job kinds, listed once (see kinds.h). */
+#include "engine/jobs/kinds.h"
+
+#include <stddef.h>
+#include <string.h>
+
+#include "engine/jobs/migrate.h"
+#include "fsm/fsm.h"
+
+static const struct job_kind migration = {
+	.kind = CFG_MIGRATION,
+	.table = &fsm_migration,
+	.before_command = mig_before_command,
+};
+
+static const struct job_kind replication = {
+	.kind = CFG_REPLICATION,
+	.table = &fsm_replication,
+};
+
+static const struct job_kind backup = {
+	.kind = CFG_BACKUP,
+	.table = &fsm_backup,
+};
+
+const struct job_kind *const job_kinds[] = { &migration, &replication, &backup, NULL };
+
+const struct job_kind *
+job_kind_of(enum cfg_kind kind)
+{
+	size_t i;
+
+	for (i = 0; job_kinds[i] != NULL; i++)
+		if (job_kinds[i]->kind == kind)
+			return job_kinds[i];
+	return NULL;
+}
+
+const struct job_kind *
+job_kind_named(const char *name)
+{
+	size_t i;
+
+	for (i = 0; name != NULL && job_kinds[i] != NULL; i++)
+		if (strcmp(job_kinds[i]->table->kind, name) == 0)
+			return job_kinds[i];
+	return NULL;
+}
+
+const char *
+job_kind_name(const struct job_kind *k)
+{
+	return k->table->kind;
+}

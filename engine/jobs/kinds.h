@@ -1,0 +1,31 @@
+/* The job kinds, listed once: each with its transition table (whose enter
+ * actions are its work), its name, and what it adds to the commands all
+ * kinds share.  The engine and the job layer look a kind up here and
+ * never switch on it. */
+#ifndef VMFERRY_JOBS_KINDS_H
+#define VMFERRY_JOBS_KINDS_H
+
+#include "engine/config.h"
+
+struct fsm_table;
+struct job;
+
+struct job_kind {
+	enum cfg_kind kind;
+	const struct fsm_table *table; /* its name is the kind's name */
+	/* A user command's event is about to reach the job (before the
+	 * dispatch, so what it records is committed with the transition).
+	 * NULL: nothing to add. */
+	void (*before_command)(struct job *j, int event);
+};
+
+/* Every kind, in the order the CLI lists them; NULL-terminated. */
+extern const struct job_kind *const job_kinds[];
+
+/* The kind of a rule kind, or NULL (system, platform, ...). */
+const struct job_kind *job_kind_of(enum cfg_kind kind);
+/* The kind of that name ("migration", ...), or NULL. */
+const struct job_kind *job_kind_named(const char *name);
+const char *job_kind_name(const struct job_kind *k);
+
+#endif
