@@ -6,7 +6,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -327,13 +326,8 @@ read_file(const char *path, char **text, size_t *len, const char **why)
 	char *buf;
 	int fd;
 
-	if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0) {
-		*why = strerror(errno);
-		return -1;
-	}
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-		*why = "not a regular file";
-		close(fd);
+	if ((fd = cfg_open_regular(path, &st)) < 0) {
+		*why = fd == -1 ? strerror(errno) : "not a regular file";
 		return -1;
 	}
 	if ((uint64_t)st.st_size > FILE_MAX_SIZE) {

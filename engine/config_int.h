@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <yaml.h>
 
 #include "engine/config.h"
@@ -42,6 +43,9 @@ void cfg_schedule_free(struct cfg_schedule *s);
 void cfg_system_defaults(struct cfg_system *s);
 /* name relative to dir, unless it is absolute; malloc'd. */
 char *cfg_path_join(const char *dir, const char *name);
+/* Opens a regular file to read it and fills *st.  Returns the descriptor,
+ * -1 when open fails (errno says why) or -2 when it is not a regular file. */
+int cfg_open_regular(const char *path, struct stat *st);
 
 /* Node helpers: each reports its own errors at the node and counts them
  * in c->nerr; the getters return -1 or NULL after an error. */

@@ -598,9 +598,24 @@ cfg_path_join(const char *dir, const char *name)
 	return xasprintf("%s/%s", dir, name);
 }
 
+/* O_NONBLOCK and the regular-file check keep a FIFO or a device from
+ * hanging the loader. */
+int
+cfg_open_regular(const char *path, struct stat *st)
+{
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0)
+		return -1;
+	if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
+		close(fd);
+		return -2;
+	}
+	return fd;
+}
+
 /* Reads the first line of a regular file (the secret), at most SECRET_MAX
- * bytes.  O_NONBLOCK and the regular-file check keep a FIFO or a device
- * from hanging the loader. */
+ * bytes. */
 static int
 read_secret(const char *path, char **out, const char **why, int *sys)
 {
@@ -613,14 +628,13 @@ read_secret(const char *path, char **out, const char **why, int *sys)
 
 	*why = NULL;
 	*sys = 1;
-	if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0) {
+	if ((fd = cfg_open_regular(path, &st)) == -1) {
 		*why = strerror(errno);
 		return -1;
 	}
 	*sys = 0;
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+	if (fd < 0) {
 		*why = "is not a regular file";
-		close(fd);
 		return -1;
 	}
 	while (len < SECRET_MAX) {

@@ -385,6 +385,27 @@ get_datetime(struct pctx *c, yaml_node_t *n, int64_t *out)
 	return 0;
 }
 
+/* schedule.mode: full, incremental or differential; *out is left as it
+ * is after an error. */
+static void
+get_mode(struct pctx *c, yaml_node_t *n, enum cfg_backup_mode *out)
+{
+	const char *s;
+	char buf[128];
+	size_t k;
+
+	if ((s = cfg_get_str(c, n, "schedule.mode")) == NULL)
+		return;
+	for (k = 0; k < ARRAY_LEN(cfg_mode_names); k++) {
+		if (strcmp(s, cfg_mode_names[k]) == 0) {
+			*out = (enum cfg_backup_mode)k;
+			return;
+		}
+	}
+	cfg_perr(c, n, "schedule.mode: unknown backup mode %s (full, incremental or differential)",
+	    cfg_quoted(n, buf, sizeof(buf)));
+}
+
 /* One periodic entry: {type, mode, interval, start, times, days, day}. */
 static int
 parse_entry(struct pctx *c, yaml_node_t *n, enum sched_ctx sc, struct cfg_sched_entry *e)
@@ -421,16 +442,8 @@ parse_entry(struct pctx *c, yaml_node_t *n, enum sched_ctx sc, struct cfg_sched_
 		if (sc == SCTX_REPLICATION) {
 			cfg_perr(c, f[E_MODE].keynode, "schedule.mode is only used by backup schedules "
 			    "(replication is always incremental)");
-		} else if ((s = cfg_get_str(c, f[E_MODE].val, "schedule.mode")) != NULL) {
-			for (k = 0; k < (int)ARRAY_LEN(cfg_mode_names); k++)
-				if (strcmp(s, cfg_mode_names[k]) == 0)
-					break;
-			if (k == (int)ARRAY_LEN(cfg_mode_names))
-				cfg_perr(c, f[E_MODE].val, "schedule.mode: unknown backup mode %s "
-				    "(full, incremental or differential)",
-				    cfg_quoted(f[E_MODE].val, buf, sizeof(buf)));
-			else
-				e->mode = (enum cfg_backup_mode)k;
+		} else {
+			get_mode(c, f[E_MODE].val, &e->mode);
 		}
 	}
 	if (e->type == SCHED_NONE)
@@ -516,9 +529,6 @@ cfg_parse_schedule(struct pctx *c, yaml_node_t *n, enum sched_ctx sc, struct cfg
 		}
 		if (has_once) {
 			struct field f[] = { { "once", 1, NULL, NULL }, { "mode", 0, NULL, NULL } };
-			const char *s;
-			char buf[128];
-			int k;
 
 			if (sc == SCTX_REPLICATION) {
 				cfg_perr(c, n, "schedule: replication runs periodically; \"once\" is for backup rules");
@@ -529,27 +539,13 @@ cfg_parse_schedule(struct pctx *c, yaml_node_t *n, enum sched_ctx sc, struct cfg
 			e.mode = BACKUP_FULL;
 			cfg_map_fields(c, n, "schedule", f, ARRAY_LEN(f));
 			get_datetime(c, f[0].val, &e.once_at);
-			if (f[1].val != NULL && (s = cfg_get_str(c, f[1].val, "schedule.mode")) != NULL) {
-				for (k = 0; k < (int)ARRAY_LEN(cfg_mode_names); k++)
-					if (strcmp(s, cfg_mode_names[k]) == 0)
-						break;
-				if (k == (int)ARRAY_LEN(cfg_mode_names))
-					cfg_perr(c, f[1].val, "schedule.mode: unknown backup mode %s "
-					    "(full, incremental or differential)",
-					    cfg_quoted(f[1].val, buf, sizeof(buf)));
-				else
-					e.mode = (enum cfg_backup_mode)k;
-			}
+			if (f[1].val != NULL)
+				get_mode(c, f[1].val, &e.mode);
 			if (c->nerr != before)
 				return;
-			out->entries = xmalloc(sizeof(e));
-			out->entries[0] = e;
-			out->nentries = 1;
-			out->set = 1;
+		} else if (parse_entry(c, n, sc, &e) != 0) {
 			return;
 		}
-		if (parse_entry(c, n, sc, &e) != 0)
-			return;
 		out->entries = xmalloc(sizeof(e));
 		out->entries[0] = e;
 		out->nentries = 1;
