@@ -357,6 +357,64 @@ read_file(const char *path, char **text, size_t *len, const char **why)
 	return 0;
 }
 
+/* Parses a file's text (which it takes) on its own.  Returns the file,
+ * holding the text, or NULL with errors appended. */
+static struct cfg_file *
+load_text(const struct cfg_loader *ld, const char *path, char *text, size_t len, struct cfg_errors *errs)
+{
+	struct cfg_file *f = xcalloc(1, sizeof(*f));
+
+	if (cfg_parse_buffer(path, text, len, ld->dir, f, errs) != 0) {
+		free(f);
+		free(text);
+		return NULL;
+	}
+	f->text = text;
+	f->len = len;
+	return f;
+}
+
+int
+cfg_loader_seed(struct cfg_loader *ld, const char *name, const char *text, size_t len,
+    struct cfg_errors *errs)
+{
+	struct cfg_file *f;
+	char *path, *copy;
+	size_t i;
+
+	if (!is_yaml_name(name) || strchr(name, '/') != NULL) {
+		cfg_errors_add(errs, NULL, "%s: not the name of a rule file", name);
+		return -1;
+	}
+	path = cfg_path_join(ld->dir, name);
+	for (i = 0; i < ld->ngood; i++) {
+		if (strcmp(ld->good[i]->path, path) == 0) {
+			struct cfg_loc l = { ld->good[i]->path, 0, 0 };
+
+			cfg_errors_add(errs, &l, "has a last good version already");
+			free(path);
+			return -1;
+		}
+	}
+	copy = xmalloc(len + 1);
+	memcpy(copy, text, len);
+	copy[len] = '\0';
+	f = load_text(ld, path, copy, len, errs);
+	free(path);
+	if (f == NULL)
+		return -1;
+	PUSH(ld->good, ld->ngood, f);
+	return 0;
+}
+
+const char *
+cfg_file_name(const struct cfg_file *f)
+{
+	const char *slash = strrchr(f->path, '/');
+
+	return slash != NULL ? slash + 1 : f->path;
+}
+
 static int
 cmp_cstr(const void *a, const void *b)
 {
@@ -413,13 +471,7 @@ cfg_loader_reload(struct cfg_loader *ld, struct cfg_errors *errs)
 
 			cfg_errors_add(errs, &l, "cannot read: %s", why);
 		} else {
-			struct cfg_file *f = xcalloc(1, sizeof(*f));
-
-			if (cfg_parse_buffer(s[i].path, text, len, ld->dir, f, errs) == 0)
-				s[i].newf = f;
-			else
-				free(f);
-			free(text);
+			s[i].newf = load_text(ld, s[i].path, text, len, errs);
 		}
 		s[i].cur = s[i].newf ? s[i].newf : s[i].old;
 		free(names[i]);
@@ -449,8 +501,10 @@ cfg_loader_reload(struct cfg_loader *ld, struct cfg_errors *errs)
 			cfg_file_free(s[i].newf);
 			free(s[i].newf);
 		}
-		if (keep != NULL)
+		if (keep != NULL) {
+			keep->fallback = s[i].cur != NULL && s[i].cur != s[i].newf;
 			PUSH(good, ngood, keep);
+		}
 		free(s[i].path);
 	}
 	/* old versions not kept (replaced or removed from the directory) */

@@ -199,6 +199,7 @@ cfg_file_free(struct cfg_file *f)
 		rule_free(&f->rules[i]);
 	free(f->rules);
 	free(f->path);
+	free(f->text);
 	memset(f, 0, sizeof(*f));
 }
 
