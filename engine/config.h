@@ -185,6 +185,11 @@ enum {
 /* One parsed file. */
 struct cfg_file {
 	char *path;                 /* as given (config dir + name) */
+	/* added by the loader: */
+	char *text;                 /* what was parsed (NUL-terminated), so it can be kept */
+	size_t len;
+	int fallback;               /* the file on disk is broken or rejected: this last
+	                             * good version is in effect in its place */
 	struct cfg_system system;   /* system.present tells whether this file had one */
 	struct cfg_platform *platforms;
 	size_t nplatforms;
@@ -244,6 +249,14 @@ void cfg_loader_free(struct cfg_loader *ld);
  * version (if any) and add errors; removed files drop out.  Returns the
  * number of errors (0 = everything loaded). */
 int cfg_loader_reload(struct cfg_loader *ld, struct cfg_errors *errs);
+/* Before the first reload: take the text of a file's last good version,
+ * kept from an earlier run (name is the file's name in the directory).
+ * Returns 0, or -1 with errors appended when the text no longer loads on
+ * its own (then the file has no last good version). */
+int cfg_loader_seed(struct cfg_loader *ld, const char *name, const char *text, size_t len,
+    struct cfg_errors *errs);
+/* The file's name in the config directory. */
+const char *cfg_file_name(const struct cfg_file *f);
 /* Lifetime: every reload parses every file again, so unchanged rules come
  * back as new objects (compare by kind+name and digest, not by pointer).
  * Objects of the previous generation stay valid and unchanged until the

@@ -17,6 +17,7 @@
 
 #include "engine/bw.h"
 #include "engine/config.h"
+#include "engine/config_store.h"
 #include "engine/ctl.h"
 #include "engine/core/http.h"
 #include "engine/jobs/job.h"
@@ -193,8 +194,11 @@ engine_apply_config(int initial)
 	}
 }
 
-static void
-engine_reload(const char *why)
+/* Reads the config directory again and says what came of it, the same at
+ * start-up and on a reload; the last good versions go to the store for the
+ * next start.  Returns the number of errors. */
+static int
+engine_load_config(void)
 {
 	size_t i;
 	int n;
@@ -203,6 +207,18 @@ engine_reload(const char *why)
 	n = cfg_loader_reload(&eng.loader, &eng.errors);
 	for (i = 0; i < eng.errors.n; i++)
 		log_err("config: %s", eng.errors.msgs[i]);
+	for (i = 0; i < eng.loader.ngood; i++)
+		if (eng.loader.good[i]->fallback)
+			log_warn("config: %s: the last good version of this file is in effect", eng.loader.good[i]->path);
+	config_store_save(&eng.loader);
+	return n;
+}
+
+static void
+engine_reload(const char *why)
+{
+	int n = engine_load_config();
+
 	log_info("configuration %s: %zu rules, %d error%s", why, eng.loader.cur.nrules, n, n == 1 ? "" : "s");
 	engine_apply_config(0);
 }
@@ -926,9 +942,8 @@ engine_run(const struct engine_opts *o)
 	store_set_failure_hook(engine_store_failing);
 
 	cfg_loader_init(&eng.loader, o->config_dir);
-	cfg_loader_reload(&eng.loader, &eng.errors);
-	for (n = 0; n < eng.errors.n; n++)
-		log_err("config: %s", eng.errors.msgs[n]);
+	config_store_restore(&eng.loader);
+	engine_load_config();
 
 	n = job_load_all();
 	log_info("vmferryd %s starting: %zu jobs restored, %zu rules configured", VMFERRY_VERSION, n,

@@ -1,5 +1,6 @@
 /* The LMDB store: the only file that talks to LMDB.  Everything persisted
- * (jobs, job logs, statistics) goes through here as opaque byte records.
+ * (jobs, job logs, statistics, the last good version of each config file)
+ * goes through here as opaque byte records.
  *
  * Writes join one group transaction that is committed durably once per
  * loop turn; work that must not start before the writes are on disk is
@@ -18,6 +19,7 @@ enum store_db {
 	STORE_JOBS,  /* one record per job */
 	STORE_LOG,   /* per-job event log: key = job key + be64 sequence */
 	STORE_STATS, /* per-job statistics */
+	STORE_CONFIG, /* last good version of each config file: key = file name */
 	STORE_NDBS
 };
 
