@@ -72,19 +72,7 @@ vs_folder_url(struct vs_client *c, const char *datacenter, const char *datastore
 /* ---- datastore files ---- */
 
 static void file_get(struct vs_op *op);
-
-static void
-file_relogged(struct vs_result *res, void *arg)
-{
-	struct vs_op *op = arg;
-
-	op->call = NULL;
-	if (res->status != VS_OK) {
-		vsop_fail_res(op, res);
-		return;
-	}
-	file_get(op);
-}
+static void file_start(struct vs_op *op, struct vs_result *res);
 
 static void
 file_retry_cb(evutil_socket_t fd, short what, void *arg)
@@ -142,7 +130,7 @@ file_http_done(struct http_req *h, void *arg)
 	if (st == 401 && !op->relogged) {
 		http_free(h);
 		op->relogged = 1;
-		op->call = vs_relogin(op->c, file_relogged, op);
+		vsop_relogin(op, file_start);
 		return;
 	}
 	if (st != 200) {

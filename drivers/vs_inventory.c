@@ -600,28 +600,21 @@ inv_next_dc(struct vs_op *op)
 }
 
 static void
-inv_logged_in(struct vs_result *res, void *arg)
+inv_start(struct vs_op *op, struct vs_result *res)
 {
 	static const char *const types[] = { "Datacenter", NULL };
-	struct vs_op *op = arg;
 
-	op->call = NULL;
-	if (res->status != VS_OK) {
-		vsop_fail_res(op, res);
-		return;
-	}
 	inv_create_view(op, "Folder", vs_service(op->c)->root_folder, types);
 }
 
 struct vs_op *
 vs_get_inventory(struct vs_client *c, int page_size, vs_op_fn done, void *arg)
 {
-	struct vs_op *op = vsop_new(c, done, arg);
+	/* The service content (root folder, view manager) comes with login. */
+	struct vs_op *op = vsop_start(c, done, arg, inv_start);
 
 	op->page_size = page_size > 0 ? page_size : 100;
 	op->out.inv = xcalloc(1, sizeof(*op->out.inv));
-	/* The service content (root folder, view manager) comes with login. */
-	op->call = vs_login(c, inv_logged_in, op);
 	return op;
 }
 

@@ -15,8 +15,8 @@
 
 /* ---- plumbing ---- */
 
-struct vs_op *
-vsop_new(struct vs_client *c, vs_op_fn done, void *arg)
+static struct vs_op *
+op_new(struct vs_client *c, vs_op_fn done, void *arg)
 {
 	struct vs_op *op = xcalloc(1, sizeof(*op));
 
@@ -113,6 +113,8 @@ vsop_fail_res(struct vs_op *op, struct vs_result *res)
 	vsop_fail(op, res->status, res->reply.fault_type, xstrdup(res->error ? res->error : "call failed"));
 }
 
+/* The reply of a call, a login or a re-login: a failure fails the op, a
+ * success goes to its next step. */
 static void
 op_call_done(struct vs_result *res, void *arg)
 {
@@ -227,25 +229,19 @@ vsop_retrieve(struct vs_op *op, const char *type, const char *ref, const char *c
 }
 
 /* Ops that need the service content first log in, then run their step. */
-static void
-op_after_login(struct vs_result *res, void *arg)
-{
-	struct vs_op *op = arg;
-
-	op->call = NULL;
-	if (res->status != VS_OK) {
-		vsop_fail_res(op, res);
-		return;
-	}
-	op->next(op, res);
-}
-
 struct vs_op *
 vsop_start(struct vs_client *c, vs_op_fn done, void *arg, vsop_step_fn first)
 {
-	struct vs_op *op = vsop_new(c, done, arg);
+	struct vs_op *op = op_new(c, done, arg);
 
 	op->next = first;
-	op->call = vs_login(c, op_after_login, op);
+	op->call = vs_login(c, op_call_done, op);
 	return op;
+}
+
+void
+vsop_relogin(struct vs_op *op, vsop_step_fn next)
+{
+	op->next = next;
+	op->call = vs_relogin(op->c, op_call_done, op);
 }

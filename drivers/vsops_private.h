@@ -49,10 +49,11 @@ struct vs_op {
 };
 
 /* An operation's life (vsops.c).  vsop_start logs in (for the service
- * content) and then runs first; vsop_new does not.  vsop_finish and
- * vsop_fail hand op->out to the caller and free the op. */
-struct vs_op *vsop_new(struct vs_client *c, vs_op_fn done, void *arg);
+ * content) and then runs first; vsop_relogin logs in again and then runs
+ * next.  vsop_finish and vsop_fail hand op->out to the caller and free
+ * the op. */
 struct vs_op *vsop_start(struct vs_client *c, vs_op_fn done, void *arg, vsop_step_fn first);
+void vsop_relogin(struct vs_op *op, vsop_step_fn next);
 /* Sends req (whose contents it takes); next gets the reply of a call that
  * succeeded, a failed call fails the op. */
 void vsop_call(struct vs_op *op, struct soap_req *req, vsop_step_fn next);
