@@ -370,10 +370,7 @@ rt_get(struct job *j)
 	j->config_changed = mig_config_changed;
 	data_free(&rt->d);
 	rt->bad_data = data_decode(j->data, j->datalen, &rt->d) != 0;
-	if (j->cfg != NULL) {
-		rt->pass.set.fast_transfer = j->cfg->options.fast_transfer;
-		rt->pass.set.quiesce = j->cfg->options.quiesce;
-	}
+	rt_sync_settings(j, &rt->pass.set);
 	/* The pass cache is only good for the snapshot it was made for. */
 	sync_refresh(&rt->pass);
 	return rt;

@@ -18,6 +18,7 @@
 #include "engine/core/util.h"
 #include "engine/engine.h"
 #include "engine/jobs/job.h"
+#include "engine/jobs/sync.h"
 #include "engine/platform.h"
 #include "engine/sched.h"
 
@@ -252,6 +253,26 @@ rt_staging_remove(struct job *j)
 		nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
 	free(dir);
 	free(err);
+}
+
+void
+rt_sync_settings(struct job *j, struct sync_settings *s)
+{
+	const struct config *cfg = engine_config();
+	uint64_t per_host;
+
+	memset(s, 0, sizeof(*s));
+	if (j->cfg != NULL) {
+		s->fast_transfer = j->cfg->options.fast_transfer;
+		s->quiesce = j->cfg->options.quiesce;
+	}
+	s->chunk = (size_t)cfg->system.transfer_buffer;
+	/* Buffers in flight per host stay within host_buffer_cap. */
+	per_host = (uint64_t)cfg->system.max_tasks_per_host * cfg->system.transfer_buffer;
+	s->inflight = per_host ? (int)(cfg->system.host_buffer_cap / per_host) : 1;
+	if (s->inflight < 1)
+		s->inflight = 1;
+	s->bucket = engine_bucket(j->kind, j->rule);
 }
 
 int64_t

@@ -65,6 +65,12 @@ void rt_staging_remove(struct job *j);
 
 int64_t rt_now_ms(void);
 
+/* A sync pass's settings: the rule's options, the system's buffers and
+ * parallelism (host_buffer_cap over max_tasks_per_host × transfer_buffer),
+ * the bandwidth bucket of (kind, rule). */
+struct sync_settings;
+void rt_sync_settings(struct job *j, struct sync_settings *s);
+
 /* starting: find the VM on the source platform (asking afresh once when
  * the cached inventory lacks it); its ESXi host decides its
  * max_tasks_per_host slot; then EV_SCHEDULE.  may_be_gone: a missing VM

@@ -9,11 +9,9 @@
 
 #include "drivers/transport.h"
 #include "drivers/vmdk.h"
-#include "engine/bw.h"
 #include "engine/config.h"
 #include "engine/core/record.h"
 #include "engine/core/util.h"
-#include "engine/engine.h"
 #include "engine/jobs/copy.h"
 #include "engine/jobs/job.h"
 #include "engine/jobs/runtime.h"
@@ -893,23 +891,15 @@ copy_disk_done(void *arg, enum xfer_status st, const char *err)
 	copy_next_disk(p);
 }
 
-/* What every copy shares: buffers, parallelism, bandwidth. */
 void
 sync_copy_params(struct sync_pass *p, struct copy_params *cp)
 {
-	const struct config *cfg = engine_config();
-	uint64_t per_host;
-
 	memset(cp, 0, sizeof(*cp));
 	cp->src = p->rd;
 	cp->dst = p->wr;
-	cp->chunk = (size_t)cfg->system.transfer_buffer;
-	/* Buffers in flight per host stay within host_buffer_cap. */
-	per_host = (uint64_t)cfg->system.max_tasks_per_host * cfg->system.transfer_buffer;
-	cp->inflight = per_host ? (int)(cfg->system.host_buffer_cap / per_host) : 1;
-	if (cp->inflight < 1)
-		cp->inflight = 1;
-	cp->bucket = engine_bucket(p->j->kind, p->j->rule);
+	cp->chunk = p->set.chunk;
+	cp->inflight = p->set.inflight;
+	cp->bucket = p->set.bucket;
 	cp->windows = current_windows;
 	cp->checkpoint_s = CHECKPOINT_S;
 	cp->arg = p;

@@ -19,6 +19,7 @@
 
 #include "drivers/vsops.h"
 
+struct bw_bucket;
 struct copy;
 struct disk;
 struct job;
@@ -97,10 +98,13 @@ struct sync_kind_ops {
 	void (*record)(struct job *j, size_t i, const char *cid);
 };
 
-/* Settings of the pass, from the rule. */
+/* Settings of the pass, from the rule and the system (rt_sync_settings). */
 struct sync_settings {
 	int fast_transfer;   /* CBT: allocated or changed areas; else whole disks */
 	int quiesce;
+	size_t chunk;        /* bytes per request at most (transfer_buffer) */
+	int inflight;        /* chunks in flight per disk */
+	struct bw_bucket *bucket; /* the rule's bandwidth, shared by its jobs; NULL: none */
 };
 
 /* ---- the pass (not persisted: recomputed after a restart from the
