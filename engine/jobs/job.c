@@ -83,8 +83,6 @@ hook_persist(struct job *j, int from, int event, const char *reason)
 	if ((fl_to & (FSM_F_RESTING | FSM_F_TERMINAL | FSM_F_INVALID)) && j->priv != NULL && j->free_priv != NULL) {
 		j->free_priv(j->priv);
 		j->priv = NULL;
-		j->sync = NULL;
-		j->target = NULL;
 	}
 	/* A job that came to rest retries its next 失效 quickly again. */
 	if (fl_to & (FSM_F_RESTING | FSM_F_TERMINAL))

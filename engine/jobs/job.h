@@ -14,8 +14,6 @@
 #include "fsm/fsm.h"
 
 struct event_base;
-struct sync_pass;
-struct target;
 
 /* Seed 002 statistics: successes, failures, data volume, and the count of
  * failures nobody has looked at yet. */
@@ -56,8 +54,6 @@ struct job {
 	int invalid_backoff;       /* seconds before the next retry in 失效 */
 	struct event *timer;       /* retry timer (失效) */
 	void *priv;                /* the kind's runtime state, not persisted */
-	struct sync_pass *sync;    /* its sync pass, inside priv (NULL without priv) */
-	struct target *target;     /* its target VM's runtime, inside priv (NULL without priv) */
 	/* Stops the kind's work in flight; called when the job changes state
 	 * (its work belongs to the state it was started for) and when it goes. */
 	void (*cancel)(struct job *j);

@@ -26,6 +26,7 @@
 #include "engine/core/util.h"
 #include "engine/jobs/copy.h"
 #include "engine/jobs/job.h"
+#include "engine/jobs/memstate.h"
 #include "engine/jobs/runtime.h"
 #include "engine/jobs/sync.h"
 #include "engine/jobs/target.h"
@@ -189,17 +190,10 @@ struct mig_rt {
 	struct sync_pass pass;
 	struct target tgt;
 	struct vs_op *op;        /* the cutover's own driver calls */
+	struct memstate mem;     /* memory_snapshot: the suspended source's memory state */
 	struct event *timer;
 	double shutdown_t0;      /* a guest shutdown was asked at (monotonic) */
 	size_t i;                /* the disk being uploaded */
-	/* memory_snapshot at cutover: the suspended source's memory state. */
-	struct copy *copy;
-	struct disk *src, *dst;
-	int mem_done;            /* carried (or nothing to carry) */
-	char *mem_name;          /* its file name, kept in the target VM's directory */
-	char *dst_ds;            /* the target VM's datastore and directory */
-	char *dst_dir;
-	struct vs_extent mem_area;
 };
 
 static struct mig_rt *
@@ -214,13 +208,9 @@ rt_stop_work(struct mig_rt *rt)
 {
 	sync_cancel(&rt->pass);
 	target_cancel(&rt->tgt);
+	memstate_cancel(&rt->mem);
 	vs_op_cancel(rt->op);
 	rt->op = NULL;
-	copy_cancel(rt->copy);
-	rt->copy = NULL;
-	disk_close(rt->src);
-	disk_close(rt->dst);
-	rt->src = rt->dst = NULL;
 	if (rt->timer != NULL)
 		evtimer_del(rt->timer);
 }
@@ -235,9 +225,7 @@ rt_free(void *p)
 		event_free(rt->timer);
 	sync_free(&rt->pass);
 	target_free(&rt->tgt);
-	free(rt->mem_name);
-	free(rt->dst_ds);
-	free(rt->dst_dir);
+	memstate_free(&rt->mem);
 	data_free(&rt->d);
 	free(rt);
 }
@@ -361,11 +349,10 @@ rt_get(struct job *j)
 		rt->j = j;
 		sync_init(&rt->pass, j, &rt->d.sync, &sync_source_vsphere, &mig_sync_ops);
 		target_init(&rt->tgt, j, &rt->d.tgt, rt_save_job);
+		memstate_init(&rt->mem, j, &rt->pass, &rt->tgt);
 		j->priv = rt;
 		j->free_priv = rt_free;
 	}
-	j->sync = &rt->pass;
-	j->target = &rt->tgt;
 	j->cancel = mig_cancel;
 	j->config_changed = mig_config_changed;
 	data_free(&rt->d);
@@ -571,7 +558,6 @@ mig_enter_ready(struct job *j, int event)
 /* ---- cutting over ---- */
 
 static void cutover_step(struct mig_rt *rt);
-static void mem_carry(struct mig_rt *rt);
 
 /* The cutover's own driver calls: the runtime when still current and ok. */
 static struct mig_rt *
@@ -705,6 +691,12 @@ cut_vm_read(struct vs_out *out, void *arg)
 }
 
 static void
+mem_carried(struct job *j)
+{
+	cutover_step(rt_of(j));
+}
+
+static void
 cut_target_read(struct vs_out *out, void *arg)
 {
 	struct mig_rt *rt = cut_reply(out, arg, "reading the target VM");
@@ -719,20 +711,9 @@ cut_target_read(struct vs_out *out, void *arg)
 		cutover_step(rt);
 		return;
 	}
-	if (r->options.memory_snapshot && !rt->mem_done) {
-		char *slash;
-
-		free(rt->dst_ds);
-		free(rt->dst_dir);
-		rt->dst_ds = rt->dst_dir = NULL;
-		if (out->vm->vmx_path == NULL || vs_split_ds_path(out->vm->vmx_path, &rt->dst_ds, &rt->dst_dir) != 0) {
-			rt_fail(rt->j, "the target VM has no configuration file path");
-			return;
-		}
-		/* Its directory: the memory state goes beside the .vmx. */
-		slash = strrchr(rt->dst_dir, '/');
-		*(slash != NULL ? slash : rt->dst_dir) = '\0';
-		mem_carry(rt);
+	if (r->options.memory_snapshot && !rt->mem.done) {
+		memstate_carry(&rt->mem, rt->d.sync.src_vm, rt->d.sync.src_dc, rt->d.tgt.vm, out->vm->vmx_path,
+		    mem_carried);
 		return;
 	}
 	if (!r->options.power_on_target) {
@@ -740,129 +721,8 @@ cut_target_read(struct vs_out *out, void *arg)
 		cutover_step(rt);
 		return;
 	}
-	job_log(rt->j, LOG_INFO, "%s the target VM", rt->mem_name ? "resuming" : "powering on");
+	job_log(rt->j, LOG_INFO, "%s the target VM", rt->mem.name ? "resuming" : "powering on");
 	rt->op = vs_power(rt_dst_client(rt->j), rt->d.tgt.vm, "on", cut_power_done, token_new(rt->j));
-}
-
-/* ---- memory_snapshot: the suspended source's memory state goes to the
- * target VM's directory, and the target is pointed at it
- * (checkpoint.vmState), so that powering it on resumes the guest.  Each
- * step can be repeated after a crash: the target is looked at first. ---- */
-
-static void mem_fetched(void *arg, enum xfer_status st, const char *err);
-
-static void
-mem_progress(void *arg, uint64_t copied, uint64_t checkpoint, int paused)
-{
-}
-
-static void
-mem_src_read(struct vs_out *out, void *arg)
-{
-	struct mig_rt *rt = cut_reply(out, arg, "reading the source VM");
-	struct copy_params cp;
-	char *ds = NULL, *path = NULL, *local, *err = NULL, *slash;
-	int en = 0;
-
-	if (rt == NULL)
-		return;
-	if (!str_eq(out->vm->power, "suspended") || out->vm->suspend_file == NULL ||
-	    vs_split_ds_path(out->vm->suspend_file, &ds, &path) != 0) {
-		job_log(rt->j, LOG_WARN, "memory_snapshot: the source VM is %s with no memory state to carry; the target "
-		                         "boots from its disks", out->vm->power ? out->vm->power : "in an unknown state");
-		rt->mem_done = 1;
-		cutover_step(rt);
-		return;
-	}
-	slash = strrchr(path, '/');
-	free(rt->mem_name);
-	rt->mem_name = xstrdup(slash != NULL ? slash + 1 : path);
-	local = rt_staging_file(rt->j, "memory.vmss", &err, &en);
-	if (local != NULL) {
-		rt->dst = disk_open_file(local, out->vm->suspend_size, 1, &err, &en);
-		free(local);
-	}
-	if (rt->dst == NULL) {
-		rt_lost(rt->j, "node temp_dir cannot be written: %s", err);
-		free(err);
-		free(ds);
-		free(path);
-		return;
-	}
-	rt->src = disk_open_https(rt_src_client(rt->j), rt->d.sync.src_dc ? rt->d.sync.src_dc : "", ds, path,
-	    out->vm->suspend_size);
-	job_log(rt->j, LOG_INFO, "memory_snapshot: fetching the source's memory state %s (%llu bytes)",
-	    out->vm->suspend_file, (unsigned long long)out->vm->suspend_size);
-	free(ds);
-	free(path);
-	rt->mem_area.start = 0;
-	rt->mem_area.length = out->vm->suspend_size;
-	sync_copy_params(&rt->pass, &cp);
-	cp.src = rt->src;
-	cp.dst = rt->dst;
-	cp.areas = &rt->mem_area;
-	cp.nareas = rt->mem_area.length > 0;
-	cp.progress = mem_progress;
-	cp.done = mem_fetched;
-	cp.arg = rt;
-	rt->copy = copy_start(&cp);
-}
-
-static void
-mem_carry(struct mig_rt *rt)
-{
-	rt->op = vs_get_vm(rt_src_client(rt->j), rt->d.sync.src_vm, mem_src_read, token_new(rt->j));
-}
-
-static void
-mem_pointed(struct vs_out *out, void *arg)
-{
-	struct mig_rt *rt = cut_reply(out, arg, "pointing the target VM at its memory state");
-
-	if (rt == NULL)
-		return;
-	job_log(rt->j, LOG_INFO, "memory_snapshot: the target VM resumes from the source's memory state (%llu bytes)",
-	    (unsigned long long)rt->mem_area.length);
-	rt->mem_done = 1;
-	cutover_step(rt);
-}
-
-static void
-mem_uploaded(struct target *t)
-{
-	struct mig_rt *rt = rt_of(t->j);
-
-	rt->op = vs_set_extra_config(rt_dst_client(rt->j), rt->d.tgt.vm, "checkpoint.vmState", rt->mem_name, mem_pointed,
-	    token_new(rt->j));
-}
-
-static void
-mem_fetched(void *arg, enum xfer_status st, const char *err)
-{
-	struct mig_rt *rt = arg;
-	char *local, *e = NULL, *path;
-	int en = 0;
-
-	rt->copy = NULL;
-	disk_close(rt->src);
-	disk_close(rt->dst);
-	rt->src = rt->dst = NULL;
-	if (st != XFER_OK) {
-		if (st == XFER_TRANSIENT)
-			rt_lost(rt->j, "fetching the memory state: %s", err);
-		else
-			rt_fail(rt->j, "fetching the memory state: %s", err);
-		return;
-	}
-	if ((local = rt_staging_file(rt->j, "memory.vmss", &e, &en)) == NULL) {
-		rt_lost(rt->j, "memory state in temp_dir: %s", e);
-		free(e);
-		return;
-	}
-	path = rt->dst_dir[0] ? xasprintf("%s/%s", rt->dst_dir, rt->mem_name) : xstrdup(rt->mem_name);
-	target_upload_file(&rt->tgt, rt->dst_ds, path, local, rt->mem_area.length, "the memory state", mem_uploaded);
-	free(path);
-	free(local);
 }
 
 /* ---- the cutover's stages ---- */
@@ -961,7 +821,7 @@ mig_enter_cutting_over(struct job *j, int event)
 		return;
 	rt->i = 0;
 	rt->shutdown_t0 = 0;
-	rt->mem_done = 0;
+	rt->mem.done = 0;
 	cutover_step(rt);
 }
 

@@ -47,6 +47,31 @@ token_take(struct token *t)
 	return out;
 }
 
+struct token *
+token_for(struct job *j, void *ctx)
+{
+	struct token *t = token_new(j);
+
+	t->ctx = ctx;
+	return t;
+}
+
+void *
+token_ctx(struct token *t)
+{
+	void *ctx = t->ctx;
+
+	return token_take(t) != NULL ? ctx : NULL;
+}
+
+void *
+token_ctx_reply(struct vs_out *out, void *arg, const char *what)
+{
+	void *ctx = ((struct token *)arg)->ctx;
+
+	return token_reply(out, arg, what) != NULL ? ctx : NULL;
+}
+
 struct job *
 token_reply(struct vs_out *out, void *arg, const char *what)
 {

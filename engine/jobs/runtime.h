@@ -21,10 +21,18 @@ struct vs_vm;
 struct token {
 	struct job *j;
 	unsigned epoch;
-	int flag; /* for the caller (an inventory lookup: asked afresh) */
+	void *ctx; /* the work's owner inside the job's runtime: valid while the token is */
+	int flag;  /* for the caller (an inventory lookup: asked afresh) */
 };
 
 struct token *token_new(struct job *j);
+/* A token for work owned by ctx (a sync pass, a target, ...): its answer
+ * finds ctx again through token_ctx / token_ctx_reply. */
+struct token *token_for(struct job *j, void *ctx);
+/* ctx when the work is still current, else NULL.  Frees the token. */
+void *token_ctx(struct token *t);
+/* As token_reply, giving ctx. */
+void *token_ctx_reply(struct vs_out *out, void *arg, const char *what);
 /* The job the token belongs to, or NULL when that work was cancelled
  * meanwhile.  Frees the token. */
 struct job *token_take(struct token *t);

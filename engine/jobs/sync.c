@@ -329,13 +329,10 @@ static void prep_next(struct sync_pass *p);
 static struct sync_pass *
 pass_reply(struct vs_out *out, void *arg, const char *what, int take_failure)
 {
-	struct job *j = take_failure ? token_reply(out, arg, what) : token_take(arg);
-	struct sync_pass *p;
+	struct sync_pass *p = take_failure ? token_ctx_reply(out, arg, what) : token_ctx(arg);
 
-	if (j == NULL)
-		return NULL;
-	p = j->sync;
-	p->op = NULL;
+	if (p != NULL)
+		p->op = NULL;
 	return p;
 }
 
@@ -620,7 +617,7 @@ prep_areas(struct sync_pass *p)
 		/* First: what changed below the interrupted pass's point. */
 		p->prev_asked = 1;
 		p->op = p->src->query_changes(p, p->st->src_vm, p->st->snap, (int)d->key, d->prev_cid, d->capacity,
-		    prep_prev_done, token_new(p->j));
+		    prep_prev_done, token_for(p->j, p));
 		return;
 	}
 	base = p->kind->base_cid(p->j, p->i);
@@ -628,7 +625,7 @@ prep_areas(struct sync_pass *p)
 	if (strcmp(cid, "*") == 0 && p->st->bytes > 0)
 		job_log(p->j, LOG_INFO, "disk %zu: no usable changeId; copying its allocated areas in full", p->i);
 	p->op = p->src->query_changes(p, p->st->src_vm, p->st->snap, (int)d->key, cid, d->capacity, prep_areas_done,
-	    token_new(p->j));
+	    token_for(p->j, p));
 }
 
 /* Snapshots the engine made and no longer needs (a crash can leave one
@@ -646,7 +643,7 @@ prep_clean(struct sync_pass *p)
 
 			job_log(p->j, LOG_INFO, "removing leftover snapshot %s (%s)", s->name, s->moref);
 			s->moref[0] = '\0'; /* done with it, whatever the outcome */
-			p->op = p->src->remove_snapshot(p, moref, prep_clean_done, token_new(p->j));
+			p->op = p->src->remove_snapshot(p, moref, prep_clean_done, token_for(p->j, p));
 			free(moref);
 			return 1;
 		}
@@ -689,7 +686,7 @@ prep_snapshot(struct sync_pass *p)
 		char *desc = xasprintf("vmferry %s sync", cfg_kind_name(p->j->kind));
 
 		p->op = p->src->create_snapshot(p, p->st->src_vm, name, desc, p->set.quiesce && on, prep_snapshot_done,
-		    token_new(p->j));
+		    token_for(p->j, p));
 		free(desc);
 	}
 	free(name);
@@ -720,7 +717,7 @@ prep_step(struct sync_pass *p)
 {
 	switch (p->step) {
 	case PREP_READ_VM:
-		p->op = p->src->get_vm(p, p->st->src_vm, prep_vm_done, token_new(p->j));
+		p->op = p->src->get_vm(p, p->st->src_vm, prep_vm_done, token_for(p->j, p));
 		return;
 	case PREP_CBT:
 		if (!p->set.fast_transfer || p->vm->cbt) {
@@ -729,7 +726,7 @@ prep_step(struct sync_pass *p)
 			return;
 		}
 		job_log(p->j, LOG_INFO, "enabling change tracking (CBT) on %s", p->j->vm);
-		p->op = p->src->enable_cbt(p, p->st->src_vm, prep_simple_done, token_new(p->j));
+		p->op = p->src->enable_cbt(p, p->st->src_vm, prep_simple_done, token_for(p->j, p));
 		return;
 	case PREP_STUN: {
 		/* CBT takes effect on a running VM after a stun: a snapshot
@@ -738,7 +735,7 @@ prep_step(struct sync_pass *p)
 		char *name = sync_snapshot_name(p->j, "stun");
 
 		p->op = p->src->create_snapshot(p, p->st->src_vm, name, "vmferry: activate change tracking", 0,
-		    prep_simple_done, token_new(p->j));
+		    prep_simple_done, token_for(p->j, p));
 		free(name);
 		return;
 	}
@@ -752,7 +749,7 @@ prep_step(struct sync_pass *p)
 		prep_snapshot(p);
 		return;
 	case PREP_DISKS:
-		p->op = p->src->snapshot_disks(p, p->st->snap, prep_disks_done, token_new(p->j));
+		p->op = p->src->snapshot_disks(p, p->st->snap, prep_disks_done, token_for(p->j, p));
 		return;
 	case PREP_AREAS:
 		if (p->i >= p->st->ndisks) {
@@ -777,7 +774,7 @@ prep_step(struct sync_pass *p)
 			return;
 		}
 		p->op = p->src->get_file(p, p->st->src_dc ? p->st->src_dc : p->vm->datacenter, ds, path,
-		    prep_descriptor_done, token_new(p->j));
+		    prep_descriptor_done, token_for(p->j, p));
 		free(ds);
 		free(path);
 		return;
@@ -978,7 +975,7 @@ finish(struct sync_pass *p)
 	save(p);
 	job_progress(p->j, p->total, p->total, p->rate);
 	job_log(p->j, LOG_INFO, "sync pass %u finished: %llu bytes copied", p->st->pass, (unsigned long long)p->total);
-	p->op = p->src->remove_snapshot(p, p->st->snap, snapshot_removed, token_new(p->j));
+	p->op = p->src->remove_snapshot(p, p->st->snap, snapshot_removed, token_for(p->j, p));
 }
 
 void
@@ -1038,7 +1035,7 @@ sync_abandon(struct sync_pass *p, void (*after)(struct sync_pass *p))
 		after(p);
 		return;
 	}
-	p->op = p->src->remove_snapshot(p, p->st->snap, abandon_removed, token_new(p->j));
+	p->op = p->src->remove_snapshot(p, p->st->snap, abandon_removed, token_for(p->j, p));
 }
 
 /* ---- the source through the vSphere driver ---- */

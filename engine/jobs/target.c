@@ -136,14 +136,13 @@ target_marker(const struct job *j)
 	return xasprintf("vmferry %s %s/%s", cfg_kind_name(j->kind), j->rule, j->vm);
 }
 
-/* The target of a job whose work is still current. */
+/* The target whose work is still current (its call answered). */
 static struct target *
-target_of(struct job *j)
+target_of(struct target *t)
 {
-	if (j == NULL)
-		return NULL;
-	j->target->op = NULL;
-	return j->target;
+	if (t != NULL)
+		t->op = NULL;
+	return t;
 }
 
 /* ---- preparing: pre-checks, then the target VM ---- */
@@ -172,7 +171,7 @@ source_problem(const struct job *j, const struct vs_vm *vm)
 static void
 source_inventory(const struct vs_inventory *inv, const char *error, int refused, double age, void *arg)
 {
-	struct target *t = target_of(token_take(arg));
+	struct target *t = target_of(token_ctx(arg));
 	const struct vs_vm *vm;
 	char *why;
 	size_t i;
@@ -200,7 +199,7 @@ source_inventory(const struct vs_inventory *inv, const char *error, int refused,
 	for (i = 0; i < inv->nhosts; i++)
 		if (str_eq(inv->hosts[i].moref, vm->host) && inv->hosts[i].cpu_model != NULL)
 			t->src_cpu = xstrdup(inv->hosts[i].cpu_model);
-	tok = token_new(t->j);
+	tok = token_for(t->j, t);
 	if (platform_inventory(t->j->cfg->target.platform, 1, target_inventory, tok) != 0) {
 		token_take(tok);
 		rt_fail(t->j, "target platform %s is not configured", t->j->cfg->target.platform);
@@ -221,7 +220,7 @@ adopt(struct target *t, const char *moref)
 static void
 create_done(struct vs_out *out, void *arg)
 {
-	struct target *t = target_of(token_take(arg));
+	struct target *t = target_of(token_ctx(arg));
 
 	if (t == NULL)
 		return;
@@ -305,7 +304,7 @@ create_vm(struct target *t, const struct vs_datacenter *dc, const struct vs_host
 	spec.nnics = vm->nnics;
 	job_log(t->j, LOG_INFO, "creating target VM %s on %s (host %s, datastore %s)", t->j->vm, r->target.platform,
 	    host->name, ds->name);
-	t->op = vs_create_vm(rt_dst_client(t->j), &spec, create_done, token_new(t->j));
+	t->op = vs_create_vm(rt_dst_client(t->j), &spec, create_done, token_for(t->j, t));
 	free(caps);
 	free(nets);
 	free(mark);
@@ -314,7 +313,7 @@ create_vm(struct target *t, const struct vs_datacenter *dc, const struct vs_host
 static void
 target_inventory(const struct vs_inventory *inv, const char *error, int refused, double age, void *arg)
 {
-	struct target *t = target_of(token_take(arg));
+	struct target *t = target_of(token_ctx(arg));
 	const struct cfg_rule *r;
 	const struct vs_host *host;
 	const struct vs_datastore *ds;
@@ -381,7 +380,7 @@ target_prepare(struct target *t, void (*then)(struct target *t))
 		rt_fail(t->j, "its platforms are not configured");
 		return;
 	}
-	tok = token_new(t->j);
+	tok = token_for(t->j, t);
 	platform_inventory(t->j->cfg->source_platform, 1, source_inventory, tok);
 }
 
@@ -392,7 +391,7 @@ static void read_descriptor(struct target *t);
 static void
 descriptor_done(struct vs_out *out, void *arg)
 {
-	struct target *t = target_of(token_reply(out, arg, "reading the target disk's descriptor"));
+	struct target *t = target_of(token_ctx_reply(out, arg, "reading the target disk's descriptor"));
 	struct target_disk *d;
 	char *err = NULL;
 
@@ -428,7 +427,7 @@ read_descriptor(struct target *t)
 		return;
 	}
 	t->op = vs_get_file(rt_dst_client(t->j), t->j->cfg->target.datacenter, ds, path, descriptor_done,
-	    token_new(t->j));
+	    token_for(t->j, t));
 	free(ds);
 	free(path);
 }
@@ -436,7 +435,7 @@ read_descriptor(struct target *t)
 static void
 target_vm_read(struct vs_out *out, void *arg)
 {
-	struct target *t = target_of(token_reply(out, arg, "reading the target VM"));
+	struct target *t = target_of(token_ctx_reply(out, arg, "reading the target VM"));
 	size_t i;
 
 	if (t == NULL)
@@ -470,7 +469,7 @@ target_read_disks(struct target *t, const uint64_t *capacities, size_t n, void (
 	free(t->src_caps);
 	t->src_caps = xcalloc(n ? n : 1, sizeof(*capacities));
 	memcpy(t->src_caps, capacities, n * sizeof(*capacities));
-	t->op = vs_get_vm(rt_dst_client(t->j), t->st->vm, target_vm_read, token_new(t->j));
+	t->op = vs_get_vm(rt_dst_client(t->j), t->st->vm, target_vm_read, token_for(t->j, t));
 }
 
 /* ---- uploads ---- */
@@ -521,7 +520,7 @@ target_upload(struct target *t, size_t i, const char *local, uint64_t size, void
 static void
 destroyed(struct vs_out *out, void *arg)
 {
-	struct target *t = target_of(token_take(arg));
+	struct target *t = target_of(token_ctx(arg));
 
 	if (t == NULL)
 		return;
@@ -535,16 +534,16 @@ destroyed(struct vs_out *out, void *arg)
 static void
 powered_off(struct vs_out *out, void *arg)
 {
-	struct target *t = target_of(token_take(arg));
+	struct target *t = target_of(token_ctx(arg));
 
 	if (t == NULL)
 		return;
-	t->op = vs_destroy(rt_dst_client(t->j), t->st->vm, destroyed, token_new(t->j));
+	t->op = vs_destroy(rt_dst_client(t->j), t->st->vm, destroyed, token_for(t->j, t));
 }
 
 void
 target_destroy(struct target *t, void (*then)(struct target *t))
 {
 	t->then = then;
-	t->op = vs_power(rt_dst_client(t->j), t->st->vm, "off", powered_off, token_new(t->j));
+	t->op = vs_power(rt_dst_client(t->j), t->st->vm, "off", powered_off, token_for(t->j, t));
 }

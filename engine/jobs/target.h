@@ -50,6 +50,7 @@ struct target {
 	uint64_t *src_caps;       /* reading the target's disks: the sizes they must have */
 	char *what;               /* the upload in flight, for its messages */
 	size_t i;
+	void *ctx;                /* for the caller's then() */
 	void (*then)(struct target *t);
 };
 

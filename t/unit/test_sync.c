@@ -412,7 +412,6 @@ pass_new(void)
 	k.pass.set.fast_transfer = 1;
 	k.pass.set.chunk = 256 * 1024;
 	k.pass.set.inflight = 4;
-	job->sync = &k.pass;
 }
 
 static int
