@@ -8,7 +8,7 @@
 #   source's bytes;
 # - every file vmferryd creates, writes, renames or removes (traced with
 #   strace) lies under the state directory (temp_dir is in it) or is its
-#   socket, and nothing lies deeper than temp_dir/RULE/VM/FILE;
+#   socket, and nothing lies deeper than temp_dir/KIND/RULE/VM/FILE;
 # - names the config rightly rejects are refused with FILE:LINE:COL and
 #   create nothing;
 # - control characters from the peer (host and VM names) are escaped in the
@@ -217,15 +217,17 @@ outside=$(grep -vxF "$SOCK" <<<"$paths" | grep -vxF "$STATE" | grep -v "^$STATE/
 assert_eq "$outside" "" "every one of the $n paths vmferryd created, wrote, renamed or removed lies in the state directory, is its socket or a target VM's flat file on the mount"
 in_mount=$(grep -c "^$D_DIR/" <<<"$paths" || true)
 assert_eq "$in_mount" "${#DIRECT_VMS[@]}" "on the target mount it wrote exactly the ${#DIRECT_VMS[@]} flat files"
-deep=$(grep "^$STATE/tmp/" <<<"$paths" | sed "s|^$STATE/tmp/||" | awk -F/ 'NF > 3' || true)
-assert_eq "$deep" "" "nothing in temp_dir lies deeper than RULE/VM/FILE"
+deep=$(grep "^$STATE/tmp/" <<<"$paths" | sed "s|^$STATE/tmp/||" | awk -F/ 'NF > 4' || true)
+assert_eq "$deep" "" "nothing in temp_dir lies deeper than KIND/RULE/VM/FILE"
+kinds=$(grep "^$STATE/tmp/" <<<"$paths" | sed "s|^$STATE/tmp/||" | cut -d/ -f1 | LC_ALL=C sort -u | tr '\n' ' ')
+assert_eq "$kinds" "migration " "temp_dir holds the migration kind's directory only"
 dots=$(grep "^$STATE/" <<<"$paths" | sed "s|^$STATE/||" | tr '/' '\n' | grep -xE '\.|\.\.' || true)
 assert_eq "$dots" "" "no path component is . or .."
-rules=$(grep "^$STATE/tmp/" <<<"$paths" | sed "s|^$STATE/tmp/||" | cut -d/ -f1 | LC_ALL=C sort -u | tr '\n' ' ')
+rules=$(grep "^$STATE/tmp/migration/" <<<"$paths" | sed "s|^$STATE/tmp/migration/||" | cut -d/ -f1 | LC_ALL=C sort -u | tr '\n' ' ')
 assert_eq "$rules" "$(printf '%s\n' .direct "$RULE64" | LC_ALL=C sort | tr '\n' ' ')" "temp_dir holds directories of the two running rules only (none for refused names)"
 assert_eq "$(grep -c 'outside\.bin' "$T/strace.log" || true)" 0 "the file the evil descriptors name was never opened, not even for reading"
 assert_eq "$(curl -sf "$S_CTL/stats" | jq '[.files | keys[] | select(test("outside"))] | length')" 0 \
 	"nor asked for over HTTPS"
-staging=$(find "$STATE/tmp" -mindepth 2 | grep -v "/evil-" | head -5 || true)
+staging=$(find "$STATE/tmp" -mindepth 3 | grep -v "/evil-" | head -5 || true)
 assert_eq "$staging" "" "no staging is left in temp_dir after the migrations"
 echo "# figure: names: $((${#HTTPS_VMS[@]} + ${#DIRECT_VMS[@]})) VMs with hostile names migrated (HTTPS and direct), 13 unsafe names (7 rule, 5 VM, 1 not UTF-8) refused with file:line:col, $n paths traced: 0 outside the state directory and the target VMs' files; 2 descriptors naming a file outside the datastore: refused, never opened; ${#CTL_VMS[@]} control-character names and 1 forged host name: 0 forged log lines"
