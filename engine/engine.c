@@ -25,6 +25,7 @@
 #include "engine/core/loop.h"
 #include "engine/jobs/kinds.h"
 #include "engine/platform.h"
+#include "engine/runs.h"
 #include "drivers/vsops.h"
 #include "engine/sched.h"
 #include "engine/core/store.h"
@@ -221,6 +222,7 @@ engine_reload(const char *why)
 
 	log_info("configuration %s: %zu rules, %d error%s", why, eng.loader.cur.nrules, n, n == 1 ? "" : "s");
 	engine_apply_config(0);
+	runs_apply(&eng.loader.cur);
 }
 
 static void
@@ -862,8 +864,10 @@ engine_job_changed(struct job *j, const char *what)
 {
 	json_t *ev = json_pack("{s:s,s:o,s:I}", "event", what, "job", job_to_json(j), "time", (json_int_t)time(NULL));
 
-	if (strcmp(what, "state") == 0)
+	if (strcmp(what, "state") == 0) {
 		eng.transitions++;
+		runs_job_changed(j);
+	}
 	ctl_broadcast(ev, j->rule, cfg_kind_name(j->kind));
 	json_decref(ev);
 }
@@ -939,6 +943,7 @@ engine_run(const struct engine_opts *o)
 	sched_init(eng.base);
 	job_init(eng.base);
 	job_set_observer(engine_job_changed);
+	runs_init(eng.base);
 	store_set_failure_hook(engine_store_failing);
 
 	cfg_loader_init(&eng.loader, o->config_dir);
@@ -950,6 +955,7 @@ engine_run(const struct engine_opts *o)
 	    eng.loader.cur.nrules);
 	engine_apply_config(1);
 	job_resume_all();
+	runs_apply(&eng.loader.cur);
 
 	if (ctl_open(eng.base, o->socket_path, engine_handle) != 0) {
 		log_err("cannot open the status socket %s", o->socket_path);
@@ -982,6 +988,7 @@ out_jobs:
 	/* Everything decided so far reaches the disk before we go; nothing
 	 * new starts. */
 	fsm_quiesce();
+	runs_free();
 	if (store_commit() != 0)
 		rc = -1;
 	job_shutdown();

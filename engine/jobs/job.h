@@ -50,6 +50,7 @@ struct job {
 	const struct cfg_rule *cfg;/* the rule as configured now; NULL once removed */
 	int refs;
 	int forgotten;
+	uint8_t run_pending;       /* its schedule fell due while it was starting (not persisted) */
 	unsigned epoch;            /* bumped whenever its work is cancelled: late callbacks of older work are dropped */
 	int invalid_backoff;       /* seconds before the next retry in 失效 */
 	struct event *timer;       /* retry timer (失效) */

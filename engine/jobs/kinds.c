@@ -5,22 +5,25 @@
 #include <string.h>
 
 #include "engine/jobs/migrate.h"
-#include "fsm/fsm.h"
+#include "fsm/tables.h"
 
 static const struct job_kind migration = {
 	.kind = CFG_MIGRATION,
 	.table = &fsm_migration,
 	.before_command = mig_before_command,
+	.run_event = -1,
 };
 
 static const struct job_kind replication = {
 	.kind = CFG_REPLICATION,
 	.table = &fsm_replication,
+	.run_event = REP_EV_RUN,
 };
 
 static const struct job_kind backup = {
 	.kind = CFG_BACKUP,
 	.table = &fsm_backup,
+	.run_event = BAK_EV_RUN,
 };
 
 const struct job_kind *const job_kinds[] = { &migration, &replication, &backup, NULL };

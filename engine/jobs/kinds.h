@@ -17,6 +17,8 @@ struct job_kind {
 	 * dispatch, so what it records is committed with the transition).
 	 * NULL: nothing to add. */
 	void (*before_command)(struct job *j, int event);
+	/* The event its schedule sends (立即执行 too); -1: it has none. */
+	int run_event;
 };
 
 /* Every kind, in the order the CLI lists them; NULL-terminated. */
