@@ -381,36 +381,36 @@ cfg_get_bool(struct pctx *c, yaml_node_t *n, const char *label, int *out)
 	return -1;
 }
 
+/* A string value read by parse (units_parse_size, units_parse_rate),
+ * or an error naming the label, the value and what it should be. */
 static int
-get_size(struct pctx *c, yaml_node_t *n, const char *label, uint64_t *out)
+get_amount(struct pctx *c, yaml_node_t *n, const char *label, uint64_t *out,
+    int (*parse)(const char *, uint64_t *), const char *expected)
 {
 	const char *v = cfg_get_str(c, n, label);
 	char buf[128];
 
 	if (v == NULL)
 		return -1;
-	if (units_parse_size(v, out) != 0) {
-		cfg_perr(c, n, "%s: %s is not a size (use bytes or a unit: 512KiB, 4MiB, 1GiB; KB/MB/GB are decimal)",
-		    label, cfg_quoted(n, buf, sizeof(buf)));
+	if (parse(v, out) != 0) {
+		cfg_perr(c, n, "%s: %s is not %s", label, cfg_quoted(n, buf, sizeof(buf)), expected);
 		return -1;
 	}
 	return 0;
 }
 
+static int
+get_size(struct pctx *c, yaml_node_t *n, const char *label, uint64_t *out)
+{
+	return get_amount(c, n, label, out, units_parse_size,
+	    "a size (use bytes or a unit: 512KiB, 4MiB, 1GiB; KB/MB/GB are decimal)");
+}
+
 int
 cfg_get_rate(struct pctx *c, yaml_node_t *n, const char *label, uint64_t *out)
 {
-	const char *v = cfg_get_str(c, n, label);
-	char buf[128];
-
-	if (v == NULL)
-		return -1;
-	if (units_parse_rate(v, out) != 0) {
-		cfg_perr(c, n, "%s: %s is not a rate (write a size per second like 20MiB/s, or 0 to pause)",
-		    label, cfg_quoted(n, buf, sizeof(buf)));
-		return -1;
-	}
-	return 0;
+	return get_amount(c, n, label, out, units_parse_rate,
+	    "a rate (write a size per second like 20MiB/s, or 0 to pause)");
 }
 
 int

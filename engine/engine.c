@@ -480,8 +480,9 @@ op_rules(const struct request *req)
 	return resp;
 }
 
+/* The jobs a request names (rule, VM, kind), as the socket shows them. */
 static json_t *
-op_jobs(const struct request *req)
+jobs_json(const struct request *req)
 {
 	enum cfg_kind kind;
 	int have_kind = kind_from_name(req->kind, &kind);
@@ -491,6 +492,14 @@ op_jobs(const struct request *req)
 	TAILQ_FOREACH(j, job_all(), link)
 		if (job_matches(j, req, have_kind, kind))
 			json_array_append_new(arr, job_to_json(j));
+	return arr;
+}
+
+static json_t *
+op_jobs(const struct request *req)
+{
+	json_t *arr = jobs_json(req);
+
 	return json_pack("{s:b,s:o,s:i,s:i,s:s?}", "ok", 1, "jobs", arr, "pending", sched_queued_total(), "active",
 	    sched_active_total(), "store_error", store_failure(NULL));
 }
@@ -596,14 +605,8 @@ op_stats(const struct request *req)
 static json_t *
 op_watch(struct ctl_client *c, const struct request *req)
 {
-	enum cfg_kind kind;
-	int have_kind = kind_from_name(req->kind, &kind);
-	json_t *arr = json_array();
-	struct job *j;
+	json_t *arr = jobs_json(req);
 
-	TAILQ_FOREACH(j, job_all(), link)
-		if (job_matches(j, req, have_kind, kind))
-			json_array_append_new(arr, job_to_json(j));
 	ctl_client_watch(c, req->rule, req->kind);
 	return json_pack("{s:b,s:b,s:o}", "ok", 1, "watching", 1, "jobs", arr);
 }

@@ -456,6 +456,16 @@ prep_disks_done(struct vs_out *out, void *arg)
 	prep_next(p);
 }
 
+/* The areas of a QueryChangedDiskAreas answer, taken out of it. */
+static void
+take_areas(struct vs_out *out, struct vs_extent **areas, size_t *n)
+{
+	*areas = out->extents;
+	*n = out->nextents;
+	out->extents = NULL;
+	out->nextents = 0;
+}
+
 /* Below the interrupted pass's point the sink already holds the disk as
  * of prev_cid: there only what changed since goes again; above it, what
  * this pass would copy anyway. */
@@ -523,14 +533,10 @@ prep_areas_done(struct vs_out *out, void *arg)
 		job_log(p->j, LOG_INFO,
 		    "disk %zu: more than %u changed areas; areas less than %llu bytes apart are copied as one", p->i,
 		    VS_CBT_MAX_EXTENTS, (unsigned long long)out->merge_gap);
-	if (p->prev_asked && d->prev_cid != NULL) {
+	if (p->prev_asked && d->prev_cid != NULL)
 		merge_resumed(p, out);
-	} else {
-		p->areas[p->i] = out->extents;
-		p->nareas[p->i] = out->nextents;
-		out->extents = NULL;
-		out->nextents = 0;
-	}
+	else
+		take_areas(out, &p->areas[p->i], &p->nareas[p->i]);
 	free(p->prev_areas);
 	p->prev_areas = NULL;
 	p->nprev = 0;
@@ -563,10 +569,7 @@ prep_prev_done(struct vs_out *out, void *arg)
 		rt_vs_failed(p->j, "querying changed areas", out);
 		return;
 	}
-	p->prev_areas = out->extents;
-	p->nprev = out->nextents;
-	out->extents = NULL;
-	out->nextents = 0;
+	take_areas(out, &p->prev_areas, &p->nprev);
 	prep_step(p);
 }
 
