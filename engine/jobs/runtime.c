@@ -3,6 +3,7 @@
 /* The runtime pieces every job kind shares (see runtime.h). */
 #include "engine/jobs/runtime.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <ftw.h>
@@ -202,26 +203,71 @@ mkdir_p(char *dir)
 
 /* Before names carried the kind, a migration kept its files in
  * temp_dir/<rule>/<vm>; every such directory holds vm-config.json (written
- * before any staging image).  Move it to its new place once. */
-static void
-staging_upgrade(struct job *j, const char *base, const char *dir)
+ * before any staging image).  Its files move to the new directory one by
+ * one, vm-config.json last, so that a move cut short is finished by the
+ * next call.  The files and not the directory: with rule names that are
+ * kind names the two directories can lie one inside the other (rule and
+ * VM "migration": temp_dir/migration/migration holds the new
+ * temp_dir/migration/migration/migration), or a new job's directory can
+ * lie inside the old one (an old migration rule "backup" with VM X, and a
+ * backup rule X).  When a file cannot be moved the job must not go on
+ * without it (a resumed copy trusts the checkpoint of an image it would
+ * not have): its errno, with *err. */
+static int
+staging_upgrade(struct job *j, const char *base, char *dir, char **err)
 {
-	char *old = xasprintf("%s/%s/%s", base, j->rule, j->vm);
-	char *cfg = xasprintf("%s/vm-config.json", old);
-	char *parent = xasprintf("%s/%s/%s", base, cfg_kind_name(j->kind), j->rule);
+	char *old, *cfg, *from, *to;
 	struct stat st;
+	struct dirent *e;
+	DIR *d;
+	int rc = 0;
 
-	if (j->kind == CFG_MIGRATION && stat(cfg, &st) == 0 && S_ISREG(st.st_mode) && stat(dir, &st) != 0 &&
-	    mkdir_p(parent) == 0) {
-		if (rename(old, dir) == 0) {
-			job_log(j, LOG_INFO, "staging files moved from %s to %s (names now carry the job's kind)", old, dir);
-			old[strlen(old) - strlen(j->vm) - 1] = '\0';
-			rmdir(old); /* the rule's directory, once empty */
-		}
+	if (j->kind != CFG_MIGRATION)
+		return 0;
+	old = xasprintf("%s/%s/%s", base, j->rule, j->vm);
+	cfg = xasprintf("%s/vm-config.json", old);
+	if (lstat(cfg, &st) != 0 || !S_ISREG(st.st_mode)) {
+		free(old);
+		free(cfg);
+		return 0;
 	}
+	if (mkdir_p(dir) != 0 || (d = opendir(old)) == NULL) {
+		rc = errno;
+		*err = xasprintf("staging files of the previous version in %s cannot be moved to %s: %s", old, dir,
+		    strerror(rc));
+		free(old);
+		free(cfg);
+		return rc;
+	}
+	while (rc == 0 && (e = readdir(d)) != NULL) {
+		from = xasprintf("%s/%s", old, e->d_name);
+		to = xasprintf("%s/%s", dir, e->d_name);
+		if (strcmp(e->d_name, "vm-config.json") != 0 && lstat(from, &st) == 0 && S_ISREG(st.st_mode) &&
+		    rename(from, to) != 0) {
+			rc = errno;
+			*err = xasprintf("staging file %s of the previous version cannot be moved to %s: %s", from, dir,
+			    strerror(rc));
+		}
+		free(from);
+		free(to);
+	}
+	closedir(d);
+	to = xasprintf("%s/vm-config.json", dir);
+	if (rc == 0 && rename(cfg, to) != 0) {
+		rc = errno;
+		*err = xasprintf("staging file %s of the previous version cannot be moved to %s: %s", cfg, dir,
+		    strerror(rc));
+	}
+	if (rc == 0) {
+		job_log(j, LOG_INFO, "staging files moved from %s to %s (names now carry the job's kind)", old, dir);
+		rmdir(old);
+		old[strlen(old) - strlen(j->vm) - 1] = '\0';
+		rmdir(old); /* the rule's directory, once empty */
+	}
+	free(to);
 	free(old);
 	free(cfg);
-	free(parent);
+	return rc;
 }
 
 char *
@@ -238,7 +284,11 @@ rt_staging_dir(struct job *j, char **err, int *errnum)
 	}
 	base = node->temp_dir[0] == '/' ? xstrdup(node->temp_dir) : xasprintf("%s/%s", engine_state_dir(), node->temp_dir);
 	dir = xasprintf("%s/%s/%s/%s", base, cfg_kind_name(j->kind), j->rule, j->vm);
-	staging_upgrade(j, base, dir);
+	if ((*errnum = staging_upgrade(j, base, dir, err)) != 0) {
+		free(base);
+		free(dir);
+		return NULL;
+	}
 	free(base);
 	if (mkdir_p(dir) != 0 || access(dir, W_OK) != 0) {
 		*errnum = errno;
