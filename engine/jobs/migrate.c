@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "drivers/transport.h"
 #include "drivers/vsops.h"
@@ -331,11 +332,34 @@ open_sink(struct job *j, size_t i, char **err)
 	return d;
 }
 
+/* A staging image that should hold what earlier passes copied (or this
+ * pass below its checkpoint) and is gone: temp_dir was wiped. */
+static char *
+sink_lost(struct job *j, size_t i)
+{
+	struct mig_rt *rt = j->priv;
+	const struct sync_disk *d = &rt->d.sync.disks[i];
+	char *img, *e = NULL, *why = NULL;
+	int en = 0;
+
+	if (target_mount(rt, i) != NULL || (!rt->d.full_done && d->checkpoint == 0 && d->prev_ckpt == 0))
+		return NULL;
+	if ((img = staging_image(j, i, &e, &en)) == NULL) {
+		free(e);
+		return NULL; /* opening the sink says why */
+	}
+	if (access(img, F_OK) != 0)
+		why = xasprintf("its staging image %s, which held the copy so far, is gone", img);
+	free(img);
+	return why;
+}
+
 static const struct sync_kind_ops mig_sync_ops = {
 	.save = rt_save_job,
 	.base_cid = base_cid,
 	.open_sink = open_sink,
 	.record = record_cid,
+	.sink_lost = sink_lost,
 };
 
 /* The job's runtime, with its data freshly decoded from the record. */

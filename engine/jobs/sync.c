@@ -598,7 +598,19 @@ prep_areas(struct sync_pass *p)
 {
 	struct sync_disk *d = &p->st->disks[p->i];
 	const char *base, *cid;
+	char *why;
 
+	if (p->kind->sink_lost != NULL && (why = p->kind->sink_lost(p->j, p->i)) != NULL) {
+		/* Never trust a checkpoint or a changeId for bytes that are gone. */
+		job_log(p->j, LOG_WARN, "disk %zu: %s; copying it in full", p->i, why);
+		free(why);
+		d->full = 1;
+		d->checkpoint = 0;
+		free(d->prev_cid);
+		d->prev_cid = NULL;
+		d->prev_ckpt = 0;
+		save(p);
+	}
 	if (d->checkpoint == SYNC_DISK_DONE) {
 		/* Copied before a restart: its areas are not needed. */
 		p->i++;

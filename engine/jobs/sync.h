@@ -96,6 +96,11 @@ struct sync_kind_ops {
 	/* Every disk is copied: disk i now holds the source as of cid (NULL:
 	 * no change tracking).  Called before the snapshot goes. */
 	void (*record)(struct job *j, size_t i, const char *cid);
+	/* Whether the sink of disk i lost what earlier passes (or this one,
+	 * before a restart) wrote into it (a staging image that is gone):
+	 * NULL, or why (malloc'd); the disk is then copied in full again.
+	 * May be NULL: sinks that cannot lose their content. */
+	char *(*sink_lost)(struct job *j, size_t i);
 };
 
 /* Settings of the pass, from the rule and the system (rt_sync_settings). */
