@@ -97,7 +97,14 @@ flat_bytes() {
 	curl -sf "$S_CTL/stats" | jq --arg vm "$1" \
 		'[.files | to_entries[] | select(.key | startswith("ds0/" + $vm + "/")) | select(.key | endswith("-flat.vmdk")) | .value] | add // 0'
 }
+# Bytes the source peer served from one file of a VM: file_served VM FILE.
+file_served() { curl -sf "$S_CTL/stats" | jq -r --arg f "ds0/$1/$2" '.files[$f] // 0'; }
 stats_reset() { curl -sf -XPOST "$S_CTL/stats/reset" >/dev/null; }
+# The offsets a job's copy of disk N resumed at, in order, as it logged
+# them: resume_offsets RULE VM N.
+resume_offsets() {
+	ctl log "$1" "$2" -n 1000 | grep -Eo "disk $3: resuming at offset [0-9]+" | grep -Eo '[0-9]+$' || true
+}
 fault() { curl -sf -XPOST "$1/fault" -d "$2" >/dev/null || fail "fault injection $2 refused"; }
 gwrite() { curl -sf -XPOST "$S_CTL/write" -d "$1" || fail "guest write $1 refused"; }
 

@@ -44,10 +44,9 @@ sleep 0.5
 before=$(flat_bytes big01)
 start_daemon "$CONF"
 wait_job xfer big01 ready 120
-log=$(ctl log xfer big01 -n 200)
-resume=$(grep -Eo 'disk 0: resuming at offset [0-9]+' <<<"$log" | grep -Eo '[0-9]+$' | tail -1)
+resume=$(resume_offsets xfer big01 0 | tail -1)
 [ -n "$resume" ] && [ "$resume" -gt 0 ] && ok "the copy resumed at its checkpoint (offset $resume)" ||
-	fail "no resume from a checkpoint in the log: $(tail -5 <<<"$log")"
+	fail "no resume from a checkpoint in the log: $(ctl log xfer big01 -n 5)"
 after=$(($(flat_bytes big01) - before))
 assert_eq "$after" $((BIG - resume)) "after the restart only the rest of the disk is read"
 # What is read twice is what the source served above the last checkpoint.
