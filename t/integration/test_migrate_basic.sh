@@ -34,19 +34,6 @@ mig_rule direct web03 "fast_transfer: true, lan_free: true"
 mig_rule keep web04 "fast_transfer: true, cutover: none"
 mig_rule hard web05 "fast_transfer: true, cutover: poweroff, power_on_target: false"
 
-# Allocated bytes of a source VM's flat files: the bytes of their 64 KiB
-# grains that hold data (the peer fills allocated grains with random
-# bytes and leaves the others zero), read from the content, so that it
-# holds on file systems without holes too.
-alloc_bytes() {
-	local f total=0
-	for f in "$S_DIR"/ds0/"$1"/*-flat.vmdk; do
-		total=$((total + $(od -An -v -w65536 -tx8 "$f" | awk -v G=65536 -v size="$(stat -c %s "$f")" '
-			/[1-9a-f]/ { e = NR * G; if (e > size) e = size; n += e - (NR - 1) * G }
-			END { print n + 0 }')))
-	done
-	echo "$total"
-}
 alloc1=$(alloc_bytes web01)
 
 start_daemon "$CONF"
