@@ -100,6 +100,8 @@ flat_bytes() {
 # Bytes the source peer served from one file of a VM: file_served VM FILE.
 file_served() { curl -sf "$S_CTL/stats" | jq -r --arg f "ds0/$1/$2" '.files[$f] // 0'; }
 stats_reset() { curl -sf -XPOST "$S_CTL/stats/reset" >/dev/null; }
+# How often a peer was called with a SOAP method: method_count CTL METHOD.
+method_count() { curl -sf "$1/stats" | jq -r --arg m "$2" '.methods[$m] // 0'; }
 # The offsets a job's copy of disk N resumed at, in order, as it logged
 # them: resume_offsets RULE VM N.
 resume_offsets() {

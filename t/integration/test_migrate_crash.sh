@@ -21,7 +21,6 @@ mig_start_peers "$T/fixture.json"
 mig_config
 start_daemon "$CONF"
 
-method_count() { curl -sf "$1/stats" | jq -r --arg m "$2" '.methods[$m] // 0'; }
 # crash_in_call CTL METHOD BEFORE: wait until the peer got METHOD once more
 # than BEFORE (it is held by a delay fault), then kill -9 the daemon.
 crash_in_call() {
