@@ -15,8 +15,15 @@
 # spent in each step (every SOAP call is slowed down by 50 ms, as on a
 # real vCenter): creating the target VM, CBT and snapshot creation, the
 # copy, the catch-up, the cutover, the upload, the power-on, and the
-# restart itself.  Every other run, one of its kills waits for the
-# cutover instead (a short step) and lands 0-600 ms into it.
+# restart itself.  In every run one of its kills instead waits for a
+# short step, in turn: the target VM's creation, enabling CBT, the source's
+# shutdown, the target's power-on (each held 2 s on its peer by a delay on
+# its call, and the kill lands 0-1 s into the call), the upload (https
+# runs; when its log line shows, and 0-40 ms later).
+# A kill counts only when a job exists and is not complete; each counted
+# kill is filed under its job's phase (its state; in the cutover the last
+# step its log shows), and with CHAOS_FULL=1 every promised phase must
+# have been hit.
 #
 # After each run: both jobs complete (bounded wait; a failed or stuck job
 # fails with a diagnostic dump), every target disk has the SHA-256 of its
@@ -118,30 +125,105 @@ echo "# a run without kills takes ${D} ms"
 check_run 0
 
 # --- Runs with kills.
-kills=0
-skipped=0
-declare -A at_state=()
+kills=0         # counted: a job existed and was not complete
+survived=0      # counted kills whose run then passed check_run
+skipped=0       # instants after both jobs completed: no kill
+early=0         # kills before the run's jobs existed: not counted
+declare -A at_phase=()
+
+# The steps a targeted kill waits for: the phase name and the log line
+# that starts it.
+declare -A step_line=([creating_vm]="creating target VM" [enabling_cbt]="enabling change tracking"
+	[shutdown]="cutover: shutting down the source VM" [upload]="uploading disk" [power_on]="powering on the target VM")
+# The steps made of one SOAP call: the peer and the call.
+declare -A step_call=([creating_vm]="D CreateVM_Task" [enabling_cbt]="S ReconfigVM_Task"
+	[shutdown]="S ShutdownGuest" [power_on]="D PowerOnVM_Task")
+steps="creating_vm enabling_cbt shutdown upload power_on"
+# Phases a --full campaign must have killed in.
+promised="creating_vm enabling_cbt transferring shutdown upload power_on"
+
+# job_phase R VM STATE: the phase of a job: its state; while it enables
+# CBT or cuts over, the step its log shows last.
+job_phase() {
+	local log
+	case $3 in
+	fetching_config | querying_changes | cutting_over) ;;
+	*) echo "$3"; return ;;
+	esac
+	log=$(ctl log "crash$1" "$2" -n 1000 2>/dev/null || true)
+	case $3 in
+	cutting_over)
+		if grep -q "${step_line[power_on]}" <<<"$log"; then echo power_on
+		elif grep -q "${step_line[upload]}" <<<"$log"; then echo upload
+		elif grep -q "${step_line[shutdown]}" <<<"$log"; then echo shutdown
+		else echo cutting_over; fi ;;
+	*)
+		# The last CBT switch of the job, unless a pass started after it.
+		if [ "$(grep -E "${step_line[enabling_cbt]}|sync pass [0-9]+:" <<<"$log" | tail -1 |
+			grep -c "${step_line[enabling_cbt]}")" = 1 ]; then echo enabling_cbt; else echo "$3"; fi ;;
+	esac
+}
 
 # kill_now R WHEN: kill -9 the daemon (unless both jobs are complete
-# already), note the jobs' states, restart it.
+# already), note the jobs' phases, restart it.
 kill_now() {
-	local r=$1 when=$2 states s
-	states=$(ctl --json jobs "crash$r" 2>/dev/null | jq -r '[.jobs[] | .state] | join("/")' || echo "?")
-	[ -n "$states" ] || states=no_job_yet
+	local r=$1 when=$2 jobs states phases="" vm st
+	jobs=$(ctl --json jobs "crash$r" 2>/dev/null | jq -r '.jobs[] | "\(.vm) \(.state)"' || true)
+	states=$(awk '{ print $2 }' <<<"$jobs" | paste -sd/)
 	if [ "$states" = "complete/complete" ]; then
 		skipped=$((skipped + 1))
 		echo "# run $r: instant $when came after both jobs completed; not counted"
 		return 0
 	fi
+	if [ -z "$states" ]; then
+		crash_daemon
+		early=$((early + 1))
+		echo "# run $r: vmferryd killed (-9) $when, before the jobs existed; not counted"
+		start_daemon "$CONF"
+		return 0
+	fi
+	while read -r vm st; do
+		[ "$st" = complete ] || phases+="${phases:+/}$(job_phase "$r" "$vm" "$st")"
+	done <<<"$jobs"
 	crash_daemon
 	kills=$((kills + 1))
-	for s in ${states//\// }; do at_state[$s]=$((${at_state[$s]:-0} + 1)); done
+	run_kills=$((run_kills + 1))
+	for st in ${phases//\// }; do at_phase[$st]=$((${at_phase[$st]:-0} + 1)); done
 	now_ms
-	ok "run $r: vmferryd killed (-9) at $((NOW_MS - t0)) ms, $when (jobs: $states); kill $kills of $want"
+	ok "run $r: vmferryd killed (-9) at $((NOW_MS - t0)) ms, $when (jobs: $states; phases: $phases); kill $kills of $want"
 	start_daemon "$CONF"
 }
 
-cutover_seen() { ctl --json jobs "crash$1" | jq -e '[.jobs[] | .state] | (index("cutting_over") != null) or all(. == "complete")'; }
+# step_hold STEP: a step made of a call gets that call held 2 s on its
+# peer (in place of the 50 ms on every call); STEP_N0 = the calls so far.
+# step_release: back to 50 ms on every call.
+step_hold() {
+	STEP_CTL=
+	[ -n "${step_call[$1]:-}" ] || return 0
+	set -- ${step_call[$1]}
+	STEP_CTL=${1}_CTL STEP_METHOD=$2
+	STEP_CTL=${!STEP_CTL}
+	STEP_N0=$(method_count "$STEP_CTL" "$STEP_METHOD")
+	fault "$STEP_CTL" "{\"delay\":{\"method\":\"$STEP_METHOD\",\"ms\":2000}}"
+}
+step_release() { [ -z "$STEP_CTL" ] || fault "$STEP_CTL" '{"delay":{"method":"*","ms":50}}'; }
+
+# step_seen R STEP: the step's call reached its peer (held there), or a
+# job of run R that is not complete shows STEP's line in its log; or both
+# jobs are complete.
+step_seen() {
+	local vm
+	[ "$(ctl --json jobs "crash$1" | jq -r '[.jobs[] | .state] | join("/")')" != complete/complete ] || return 0
+	if [ -n "$STEP_CTL" ]; then
+		[ "$(method_count "$STEP_CTL" "$STEP_METHOD")" -gt "$STEP_N0" ]
+		return
+	fi
+	for vm in "r$1-a" "r$1-b"; do
+		[ "$(job_state "crash$1" "$vm")" != complete ] && ctl log "crash$1" "$vm" -n 1000 | grep -q "${step_line[$2]}" && return 0
+	done
+	return 1
+}
+nsteps=0
 
 r=0
 while [ $kills -lt $want ]; do
@@ -149,34 +231,58 @@ while [ $kills -lt $want ]; do
 	[ $r -le $max_runs ] || fail "$kills of $want kills after $max_runs runs ($skipped instants came after completion)"
 	rnd 3; k=$((REPLY + 2))
 	[ $((want - kills)) -ge $k ] || k=$((want - kills))
-	# Every other run, one of the kills waits for the cutover (a short
-	# step, so that it is hit often enough) and lands 0-600 ms into it.
-	rnd 2; at_cut=$(( REPLY == 0 && k >= 2 ))
+	run_kills=0
+	# One of the kills waits for a short step (so that each is hit often
+	# enough), the next in turn that this run has (no upload with lan_free).
+	step=$(echo $steps | cut -d' ' -f$((nsteps % 5 + 1)))
+	nsteps=$((nsteps + 1))
+	if [ $step = upload ] && [ $((r % 2)) -eq 1 ]; then
+		step=$(echo $steps | cut -d' ' -f$((nsteps % 5 + 1)))
+		nsteps=$((nsteps + 1))
+	fi
 	# The schedule: the other kills and two guest writes, as offsets in
-	# ms from the start of the run, sorted.
+	# ms from the start of the run, sorted; the kill at the step comes
+	# after them unless the step shows first.
 	events=()
-	for ((i = at_cut; i < k; i++)); do rnd "$D"; events+=("$REPLY kill"); done
+	for ((i = 1; i < k; i++)); do rnd "$D"; events+=("$REPLY kill"); done
 	for ((i = 0; i < 2; i++)); do rnd $((D * 6 / 10)); events+=("$REPLY write"); done
 	mapfile -t events < <(printf '%s\n' "${events[@]}" | sort -n)
+	step_hold $step
 	now_ms; t0=$NOW_MS
 	run_rule $r
-	echo "# run $r ($RUN_DESC): events at ${events[*]}$([ $at_cut = 1 ] && echo ", then a kill during the cutover")"
-	for ev in "${events[@]}"; do
-		sleep_until_ms $((t0 + ${ev%% *}))
+	echo "# run $r ($RUN_DESC): events at ${events[*]}, and a kill at the step $step"
+	stepped=0
+	# (The last event, "end", only bounds the wait for the step.)
+	for ev in "${events[@]}" "$((limit * 1000)) end"; do
+		# Until the event is due, watch for the step (in 20 ms steps).
+		while [ $stepped = 0 ]; do
+			now_ms
+			[ $NOW_MS -lt $((t0 + ${ev%% *})) ] || break
+			if step_seen $r $step; then
+				stepped=1
+				if [ -n "$STEP_CTL" ]; then
+					rnd 1000; sleep "$(printf '0.%03d' $REPLY)"
+					kill_now $r "$REPLY ms into $STEP_METHOD (the step $step)"
+					step_release
+				else
+					rnd 40; sleep "$(printf '0.%03d' $REPLY)"
+					kill_now $r "$REPLY ms after the step $step showed in the log"
+				fi
+			else
+				sleep 0.02
+			fi
+		done
 		case $ev in
-		*write) random_write $r ;;
-		*kill) kill_now $r "${ev%% *} ms drawn" ;;
+		*write) sleep_until_ms $((t0 + ${ev%% *})); random_write $r ;;
+		*kill) sleep_until_ms $((t0 + ${ev%% *})); kill_now $r "${ev%% *} ms drawn" ;;
 		esac
 	done
-	if [ $at_cut = 1 ]; then
-		wait_until $limit cutover_seen $r || fail "run $r never reached the cutover"
-		rnd 600; now_ms; sleep_until_ms $((NOW_MS + REPLY))
-		kill_now $r "$REPLY ms after a job entered cutting_over"
-	fi
+	[ $stepped = 1 ] || fail "run $r never reached the step $step"
 	wait_run $r
 	now_ms
 	echo "# run $r took $((NOW_MS - t0)) ms"
 	check_run $r
+	survived=$((survived + run_kills))
 done
 
 # Nothing else appeared on the target: one VM per migrated source VM.
@@ -184,5 +290,11 @@ want_vms=$(for ((i = 0; i <= r; i++)); do echo "r$i-a"; echo "r$i-b"; done | sor
 assert_eq "$(curl -sf "$D_CTL/vms" | jq -r '[.[].name] | sort | join(",")')" "$want_vms" \
 	"the target holds exactly one VM per migrated VM"
 
-by_state=$(for s in "${!at_state[@]}"; do echo "$s ${at_state[$s]}"; done | sort -k2,2nr -k1,1 | paste -sd, | sed 's/,/, /g')
-figure "crash instants survived: $kills/$kills (kill -9 of vmferryd; $((r + 1)) runs, $((2 * (r + 1))) migrations, every target disk identical, no snapshot left, one target VM each; jobs were in: $by_state; seed $CHAOS_SEED)"
+if [ "$CHAOS_FULL" = 1 ]; then
+	for p in $promised; do
+		[ "${at_phase[$p]:-0}" -gt 0 ] && ok "a kill landed in the phase $p (${at_phase[$p]})" ||
+			fail "no kill landed in the phase $p"
+	done
+fi
+by_phase=$(for s in "${!at_phase[@]}"; do echo "$s ${at_phase[$s]}"; done | sort -k2,2nr -k1,1 | paste -sd, | sed 's/,/, /g')
+figure "crash instants survived: $survived/$kills kills while a job was under way (kill -9 of vmferryd; $early more before the jobs existed and $skipped instants after they completed, not counted; $((r + 1)) runs, $((2 * (r + 1))) migrations, every target disk identical, no snapshot left, one target VM each; jobs were in: $by_phase; seed $CHAOS_SEED)"

@@ -78,7 +78,7 @@ chaos_dump() {
 
 chaos_exit() {
 	local st=$?
-	[ $st -eq 0 ] || chaos_dump || true
+	[ $st -eq 0 ] || [ $st -eq "$IT_SKIP_RC" ] || chaos_dump || true
 	it_cleanup
 }
 trap chaos_exit EXIT

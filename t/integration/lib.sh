@@ -24,6 +24,13 @@ it_cleanup() {
 trap it_cleanup EXIT
 
 ok() { NTEST=$((NTEST + 1)); echo "ok $NTEST - $*"; }
+# skip_test REASON: the whole test cannot run here; it exits with the code
+# ctest reports as Skipped (SKIP_RETURN_CODE in t/integration and t/chaos).
+IT_SKIP_RC=77
+skip_test() {
+	echo "ok $((NTEST + 1)) # SKIP $*"
+	exit $IT_SKIP_RC
+}
 fail() {
 	NTEST=$((NTEST + 1))
 	echo "not ok $NTEST - $*"
@@ -132,7 +139,7 @@ YAML
 # tmpfs_mount VAR SIZE: mounts a tmpfs of SIZE (e.g. 16m) on a fresh
 # directory outside $T and sets VAR to its path; on exit everything started
 # is killed first, then the mount is removed.  Mounting needs root: when it
-# is refused the whole test is skipped (exit 0) with the reason.
+# is refused the whole test is skipped (skip_test) with the reason.
 TMPFS_MOUNTS=()
 tmpfs_cleanup() {
 	local m
@@ -146,8 +153,7 @@ tmpfs_mount() {
 	dir=$(mktemp -d /tmp/vmferry-tmpfs.XXXXXX)
 	if ! err=$(mount -t tmpfs -o "size=$2,mode=0700" tmpfs "$dir" 2>&1); then
 		rmdir "$dir"
-		echo "ok $((NTEST + 1)) # SKIP cannot mount a tmpfs (root is needed): $err"
-		exit 0
+		skip_test "cannot mount a tmpfs (root is needed): $err"
 	fi
 	TMPFS_MOUNTS+=("$dir")
 	trap 'it_cleanup; tmpfs_cleanup' EXIT

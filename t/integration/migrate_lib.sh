@@ -97,7 +97,30 @@ flat_bytes() {
 	curl -sf "$S_CTL/stats" | jq --arg vm "$1" \
 		'[.files | to_entries[] | select(.key | startswith("ds0/" + $vm + "/")) | select(.key | endswith("-flat.vmdk")) | .value] | add // 0'
 }
+# Bytes the source peer served from one file of a VM: file_served VM FILE.
+file_served() { curl -sf "$S_CTL/stats" | jq -r --arg f "ds0/$1/$2" '.files[$f] // 0'; }
 stats_reset() { curl -sf -XPOST "$S_CTL/stats/reset" >/dev/null; }
+# How often a peer was called with a SOAP method: method_count CTL METHOD.
+method_count() { curl -sf "$1/stats" | jq -r --arg m "$2" '.methods[$m] // 0'; }
+# The offsets a job's copy of disk N resumed at, in order, as it logged
+# them: resume_offsets RULE VM N.
+resume_offsets() {
+	ctl log "$1" "$2" -n 1000 | grep -Eo "disk $3: resuming at offset [0-9]+" | grep -Eo '[0-9]+$' || true
+}
+
+# Allocated bytes of a source VM's flat files: the bytes of their 64 KiB
+# grains that hold data (the peer fills allocated grains with random
+# bytes and leaves the others zero), read from the content, so that it
+# holds on file systems without holes too.
+alloc_bytes() {
+	local f total=0
+	for f in "$S_DIR"/ds0/"$1"/*-flat.vmdk; do
+		total=$((total + $(od -An -v -w65536 -tx8 "$f" | awk -v G=65536 -v size="$(stat -c %s "$f")" '
+			/[1-9a-f]/ { e = NR * G; if (e > size) e = size; n += e - (NR - 1) * G }
+			END { print n + 0 }')))
+	done
+	echo "$total"
+}
 fault() { curl -sf -XPOST "$1/fault" -d "$2" >/dev/null || fail "fault injection $2 refused"; }
 gwrite() { curl -sf -XPOST "$S_CTL/write" -d "$1" || fail "guest write $1 refused"; }
 

@@ -62,7 +62,8 @@ st=$(ctl --json stats ind indep01 | jq -r '.jobs[0] | "\(.successes) \(.failures
 assert_eq "$st" "0 1" "the statistics count one failure"
 assert_eq "$(job_field ind indep01 unviewed_errors)" 0 "viewing the statistics clears the unviewed errors"
 out=$(ctl migrate ind indep01 2>&1) && fail "migrate of a failed job must be refused"
-assert_match "$out" "failed" "migrate of a failed job is refused, naming the state"
+assert_match "$out" "indep01 is failed \\(失败\\); migrate is not possible in that state" \
+	"migrate of a failed job is refused, naming the state"
 ctl start ind indep01 >/dev/null
 wait_job ind indep01 failed 60
 assert_match "$(job_field ind indep01 error)" "independent disk" "starting it again gives the same refusal"
@@ -74,13 +75,15 @@ mig_rule slow slow01 "fast_transfer: true" \
 	'[ { days: [mon, tue, wed, thu, fri, sat, sun], from: "00:00", to: "24:00", limit: 256KiB/s } ]'
 wait_job slow slow01 transferring 60
 out=$(ctl migrate slow slow01 2>&1) && fail "migrate during the full copy must be refused"
-assert_match "$out" "transferring" "migrate during the full copy is refused, naming the state"
+assert_match "$out" "slow01 is transferring \\(迁移中\\); migrate is not possible in that state" \
+	"migrate during the full copy is refused, naming the state"
 out=$(ctl --json migrate slow slow01 2>/dev/null) || true
 assert_eq "$(jq -r .ok <<<"$out")" false "the JSON answer says ok:false"
+assert_match "$(jq -r .error <<<"$out")" "slow01 is transferring" "the JSON answer's error names the state"
 out=$(ctl migrate slow nosuchvm 2>&1) && fail "migrate of an unknown VM must be refused"
-ok "migrate of a VM that is not in the rule is refused: $out"
+assert_match "$out" "rule slow has no job for VM nosuchvm" "migrate of a VM that is not in the rule is refused, naming the VM"
 out=$(ctl migrate nosuchrule slow01 2>&1) && fail "migrate of an unknown rule must be refused"
-ok "migrate of an unknown rule is refused: $out"
+assert_match "$out" "no migration rule named nosuchrule" "migrate of an unknown rule is refused, naming the rule"
 wait_job slow slow01 ready 120
 ok "the refused migrate did not disturb the full copy"
 ctl migrate slow slow01 >/dev/null || fail "migrate in ready must be accepted"

@@ -72,6 +72,9 @@ type faultState struct {
 	injectedDrops   int
 	injectedHostile int
 	injectedMulti   int
+	injectedDelay   int // requests held by a delay
+	injectedExpiry  int // sessions found expired by session_expiry_s
+	injectedOutage  int // outages begun
 }
 
 func newFaultState() *faultState {
@@ -83,6 +86,9 @@ func (f *faultState) delay(method string) {
 	d := f.delayF
 	f.mu.Unlock()
 	if d != nil && d.MS > 0 && (d.Method == "*" || d.Method == method) {
+		f.mu.Lock()
+		f.injectedDelay++
+		f.mu.Unlock()
 		time.Sleep(time.Duration(d.MS) * time.Millisecond)
 	}
 }
@@ -91,6 +97,13 @@ func (f *faultState) sessionExpiry() time.Duration {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.expiry
+}
+
+// sessionExpired counts a session that session_expiry_s ended.
+func (f *faultState) sessionExpired() {
+	f.mu.Lock()
+	f.injectedExpiry++
+	f.mu.Unlock()
 }
 
 // draw decides whether a probabilistic fault fires; count, when set, fires
@@ -209,7 +222,8 @@ func (f *faultState) snapshot() map[string]interface{} {
 	out := map[string]interface{}{
 		"seed":             f.seed,
 		"session_expiry_s": f.expiry.Seconds(),
-		"injected":         map[string]int{"http_error": f.injectedHTTP, "drop": f.injectedDrops, "hostile": f.injectedHostile, "multi_range": f.injectedMulti},
+		"injected": map[string]int{"http_error": f.injectedHTTP, "drop": f.injectedDrops, "hostile": f.injectedHostile,
+			"multi_range": f.injectedMulti, "delay": f.injectedDelay, "session_expiry": f.injectedExpiry, "outage": f.injectedOutage},
 	}
 	if f.delayF != nil {
 		out["delay"] = f.delayF
@@ -266,6 +280,7 @@ func (p *Peer) applyFault(req *faultRequest) error {
 	if req.Clear {
 		f.delayF, f.httpErr, f.drop, f.expiry, f.hostile, f.ignoreRange, f.shiftRange, f.multiRange = nil, nil, nil, 0, nil, false, false, ""
 		f.injectedHTTP, f.injectedDrops, f.injectedHostile, f.injectedMulti = 0, 0, 0, 0
+		f.injectedDelay, f.injectedExpiry, f.injectedOutage = 0, 0, 0
 		f.seed = 1
 		f.rng = rand.New(rand.NewSource(1))
 	}
@@ -329,6 +344,7 @@ func (p *Peer) applyFault(req *faultRequest) error {
 		d := time.Duration(*req.OutageS * float64(time.Second))
 		f.mu.Lock()
 		f.outageUntil = time.Now().Add(d)
+		f.injectedOutage++
 		f.mu.Unlock()
 		p.https.outage(d)
 	}

@@ -210,7 +210,7 @@ func (p *Peer) serveFolder(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cookie := sessionCookie(r)
-	if cookie == "" || !p.sessions.valid(cookie, p.faults.sessionExpiry()) {
+	if cookie == "" || !p.sessions.valid(cookie, p.faults) {
 		http.Error(w, "401 Unauthorized", http.StatusUnauthorized)
 		return
 	}

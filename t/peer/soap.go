@@ -47,7 +47,8 @@ func (t *sessionTable) del(key string) {
 
 // valid reports whether key names a live session no older than expiry
 // (0 = no limit). Expired sessions are forgotten.
-func (t *sessionTable) valid(key string, expiry time.Duration) bool {
+func (t *sessionTable) valid(key string, f *faultState) bool {
+	expiry := f.sessionExpiry()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	at, ok := t.m[key]
@@ -56,6 +57,7 @@ func (t *sessionTable) valid(key string, expiry time.Duration) bool {
 	}
 	if expiry > 0 && time.Since(at) > expiry {
 		delete(t.m, key)
+		f.sessionExpired()
 		return false
 	}
 	return true
@@ -154,7 +156,7 @@ func (p *Peer) serveSDK(w http.ResponseWriter, r *http.Request) {
 	p.stats.method(name)
 
 	cookie := sessionCookie(r)
-	valid := cookie != "" && p.sessions.valid(cookie, p.faults.sessionExpiry())
+	valid := cookie != "" && p.sessions.valid(cookie, p.faults)
 	if cookie != "" && (!valid || strings.HasPrefix(name, "Login")) {
 		// vcsim refuses Login on a live session and would accept an
 		// expired one; neither is what vCenter does.

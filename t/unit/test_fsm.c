@@ -17,6 +17,10 @@
 #include "fsm/fsm.h"
 #include "fsm/tables.h"
 
+/* The action that forgets a job (engine/jobs/job.h, which is not included:
+ * this file has a struct job of its own). */
+void job_forget(struct job *j, int event);
+
 static const struct fsm_table *const tables[] = { &fsm_migration, &fsm_replication, &fsm_backup };
 
 static int
@@ -228,7 +232,8 @@ test_resume_reenters_every_state_with_work(void **unused)
 }
 
 /* A user can always get rid of a job: delete leads to 删除中 or forgets
- * it directly, from every state. */
+ * it directly (job_forget, in a state with nothing left to clean up),
+ * from every state. */
 static void
 test_delete_always_possible(void **unused)
 {
@@ -249,7 +254,7 @@ test_delete_always_possible(void **unused)
 			}
 			if (r->to == deleting)
 				continue;
-			if (r->to == FSM_STAY && r->action != NULL)
+			if (r->to == FSM_STAY && r->action == job_forget)
 				continue;
 			fail_msg("%s: delete in %s does not delete", t->kind, t->states[s].id);
 		}
