@@ -195,6 +195,7 @@ struct mig_rt {
 	struct event *timer;
 	double shutdown_t0;      /* a guest shutdown was asked at (monotonic) */
 	size_t i;                /* the disk being uploaded */
+	int power_rereads;       /* InvalidPowerState answers looked into */
 };
 
 static struct mig_rt *
@@ -622,6 +623,15 @@ cut_power_done(struct vs_out *out, void *arg)
 	if (rt == NULL)
 		return;
 	rt->op = NULL;
+	if (out->status == VS_FAULT && str_eq(out->fault_type, "InvalidPowerState") && rt->power_rereads < 3) {
+		/* Asked again after a restart, the VM may be there already (off,
+		 * or on): look at it again rather than fail. */
+		job_log(rt->j, LOG_INFO, "%s: the VM is not in a state for it (%s); reading it again",
+		    rt->d.stage == 0 ? "stopping the source VM" : "powering on the target VM", out->error);
+		rt->power_rereads++;
+		cutover_step(rt);
+		return;
+	}
 	if (out->status != VS_OK) {
 		rt_vs_failed(rt->j, rt->d.stage == 0 ? "stopping the source VM" : "powering on the target VM", out);
 		return;
@@ -846,6 +856,7 @@ mig_enter_cutting_over(struct job *j, int event)
 	rt->i = 0;
 	rt->shutdown_t0 = 0;
 	rt->mem.done = 0;
+	rt->power_rereads = 0;
 	cutover_step(rt);
 }
 

@@ -4,6 +4,7 @@
 #include "engine/jobs/target.h"
 
 #include <errno.h>
+#include <event2/event.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +15,9 @@
 #include "drivers/vmdk.h"
 #include "drivers/vsops.h"
 #include "engine/config.h"
+#include "engine/core/loop.h"
 #include "engine/core/record.h"
+#include "engine/core/store.h"
 #include "engine/core/units.h"
 #include "engine/core/util.h"
 #include "engine/jobs/job.h"
@@ -44,6 +47,7 @@ target_state_put(const struct target_state *st, struct sbuf *b)
 	size_t i;
 
 	rec_put_str(b, st->vm);
+	rec_put_u64(b, (uint64_t)st->create_at);
 	for (i = 0; i < st->ndisks; i++) {
 		rec_put_str(b, st->disks[i].file);
 		rec_put_str(b, st->disks[i].ds);
@@ -58,6 +62,7 @@ target_state_get(struct rec_reader *r, struct target_state *st, size_t ndisks)
 
 	memset(st, 0, sizeof(*st));
 	st->vm = rec_get_opt_str(r);
+	st->create_at = (int64_t)rec_get_u64(r);
 	target_state_size(st, ndisks);
 	for (i = 0; i < ndisks; i++) {
 		st->disks[i].file = rec_get_opt_str(r);
@@ -111,12 +116,18 @@ target_cancel(struct target *t)
 	if (t->upload_fd >= 0)
 		close(t->upload_fd);
 	t->upload_fd = -1;
+	if (t->timer != NULL)
+		evtimer_del(t->timer);
+	t->create_ok = 0;
 }
 
 void
 target_free(struct target *t)
 {
 	target_cancel(t);
+	if (t->timer != NULL)
+		event_free(t->timer);
+	t->timer = NULL;
 	if (t->src != NULL) {
 		vs_vm_free(t->src);
 		free(t->src);
@@ -148,6 +159,7 @@ target_of(struct target *t)
 /* ---- preparing: pre-checks, then the target VM ---- */
 
 static void target_inventory(const struct vs_inventory *inv, const char *error, int refused, double age, void *arg);
+static int create_held(struct target *t);
 
 /* Why this source VM cannot be copied, or NULL. */
 static char *
@@ -213,6 +225,7 @@ adopt(struct target *t, const char *moref)
 		free(t->st->vm);
 		t->st->vm = xstrdup(moref);
 	}
+	t->st->create_at = 0;
 	target_state_size(t->st, t->src->ndisks);
 	t->then(t);
 }
@@ -225,6 +238,12 @@ create_done(struct vs_out *out, void *arg)
 	if (t == NULL)
 		return;
 	if (out->status != VS_OK || out->moref == NULL) {
+		/* A refusal made no VM: nothing to wait for next time.  An
+		 * unknown outcome (no answer) keeps the wait. */
+		if (out->status == VS_FAULT) {
+			t->st->create_at = 0;
+			t->save(t->j);
+		}
 		rt_vs_failed(t->j, "creating the target VM", out);
 		return;
 	}
@@ -311,6 +330,64 @@ create_vm(struct target *t, const struct vs_datacenter *dc, const struct vs_host
 }
 
 static void
+look_again(struct target *t, int refresh)
+{
+	struct token *tok = token_for(t->j, t);
+
+	if (platform_inventory(t->j->cfg->target.platform, refresh, target_inventory, tok) != 0) {
+		token_take(tok);
+		rt_fail(t->j, "target platform %s is not configured", t->j->cfg->target.platform);
+	}
+}
+
+static void
+settle_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	look_again(arg, 1);
+}
+
+static void
+create_committed(void *arg)
+{
+	struct target *t = token_ctx(arg);
+
+	if (t == NULL)
+		return;
+	t->create_ok = 1;
+	look_again(t, 0);
+}
+
+/* CreateVM is not safe to repeat: a VM it was asked for before a crash
+ * (or whose answer was lost) may still be on its way.  So its time is
+ * recorded, and committed, before it is asked for; a later look that
+ * finds no VM waits (re-reading the inventory) until that time is
+ * TARGET_CREATE_SETTLE_S old before it asks again.  1: held (it goes on
+ * by itself), 0: CreateVM may go now. */
+static int
+create_held(struct target *t)
+{
+	int64_t age_ms = rt_now_ms() - t->st->create_at;
+	struct timeval tv = { 2, 0 };
+
+	if (t->create_ok)
+		return 0;
+	if (t->st->create_at != 0 && age_ms >= 0 && age_ms < TARGET_CREATE_SETTLE_S * 1000) {
+		if (!t->waiting)
+			job_log(t->j, LOG_INFO, "the target VM asked for %lld s ago is not there yet: waiting for it "
+			    "(up to %d s) before asking again", (long long)(age_ms / 1000), TARGET_CREATE_SETTLE_S);
+		t->waiting = 1;
+		if (t->timer == NULL)
+			t->timer = evtimer_new(loop_base(), settle_timer_cb, t);
+		evtimer_add(t->timer, &tv);
+		return 1;
+	}
+	t->st->create_at = rt_now_ms();
+	t->save(t->j);
+	store_after_commit(create_committed, token_for(t->j, t));
+	return 1;
+}
+
+static void
 target_inventory(const struct vs_inventory *inv, const char *error, int refused, double age, void *arg)
 {
 	struct target *t = target_of(token_ctx(arg));
@@ -364,6 +441,8 @@ target_inventory(const struct vs_inventory *inv, const char *error, int refused,
 		rt_fail(t->j, "target datastore %s has %s free; VM %s needs %s", ds->name, have, t->j->vm, want);
 		return;
 	}
+	if (create_held(t))
+		return;
 	if (t->src->host_name != NULL && t->src->version != NULL)
 		job_log(t->j, LOG_INFO, "source: %s on host %s, %d CPUs, %d MB, hardware %s, %zu disks", t->src->name,
 		    t->src->host_name, t->src->cpus, t->src->memory_mb, t->src->version, t->src->ndisks);

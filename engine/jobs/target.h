@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 struct disk_io;
+struct event;
 struct job;
 struct rec_reader;
 struct sbuf;
@@ -26,6 +27,7 @@ struct target_disk {
 
 struct target_state {
 	char *vm;     /* the target VM's moref */
+	int64_t create_at; /* wall ms when CreateVM was asked for and its VM not yet seen; 0: none */
 	size_t ndisks;
 	struct target_disk *disks;
 };
@@ -48,6 +50,9 @@ struct target {
 	struct vs_vm *src;        /* the source VM as the inventory showed it */
 	char *src_cpu;            /* its host's CPU model, for the pre-check warning */
 	uint64_t *src_caps;       /* reading the target's disks: the sizes they must have */
+	struct event *timer;      /* waiting for a VM a CreateVM before a restart may still make */
+	int create_ok;            /* create_at is committed: CreateVM may go */
+	int waiting;              /* said that it waits */
 	char *what;               /* the upload in flight, for its messages */
 	size_t i;
 	void *ctx;                /* for the caller's then() */
@@ -61,6 +66,10 @@ void target_free(struct target *t);
 /* The text that marks a target VM as made by this job's rule:
  * "vmferry <kind> <rule>/<vm>". */
 char *target_marker(const struct job *j);
+
+/* How long a CreateVM asked for before a crash or a lost answer may
+ * still be making its VM: until then no second one is asked for. */
+#define TARGET_CREATE_SETTLE_S 120
 
 /* Pre-checks (the source VM usable: found, disks, none independent; the
  * target datacenter, host and datastore present, with room), then the
