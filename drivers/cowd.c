@@ -359,10 +359,10 @@ static void
 fill_gd(struct cowd_stream *s)
 {
 	uint64_t total = div_up(s->gd_entries, GD_PER_SECTOR) * GD_PER_SECTOR;
-	size_t k = 0;
+	size_t k = 0, room = total - s->gd_next < CHUNK / 4 ? (size_t)(total - s->gd_next) : CHUNK / 4;
 
-	memset(s->chunk, 0, CHUNK);
-	while (s->gd_next < total && k < CHUNK / 4) {
+	memset(s->chunk, 0, room * 4);
+	while (k < room) {
 		uint64_t i = s->gd_next++;
 
 		if (i < s->gd_entries) {
