@@ -82,6 +82,18 @@ parse_extent(const char *line, struct vmdk_extent *e)
 	return 0;
 }
 
+/* CID=fffffffe: 1 to 8 hex digits (no sign, no 0x). */
+static int
+parse_cid(const char *v, uint32_t *out)
+{
+	size_t n = strspn(v, "0123456789abcdefABCDEF");
+
+	if (n == 0 || n > 8 || v[n] != '\0')
+		return -1;
+	*out = (uint32_t)strtoul(v, NULL, 16);
+	return 0;
+}
+
 int
 vmdk_parse(const char *text, size_t len, struct vmdk_desc *out, char **err)
 {
@@ -135,6 +147,16 @@ vmdk_parse(const char *text, size_t len, struct vmdk_desc *out, char **err)
 			} else if (strcmp(key, "parentFileNameHint") == 0) {
 				free(out->parent_hint);
 				out->parent_hint = unquote(eq + 1, strlen(eq + 1));
+			} else if (strcmp(key, "CID") == 0 || strcmp(key, "parentCID") == 0) {
+				/* A CID that is not hex is left unset: only deltas
+				 * need one, and vmdk_delta_file says so. */
+				char *v = unquote(eq + 1, strlen(eq + 1));
+
+				if (key[0] == 'C')
+					out->has_cid = parse_cid(v, &out->cid) == 0;
+				else
+					out->has_parent_cid = parse_cid(v, &out->parent_cid) == 0;
+				free(v);
 			}
 			free(key);
 		} else {
@@ -189,6 +211,44 @@ vmdk_flat_file(const struct vmdk_desc *d, char **err)
 	if (e->offset != 0 || e->file == NULL || !file_name_is_safe(e->file)) {
 		*err = xasprintf("extent file %s at offset %llu cannot be read as a flat disk", e->file ? e->file : "?",
 		    (unsigned long long)e->offset);
+		return NULL;
+	}
+	return e->file;
+}
+
+const char *
+vmdk_delta_file(const struct vmdk_desc *d, char **err)
+{
+	const struct vmdk_extent *e;
+
+	*err = NULL;
+	if (strcmp(d->create_type, "seSparse") == 0) {
+		*err = xstrdup("createType seSparse: this datastore keeps snapshot deltas as seSparse (VMFS6), not vmfsSparse");
+		return NULL;
+	}
+	if (strcmp(d->create_type, "vmfsSparse") != 0) {
+		*err = xasprintf("createType %.40s is not a vmfsSparse snapshot delta", d->create_type);
+		return NULL;
+	}
+	if (d->nextents != 1) {
+		*err = xasprintf("vmfsSparse delta with %zu extents; one is expected", d->nextents);
+		return NULL;
+	}
+	e = &d->extents[0];
+	if (strcmp(e->type, "VMFSSPARSE") != 0) {
+		*err = xasprintf("extent type %s in a vmfsSparse descriptor; VMFSSPARSE is expected", e->type);
+		return NULL;
+	}
+	if (e->file == NULL || !file_name_is_safe(e->file)) {
+		*err = xasprintf("delta extent file %.80s is not a plain file name", e->file ? e->file : "?");
+		return NULL;
+	}
+	if (d->parent_hint == NULL || d->parent_hint[0] == '\0') {
+		*err = xstrdup("vmfsSparse descriptor without parentFileNameHint");
+		return NULL;
+	}
+	if (!d->has_parent_cid) {
+		*err = xstrdup("vmfsSparse descriptor without a valid parentCID");
 		return NULL;
 	}
 	return e->file;

@@ -17,6 +17,10 @@ struct vmdk_extent {
 struct vmdk_desc {
 	char *create_type;
 	char *parent_hint; /* parentFileNameHint, for deltas */
+	uint32_t cid;        /* CID: changes with the disk's content */
+	uint32_t parent_cid; /* parentCID: the parent's CID when this delta was made */
+	int has_cid;         /* CID or parentCID given as 1 to 8 hex digits */
+	int has_parent_cid;
 	struct vmdk_extent *extents;
 	size_t nextents;
 };
@@ -27,6 +31,13 @@ void vmdk_free(struct vmdk_desc *d);
 /* The file of a flat disk's single data extent (VMFS or FLAT at offset 0),
  * or NULL with *err saying why this disk cannot be read as flat. */
 const char *vmdk_flat_file(const struct vmdk_desc *d, char **err);
+
+/* The sparse extent of a snapshot delta in VMware's vmfsSparse format
+ * (createType "vmfsSparse", one VMFSSPARSE extent, a parentFileNameHint
+ * and a parentCID), or NULL with *err naming what the descriptor is
+ * instead: "seSparse" is what VMFS6 datastores make, which the engine
+ * cannot write. */
+const char *vmdk_delta_file(const struct vmdk_desc *d, char **err);
 
 /* A disk's descriptor (text, len) read from desc_file ("[ds] dir/x.vmdk"):
  * the datastore (*ds) and the datastore-relative path (*flat) of its flat
