@@ -29,6 +29,7 @@ struct vs_op {
 	void *arg;
 	struct vs_out out;
 	op_step_fn next;        /* handles the reply of the call in flight */
+	int finishing;          /* in its done callback: freed when that returns */
 	/* Per-operation state. */
 	char *vm;
 	char *snap;
@@ -141,7 +142,9 @@ op_free(struct vs_op *op)
 void
 vs_op_cancel(struct vs_op *op)
 {
-	if (op != NULL)
+	/* Cancelled from its own done callback (its answer failed the job,
+	 * and the transition cancels the job's work): op_finish frees it. */
+	if (op != NULL && !op->finishing)
 		op_free(op);
 }
 
@@ -149,6 +152,7 @@ static void
 op_finish(struct vs_op *op)
 {
 	op->call = NULL;
+	op->finishing = 1;
 	if (op->done != NULL)
 		op->done(&op->out, op->arg);
 	op_free(op);
