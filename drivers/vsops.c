@@ -82,7 +82,9 @@ op_free(struct vs_op *op)
 void
 vs_op_cancel(struct vs_op *op)
 {
-	if (op != NULL)
+	/* Cancelled from its own done callback (its answer failed the job,
+	 * and the transition cancels the job's work): vsop_finish frees it. */
+	if (op != NULL && !op->finishing)
 		op_free(op);
 }
 
@@ -90,6 +92,7 @@ void
 vsop_finish(struct vs_op *op)
 {
 	op->call = NULL;
+	op->finishing = 1;
 	if (op->done != NULL)
 		op->done(&op->out, op->arg);
 	op_free(op);

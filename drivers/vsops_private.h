@@ -21,6 +21,7 @@ struct vs_op {
 	void *arg;
 	struct vs_out out;
 	vsop_step_fn next;      /* handles the reply of the call in flight */
+	int finishing;          /* in its done callback: freed when that returns */
 	/* Per-operation state. */
 	char *vm;
 	char *snap;

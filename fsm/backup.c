@@ -7,6 +7,14 @@
 static const struct fsm_state_info bak_states[] = { BACKUP_STATES(FSM_STATE_INFO) };
 static const char *const bak_events[] = { FSM_COMMON_EVENTS(FSM_EVENT_NAME) BACKUP_EVENTS(FSM_EVENT_NAME) };
 
+/* The data path of backup is not built yet: a run would hold in
+ * preparing (job_enter_not_built), and nothing sends run today.  The work
+ * of its states sends only schedule (starting), admit (queued), peer_lost
+ * (slot states, when the store's commits keep failing), ok (stopping),
+ * peer_back (unknown) and cleaned (deleting).  The other completion rows
+ * (ok, fail, peer_lost of a run's and a restore's states, cycle_done,
+ * last_done) describe the machine as designed, for the work still to
+ * come; t/unit/test_fsm.c lists them. */
 static const struct fsm_row bak_rows[] = {
 	/* Backups wait for their schedule, not for a slot. */
 	{ BAK_STARTING, EV_SCHEDULE, BAK_IDLE, NULL },
@@ -28,52 +36,17 @@ static const struct fsm_row bak_rows[] = {
 	{ BAK_RESTORING, EV_OK, BAK_IDLE, NULL },
 	{ FSM_ANY, BAK_EV_RESTORE, FSM_REJECT, NULL },
 
-	/* Stop, start. */
-	{ FSM_ANY, EV_STOP, BAK_STOPPING, NULL },
-	{ FSM_ANY, EV_RULE_REMOVED, BAK_STOPPING, NULL },
-	{ BAK_STOPPING, EV_OK, BAK_STOPPED, NULL },
-	{ BAK_STOPPING, EV_FAIL, BAK_STOPPED, NULL },
-	{ BAK_STOPPING, EV_PEER_LOST, BAK_STOPPED, NULL },
-	{ BAK_STOPPING, EV_STOP, FSM_IGNORE, NULL },
-	{ BAK_STOPPING, EV_RULE_REMOVED, FSM_IGNORE, NULL },
-	{ BAK_STOPPED, EV_STOP, FSM_IGNORE, NULL },
-	{ BAK_STOPPED, EV_RULE_REMOVED, FSM_IGNORE, NULL },
-	{ BAK_FAILED, EV_STOP, FSM_IGNORE, NULL },
-	{ BAK_FAILED, EV_RULE_REMOVED, BAK_STOPPED, NULL },
-	{ FSM_ANY, EV_START, FSM_IGNORE, NULL },
-	{ BAK_STOPPED, EV_START, BAK_STARTING, NULL },
-	{ BAK_FAILED, EV_START, BAK_STARTING, NULL },
-	{ BAK_UNKNOWN, EV_START, BAK_STARTING, NULL },
+	/* What the work of each state can run into (未知: a lost peer; for
+	 * the slot states peer_lost comes today from the store's failing
+	 * commits). */
+	FSM_WORK_FAILS(BAK_PREPARING, BAK_FAILED, BAK_UNKNOWN),
+	FSM_WORK_FAILS(BAK_SAVING_CONFIG, BAK_FAILED, BAK_UNKNOWN),
+	FSM_WORK_FAILS(BAK_QUERYING_CHANGES, BAK_FAILED, BAK_UNKNOWN),
+	FSM_WORK_FAILS(BAK_CHECKING_DATA, BAK_FAILED, BAK_UNKNOWN),
+	FSM_WORK_FAILS(BAK_TRANSFERRING, BAK_FAILED, BAK_UNKNOWN),
+	FSM_WORK_FAILS(BAK_RESTORING, BAK_FAILED, BAK_UNKNOWN),
 
-	/* Delete. */
-	{ FSM_ANY, EV_DELETE, BAK_DELETING, NULL },
-	{ BAK_DELETING, EV_CLEANED, FSM_STAY, job_forget },
-	/* A delete that a crash interrupted finishes after the restart. */
-	{ BAK_DELETING, EV_RESUME, FSM_SAME, NULL },
-	{ BAK_DELETING, EV_FAIL, BAK_FAILED, NULL },
-	{ BAK_DELETING, EV_PEER_LOST, BAK_FAILED, NULL },
-	{ BAK_DELETING, FSM_ANY, FSM_IGNORE, NULL },
-	{ FSM_ANY, EV_CLEANED, FSM_IGNORE, NULL },
-
-	/* Errors, lost peers (未知). */
-	{ FSM_ANY, EV_FAIL, BAK_FAILED, NULL },
-	{ BAK_FAILED, EV_FAIL, FSM_IGNORE, NULL },
-	{ BAK_STOPPED, EV_FAIL, FSM_IGNORE, NULL },
-	{ FSM_ANY, EV_PEER_LOST, BAK_UNKNOWN, NULL },
-	{ BAK_UNKNOWN, EV_PEER_LOST, FSM_IGNORE, NULL },
-	{ BAK_STOPPED, EV_PEER_LOST, FSM_IGNORE, NULL },
-	{ BAK_FAILED, EV_PEER_LOST, FSM_IGNORE, NULL },
-	{ BAK_IDLE, EV_PEER_LOST, FSM_IGNORE, NULL },
-	{ BAK_COMPLETE, EV_PEER_LOST, FSM_IGNORE, NULL },
-	{ BAK_UNKNOWN, EV_PEER_BACK, BAK_STARTING, NULL },
-	{ FSM_ANY, EV_PEER_BACK, FSM_IGNORE, NULL },
-
-	{ FSM_ANY, EV_RESUME, FSM_SAME, NULL },
-	{ FSM_ANY, EV_SCHEDULE, FSM_IGNORE, NULL },
-	{ FSM_ANY, EV_ADMIT, FSM_IGNORE, NULL },
-	{ FSM_ANY, EV_OK, FSM_IGNORE, NULL },
-	{ FSM_ANY, BAK_EV_CYCLE_DONE, FSM_IGNORE, NULL },
-	{ FSM_ANY, BAK_EV_LAST_DONE, FSM_IGNORE, NULL },
+	FSM_COMMON_ROWS(BAK_STARTING, BAK_STOPPING, BAK_STOPPED, BAK_UNKNOWN, BAK_FAILED, BAK_DELETING),
 };
 
 static fsm_action bak_enter[BAK_NSTATES] = {

@@ -29,7 +29,7 @@ fsm_set_hooks(const struct fsm_hooks *h)
 const struct fsm_row *
 fsm_lookup(const struct fsm_table *t, int state, int event)
 {
-	const struct fsm_row *any_event = NULL, *any_state = NULL;
+	const struct fsm_row *any_state = NULL;
 	int i;
 
 	for (i = 0; i < t->nrows; i++) {
@@ -37,13 +37,11 @@ fsm_lookup(const struct fsm_table *t, int state, int event)
 
 		if (r->from == state && r->event == event)
 			return r;
-		if (r->from == state && r->event == FSM_ANY && any_event == NULL)
-			any_event = r;
 		if (r->from == FSM_ANY && r->event == event && any_state == NULL &&
 		    !(t->states[state].flags & FSM_F_TERMINAL))
 			any_state = r;
 	}
-	return any_event != NULL ? any_event : any_state;
+	return any_state;
 }
 
 int

@@ -55,7 +55,7 @@ enum fsm_common_event {
 };
 
 /* Special targets of a row. */
-#define FSM_ANY (-1)    /* from: any state; event: any event (not both) */
+#define FSM_ANY (-1)    /* from: any non-terminal state; for commands only */
 #define FSM_SAME (-2)   /* to: stay, run the action and re-run the state's enter action */
 #define FSM_STAY (-5)   /* to: stay, run the row's action only */
 #define FSM_IGNORE (-3) /* to: stay, do nothing (the event is harmless here) */
@@ -86,9 +86,9 @@ extern const struct fsm_table fsm_migration;
 extern const struct fsm_table fsm_replication;
 extern const struct fsm_table fsm_backup;
 
-/* The row that decides (state, event): an exact row first, then a row for
- * the state with FSM_ANY event, then FSM_ANY state with the event.  NULL if
- * none: that is a bug the table tests exclude. */
+/* The row that decides (state, event): the first exact row, else the
+ * first FSM_ANY row for the event (never for a terminal state).  NULL if
+ * none: the event cannot happen in that state, and fsm_dispatch aborts. */
 const struct fsm_row *fsm_lookup(const struct fsm_table *t, int state, int event);
 int fsm_state_by_id(const struct fsm_table *t, const char *id);
 int fsm_event_by_name(const struct fsm_table *t, const char *name);

@@ -7,79 +7,52 @@
 static const struct fsm_state_info mig_states[] = { MIGRATION_STATES(FSM_STATE_INFO) };
 static const char *const mig_events[] = { FSM_COMMON_EVENTS(FSM_EVENT_NAME) MIGRATION_EVENTS(FSM_EVENT_NAME) };
 
+/* Completions appear only in the states whose work sends them (the
+ * comment says which work); commands appear in every state. */
 static const struct fsm_row mig_rows[] = {
 	/* The forward path. */
+	/* starting: the source VM found in its platform's inventory. */
 	{ MIG_STARTING, EV_SCHEDULE, MIG_QUEUED, NULL },
+	/* queued: the scheduler granted a transfer slot. */
 	{ MIG_QUEUED, EV_ADMIT, MIG_CREATING_VM, NULL },
+	/* creating_vm: the target VM created (or found). */
 	{ MIG_CREATING_VM, EV_OK, MIG_FETCHING_CONFIG, NULL },
+	/* fetching_config: the source's configuration saved, the target's
+	 * disks read. */
 	{ MIG_FETCHING_CONFIG, EV_OK, MIG_QUERYING_CHANGES, NULL },
+	/* querying_changes: the pass's snapshot made, its areas known. */
 	{ MIG_QUERYING_CHANGES, EV_OK, MIG_TRANSFERRING, NULL },
+	/* transferring: the pass copied, as the first full copy or as the
+	 * catch-up before the cutover; or its snapshot is gone. */
 	{ MIG_TRANSFERRING, MIG_EV_FULL_DONE, MIG_READY, NULL },
 	{ MIG_TRANSFERRING, MIG_EV_CATCHUP_DONE, MIG_CUTTING_OVER, NULL },
-	/* The catch-up waits for a slot like any transfer (max_tasks). */
-	{ MIG_READY, MIG_EV_MIGRATE, MIG_QUEUED, NULL },
-	{ MIG_CUTTING_OVER, EV_OK, MIG_COMPLETE, NULL },
 	{ MIG_TRANSFERRING, MIG_EV_REQUERY, MIG_QUERYING_CHANGES, NULL },
-
-	/* Stop at a safe point; start again from the checkpoints. */
-	{ FSM_ANY, EV_STOP, MIG_STOPPING, NULL },
-	{ FSM_ANY, EV_RULE_REMOVED, MIG_STOPPING, NULL },
-	{ MIG_STOPPING, EV_OK, MIG_STOPPED, NULL },
-	{ MIG_STOPPING, EV_FAIL, MIG_STOPPED, NULL },
-	{ MIG_STOPPING, EV_PEER_LOST, MIG_STOPPED, NULL },
-	{ MIG_STOPPING, EV_STOP, FSM_IGNORE, NULL },
-	{ MIG_STOPPING, EV_RULE_REMOVED, FSM_IGNORE, NULL },
-	{ MIG_STOPPED, EV_STOP, FSM_IGNORE, NULL },
-	{ MIG_STOPPED, EV_RULE_REMOVED, FSM_IGNORE, NULL },
-	{ MIG_FAILED, EV_STOP, FSM_IGNORE, NULL },
-	{ MIG_FAILED, EV_RULE_REMOVED, MIG_STOPPED, NULL },
-
-	/* Start: only a job at rest starts; a running one ignores it. */
-	{ FSM_ANY, EV_START, FSM_IGNORE, NULL },
-	{ MIG_STOPPED, EV_START, MIG_STARTING, NULL },
-	{ MIG_FAILED, EV_START, MIG_STARTING, NULL },
-	{ MIG_INVALID, EV_START, MIG_STARTING, NULL },
-
-	/* Delete: stop, clean up, forget. */
-	{ FSM_ANY, EV_DELETE, MIG_DELETING, NULL },
-	{ MIG_DELETING, EV_CLEANED, FSM_STAY, job_forget },
-	/* A delete that a crash interrupted finishes after the restart. */
-	{ MIG_DELETING, EV_RESUME, FSM_SAME, NULL },
-	{ MIG_DELETING, EV_FAIL, MIG_FAILED, NULL },
-	{ MIG_DELETING, EV_PEER_LOST, MIG_FAILED, NULL },
-	{ MIG_DELETING, FSM_ANY, FSM_IGNORE, NULL },
-	{ FSM_ANY, EV_CLEANED, FSM_IGNORE, NULL },
-
-	/* Errors and lost peers. */
-	{ FSM_ANY, EV_FAIL, MIG_FAILED, NULL },
-	{ MIG_FAILED, EV_FAIL, FSM_IGNORE, NULL },
-	{ MIG_STOPPED, EV_FAIL, FSM_IGNORE, NULL },
-	{ FSM_ANY, EV_PEER_LOST, MIG_INVALID, NULL },
-	{ MIG_INVALID, EV_PEER_LOST, FSM_IGNORE, NULL },
-	{ MIG_STOPPED, EV_PEER_LOST, FSM_IGNORE, NULL },
-	{ MIG_FAILED, EV_PEER_LOST, FSM_IGNORE, NULL },
-	{ MIG_READY, EV_PEER_LOST, FSM_IGNORE, NULL },
-	{ MIG_INVALID, EV_PEER_BACK, MIG_STARTING, NULL },
-	{ FSM_ANY, EV_PEER_BACK, FSM_IGNORE, NULL },
-
-	/* 开始迁移 only from 迁移就绪. */
+	/* 开始迁移 only from 迁移就绪 (by hand or auto_migrate); the catch-up
+	 * waits for a slot like any transfer (max_tasks). */
+	{ MIG_READY, MIG_EV_MIGRATE, MIG_QUEUED, NULL },
 	{ FSM_ANY, MIG_EV_MIGRATE, FSM_REJECT, NULL },
+	/* cutting_over: the target runs. */
+	{ MIG_CUTTING_OVER, EV_OK, MIG_COMPLETE, NULL },
 
-	/* After a restart every state redoes its (idempotent) work. */
-	{ FSM_ANY, EV_RESUME, FSM_SAME, NULL },
+	/* What the work of each state can run into: a refusal, a lost peer
+	 * (driver calls, the node's temp_dir; in slot states also the store's
+	 * failing commits). */
+	FSM_WORK_FAILS(MIG_STARTING, MIG_FAILED, MIG_INVALID),
+	FSM_WORK_FAILS(MIG_CREATING_VM, MIG_FAILED, MIG_INVALID),
+	FSM_WORK_FAILS(MIG_FETCHING_CONFIG, MIG_FAILED, MIG_INVALID),
+	FSM_WORK_FAILS(MIG_QUERYING_CHANGES, MIG_FAILED, MIG_INVALID),
+	FSM_WORK_FAILS(MIG_TRANSFERRING, MIG_FAILED, MIG_INVALID),
+	FSM_WORK_FAILS(MIG_CUTTING_OVER, MIG_FAILED, MIG_INVALID),
+	/* ready and failed read the job's record: one this daemon cannot
+	 * read fails the job (failed stays so). */
+	{ MIG_READY, EV_FAIL, MIG_FAILED, NULL },
+	{ MIG_FAILED, EV_FAIL, FSM_IGNORE, NULL },
 
-	/* Completions of work that a stop or delete overtook are dropped. */
-	{ FSM_ANY, EV_SCHEDULE, FSM_IGNORE, NULL },
-	{ FSM_ANY, EV_ADMIT, FSM_IGNORE, NULL },
-	{ FSM_ANY, EV_OK, FSM_IGNORE, NULL },
-	{ FSM_ANY, MIG_EV_FULL_DONE, FSM_IGNORE, NULL },
-	{ FSM_ANY, MIG_EV_CATCHUP_DONE, FSM_IGNORE, NULL },
-	{ FSM_ANY, MIG_EV_REQUERY, FSM_IGNORE, NULL },
+	FSM_COMMON_ROWS(MIG_STARTING, MIG_STOPPING, MIG_STOPPED, MIG_INVALID, MIG_FAILED, MIG_DELETING),
 
 	/* 完成 is final: a finished migration is only ever forgotten. */
-	{ MIG_COMPLETE, EV_DELETE, FSM_STAY, job_forget },
+	FSM_FINAL_ROWS(MIG_COMPLETE),
 	{ MIG_COMPLETE, MIG_EV_MIGRATE, FSM_REJECT, NULL },
-	{ MIG_COMPLETE, FSM_ANY, FSM_IGNORE, NULL },
 };
 
 static fsm_action mig_enter[MIG_NSTATES] = {

@@ -140,4 +140,64 @@ enum backup_event {
 #define FSM_STATE_INFO(n, id, zh, en, fl) { id, zh, en, fl },
 #define FSM_EVENT_NAME(n, s) s,
 
+/* ---- rows every kind shares ----
+ *
+ * A table lists, for every state, each command (start, stop, delete,
+ * rule_removed, resume and the kind's own) and only those completions
+ * (ok, fail, peer_lost, schedule, admit, peer_back, cleaned and the
+ * kind's own) that the state's work really sends; any other event is a
+ * bug and aborts the daemon (fsm_dispatch).  FSM_ANY is for commands
+ * only.  The rows below are the ones every kind has, written once for its
+ * states of the same role; the table files include them with the kind's
+ * state names and their row actions (job_forget) in scope. */
+
+/* The work of a state can fail for good (fail: 失败) or lose its peer
+ * (peer_lost: 失效 / 未知, retried by itself). */
+#define FSM_WORK_FAILS(s, failed, invalid)                                            \
+	{ s, EV_FAIL, failed, NULL },                                                 \
+	{ s, EV_PEER_LOST, invalid, NULL }
+
+#define FSM_COMMON_ROWS(starting, stopping, stopped, invalid, failed, deleting)      \
+	/* Stop at a safe point; start again from the checkpoints.  A rule    \
+	 * that goes away stops its jobs the same way. */                             \
+	{ FSM_ANY, EV_STOP, stopping, NULL },                                         \
+	{ FSM_ANY, EV_RULE_REMOVED, stopping, NULL },                                 \
+	{ stopping, EV_STOP, FSM_IGNORE, NULL },                                      \
+	{ stopping, EV_RULE_REMOVED, FSM_IGNORE, NULL },                              \
+	/* stopping's work (the pass's snapshot removed) cannot fail. */              \
+	{ stopping, EV_OK, stopped, NULL },                                           \
+	{ stopped, EV_STOP, FSM_IGNORE, NULL },                                       \
+	{ stopped, EV_RULE_REMOVED, FSM_IGNORE, NULL },                               \
+	{ failed, EV_STOP, FSM_IGNORE, NULL },                                        \
+	{ failed, EV_RULE_REMOVED, stopped, NULL },                                   \
+                                                                                      \
+	/* Start: only a job at rest starts; one at work ignores it. */               \
+	{ FSM_ANY, EV_START, FSM_IGNORE, NULL },                                      \
+	{ stopped, EV_START, starting, NULL },                                        \
+	{ failed, EV_START, starting, NULL },                                         \
+	{ invalid, EV_START, starting, NULL },                                        \
+	/* 失效 / 未知 retries by itself (its timer). */                              \
+	{ invalid, EV_PEER_BACK, starting, NULL },                                    \
+                                                                                      \
+	/* Delete: stop, clean up, forget. */                                         \
+	{ FSM_ANY, EV_DELETE, deleting, NULL },                                       \
+	{ deleting, EV_DELETE, FSM_IGNORE, NULL },                                    \
+	{ deleting, EV_STOP, FSM_IGNORE, NULL },                                      \
+	{ deleting, EV_RULE_REMOVED, FSM_IGNORE, NULL },                              \
+	{ deleting, EV_CLEANED, FSM_STAY, job_forget },                               \
+                                                                                      \
+	/* After a restart every state redoes its (idempotent) work; a delete \
+	 * that a crash interrupted finishes. */                                      \
+	{ FSM_ANY, EV_RESUME, FSM_SAME, NULL }
+
+/* A final state: nothing leaves it, its job is only ever forgotten.
+ * FSM_ANY rows do not reach it, so each command has its row here (and the
+ * kind's own commands in the kind's table). */
+#define FSM_FINAL_ROWS(s)                                                             \
+	{ s, EV_START, FSM_IGNORE, NULL },                                            \
+	{ s, EV_STOP, FSM_IGNORE, NULL },                                             \
+	{ s, EV_RULE_REMOVED, FSM_IGNORE, NULL },                                     \
+	{ s, EV_RESUME, FSM_IGNORE, NULL },                                           \
+	{ s, EV_DELETE, FSM_STAY, job_forget }
+
 #endif

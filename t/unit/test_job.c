@@ -539,7 +539,10 @@ test_to_json_fields(void **unused)
 	assert_int_equal(json_integer_value(json_object_get(o, "queue_position")), 1);
 	json_decref(o);
 
-	/* a failure keeps its reason; the next good step clears it */
+	/* a failure keeps its reason; the next good step clears it (a
+	 * failure comes from work: a slot state's, not the queue's) */
+	assert_int_equal(sched_pass(), 1);
+	assert_string_equal(state_id(j), "creating_vm");
 	assert_int_equal(fsm_dispatch(j, EV_FAIL, "no such datastore"), FSM_DONE);
 	o = job_to_json(j);
 	assert_string_equal(json_string_value(json_object_get(o, "state")), "failed");
