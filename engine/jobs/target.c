@@ -407,9 +407,8 @@ target_inventory(const struct vs_inventory *inv, const char *error, int refused,
 		}
 		free(mark);
 		where = vs_folder_path(inv, folder);
-		rt_fail(t->j, "a VM named %s already exists in folder \"%s\" of datacenter %s on %s and was not created "
-		              "by this rule%s",
-		    name, where, r->target.datacenter, r->target.platform,
+		rt_fail(t->j, "a VM named %s already exists in folder %s/vm%s%s on %s and was not created by this rule%s",
+		    name, r->target.datacenter, *where ? "/" : "", where, r->target.platform,
 		    str_eq(clash->moref, t->src->moref) && str_eq(r->source_platform, r->target.platform)
 		        ? " (it is the source VM itself: give the target another name with target.name, or another "
 		          "target.folder)"
