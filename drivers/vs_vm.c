@@ -145,6 +145,7 @@ place_problem(const struct vs_vm_spec *s, const struct place *p, size_t n)
 	size_t i, k;
 
 	for (i = 0; i < n; i++) {
+		c = NULL;
 		if (ctrl_map(s, p[i].controller_key, &c) == 0)
 			return xasprintf("%s %zu is on controller %d, which %s", p[i].what, p[i].index, p[i].controller_key,
 			    c != NULL ? "is of a kind that cannot be created" : "the VM does not have");
