@@ -120,12 +120,110 @@ parse_snapshot_tree(const xmlNode *list_parent, const char *list_name, const cha
 	}
 }
 
-/* Disks, controllers and NICs from an ArrayOfVirtualDevice value. */
+static const struct {
+	const char *type;
+	enum vs_ctrl_kind kind;
+	const char *name;
+} ctrl_types[] = {
+	{ "VirtualIDEController", VS_CTRL_IDE, "ide" },
+	{ "VirtualSIOController", VS_CTRL_SIO, "sio" },
+	{ "VirtualLsiLogicController", VS_CTRL_LSILOGIC, "lsilogic" },
+	{ "VirtualLsiLogicSASController", VS_CTRL_LSILOGIC_SAS, "lsilogic-sas" },
+	{ "ParaVirtualSCSIController", VS_CTRL_PVSCSI, "pvscsi" },
+	{ "VirtualBusLogicController", VS_CTRL_BUSLOGIC, "buslogic" },
+	{ "VirtualAHCIController", VS_CTRL_AHCI, "ahci" },
+	{ "VirtualNVMEController", VS_CTRL_NVME, "nvme" },
+};
+
+static const struct {
+	const char *type;
+	const char *model;
+} nic_types[] = {
+	{ "VirtualE1000", "e1000" },
+	{ "VirtualE1000e", "e1000e" },
+	{ "VirtualVmxnet3", "vmxnet3" },
+	{ "VirtualVmxnet3Vrdma", "vmxnet3vrdma" },
+	{ "VirtualVmxnet2", "vmxnet2" },
+	{ "VirtualVmxnet", "vmxnet" },
+	{ "VirtualPCNet32", "pcnet32" },
+	{ "VirtualSriovEthernetCard", "sriov" },
+};
+
+/* Options that decide how a guest boots or sees its hardware; the rest of
+ * extraConfig is the platform's own or the guest tools'. */
+const char *const vs_boot_keys[] = {
+	"bios.bootOrder",       /* device classes to boot from, in order */
+	"bios.hddOrder",        /* which disk boots ("scsi0:0"; units are kept) */
+	"disk.EnableUUID",      /* guests that name disks by their UUID */
+	"smbios.reflectHost",   /* guests licensed to the host's SMBIOS */
+	"hypervisor.cpuid.v0",  /* guests that must not see a hypervisor */
+	NULL,
+};
+
+const char *
+vs_ctrl_kind_name(enum vs_ctrl_kind k)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(ctrl_types) / sizeof(ctrl_types[0]); i++)
+		if (ctrl_types[i].kind == k)
+			return ctrl_types[i].name;
+	return "other";
+}
+
+const char *
+vs_nic_model(const char *type)
+{
+	size_t i;
+
+	for (i = 0; type != NULL && i < sizeof(nic_types) / sizeof(nic_types[0]); i++)
+		if (strcmp(nic_types[i].type, type) == 0)
+			return nic_types[i].model;
+	return type;
+}
+
+static int
+device_int(const xmlNode *d, const char *name, int *out)
+{
+	int64_t v;
+
+	if (xml_child_i64(d, name, &v) != 0 || v < INT32_MIN || v > INT32_MAX)
+		return -1;
+	*out = (int)v;
+	return 0;
+}
+
+static int
+pci_slot(const xmlNode *d)
+{
+	int v = 0;
+
+	if (device_int(xml_child(d, "slotInfo"), "pciSlotNumber", &v) != 0 || v < 0)
+		return 0;
+	return v;
+}
+
+static struct vs_drive *
+add_drive(struct vs_drive **list, size_t *n, const xmlNode *d)
+{
+	struct vs_drive *dr;
+
+	*list = xgrow(*list, *n, sizeof(**list));
+	dr = &(*list)[(*n)++];
+	memset(dr, 0, sizeof(*dr));
+	device_int(d, "key", &dr->key);
+	device_int(d, "controllerKey", &dr->controller_key);
+	device_int(d, "unitNumber", &dr->unit);
+	return dr;
+}
+
+/* Disks, controllers, NICs and drives from an ArrayOfVirtualDevice value. */
 void
 vsop_parse_devices(const xmlNode *val, struct vs_disk **disks, size_t *ndisks, struct vs_vm *vm)
 {
 	xmlNode *d;
 	char tbuf[128];
+	size_t i;
 
 	if (val == NULL)
 		return;
@@ -161,19 +259,33 @@ vsop_parse_devices(const xmlNode *val, struct vs_disk **disks, size_t *ndisks, s
 				k->controller_key = (int)v;
 			if (xml_child_i64(d, "unitNumber", &v) == 0)
 				k->unit = (int)v;
-		} else if (vm != NULL && strstr(type, "Controller") != NULL && strstr(type, "SCSI") != NULL) {
+			continue;
+		}
+		if (vm == NULL)
+			continue;
+		for (i = 0; i < sizeof(ctrl_types) / sizeof(ctrl_types[0]); i++)
+			if (strcmp(type, ctrl_types[i].type) == 0)
+				break;
+		if (i < sizeof(ctrl_types) / sizeof(ctrl_types[0])) {
 			struct vs_controller *ct;
 
 			vm->controllers = xgrow(vm->controllers, vm->ncontrollers, sizeof(*vm->controllers));
 			ct = &vm->controllers[vm->ncontrollers++];
 			memset(ct, 0, sizeof(*ct));
 			ct->type = xstrdup(type);
-			if (xml_child_i64(d, "key", &v) == 0)
-				ct->key = (int)v;
-			if (xml_child_i64(d, "busNumber", &v) == 0)
-				ct->bus = (int)v;
-		} else if (vm != NULL && xml_child(d, "macAddress") != NULL) {
+			ct->kind = ctrl_types[i].kind;
+			device_int(d, "key", &ct->key);
+			device_int(d, "busNumber", &ct->bus);
+			ct->shared_bus = xml_child_text(d, "sharedBus");
+			ct->pci_slot = pci_slot(d);
+			continue;
+		}
+		for (i = 0; i < sizeof(nic_types) / sizeof(nic_types[0]); i++)
+			if (strcmp(type, nic_types[i].type) == 0)
+				break;
+		if (i < sizeof(nic_types) / sizeof(nic_types[0]) || xml_child(d, "macAddress") != NULL) {
 			struct vs_nic *n;
+			int on = 1;
 
 			vm->nics = xgrow(vm->nics, vm->nnics, sizeof(*vm->nics));
 			n = &vm->nics[vm->nnics++];
@@ -181,7 +293,46 @@ vsop_parse_devices(const xmlNode *val, struct vs_disk **disks, size_t *ndisks, s
 			n->type = xstrdup(type);
 			n->network = xml_child_text(xml_child(d, "backing"), "deviceName");
 			n->mac = xml_child_text(d, "macAddress");
+			n->address_type = xml_child_text(d, "addressType");
+			device_int(d, "key", &n->key);
+			n->pci_slot = pci_slot(d);
+			xml_child_bool(xml_child(d, "connectable"), "startConnected", &on);
+			n->start_connected = on;
+			continue;
 		}
+		if (strcmp(type, "VirtualCdrom") == 0)
+			add_drive(&vm->cdroms, &vm->ncdroms, d);
+		else if (strcmp(type, "VirtualFloppy") == 0)
+			add_drive(&vm->floppies, &vm->nfloppies, d);
+	}
+}
+
+/* The extraConfig options of vs_boot_keys, from an ArrayOfOptionValue. */
+static void
+parse_extra(const xmlNode *val, struct vs_vm *vm)
+{
+	xmlNode *o;
+	size_t i;
+
+	for (o = val ? val->children : NULL; o != NULL; o = o->next) {
+		char *key;
+
+		if (o->type != XML_ELEMENT_NODE)
+			continue;
+		key = xml_child_text(o, "key");
+		for (i = 0; key != NULL && vs_boot_keys[i] != NULL; i++)
+			if (strcmp(key, vs_boot_keys[i]) == 0)
+				break;
+		if (key != NULL && vs_boot_keys[i] != NULL && vm->nextra < 64) {
+			vm->extra = xgrow(vm->extra, vm->nextra, sizeof(*vm->extra));
+			vm->extra[vm->nextra].key = key;
+			vm->extra[vm->nextra].value = xml_child_text(o, "value");
+			if (vm->extra[vm->nextra].value == NULL)
+				vm->extra[vm->nextra].value = xstrdup("");
+			vm->nextra++;
+			continue;
+		}
+		free(key);
 	}
 }
 
@@ -227,6 +378,11 @@ vs_parse_vm_object(const xmlNode *objects, struct vs_vm *vm)
 	vm->vmx_path = vsop_prop_text(objects, "config.files.vmPathName");
 	vm->annotation = vsop_prop_text(objects, "config.annotation");
 	vm->cpus = prop_count(objects, "config.hardware.numCPU", VS_VM_MAX_CPUS, &vm->problem);
+	vm->cores_per_socket = prop_count(objects, "config.hardware.numCoresPerSocket", VS_VM_MAX_CPUS, &vm->problem);
+	vm->folder = vsop_prop_text(objects, "parent");
+	vm->firmware = vsop_prop_text(objects, "config.firmware");
+	xml_child_bool(vsop_prop_val(objects, "config.bootOptions"), "efiSecureBootEnabled", &vm->secure_boot);
+	parse_extra(vsop_prop_val(objects, "config.extraConfig"), vm);
 	vm->memory_mb = prop_count(objects, "config.hardware.memoryMB", VS_VM_MAX_MEMORY_MB, &vm->problem);
 	s = vsop_prop_text(objects, "config.changeTrackingEnabled");
 	vm->cbt = s != NULL && strcmp(s, "true") == 0;
@@ -265,6 +421,88 @@ vsop_disks_free(struct vs_disk *d, size_t n)
 	free(d);
 }
 
+static char *
+dup_opt(const char *s)
+{
+	return s != NULL ? xstrdup(s) : NULL;
+}
+
+static void *
+dup_array(const void *a, size_t n, size_t size)
+{
+	void *b = xcalloc(n ? n : 1, size);
+
+	if (n)
+		memcpy(b, a, n * size);
+	return b;
+}
+
+void
+vs_vm_dup(const struct vs_vm *from, struct vs_vm *to)
+{
+	size_t i;
+
+	memset(to, 0, sizeof(*to));
+#define DUP(f) to->f = dup_opt(from->f)
+	DUP(moref);
+	DUP(name);
+	DUP(uuid);
+	DUP(instance_uuid);
+	DUP(power);
+	DUP(host);
+	DUP(host_name);
+	DUP(datacenter);
+	DUP(datastore);
+	DUP(vmx_path);
+	DUP(guest_id);
+	DUP(version);
+	DUP(annotation);
+	DUP(folder);
+	DUP(firmware);
+	DUP(suspend_file);
+#undef DUP
+	to->secure_boot = from->secure_boot;
+	to->cpus = from->cpus;
+	to->cores_per_socket = from->cores_per_socket;
+	to->memory_mb = from->memory_mb;
+	to->cbt = from->cbt;
+	to->suspend_size = from->suspend_size;
+	to->disks = dup_array(from->disks, from->ndisks, sizeof(*to->disks));
+	to->ndisks = from->ndisks;
+	for (i = 0; i < from->ndisks; i++) {
+		to->disks[i].label = dup_opt(from->disks[i].label);
+		to->disks[i].file = dup_opt(from->disks[i].file);
+		to->disks[i].mode = dup_opt(from->disks[i].mode);
+		to->disks[i].change_id = dup_opt(from->disks[i].change_id);
+		to->disks[i].uuid = dup_opt(from->disks[i].uuid);
+		to->disks[i].problem = dup_opt(from->disks[i].problem);
+	}
+	to->controllers = dup_array(from->controllers, from->ncontrollers, sizeof(*to->controllers));
+	to->ncontrollers = from->ncontrollers;
+	for (i = 0; i < from->ncontrollers; i++) {
+		to->controllers[i].type = dup_opt(from->controllers[i].type);
+		to->controllers[i].shared_bus = dup_opt(from->controllers[i].shared_bus);
+	}
+	to->nics = dup_array(from->nics, from->nnics, sizeof(*to->nics));
+	to->nnics = from->nnics;
+	for (i = 0; i < from->nnics; i++) {
+		to->nics[i].type = dup_opt(from->nics[i].type);
+		to->nics[i].network = dup_opt(from->nics[i].network);
+		to->nics[i].mac = dup_opt(from->nics[i].mac);
+		to->nics[i].address_type = dup_opt(from->nics[i].address_type);
+	}
+	to->cdroms = dup_array(from->cdroms, from->ncdroms, sizeof(*to->cdroms));
+	to->ncdroms = from->ncdroms;
+	to->floppies = dup_array(from->floppies, from->nfloppies, sizeof(*to->floppies));
+	to->nfloppies = from->nfloppies;
+	to->extra = dup_array(from->extra, from->nextra, sizeof(*to->extra));
+	to->nextra = from->nextra;
+	for (i = 0; i < from->nextra; i++) {
+		to->extra[i].key = dup_opt(from->extra[i].key);
+		to->extra[i].value = dup_opt(from->extra[i].value);
+	}
+}
+
 void
 vs_vm_free(struct vs_vm *vm)
 {
@@ -283,17 +521,29 @@ vs_vm_free(struct vs_vm *vm)
 	free(vm->guest_id);
 	free(vm->version);
 	free(vm->annotation);
+	free(vm->folder);
+	free(vm->firmware);
 	free(vm->suspend_file);
 	vsop_disks_free(vm->disks, vm->ndisks);
-	for (i = 0; i < vm->ncontrollers; i++)
+	for (i = 0; i < vm->ncontrollers; i++) {
 		free(vm->controllers[i].type);
+		free(vm->controllers[i].shared_bus);
+	}
 	free(vm->controllers);
 	for (i = 0; i < vm->nnics; i++) {
 		free(vm->nics[i].type);
 		free(vm->nics[i].network);
 		free(vm->nics[i].mac);
+		free(vm->nics[i].address_type);
 	}
 	free(vm->nics);
+	free(vm->cdroms);
+	free(vm->floppies);
+	for (i = 0; i < vm->nextra; i++) {
+		free(vm->extra[i].key);
+		free(vm->extra[i].value);
+	}
+	free(vm->extra);
 	for (i = 0; i < vm->nsnapshots; i++) {
 		free(vm->snapshots[i].moref);
 		free(vm->snapshots[i].name);
@@ -304,6 +554,20 @@ vs_vm_free(struct vs_vm *vm)
 	free(vm->current_snapshot);
 	free(vm->problem);
 	memset(vm, 0, sizeof(*vm));
+}
+
+static void
+folders_free(struct vs_folder *f, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		free(f[i].moref);
+		free(f[i].name);
+		free(f[i].parent);
+		free(f[i].datacenter);
+	}
+	free(f);
 }
 
 void
@@ -335,6 +599,8 @@ vs_inventory_free(struct vs_inventory *inv)
 	for (i = 0; i < inv->nvms; i++)
 		vs_vm_free(&inv->vms[i]);
 	free(inv->vms);
+	folders_free(inv->folders, inv->nfolders);
+	folders_free(inv->pools, inv->npools);
 	memset(inv, 0, sizeof(*inv));
 }
 
@@ -347,6 +613,91 @@ vs_inventory_vm(const struct vs_inventory *inv, const char *name)
 		if (strcmp(inv->vms[i].name, name) == 0)
 			return &inv->vms[i];
 	return NULL;
+}
+
+const struct vs_vm *
+vs_inventory_vm_in(const struct vs_inventory *inv, const char *name, const char *folder)
+{
+	size_t i;
+
+	for (i = 0; i < inv->nvms; i++)
+		if (strcmp(inv->vms[i].name, name) == 0 && inv->vms[i].folder != NULL && folder != NULL &&
+		    strcmp(inv->vms[i].folder, folder) == 0)
+			return &inv->vms[i];
+	return NULL;
+}
+
+/* The child of parent named name among list, or NULL. */
+static const struct vs_folder *
+child_named(const struct vs_folder *list, size_t n, const char *parent, const char *name, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (list[i].parent != NULL && list[i].name != NULL && strcmp(list[i].parent, parent) == 0 &&
+		    strlen(list[i].name) == len && memcmp(list[i].name, name, len) == 0)
+			return &list[i];
+	return NULL;
+}
+
+/* Walks path ("a/b") down from root through list. */
+static const char *
+walk_path(const struct vs_folder *list, size_t n, const char *root, const char *path)
+{
+	const char *at = root, *p = path, *slash;
+	const struct vs_folder *f;
+
+	if (root == NULL)
+		return NULL;
+	while (p != NULL && *p != '\0') {
+		slash = strchr(p, '/');
+		f = child_named(list, n, at, p, slash ? (size_t)(slash - p) : strlen(p));
+		if (f == NULL)
+			return NULL;
+		at = f->moref;
+		p = slash ? slash + 1 : NULL;
+	}
+	return at;
+}
+
+const char *
+vs_inventory_folder(const struct vs_inventory *inv, const struct vs_datacenter *dc, const char *path)
+{
+	return walk_path(inv->folders, inv->nfolders, dc->vm_folder, path);
+}
+
+const char *
+vs_inventory_pool(const struct vs_inventory *inv, const char *root_pool, const char *path)
+{
+	return walk_path(inv->pools, inv->npools, root_pool, path);
+}
+
+char *
+vs_folder_path(const struct vs_inventory *inv, const char *folder)
+{
+	char *path = xstrdup(""), *next;
+	size_t i, depth;
+	int found;
+
+	/* Up to the datacenter's VM folder, whose parent is the datacenter. */
+	for (depth = 0; folder != NULL && depth < 64; depth++) {
+		for (i = 0; i < inv->ndcs; i++)
+			if (inv->dcs[i].vm_folder != NULL && strcmp(inv->dcs[i].vm_folder, folder) == 0)
+				return path;
+		found = 0;
+		for (i = 0; i < inv->nfolders && !found; i++) {
+			if (strcmp(inv->folders[i].moref, folder) != 0)
+				continue;
+			next = xasprintf("%s%s%s", inv->folders[i].name ? inv->folders[i].name : "?", *path ? "/" : "", path);
+			free(path);
+			path = next;
+			folder = inv->folders[i].parent;
+			found = 1;
+		}
+		if (!found)
+			break;
+	}
+	return path;
 }
 
 /* ---- inventory ---- */
@@ -365,21 +716,19 @@ add_objectset_view(struct soap_req *r, xmlNode *spec, const char *view)
 	soap_add_bool(r, sel, "skip", 0);
 }
 
-static const char *const vm_paths[] = {
-	"name", "config.uuid", "config.instanceUuid", "runtime.powerState", "runtime.host", "config.guestId",
-	"config.version", "config.files.vmPathName", "config.hardware.numCPU", "config.hardware.memoryMB",
-	"config.changeTrackingEnabled", "config.hardware.device", "snapshot", "config.annotation", NULL,
-};
+#define VM_PATHS                                                                                                  \
+	"name", "parent", "config.uuid", "config.instanceUuid", "runtime.powerState", "runtime.host", "config.guestId",    \
+	    "config.version", "config.files.vmPathName", "config.hardware.numCPU", "config.hardware.numCoresPerSocket", \
+	    "config.hardware.memoryMB", "config.changeTrackingEnabled", "config.hardware.device", "snapshot",         \
+	    "config.annotation", "config.firmware", "config.bootOptions", "config.extraConfig"
+static const char *const vm_paths[] = { VM_PATHS, NULL };
 /* One VM read on its own also lists its files (for a suspended VM's memory state). */
-static const char *const one_vm_paths[] = {
-	"name", "config.uuid", "config.instanceUuid", "runtime.powerState", "runtime.host", "config.guestId",
-	"config.version", "config.files.vmPathName", "config.hardware.numCPU", "config.hardware.memoryMB",
-	"config.changeTrackingEnabled", "config.hardware.device", "snapshot", "config.annotation", "layoutEx.file", NULL,
-};
+static const char *const one_vm_paths[] = { VM_PATHS, "layoutEx.file", NULL };
 static const char *const host_paths[] = { "name", "parent", "summary.hardware.cpuModel", NULL };
 static const char *const ds_paths[] = { "name", "summary.capacity", "summary.freeSpace", "summary.url", NULL };
 static const char *const cr_paths[] = { "resourcePool", NULL };
 static const char *const dc_paths[] = { "name", "vmFolder", NULL };
+static const char *const folder_paths[] = { "name", "parent", NULL };
 
 static void inv_next_dc(struct vs_op *op);
 
@@ -443,6 +792,20 @@ inv_add_object(struct vs_op *op, xmlNode *obj, const char *dc)
 		d->capacity = prop_u64(obj, "summary.capacity");
 		d->free = prop_u64(obj, "summary.freeSpace");
 		d->url = vsop_prop_text(obj, "summary.url");
+		return;
+	}
+	if (strcmp(type, "Folder") == 0 || strcmp(type, "ResourcePool") == 0) {
+		struct vs_folder **list = type[0] == 'F' ? &inv->folders : &inv->pools;
+		size_t *n = type[0] == 'F' ? &inv->nfolders : &inv->npools;
+		struct vs_folder *f;
+
+		*list = xgrow(*list, *n, sizeof(**list));
+		f = &(*list)[(*n)++];
+		memset(f, 0, sizeof(*f));
+		f->moref = moref;
+		f->name = vsop_prop_text(obj, "name");
+		f->parent = vsop_prop_text(obj, "parent");
+		f->datacenter = xstrdup(dc);
 		return;
 	}
 	if (strstr(type, "ComputeResource") != NULL) {
@@ -539,6 +902,8 @@ inv_view_created(struct vs_op *op, struct vs_result *res)
 		vsop_add_propset(&req, spec, "HostSystem", host_paths);
 		vsop_add_propset(&req, spec, "Datastore", ds_paths);
 		vsop_add_propset(&req, spec, "ComputeResource", cr_paths);
+		vsop_add_propset(&req, spec, "Folder", folder_paths);
+		vsop_add_propset(&req, spec, "ResourcePool", folder_paths);
 	}
 	add_objectset_view(&req, spec, op->view);
 	vsop_add_options(&req, op->page_size);
@@ -585,7 +950,8 @@ inv_finish(struct vs_op *op)
 static void
 inv_next_dc(struct vs_op *op)
 {
-	static const char *const types[] = { "VirtualMachine", "HostSystem", "Datastore", "ComputeResource", NULL };
+	static const char *const types[] = { "VirtualMachine", "HostSystem", "Datastore", "ComputeResource", "Folder",
+		"ResourcePool", NULL };
 
 	if (op->dc == NULL) {
 		/* The datacenters are known: now each one's contents. */

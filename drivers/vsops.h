@@ -24,16 +24,50 @@ struct vs_disk {
 	char *problem;           /* an unusable value (see vs_vm.problem), or NULL */
 };
 
+/* The kinds of device controllers a VM can have.  IDE, SIO (floppies),
+ * PCI and PS/2 controllers come with every VM; the others are added. */
+enum vs_ctrl_kind {
+	VS_CTRL_OTHER,
+	VS_CTRL_IDE,
+	VS_CTRL_SIO,
+	VS_CTRL_LSILOGIC,
+	VS_CTRL_LSILOGIC_SAS,
+	VS_CTRL_PVSCSI,
+	VS_CTRL_BUSLOGIC,
+	VS_CTRL_AHCI,
+	VS_CTRL_NVME,
+};
+
 struct vs_controller {
 	int key;
 	int bus;
-	char *type;              /* ParaVirtualSCSIController, VirtualLsiLogicController, ... */
+	char *type;              /* the xsi type: ParaVirtualSCSIController, VirtualLsiLogicController, ... */
+	enum vs_ctrl_kind kind;
+	char *shared_bus;        /* SCSI: noSharing, virtualSharing, physicalSharing; else NULL */
+	int pci_slot;            /* slotInfo.pciSlotNumber, 0 = not reported */
 };
 
 struct vs_nic {
-	char *type;              /* VirtualVmxnet3, VirtualE1000, ... */
+	char *type;              /* the xsi type: VirtualVmxnet3, VirtualE1000, ... */
 	char *network;
 	char *mac;
+	char *address_type;      /* manual, generated or assigned */
+	int key;
+	int pci_slot;            /* slotInfo.pciSlotNumber, 0 = not reported */
+	int start_connected;
+};
+
+/* A CD-ROM or floppy drive: where it sits (copied empty). */
+struct vs_drive {
+	int key;
+	int controller_key;
+	int unit;
+};
+
+/* An extraConfig option. */
+struct vs_option {
+	char *key;
+	char *value;
 };
 
 struct vs_snapshot {
@@ -58,7 +92,11 @@ struct vs_vm {
 	char *guest_id;
 	char *version;           /* vmx-13 */
 	char *annotation;        /* config.annotation (notes) */
+	char *folder;            /* parent: the VM folder holding it (moref) */
+	char *firmware;          /* bios or efi; NULL when not reported */
+	int secure_boot;         /* bootOptions.efiSecureBootEnabled */
 	int cpus;
+	int cores_per_socket;    /* 0 when not reported */
 	int memory_mb;
 	int cbt;                 /* changeTrackingEnabled */
 	struct vs_disk *disks;
@@ -67,6 +105,12 @@ struct vs_vm {
 	size_t ncontrollers;
 	struct vs_nic *nics;
 	size_t nnics;
+	struct vs_drive *cdroms;
+	size_t ncdroms;
+	struct vs_drive *floppies;
+	size_t nfloppies;
+	struct vs_option *extra;  /* the extraConfig keys that matter for boot (vs_boot_keys) */
+	size_t nextra;
 	struct vs_snapshot *snapshots; /* the whole tree, flattened, parents first */
 	size_t nsnapshots;
 	char *current_snapshot;
@@ -111,6 +155,14 @@ struct vs_datacenter {
 	char *vm_folder;
 };
 
+/* A folder or a resource pool: its name and where it hangs. */
+struct vs_folder {
+	char *moref;
+	char *name;
+	char *parent;            /* moref */
+	char *datacenter;        /* name */
+};
+
 struct vs_inventory {
 	struct vs_datacenter *dcs;
 	size_t ndcs;
@@ -120,6 +172,10 @@ struct vs_inventory {
 	size_t ndatastores;
 	struct vs_vm *vms;
 	size_t nvms;
+	struct vs_folder *folders;  /* every Folder of every datacenter */
+	size_t nfolders;
+	struct vs_folder *pools;    /* every ResourcePool */
+	size_t npools;
 	uint64_t pages;          /* property retrieval pages read */
 };
 
@@ -165,22 +221,43 @@ struct vs_op *vs_revert_snapshot(struct vs_client *c, const char *snap_moref, vs
 struct vs_op *vs_query_changes(struct vs_client *c, const char *vm_moref, const char *snap_moref, int disk_key,
     const char *change_id, uint64_t capacity, vs_op_fn done, void *arg);
 
+/* What CreateVM_Task is given: a VM with this hardware.  Disks,
+ * CD-ROMs and floppies name their controller by the key it has in
+ * controllers[] (the source's keys); controllers that every VM has (IDE,
+ * SIO) are not added but referred to, the others are added with their
+ * bus numbers.  Disks are created thin, in order, at their units; drives
+ * are created empty and not connected at power-on. */
 struct vs_vm_spec {
 	const char *name;
-	const char *datacenter_vm_folder; /* Folder moref */
+	const char *folder;               /* Folder moref */
 	const char *resource_pool;
 	const char *host;                 /* HostSystem moref */
 	const char *datastore;            /* name */
 	const char *guest_id;
 	const char *version;
 	const char *annotation;
+	const char *firmware;             /* bios, efi or NULL (the platform's default) */
+	int secure_boot;
 	int cpus;
+	int cores_per_socket;             /* 0: not set */
 	int memory_mb;
-	const uint64_t *disk_capacities;
+	const struct vs_controller *controllers;
+	size_t ncontrollers;
+	const struct vs_disk *disks;      /* capacity, controller_key, unit */
 	size_t ndisks;
-	const char *const *networks;
+	const struct vs_nic *nics;        /* type, network; mac when keep_mac */
 	size_t nnics;
+	int keep_mac;                     /* give the NICs their MAC addresses (manual) */
+	const struct vs_drive *cdroms;
+	size_t ncdroms;
+	const struct vs_drive *floppies;
+	size_t nfloppies;
+	const struct vs_option *extra;
+	size_t nextra;
 };
+/* Why spec cannot be created as asked (a device on a controller that is
+ * not in it, a unit taken twice...), malloc'd, or NULL. */
+char *vs_vm_spec_problem(const struct vs_vm_spec *spec);
 struct vs_op *vs_create_vm(struct vs_client *c, const struct vs_vm_spec *spec, vs_op_fn done, void *arg);
 struct vs_op *vs_power(struct vs_client *c, const char *vm_moref, const char *how /* on|off|shutdown|suspend */,
     vs_op_fn done, void *arg);
@@ -197,8 +274,30 @@ int vs_split_ds_path(const char *ds_path, char **datastore, char **path);
 /* URL of a datastore file for /folder access (malloc'd). */
 char *vs_folder_url(struct vs_client *c, const char *datacenter, const char *datastore, const char *path);
 
+/* The short names of controller kinds ("lsilogic", "pvscsi", "ahci", ...)
+ * and NIC models ("e1000", "vmxnet3", ...; the xsi type when unknown). */
+const char *vs_ctrl_kind_name(enum vs_ctrl_kind k);
+const char *vs_nic_model(const char *type);
+/* The extraConfig keys that matter for booting the guest, NULL-ended:
+ * the ones a copy of a VM carries (docs/ARCHITECTURE.md, "Target VMs"). */
+extern const char *const vs_boot_keys[];
+
+/* The folder at path ("a/b": names below the datacenter's VM folder; NULL
+ * or "" is the VM folder itself) in datacenter dc, or NULL. */
+const char *vs_inventory_folder(const struct vs_inventory *inv, const struct vs_datacenter *dc, const char *path);
+/* A VM folder's path below its datacenter's VM folder ("" for the VM
+ * folder itself; malloc'd). */
+char *vs_folder_path(const struct vs_inventory *inv, const char *folder);
+/* The resource pool at path ("a/b": names below root_pool) or NULL. */
+const char *vs_inventory_pool(const struct vs_inventory *inv, const char *root_pool, const char *path);
+/* The VM of that name in that folder, or NULL. */
+const struct vs_vm *vs_inventory_vm_in(const struct vs_inventory *inv, const char *name, const char *folder);
+
 void vs_inventory_free(struct vs_inventory *inv);
 void vs_vm_free(struct vs_vm *vm);
+/* A deep copy of everything but the snapshot tree and the problem (the
+ * copy's are empty). */
+void vs_vm_dup(const struct vs_vm *from, struct vs_vm *to);
 const struct vs_vm *vs_inventory_vm(const struct vs_inventory *inv, const char *name);
 
 /* Parse a RetrievePropertiesEx/RetrieveProperties reply's VirtualMachine

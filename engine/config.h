@@ -89,6 +89,7 @@ struct cfg_options {
 	int delete_target_on_rule_delete;
 	int delete_backup_data_on_rule_delete;
 	int power_on_target;
+	int keep_mac;                        /* target NICs get the source's MACs */
 	enum cfg_cutover cutover;
 	uint32_t set;                        /* bit per CFG_OPT_* that was written */
 };
@@ -103,6 +104,7 @@ enum {
 	CFG_OPT_DELETE_BACKUP_DATA = 1u << 7,
 	CFG_OPT_POWER_ON_TARGET = 1u << 8,
 	CFG_OPT_CUTOVER = 1u << 9,
+	CFG_OPT_KEEP_MAC = 1u << 10,
 };
 
 /* Replication schedules (seed 001) and backup schedule entries (seed 002). */
@@ -150,6 +152,9 @@ struct cfg_rule {
 		char *datacenter;
 		char *host;
 		char *datastore;
+		char *name;             /* pattern, "{vm}" for the source's name; NULL = "{vm}" */
+		char *folder;           /* VM folder path below the datacenter's, or NULL */
+		char *resource_pool;    /* pool path below the host's root pool, or NULL */
 	} target;                   /* migration, replication */
 	char *repository;           /* backup: path on the node; defaults to the node's repository */
 	char *template_name;        /* NULL if none; already applied */
@@ -170,6 +175,7 @@ struct cfg_rule {
 		struct cfg_loc source_platform;
 		struct cfg_loc node;
 		struct cfg_loc target_platform;
+		struct cfg_loc target_name;
 		struct cfg_loc template_name;
 		struct cfg_loc *vms;    /* nvms entries */
 	} locs;
@@ -271,6 +277,9 @@ const struct cfg_rule *config_rule(const struct config *c, enum cfg_kind kind, c
 /* Find a rule by name over all rule kinds (names are unique per kind;
  * the first match in migration, replication, backup order). */
 const struct cfg_rule *config_rule_any(const struct config *c, const char *name);
+/* The name the target VM of source VM vm gets: target.name with {vm}
+ * replaced (malloc'd). */
+char *cfg_target_name(const struct cfg_rule *r, const char *vm);
 
 /* The bandwidth limit of a rule at a local time: returns 1 and sets *bps
  * when a window applies, 0 when unlimited.  Windows are checked in order,

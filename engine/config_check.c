@@ -189,6 +189,37 @@ check_definitions(struct cfg_file *f, struct config *acc, const struct cfg_syste
 	return (int)x->local.n;
 }
 
+/* Source and target on one platform (one name, or two names for one URL):
+ * vSphere wants a VM name unique in its folder, so a target that keeps
+ * the source's name needs a folder of its own.  Which folder the source
+ * is in only the platform knows; a target.folder that turns out to be the
+ * source's is refused when the job meets it. */
+static void
+same_platform_names(const struct cfg_rule *r, const struct config *acc, struct xerr *x)
+{
+	const struct cfg_platform *sp, *tp;
+
+	if (r->target.platform == NULL || r->target.folder != NULL ||
+	    (r->target.name != NULL && strcmp(r->target.name, "{vm}") != 0))
+		return;
+	sp = config_platform(acc, r->source_platform);
+	tp = config_platform(acc, r->target.platform);
+	if (sp == NULL || tp == NULL || (sp != tp && strcmp(sp->url, tp->url) != 0))
+		return;
+	if (sp == tp)
+		xadd(x, r->target.name ? &r->locs.target_name : &r->locs.target_platform,
+		    "source and target are both platform \"%s\": the target VMs would get their sources' names in "
+		    "the same VM folder, and vSphere names are unique per folder; give target.name another pattern "
+		    "(such as \"{vm}-moved\") or a target.folder",
+		    r->source_platform);
+	else
+		xadd(x, r->target.name ? &r->locs.target_name : &r->locs.target_platform,
+		    "platforms \"%s\" and \"%s\" are one vCenter (%s): the target VMs would get their sources' names "
+		    "in the same VM folder, and vSphere names are unique per folder; give target.name another pattern "
+		    "(such as \"{vm}-moved\") or a target.folder",
+		    r->source_platform, r->target.platform, tp->url);
+}
+
 /* References, once every definition is known; templates are applied here. */
 static int
 check_references(struct cfg_file *f, const struct config *acc, struct xerr *x)
@@ -211,6 +242,7 @@ check_references(struct cfg_file *f, const struct config *acc, struct xerr *x)
 			xadd(x, &r->locs.template_name, "unknown template \"%s\"", r->template_name);
 		if (x->local.n != before)
 			continue;
+		same_platform_names(r, acc, x);
 		cfg_rule_apply(r, t, nd);
 		cfg_rule_check_effective(r, t, &x->local, NULL);
 	}

@@ -238,6 +238,12 @@ config_dump(const struct config *c, FILE *out)
 		if (r->kind != CFG_BACKUP) {
 			fprintf(out, "  target: %s datacenter=%s host=%s datastore=%s\n", r->target.platform,
 			    r->target.datacenter, r->target.host, r->target.datastore);
+			fprintf(out, "  target name: %s%s\n", r->target.name ? r->target.name : "{vm}",
+			    r->target.name ? "" : " (default)");
+			if (r->target.folder != NULL)
+				fprintf(out, "  target folder: %s\n", r->target.folder);
+			if (r->target.resource_pool != NULL)
+				fprintf(out, "  target resource_pool: %s\n", r->target.resource_pool);
 		} else {
 			fprintf(out, "  repository: %s%s\n", r->repository ? r->repository : "-",
 			    (r->written & CFG_W_REPOSITORY) ? "" : " (node)");

@@ -73,8 +73,12 @@ struct optdef {
 };
 
 /* One entry per CFG_OPT_* bit, in the order options are printed. */
-#define CFG_NOPTS 10
+#define CFG_NOPTS 11
 extern const struct optdef cfg_optdefs[CFG_NOPTS];
+/* An option's default for a rule kind (0 where it does not apply). */
+int cfg_opt_default(const struct optdef *d, enum cfg_kind kind);
+/* A target.name pattern's first fault: its offset in pat, with why; or -1. */
+int cfg_name_pattern_problem(const char *pat, char *why, size_t len);
 extern const char *const cfg_cutover_names[];   /* by enum cfg_cutover */
 extern const char *const cfg_mode_names[];      /* by enum cfg_backup_mode */
 

@@ -25,6 +25,7 @@
 
 #define NAME_MAX_LEN 64
 #define VM_NAME_MAX_LEN 255
+#define TARGET_NAME_MAX_LEN 80   /* vSphere's longest VM, folder and pool name */
 #define VMS_PER_RULE_MAX 10000   /* the checks are quadratic; the engine aims at ~1000 jobs */
 #define SECRET_MAX 4096
 #define HISTORY_MAX 64
@@ -172,6 +173,9 @@ rule_free(struct cfg_rule *r)
 	free(r->target.datacenter);
 	free(r->target.host);
 	free(r->target.datastore);
+	free(r->target.name);
+	free(r->target.folder);
+	free(r->target.resource_pool);
 	free(r->repository);
 	free(r->template_name);
 	free(r->windows);
@@ -1075,6 +1079,97 @@ parse_source(struct pctx *c, yaml_node_t *node, struct cfg_rule *r)
 	}
 }
 
+/* target.folder and target.resource_pool: names joined by "/". */
+static char *
+get_inventory_path(struct pctx *c, yaml_node_t *n, const char *label)
+{
+	const char *s = cfg_get_str(c, n, label), *seg, *slash;
+	char buf[128];
+	size_t len;
+
+	if (s == NULL)
+		return NULL;
+	for (seg = s;; seg = slash + 1) {
+		slash = strchr(seg, '/');
+		len = slash ? (size_t)(slash - seg) : strlen(seg);
+		if (len == 0 || len > TARGET_NAME_MAX_LEN) {
+			cfg_perr(c, n, "%s: %s is not a path of names (\"a\" or \"a/b\": no empty name, no \"/\" at "
+			    "either end, each name at most %d characters)", label, cfg_quoted(n, buf, sizeof(buf)),
+			    TARGET_NAME_MAX_LEN);
+			return NULL;
+		}
+		if (slash == NULL)
+			break;
+	}
+	return xstrdup(s);
+}
+
+/* An error at character off of a scalar's text: its own column when the
+ * scalar sits on one line as written, else the scalar's. */
+static void
+perr_at(struct pctx *c, yaml_node_t *n, int off, const char *label, const char *why)
+{
+	struct cfg_loc l = loc_of(c, n);
+	const char *v = (const char *)n->data.scalar.value;
+	int quoted = n->data.scalar.style == YAML_SINGLE_QUOTED_SCALAR_STYLE ||
+	    n->data.scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE;
+	int plain = n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+
+	if ((plain || quoted) && n->start_mark.line == n->end_mark.line &&
+	    n->end_mark.column - n->start_mark.column == strlen(v) + (quoted ? 2 : 0))
+		l.col += off + quoted;
+	cfg_errors_add(c->errs, &l, "%s: %s", label, why);
+	c->nerr++;
+}
+
+/* target.name: "{vm}" is the source VM's name; every name it gives must
+ * be one vSphere takes. */
+static char *
+get_name_pattern(struct pctx *c, yaml_node_t *n, const struct cfg_rule *r)
+{
+	const char *s = cfg_get_str(c, n, "target.name");
+	char why[128], buf[128];
+	struct cfg_rule tmp;
+	size_t i;
+	int off;
+
+	if (s == NULL)
+		return NULL;
+	if (*s == '\0') {
+		cfg_perr(c, n, "target.name: is empty (\"{vm}\" keeps the source VM's name)");
+		return NULL;
+	}
+	if ((off = cfg_name_pattern_problem(s, why, sizeof(why))) >= 0) {
+		perr_at(c, n, off, "target.name", why);
+		return NULL;
+	}
+	if ((off = (int)strcspn(s, "/")) < (int)strlen(s)) {
+		perr_at(c, n, off, "target.name",
+		    "a \"/\" cannot be part of a VM name here (vSphere keeps it as %2f)");
+		return NULL;
+	}
+	if (strstr(s, "{vm}") == NULL && r->nvms > 1) {
+		cfg_perr(c, n, "target.name: %s has no {vm}: every one of the rule's %zu VMs would get that name",
+		    cfg_quoted(n, buf, sizeof(buf)), r->nvms);
+		return NULL;
+	}
+	memset(&tmp, 0, sizeof(tmp));
+	tmp.target.name = (char *)s;
+	for (i = 0; i < (r->nvms ? r->nvms : 1); i++) {
+		char *name = cfg_target_name(&tmp, r->nvms ? r->vms[i] : "");
+
+		if (strlen(name) > TARGET_NAME_MAX_LEN || !file_name_is_safe(name)) {
+			cfg_perr(c, n, "target.name: gives %s for VM %s, which is not a VM name vSphere takes (at most %d "
+			    "characters, no control characters, not \".\" or \"..\")", name, r->nvms ? r->vms[i] : "",
+			    TARGET_NAME_MAX_LEN);
+			free(name);
+			return NULL;
+		}
+		free(name);
+	}
+	return xstrdup(s);
+}
+
 static void
 parse_target(struct pctx *c, yaml_node_t *n, struct cfg_rule *r)
 {
@@ -1083,6 +1178,9 @@ parse_target(struct pctx *c, yaml_node_t *n, struct cfg_rule *r)
 		{ "datacenter", 1, NULL, NULL },
 		{ "host", 1, NULL, NULL },
 		{ "datastore", 1, NULL, NULL },
+		{ "name", 0, NULL, NULL },
+		{ "folder", 0, NULL, NULL },
+		{ "resource_pool", 0, NULL, NULL },
 	};
 	char **dst[] = { NULL, &r->target.datacenter, &r->target.host, &r->target.datastore };
 	const char *labels[] = { NULL, "target.datacenter", "target.host", "target.datastore" };
@@ -1095,7 +1193,7 @@ parse_target(struct pctx *c, yaml_node_t *n, struct cfg_rule *r)
 		r->target.platform = get_name(c, f[0].val, "target.platform");
 		r->locs.target_platform = loc_of(c, f[0].val);
 	}
-	for (i = 1; i < ARRAY_LEN(f); i++) {
+	for (i = 1; i < ARRAY_LEN(dst); i++) {
 		if (f[i].val == NULL || (s = cfg_get_str(c, f[i].val, labels[i])) == NULL)
 			continue;
 		if (*s == '\0')
@@ -1103,6 +1201,14 @@ parse_target(struct pctx *c, yaml_node_t *n, struct cfg_rule *r)
 		else
 			*dst[i] = xstrdup(s);
 	}
+	if (f[4].val != NULL) {
+		r->target.name = get_name_pattern(c, f[4].val, r);
+		r->locs.target_name = loc_of(c, f[4].val);
+	}
+	if (f[5].val != NULL)
+		r->target.folder = get_inventory_path(c, f[5].val, "target.folder");
+	if (f[6].val != NULL)
+		r->target.resource_pool = get_inventory_path(c, f[6].val, "target.resource_pool");
 }
 
 static void

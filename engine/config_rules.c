@@ -33,8 +33,22 @@ const struct optdef cfg_optdefs[CFG_NOPTS] = {
 	{ "delete_backup_data_on_rule_delete", CFG_OPT_DELETE_BACKUP_DATA, K_BAK, 0 },
 	{ "power_on_target", CFG_OPT_POWER_ON_TARGET, K_MIG, 1 },
 	{ "cutover", CFG_OPT_CUTOVER, K_MIG, CUTOVER_SHUTDOWN },
+	/* A migrated VM keeps its MACs (its guest sees the same adapters); a
+	 * replica runs beside its source only after a failover, so its
+	 * default is new MACs (see opt_default). */
+	{ "keep_mac", CFG_OPT_KEEP_MAC, K_MIG | K_REP, 1 },
 };
-_Static_assert(CFG_OPT_CUTOVER == 1u << (CFG_NOPTS - 1), "CFG_NOPTS counts the CFG_OPT_* bits");
+_Static_assert(CFG_OPT_KEEP_MAC == 1u << (CFG_NOPTS - 1), "CFG_NOPTS counts the CFG_OPT_* bits");
+
+int
+cfg_opt_default(const struct optdef *d, enum cfg_kind kind)
+{
+	if (!(d->kinds & (1u << kind)))
+		return 0;
+	if (d->bit == CFG_OPT_KEEP_MAC && kind == CFG_REPLICATION)
+		return 0;
+	return d->def;
+}
 
 const char *const cfg_cutover_names[] = {
 	[CUTOVER_SHUTDOWN] = "shutdown",
@@ -55,6 +69,7 @@ opt_field(struct cfg_options *o, uint32_t bit)
 	case CFG_OPT_DELETE_TARGET: return &o->delete_target_on_rule_delete;
 	case CFG_OPT_DELETE_BACKUP_DATA: return &o->delete_backup_data_on_rule_delete;
 	case CFG_OPT_POWER_ON_TARGET: return &o->power_on_target;
+	case CFG_OPT_KEEP_MAC: return &o->keep_mac;
 	default: return NULL;
 	}
 }
@@ -123,6 +138,51 @@ cfg_parse_options(struct pctx *c, yaml_node_t *n, enum cfg_kind kind, struct cfg
 		opt_put(o, d->bit, v);
 		o->set |= d->bit;
 	}
+}
+
+/* ---- target names ---------------------------------------------------- */
+
+#define TARGET_PLACEHOLDER "{vm}"
+
+char *
+cfg_target_name(const struct cfg_rule *r, const char *vm)
+{
+	const char *p = r->target.name ? r->target.name : TARGET_PLACEHOLDER, *at;
+	struct sbuf b;
+
+	sbuf_init(&b);
+	while ((at = strstr(p, TARGET_PLACEHOLDER)) != NULL) {
+		sbuf_printf(&b, "%.*s%s", (int)(at - p), p, vm);
+		p = at + strlen(TARGET_PLACEHOLDER);
+	}
+	sbuf_printf(&b, "%s", p);
+	return sbuf_steal(&b);
+}
+
+int
+cfg_name_pattern_problem(const char *pat, char *why, size_t len)
+{
+	const char *p, *close;
+
+	for (p = pat; *p != '\0'; p++) {
+		if (*p == '}') {
+			snprintf(why, len, "a \"}\" without its \"{\" at character %d", (int)(p - pat) + 1);
+			return (int)(p - pat);
+		}
+		if (*p != '{')
+			continue;
+		if ((close = strchr(p, '}')) == NULL) {
+			snprintf(why, len, "a \"{\" without its \"}\" at character %d", (int)(p - pat) + 1);
+			return (int)(p - pat);
+		}
+		if (strncmp(p, TARGET_PLACEHOLDER, strlen(TARGET_PLACEHOLDER)) != 0) {
+			snprintf(why, len, "unknown placeholder %.*s at character %d (the only one is %s)",
+			    (int)(close - p + 1 > 40 ? 40 : close - p + 1), p, (int)(p - pat) + 1, TARGET_PLACEHOLDER);
+			return (int)(p - pat);
+		}
+		p = close;
+	}
+	return -1;
 }
 
 /* ---- bandwidth windows ----------------------------------------------- */
@@ -619,7 +679,7 @@ cfg_rule_apply(struct cfg_rule *r, const struct cfg_template *t, const struct cf
 		if (t != NULL && (t->options.set & d->bit) && (d->kinds & (1u << r->kind)))
 			opt_put(&r->options, d->bit, cfg_opt_get(&t->options, d->bit));
 		else
-			opt_put(&r->options, d->bit, (d->kinds & (1u << r->kind)) ? d->def : 0);
+			opt_put(&r->options, d->bit, cfg_opt_default(d, r->kind));
 	}
 	if (!(r->written & CFG_W_WINDOWS)) {
 		free(r->windows);
@@ -762,9 +822,26 @@ rule_digest(const struct cfg_rule *r)
 	h_str(&h, r->target.datacenter);
 	h_str(&h, r->target.host);
 	h_str(&h, r->target.datastore);
+	/* Settings added later count only when they differ from their
+	 * default, so that a rule that does not use them keeps its digest
+	 * (and a deleted job's tombstone keeps matching it). */
+	if (r->target.name != NULL)
+		h_str(&h, r->target.name);
+	if (r->target.folder != NULL)
+		h_str(&h, r->target.folder);
+	if (r->target.resource_pool != NULL)
+		h_str(&h, r->target.resource_pool);
 	h_str(&h, r->repository);
-	for (i = 0; i < ARRAY_LEN(cfg_optdefs); i++)
-		h_u64(&h, (uint64_t)cfg_opt_get(&r->options, cfg_optdefs[i].bit));
+	for (i = 0; i < ARRAY_LEN(cfg_optdefs); i++) {
+		int v = cfg_opt_get(&r->options, cfg_optdefs[i].bit);
+
+		if (cfg_optdefs[i].bit == CFG_OPT_KEEP_MAC) {
+			if (v != cfg_opt_default(&cfg_optdefs[i], r->kind))
+				h_str(&h, v ? "keep_mac" : "new_mac");
+			continue;
+		}
+		h_u64(&h, (uint64_t)v);
+	}
 	h_u64(&h, r->nwindows);
 	for (i = 0; i < r->nwindows; i++) {
 		h_u64(&h, r->windows[i].days);

@@ -392,8 +392,10 @@ rule_to_json(const struct cfg_rule *r)
 	    "node", r->node);
 	if (r->kind != CFG_BACKUP)
 		json_object_set_new(obj, "target",
-		    json_pack("{s:s?,s:s?,s:s?,s:s?}", "platform", r->target.platform, "datacenter",
-		        r->target.datacenter, "host", r->target.host, "datastore", r->target.datastore));
+		    json_pack("{s:s?,s:s?,s:s?,s:s?,s:s,s:s?,s:s?}", "platform", r->target.platform, "datacenter",
+		        r->target.datacenter, "host", r->target.host, "datastore", r->target.datastore, "name",
+		        r->target.name ? r->target.name : "{vm}", "folder", r->target.folder, "resource_pool",
+		        r->target.resource_pool));
 	if (r->kind == CFG_BACKUP) {
 		json_object_set_new(obj, "repository", r->repository ? json_string(r->repository) : json_null());
 		json_object_set_new(obj, "retention", json_integer(r->retention));

@@ -361,37 +361,7 @@ rt_now_ms(void)
 void
 rt_vm_dup(const struct vs_vm *from, struct vs_vm *to)
 {
-	size_t i;
-
-	memset(to, 0, sizeof(*to));
-	to->moref = xstrdup(from->moref);
-	to->name = xstrdup(from->name);
-#define DUP(f) to->f = from->f ? xstrdup(from->f) : NULL
-	DUP(power);
-	DUP(host);
-	DUP(host_name);
-	DUP(datacenter);
-	DUP(datastore);
-	DUP(guest_id);
-	DUP(version);
-	DUP(annotation);
-#undef DUP
-	to->cpus = from->cpus;
-	to->memory_mb = from->memory_mb;
-	to->cbt = from->cbt;
-	to->disks = xcalloc(from->ndisks ? from->ndisks : 1, sizeof(*to->disks));
-	to->ndisks = from->ndisks;
-	for (i = 0; i < from->ndisks; i++) {
-		to->disks[i].key = from->disks[i].key;
-		to->disks[i].capacity = from->disks[i].capacity;
-		to->disks[i].file = from->disks[i].file ? xstrdup(from->disks[i].file) : NULL;
-		to->disks[i].mode = from->disks[i].mode ? xstrdup(from->disks[i].mode) : NULL;
-		to->disks[i].label = from->disks[i].label ? xstrdup(from->disks[i].label) : NULL;
-	}
-	to->nics = xcalloc(from->nnics ? from->nnics : 1, sizeof(*to->nics));
-	to->nnics = from->nnics;
-	for (i = 0; i < from->nnics; i++)
-		to->nics[i].network = from->nics[i].network ? xstrdup(from->nics[i].network) : NULL;
+	vs_vm_dup(from, to);
 }
 
 void

@@ -89,8 +89,8 @@ void rt_find_source(struct job *j, int may_be_gone);
  * temp_dir directory (atomically); 0, or -1 with the job made 失效. */
 int rt_save_vm_config(struct job *j, const struct vs_vm *vm);
 
-/* A deep copy of a VM as the driver describes it (disks, NICs; not its
- * snapshots). */
+/* A deep copy of a VM as the driver describes it (vs_vm_dup: its
+ * hardware, not its snapshots). */
 void rt_vm_dup(const struct vs_vm *from, struct vs_vm *to);
 void rt_vm_set(struct vs_vm **slot, const struct vs_vm *vm);
 

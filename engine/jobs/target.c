@@ -289,43 +289,80 @@ find_place(struct target *t, const struct vs_inventory *inv, const struct vs_dat
 	return 0;
 }
 
+/* One line that says what the target VM gets, for the log. */
+static char *
+hardware_summary(const struct vs_vm_spec *s)
+{
+	struct sbuf b;
+	size_t i;
+
+	sbuf_init(&b);
+	sbuf_printf(&b, "%d CPUs", s->cpus);
+	if (s->cores_per_socket > 0)
+		sbuf_printf(&b, " (%d per socket)", s->cores_per_socket);
+	sbuf_printf(&b, ", %d MB, %s, %s%s, guest %s", s->memory_mb, s->version ? s->version : "default version",
+	    s->firmware ? s->firmware : "default firmware", s->secure_boot ? " with secure boot" : "",
+	    s->guest_id ? s->guest_id : "otherGuest64");
+	for (i = 0; i < s->ncontrollers; i++)
+		sbuf_printf(&b, "%s%s:%d", i ? ", " : "; controllers ", vs_ctrl_kind_name(s->controllers[i].kind),
+		    s->controllers[i].bus);
+	for (i = 0; i < s->ndisks; i++)
+		sbuf_printf(&b, "%s%d:%d", i ? ", " : "; disks at ", s->disks[i].controller_key, s->disks[i].unit);
+	for (i = 0; i < s->nnics; i++)
+		sbuf_printf(&b, "%s%s %s", i ? ", " : "; NICs ", vs_nic_model(s->nics[i].type),
+		    s->keep_mac && s->nics[i].mac ? s->nics[i].mac : "(new MAC)");
+	sbuf_printf(&b, "; %zu CD-ROM, %zu floppy, %zu boot options", s->ncdroms, s->nfloppies, s->nextra);
+	return sbuf_steal(&b);
+}
+
 static void
-create_vm(struct target *t, const struct vs_datacenter *dc, const struct vs_host *host, const struct vs_datastore *ds)
+create_vm(struct target *t, const struct vs_host *host, const struct vs_datastore *ds, const char *folder,
+    const char *pool)
 {
 	const struct cfg_rule *r = t->j->cfg;
 	const struct vs_vm *vm = t->src;
 	struct vs_vm_spec spec;
-	uint64_t *caps;
-	const char **nets;
-	char *mark = target_marker(t->j);
-	size_t i;
+	char *mark = target_marker(t->j), *name = cfg_target_name(r, t->j->vm), *why, *hw;
 
 	memset(&spec, 0, sizeof(spec));
-	caps = xcalloc(vm->ndisks, sizeof(*caps));
-	nets = xcalloc(vm->nnics ? vm->nnics : 1, sizeof(*nets));
-	for (i = 0; i < vm->ndisks; i++)
-		caps[i] = vm->disks[i].capacity;
-	for (i = 0; i < vm->nnics; i++)
-		nets[i] = vm->nics[i].network ? vm->nics[i].network : "VM Network";
-	spec.name = t->j->vm;
-	spec.datacenter_vm_folder = dc->vm_folder;
-	spec.resource_pool = host->resource_pool;
+	spec.name = name;
+	spec.folder = folder;
+	spec.resource_pool = pool;
 	spec.host = host->moref;
 	spec.datastore = ds->name;
 	spec.guest_id = vm->guest_id;
 	spec.version = vm->version;
 	spec.annotation = mark;
+	spec.firmware = vm->firmware;
+	spec.secure_boot = vm->secure_boot;
 	spec.cpus = vm->cpus;
+	spec.cores_per_socket = vm->cores_per_socket;
 	spec.memory_mb = vm->memory_mb;
-	spec.disk_capacities = caps;
+	spec.controllers = vm->controllers;
+	spec.ncontrollers = vm->ncontrollers;
+	spec.disks = vm->disks;
 	spec.ndisks = vm->ndisks;
-	spec.networks = nets;
+	spec.nics = vm->nics;
 	spec.nnics = vm->nnics;
-	job_log(t->j, LOG_INFO, "creating target VM %s on %s (host %s, datastore %s)", t->j->vm, r->target.platform,
-	    host->name, ds->name);
+	spec.keep_mac = r->options.keep_mac;
+	spec.cdroms = vm->cdroms;
+	spec.ncdroms = vm->ncdroms;
+	spec.floppies = vm->floppies;
+	spec.nfloppies = vm->nfloppies;
+	spec.extra = vm->extra;
+	spec.nextra = vm->nextra;
+	if ((why = vs_vm_spec_problem(&spec)) != NULL) {
+		rt_fail(t->j, "VM %s cannot be copied as it is: %s", vm->name, why);
+		free(why);
+		goto out;
+	}
+	hw = hardware_summary(&spec);
+	job_log(t->j, LOG_INFO, "creating target VM %s on %s (host %s, datastore %s%s%s): %s", name, r->target.platform,
+	    host->name, ds->name, r->target.folder ? ", folder " : "", r->target.folder ? r->target.folder : "", hw);
+	free(hw);
 	t->op = vs_create_vm(rt_dst_client(t->j), &spec, create_done, token_for(t->j, t));
-	free(caps);
-	free(nets);
+out:
+	free(name);
 	free(mark);
 }
 
@@ -396,8 +433,9 @@ target_inventory(const struct vs_inventory *inv, const char *error, int refused,
 	const struct vs_datastore *ds;
 	const struct vs_datacenter *dc;
 	const struct vs_vm *clash;
+	const char *folder, *pool;
 	uint64_t need = 0;
-	char *mark, have[32], want[32];
+	char *mark, *name, *where, have[32], want[32];
 	size_t i;
 
 	if (t == NULL)
@@ -409,13 +447,28 @@ target_inventory(const struct vs_inventory *inv, const char *error, int refused,
 	}
 	if (find_place(t, inv, &dc, &host, &ds) != 0)
 		return;
+	if ((folder = vs_inventory_folder(inv, dc, r->target.folder)) == NULL) {
+		rt_fail(t->j, "target folder %s not found in datacenter %s on platform %s", r->target.folder,
+		    r->target.datacenter, r->target.platform);
+		return;
+	}
+	pool = host->resource_pool;
+	if (r->target.resource_pool != NULL &&
+	    (pool = vs_inventory_pool(inv, host->resource_pool, r->target.resource_pool)) == NULL) {
+		rt_fail(t->j, "target resource pool %s not found under host %s on platform %s", r->target.resource_pool,
+		    r->target.host, r->target.platform);
+		return;
+	}
 	/* A different CPU vendor may stop a guest from booting or running
 	 * well; the user decides, the log says it. */
 	if (t->src_cpu != NULL && host->cpu_model != NULL &&
 	    (strstr(t->src_cpu, "AMD") != NULL) != (strstr(host->cpu_model, "AMD") != NULL))
 		job_log(t->j, LOG_WARN, "CPU vendors differ: source host has \"%s\", target host %s has \"%s\"", t->src_cpu,
 		    host->name, host->cpu_model);
-	clash = vs_inventory_vm(inv, t->j->vm);
+	/* vSphere wants a VM's name unique in its folder, not on the
+	 * platform: a VM of that name elsewhere is no clash. */
+	name = cfg_target_name(r, t->j->vm);
+	clash = vs_inventory_vm_in(inv, name, folder);
 	if (clash != NULL) {
 		/* Ours from before a crash: adopt it.  Anyone else's: refuse.
 		 * The previous version's marker ("vmferry migration R/V") is
@@ -425,14 +478,23 @@ target_inventory(const struct vs_inventory *inv, const char *error, int refused,
 			job_log(t->j, LOG_INFO, "target VM %s (%s) on %s was created by this rule: adopting it", clash->name,
 			    clash->moref, r->target.platform);
 			free(mark);
+			free(name);
 			adopt(t, clash->moref);
 			return;
 		}
 		free(mark);
-		rt_fail(t->j, "a VM named %s already exists on %s and was not created by this rule", t->j->vm,
-		    r->target.platform);
+		where = vs_folder_path(inv, folder);
+		rt_fail(t->j, "a VM named %s already exists in folder %s/vm%s%s on %s and was not created by this rule%s",
+		    name, r->target.datacenter, *where ? "/" : "", where, r->target.platform,
+		    str_eq(clash->moref, t->src->moref) && str_eq(r->source_platform, r->target.platform)
+		        ? " (it is the source VM itself: give the target another name with target.name, or another "
+		          "target.folder)"
+		        : "");
+		free(where);
+		free(name);
 		return;
 	}
+	free(name);
 	for (i = 0; i < t->src->ndisks; i++)
 		need += t->src->disks[i].capacity;
 	if (ds->free < need) {
@@ -446,7 +508,7 @@ target_inventory(const struct vs_inventory *inv, const char *error, int refused,
 	if (t->src->host_name != NULL && t->src->version != NULL)
 		job_log(t->j, LOG_INFO, "source: %s on host %s, %d CPUs, %d MB, hardware %s, %zu disks", t->src->name,
 		    t->src->host_name, t->src->cpus, t->src->memory_mb, t->src->version, t->src->ndisks);
-	create_vm(t, dc, host, ds);
+	create_vm(t, host, ds, folder, pool);
 }
 
 void

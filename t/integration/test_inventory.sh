@@ -51,7 +51,7 @@ kind: migration
 name: mv
 source: { platform: src, vms: [web01] }
 node: local
-target: { platform: src, datacenter: DC0, host: DC0_H0, datastore: LocalDS_0 }
+target: { platform: src, datacenter: DC0, host: DC0_H0, datastore: LocalDS_0, name: "{vm}-moved" }
 YAML
 start_daemon "$T/conf"
 

@@ -93,7 +93,7 @@ check_complete slow slow01 1 "after the refusals"
 # --- A VM of the same name on the target that the rule did not create.
 wait_job clash clash01 failed 60
 err=$(job_field clash clash01 error)
-assert_match "$err" "clash01 already exists on dst and was not created by this rule" "a name clash on the target fails with a clear reason"
+assert_match "$err" "clash01 already exists in folder DC0/vm on dst and was not created by this rule" "a name clash on the target fails with a clear reason"
 assert_eq "$(vm_count "$D_CTL" clash01)" 1 "the clash creates no second VM"
 assert_eq "$(dst_sha clash01 0)" "$clash_sha" "the foreign VM's disk is untouched"
 assert_eq "$(vm_power "$D_CTL" clash01)" poweredOn "the foreign VM keeps running"

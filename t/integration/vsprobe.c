@@ -462,7 +462,9 @@ after_inventory(void)
 		struct vs_vm_spec spec;
 		size_t i, n = 0;
 		char *list, *tok, *save = NULL;
-		const char *nets[1];
+		struct vs_controller ctrl = { 1000, 0, "ParaVirtualSCSIController", VS_CTRL_PVSCSI, NULL, 0 };
+		struct vs_disk *dk = NULL;
+		struct vs_nic nic;
 
 		if (nargs < 5) {
 			fprintf(stderr, "usage: create-vm NAME DATASTORE HOST CAPS\n");
@@ -487,18 +489,31 @@ after_inventory(void)
 		spec.name = args[1];
 		for (i = 0; i < inv.ndcs; i++)
 			if (strcmp(inv.dcs[i].name, h->datacenter) == 0)
-				spec.datacenter_vm_folder = inv.dcs[i].vm_folder;
+				spec.folder = inv.dcs[i].vm_folder;
 		spec.resource_pool = h->resource_pool;
 		spec.host = h->moref;
 		spec.datastore = args[2];
 		spec.cpus = 2;
 		spec.memory_mb = 1024;
-		spec.disk_capacities = caps;
+		/* One paravirtual SCSI controller, the disks at units 0, 1, ... (7 is the controller's). */
+		dk = xcalloc(n ? n : 1, sizeof(*dk));
+		for (i = 0; i < n; i++) {
+			dk[i].capacity = caps[i];
+			dk[i].controller_key = 1000;
+			dk[i].unit = (int)(i < 7 ? i : i + 1);
+		}
+		memset(&nic, 0, sizeof(nic));
+		nic.type = "VirtualVmxnet3";
+		nic.network = (char *)opt_network;
+		nic.start_connected = 1;
+		spec.controllers = &ctrl;
+		spec.ncontrollers = 1;
+		spec.disks = dk;
 		spec.ndisks = n;
-		nets[0] = opt_network;
-		spec.networks = nets;
+		spec.nics = &nic;
 		spec.nnics = opt_network ? 1 : 0;
 		vs_create_vm(client, &spec, simple_done, NULL);
+		free(dk);
 		return;
 	}
 	target_vm = vs_inventory_vm(&inv, args[1]);

@@ -11,6 +11,7 @@ import (
 	"math/rand"
 	"net/http"
 	"sort"
+	"strings"
 	"strconv"
 	"time"
 
@@ -59,6 +60,7 @@ func (p *Peer) controlHandler() http.Handler {
 	mux.HandleFunc("/disk", get(p.ctlDisk))
 	mux.HandleFunc("/snapshots", get(p.ctlSnapshots))
 	mux.HandleFunc("/vms", get(p.ctlVMs))
+	mux.HandleFunc("/created", get(p.ctlCreated))
 	mux.HandleFunc("/stats", get(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, p.stats)
 	}))
@@ -330,6 +332,8 @@ type vmJSON struct {
 	CBT        bool       `json:"cbt"`
 	Snapshots  int        `json:"snapshots"`
 	Disks      []diskJSON `json:"disks"`
+	Folder     string     `json:"folder"`   // below the datacenter's VM folder
+	Hardware   hardware   `json:"hardware"` // what config.hardware.device and its neighbours say
 	Suspend    string     `json:"suspend_sha256,omitempty"` // the memory state of a suspended VM
 	Resumed    string     `json:"resumed_sha256,omitempty"` // the memory state it last resumed from
 }
@@ -374,6 +378,8 @@ func (p *Peer) ctlVMs(w http.ResponseWriter, r *http.Request) {
 		if dc := p.dcOf(vm); dc != "" {
 			v.Datacenter = dc
 		}
+		v.Folder = folderPath(vm)
+		v.Hardware = hardwareOfVM(vm)
 		v.Suspend = fileSHA256(p.suspendFile(vm))
 		p.mu.Lock()
 		v.Resumed = p.resumed[vm.Self]
@@ -394,6 +400,25 @@ func (p *Peer) ctlVMs(w http.ResponseWriter, r *http.Request) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	writeJSON(w, http.StatusOK, out)
+}
+
+// folderPath is a VM's folder below its datacenter's VM folder ("a/b").
+func folderPath(vm *simulator.VirtualMachine) string {
+	var parent *types.ManagedObjectReference
+	simulator.Map.WithLock(vm, func() { parent = vm.Parent })
+	var names []string
+	for i := 0; parent != nil && i < 32; i++ {
+		f, ok := simulator.Map.Get(*parent).(*simulator.Folder)
+		if !ok {
+			break
+		}
+		if _, top := simulator.Map.Get(*f.Parent).(*simulator.Datacenter); top {
+			break
+		}
+		names = append([]string{f.Name}, names...)
+		parent = f.Parent
+	}
+	return strings.Join(names, "/")
 }
 
 func (p *Peer) dcOf(vm *simulator.VirtualMachine) string {

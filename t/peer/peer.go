@@ -34,19 +34,26 @@ type fixtureDisk struct {
 }
 
 type fixtureVM struct {
-	Name       string        `json:"name"`
-	Datacenter string        `json:"datacenter"`
-	Host       string        `json:"host"`
-	Datastore  string        `json:"datastore"`
-	Power      string        `json:"power"`
-	CPUs       int32         `json:"cpus"`
-	MemoryMB   int64         `json:"memory_mb"`
-	NICs       []string      `json:"nics"`
-	GuestID    string        `json:"guest_id"`
-	HWVersion  string        `json:"hw_version"`
-	Controller string        `json:"controller"`
-	CBT        bool          `json:"cbt"`
-	Disks      []fixtureDisk `json:"disks"`
+	Name           string            `json:"name"`
+	Datacenter     string            `json:"datacenter"`
+	Folder         string            `json:"folder"`
+	Host           string            `json:"host"`
+	Datastore      string            `json:"datastore"`
+	Power          string            `json:"power"`
+	CPUs           int32             `json:"cpus"`
+	CoresPerSocket int32             `json:"cores_per_socket"`
+	MemoryMB       int64             `json:"memory_mb"`
+	NICs           []fixtureNIC      `json:"nics"`
+	GuestID        string            `json:"guest_id"`
+	HWVersion      string            `json:"hw_version"`
+	Firmware       string            `json:"firmware"`
+	SecureBoot     bool              `json:"secure_boot"`
+	Controller     string            `json:"controller"`
+	CDROM          bool              `json:"cdrom"`
+	Floppy         bool              `json:"floppy"`
+	ExtraConfig    map[string]string `json:"extra_config"`
+	CBT            bool              `json:"cbt"`
+	Disks          []fixtureDisk     `json:"disks"`
 }
 
 type fixture struct {
@@ -54,6 +61,7 @@ type fixture struct {
 		Name       string   `json:"name"`
 		Hosts      []string `json:"hosts"`
 		Datastores []string `json:"datastores"`
+		Folders    []string `json:"folders"`
 	} `json:"datacenters"`
 	VMs []fixtureVM `json:"vms"`
 }
@@ -106,6 +114,7 @@ type Peer struct {
 	cbtOn      map[types.ManagedObjectReference]bool
 	snaps      map[types.ManagedObjectReference][]*snapRec
 	adapter    map[types.ManagedObjectReference]string
+	given      map[types.ManagedObjectReference]hardware // what CreateVM_Task was given
 	resumed    map[types.ManagedObjectReference]string // sha256 of the memory state a VM last resumed from
 
 	// guestMu orders guest writes that need a running VM against power
@@ -133,6 +142,7 @@ func newPeer(dir, user, pass string, cbtMax, maxObjects int) *Peer {
 		cbtOn:      map[types.ManagedObjectReference]bool{},
 		snaps:      map[types.ManagedObjectReference][]*snapRec{},
 		adapter:    map[types.ManagedObjectReference]string{},
+		given:      map[types.ManagedObjectReference]hardware{},
 		resumed:    map[types.ManagedObjectReference]string{},
 		sessions:   newSessionTable(),
 		paging:     newPagingTable(),
@@ -209,8 +219,14 @@ func (p *Peer) build(fx *fixture) error {
 			}
 			info.ds[dsn] = ref
 		}
+		for _, fp := range fdc.Folders {
+			if _, err := p.vmFolder(ctx, folders, fp); err != nil {
+				return fmt.Errorf("datacenter %s: folder %s: %v", fdc.Name, fp, err)
+			}
+		}
 	}
 
+	seenDir := map[string]bool{}
 	for i := range fx.VMs {
 		fv := &fx.VMs[i]
 		dcName := fv.Datacenter
@@ -245,12 +261,14 @@ func (p *Peer) build(fx *fixture) error {
 		}
 		// A directory left by an earlier run would make vcsim pick
 		// "web01 (0)"; the fixture's VMs own their directories.
-		if old := filepath.Join(p.dsDirs[dsn], fv.Name); fileExists(old) {
+		// Two VMs of one name may live in two folders (not in one).
+		if old := filepath.Join(p.dsDirs[dsn], fv.Name); fileExists(old) && !seenDir[old] {
 			logf("replacing %s from an earlier run", old)
 			if err := os.RemoveAll(old); err != nil {
 				return err
 			}
 		}
+		seenDir[filepath.Join(p.dsDirs[dsn], fv.Name)] = true
 		if err := p.createFixtureVM(ctx, fv, info.folders, host, dsn, dsRef); err != nil {
 			return fmt.Errorf("vm %s: %v", fv.Name, err)
 		}
@@ -366,6 +384,9 @@ func (p *Peer) createFixtureVM(ctx context.Context, fv *fixtureVM, folders *obje
 	if fv.CBT {
 		spec.ChangeTrackingEnabled = types.NewBool(true)
 	}
+	if err := fixtureSpec(fv, &spec); err != nil {
+		return err
+	}
 	ctype := fv.Controller
 	if ctype == "" {
 		ctype = "pvscsi"
@@ -406,19 +427,16 @@ func (p *Peer) createFixtureVM(ctx context.Context, fv *fixtureVM, folders *obje
 		devices = append(devices, disk)
 	}
 	for i, n := range fv.NICs {
-		if err := p.ensureNetwork(ctx, n, folders, host); err != nil {
-			return fmt.Errorf("network %s: %v", n, err)
+		if err := p.ensureNetwork(ctx, n.Network, folders, host); err != nil {
+			return fmt.Errorf("network %s: %v", n.Network, err)
 		}
-		nic, err := devices.CreateEthernetCard("vmxnet3", &types.VirtualEthernetCardNetworkBackingInfo{
-			VirtualDeviceDeviceBackingInfo: types.VirtualDeviceDeviceBackingInfo{DeviceName: n},
-		})
+		nic, err := fixtureNICDevice(i, n)
 		if err != nil {
 			return err
 		}
-		nic.GetVirtualDevice().Key = 4000 + int32(i)
-		nic.GetVirtualDevice().DeviceInfo = &types.Description{Label: fmt.Sprintf("Network adapter %d", i+1), Summary: n}
 		devices = append(devices, nic)
 	}
+	devices = fixtureDrives(fv, devices)
 	spec.DeviceChange, err = devices.ConfigSpec(types.VirtualDeviceConfigSpecOperationAdd)
 	if err != nil {
 		return err
@@ -433,7 +451,11 @@ func (p *Peer) createFixtureVM(ctx context.Context, fv *fixtureVM, folders *obje
 	if err != nil {
 		return err
 	}
-	task, err := folders.VmFolder.CreateVM(ctx, spec, pool, host)
+	folder, err := p.vmFolder(ctx, folders, fv.Folder)
+	if err != nil {
+		return fmt.Errorf("folder %s: %v", fv.Folder, err)
+	}
+	task, err := folder.CreateVM(ctx, spec, pool, host)
 	if err != nil {
 		return err
 	}
@@ -459,6 +481,36 @@ func (p *Peer) createFixtureVM(ctx context.Context, fv *fixtureVM, folders *obje
 		}
 	}
 	return nil
+}
+
+// vmFolder finds or makes the VM folder at path ("a/b") below the
+// datacenter's VM folder ("" is that folder).
+func (p *Peer) vmFolder(ctx context.Context, folders *object.DatacenterFolders, fp string) (*object.Folder, error) {
+	f := folders.VmFolder
+	if fp == "" {
+		return f, nil
+	}
+	for _, name := range strings.Split(fp, "/") {
+		if name == "" {
+			return nil, fmt.Errorf("empty folder name in %q", fp)
+		}
+		var next *object.Folder
+		if fo, ok := simulator.Map.Get(f.Reference()).(*simulator.Folder); ok {
+			for _, c := range fo.ChildEntity {
+				if sub, ok := simulator.Map.Get(c).(*simulator.Folder); ok && sub.Name == name {
+					next = object.NewFolder(p.client, c)
+				}
+			}
+		}
+		if next == nil {
+			var err error
+			if next, err = f.CreateFolder(ctx, name); err != nil {
+				return nil, err
+			}
+		}
+		f = next
+	}
+	return f, nil
 }
 
 func fileExists(p string) bool {

@@ -278,6 +278,9 @@ func (p *Peer) after(name string, req interface{}, this, related types.ManagedOb
 				if err := p.syncVM(ref, nil); err != nil {
 					logf("%s: %v", name, err)
 				}
+				if q, ok := req.(*types.CreateVM_Task); ok {
+					p.afterCreateVM(ref, q)
+				}
 			}
 		}
 	case "ReconfigVM_Task", "RelocateVM_Task", "Destroy_Task", "UnregisterVM":

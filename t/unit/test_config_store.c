@@ -38,7 +38,7 @@ static const char rules_yaml[] =
     "name: rep\n"
     "source: { platform: vc-a, vms: [web01] }\n"
     "node: local\n"
-    "target: { platform: vc-a, datacenter: DC0, host: H0, datastore: DS0 }\n"
+    "target: { platform: vc-a, datacenter: DC0, host: H0, datastore: DS0, name: \"{vm}-copy\" }\n"
     "options: { auto_sync: false }\n";
 
 static const char rules2_yaml[] =
@@ -46,7 +46,7 @@ static const char rules2_yaml[] =
     "name: rep\n"
     "source: { platform: vc-a, vms: [web01, web02] }\n"
     "node: local\n"
-    "target: { platform: vc-a, datacenter: DC0, host: H0, datastore: DS0 }\n"
+    "target: { platform: vc-a, datacenter: DC0, host: H0, datastore: DS0, name: \"{vm}-copy\" }\n"
     "options: { auto_sync: false }\n";
 
 static const char broken_yaml[] = "kind: replication\nname: [oops\n";

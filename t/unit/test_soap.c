@@ -194,6 +194,103 @@ test_vm_absurd_values(void **state)
 	    "2", "\"1234567890123456789012345678901234567890\"...");
 }
 
+/* Every kind of device a copy needs, and the properties around them. */
+static void
+test_vm_hardware(void **state)
+{
+	struct soap_reply r;
+	struct vs_vm vm, copy;
+	struct vs_vm_spec spec;
+	struct vs_drive bad;
+	char *err = NULL, *why;
+	char *body = xasprintf(ENV_OPEN
+	    "<RetrievePropertiesExResponse xmlns=\"urn:vim25\"><returnval><objects><obj type=\"VirtualMachine\">vm-1</obj>"
+	    "<propSet><name>name</name><val>old01</val></propSet>"
+	    "<propSet><name>parent</name><val type=\"Folder\">group-v7</val></propSet>"
+	    "<propSet><name>config.firmware</name><val>efi</val></propSet>"
+	    "<propSet><name>config.bootOptions</name><val><efiSecureBootEnabled>true</efiSecureBootEnabled></val></propSet>"
+	    "<propSet><name>config.hardware.numCPU</name><val>4</val></propSet>"
+	    "<propSet><name>config.hardware.numCoresPerSocket</name><val>2</val></propSet>"
+	    "<propSet><name>config.extraConfig</name><val>"
+	    "<OptionValue><key>guestinfo.note</key><value xsi:type=\"xsd:string\">no</value></OptionValue>"
+	    "<OptionValue><key>disk.EnableUUID</key><value xsi:type=\"xsd:string\">TRUE</value></OptionValue></val></propSet>"
+	    "<propSet><name>config.hardware.device</name><val xsi:type=\"ArrayOfVirtualDevice\">"
+	    "<VirtualDevice xsi:type=\"VirtualSIOController\"><key>400</key><busNumber>0</busNumber></VirtualDevice>"
+	    "<VirtualDevice xsi:type=\"VirtualAHCIController\"><key>15000</key><busNumber>0</busNumber></VirtualDevice>"
+	    "<VirtualDevice xsi:type=\"VirtualNVMEController\"><key>31000</key><busNumber>1</busNumber></VirtualDevice>"
+	    "<VirtualDevice xsi:type=\"VirtualLsiLogicSASController\"><key>1000</key>"
+	    "<slotInfo xsi:type=\"VirtualDevicePciBusSlotInfo\"><pciSlotNumber>160</pciSlotNumber></slotInfo>"
+	    "<busNumber>2</busNumber><sharedBus>noSharing</sharedBus></VirtualDevice>"
+	    "<VirtualDevice xsi:type=\"VirtualDisk\"><key>2000</key>" FILE_OK "<controllerKey>31000</controllerKey>"
+	    "<unitNumber>3</unitNumber><capacityInBytes>1048576</capacityInBytes></VirtualDevice>"
+	    "<VirtualDevice xsi:type=\"VirtualCdrom\"><key>16000</key><controllerKey>15000</controllerKey>"
+	    "<unitNumber>1</unitNumber></VirtualDevice>"
+	    "<VirtualDevice xsi:type=\"VirtualFloppy\"><key>8000</key><controllerKey>400</controllerKey>"
+	    "<unitNumber>0</unitNumber></VirtualDevice>"
+	    "<VirtualDevice xsi:type=\"VirtualE1000e\"><key>4000</key><backing><deviceName>LAN</deviceName></backing>"
+	    "<connectable><startConnected>false</startConnected></connectable>"
+	    "<slotInfo xsi:type=\"VirtualDevicePciBusSlotInfo\"><pciSlotNumber>192</pciSlotNumber></slotInfo>"
+	    "<addressType>manual</addressType><macAddress>00:50:56:00:00:01</macAddress></VirtualDevice>"
+	    "</val></propSet></objects></returnval></RetrievePropertiesExResponse>" ENV_CLOSE);
+
+	assert_int_equal(soap_parse_reply(body, strlen(body), &r, &err), 0);
+	assert_int_equal(vs_parse_vm_object(xml_child(xml_child(r.body_child, "returnval"), "objects"), &vm), 0);
+	soap_reply_free(&r);
+	free(body);
+	assert_null(vm.problem);
+	assert_string_equal(vm.folder, "group-v7");
+	assert_string_equal(vm.firmware, "efi");
+	assert_int_equal(vm.secure_boot, 1);
+	assert_int_equal(vm.cores_per_socket, 2);
+	assert_int_equal(vm.nextra, 1);  /* guestinfo is not a boot key */
+	assert_string_equal(vm.extra[0].key, "disk.EnableUUID");
+	assert_int_equal(vm.ncontrollers, 4);
+	assert_string_equal(vs_ctrl_kind_name(vm.controllers[1].kind), "ahci");
+	assert_string_equal(vs_ctrl_kind_name(vm.controllers[2].kind), "nvme");
+	assert_string_equal(vs_ctrl_kind_name(vm.controllers[3].kind), "lsilogic-sas");
+	assert_int_equal(vm.controllers[3].bus, 2);
+	assert_int_equal(vm.controllers[3].pci_slot, 160);
+	assert_int_equal(vm.disks[0].controller_key, 31000);
+	assert_int_equal(vm.disks[0].unit, 3);
+	assert_int_equal(vm.ncdroms, 1);
+	assert_int_equal(vm.cdroms[0].controller_key, 15000);
+	assert_int_equal(vm.nfloppies, 1);
+	assert_int_equal(vm.nnics, 1);
+	assert_string_equal(vs_nic_model(vm.nics[0].type), "e1000e");
+	assert_string_equal(vm.nics[0].mac, "00:50:56:00:00:01");
+	assert_string_equal(vm.nics[0].address_type, "manual");
+	assert_int_equal(vm.nics[0].pci_slot, 192);
+	assert_int_equal(vm.nics[0].start_connected, 0);
+
+	/* A copy holds the same; a spec of it can be created as it is. */
+	vs_vm_dup(&vm, &copy);
+	vs_vm_free(&vm);
+	memset(&spec, 0, sizeof(spec));
+	spec.controllers = copy.controllers;
+	spec.ncontrollers = copy.ncontrollers;
+	spec.disks = copy.disks;
+	spec.ndisks = copy.ndisks;
+	spec.cdroms = copy.cdroms;
+	spec.ncdroms = copy.ncdroms;
+	spec.floppies = copy.floppies;
+	spec.nfloppies = copy.nfloppies;
+	assert_null(vs_vm_spec_problem(&spec));
+	/* A drive on a controller the VM does not have, or on a taken unit. */
+	bad = (struct vs_drive){ 16001, 201, 0 };
+	spec.cdroms = &bad;
+	spec.ncdroms = 1;
+	why = vs_vm_spec_problem(&spec);
+	assert_non_null(why);
+	assert_non_null(strstr(why, "CD-ROM 0 is on controller 201, which the VM does not have"));
+	free(why);
+	bad = (struct vs_drive){ 16001, 31000, 3 };
+	why = vs_vm_spec_problem(&spec);
+	assert_non_null(why);
+	assert_non_null(strstr(why, "disk 0 and CD-ROM 0 are both at unit 3 of controller 31000"));
+	free(why);
+	vs_vm_free(&copy);
+}
+
 /* A QueryChangedDiskAreas returnval from its inner XML. */
 static int
 changes(const char *inner, uint64_t offset, uint64_t capacity, struct vs_extent **ext, size_t *n, uint64_t *next,
@@ -306,6 +403,7 @@ main(void)
 		cmocka_unit_test(test_large_reply_is_refused),
 		cmocka_unit_test(test_real_reply_parses),
 		cmocka_unit_test(test_vm_absurd_values),
+		cmocka_unit_test(test_vm_hardware),
 		cmocka_unit_test(test_changes_malformed_area),
 		cmocka_unit_test(test_changes_out_of_order),
 		cmocka_unit_test(test_extents_cap_merges),
