@@ -1,4 +1,4 @@
-/* The daemon: wires configuration, jobs, scheduler, store and the status
+/* The daemon: wires configuration, jobs, transfer slots, store and the status
  * socket together on the one loop.  Everything that happens arrives here
  * as an event: signals, config directory changes, socket requests. */
 #include "engine/engine.h"
@@ -27,7 +27,7 @@
 #include "engine/platform.h"
 #include "engine/runs.h"
 #include "drivers/vsops.h"
-#include "engine/sched.h"
+#include "engine/slots.h"
 #include "engine/core/store.h"
 #include "engine/core/units.h"
 #include "engine/core/util.h"
@@ -151,7 +151,7 @@ engine_apply_config(int initial)
 	struct job *j, *next;
 	size_t i, k;
 
-	sched_set_limits(c->system.max_tasks, c->system.max_tasks_per_host);
+	slots_set_limits(c->system.max_tasks, c->system.max_tasks_per_host);
 	platform_apply_config(c);
 
 	/* Re-point every job at its rule; jobs whose rule (or VM) is gone stop. */
@@ -445,7 +445,7 @@ op_ping(void)
 {
 	return json_pack("{s:b,s:s,s:I,s:I,s:i,s:i,s:i,s:i,s:o,s:I,s:o}", "ok", 1, "version", VMFERRY_VERSION,
 	    "uptime_s", (json_int_t)(time(NULL) - eng.started), "jobs", (json_int_t)job_count(), "active",
-	    sched_active_total(), "pending", sched_queued_total(), "clients", ctl_client_count(), "max_clients",
+	    slots_active_total(), "pending", slots_queued_total(), "clients", ctl_client_count(), "max_clients",
 	    ctl_client_max(), "config_errors", errors_to_json(), "config_generation",
 	    (json_int_t)eng.loader.generation, "store", store_to_json());
 }
@@ -502,8 +502,8 @@ op_jobs(const struct request *req)
 {
 	json_t *arr = jobs_json(req);
 
-	return json_pack("{s:b,s:o,s:i,s:i,s:s?}", "ok", 1, "jobs", arr, "pending", sched_queued_total(), "active",
-	    sched_active_total(), "store_error", store_failure(NULL));
+	return json_pack("{s:b,s:o,s:i,s:i,s:s?}", "ok", 1, "jobs", arr, "pending", slots_queued_total(), "active",
+	    slots_active_total(), "store_error", store_failure(NULL));
 }
 
 static json_t *
@@ -945,7 +945,7 @@ engine_run(const struct engine_opts *o)
 		log_err("cannot initialise libcurl");
 		goto out_store;
 	}
-	sched_init(eng.base);
+	slots_init(eng.base);
 	job_init(eng.base);
 	job_set_observer(engine_job_changed);
 	runs_init(eng.base);
@@ -1001,7 +1001,7 @@ out_jobs:
 	http_shutdown();
 out_store:
 	store_close();
-	sched_free();
+	slots_free();
 	for (n = 0; n < eng.nbuckets; n++) {
 		free(eng.buckets[n].rule);
 		free(eng.buckets[n].bucket);

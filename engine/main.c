@@ -76,8 +76,8 @@ main(int argc, char **argv)
 	 * write pieces, curl and TLS state per request).  By default glibc
 	 * gives the top of the heap back after each free and faults it in
 	 * again on the next request: a tenth of a sparse copy's CPU went to
-	 * page faults.  Keep freed memory while work runs; the scheduler
-	 * trims when the node goes idle (sched.c). */
+	 * page faults.  Keep freed memory while work runs; the transfer
+	 * slots trim when the node goes idle (slots.c). */
 	mallopt(M_MMAP_THRESHOLD, 1 << 20);
 	mallopt(M_TRIM_THRESHOLD, 32 << 20);
 #endif

@@ -17,7 +17,7 @@ static const char *const bak_events[] = { FSM_COMMON_EVENTS(FSM_EVENT_NAME) BACK
  * come; t/unit/test_fsm.c lists them. */
 static const struct fsm_row bak_rows[] = {
 	/* Backups wait for their schedule, not for a slot. */
-	{ BAK_STARTING, EV_SCHEDULE, BAK_IDLE, NULL },
+	{ BAK_STARTING, EV_STARTED, BAK_IDLE, NULL },
 	{ BAK_IDLE, BAK_EV_RUN, BAK_QUEUED, NULL },
 	{ BAK_COMPLETE, BAK_EV_RUN, BAK_QUEUED, NULL },
 	{ FSM_ANY, BAK_EV_RUN, FSM_REJECT, NULL },

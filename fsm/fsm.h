@@ -38,8 +38,8 @@ struct fsm_state_info {
 	X(STOP, "stop")                 /* user stop */                          \
 	X(DELETE, "delete")             /* user delete: stop and clean up */     \
 	X(RULE_REMOVED, "rule_removed") /* its config file went away */          \
-	X(SCHEDULE, "schedule")         /* ready to wait for a slot */           \
-	X(ADMIT, "admit")               /* the scheduler granted a slot */       \
+	X(STARTED, "started")           /* start-up done: wait for a slot */     \
+	X(ADMIT, "admit")               /* a transfer slot was granted */        \
 	X(OK, "ok")                     /* the current step finished */          \
 	X(FAIL, "fail")                 /* a permanent error */                  \
 	X(PEER_LOST, "peer_lost")       /* platform or node unreachable */       \

@@ -12,8 +12,8 @@ static const char *const mig_events[] = { FSM_COMMON_EVENTS(FSM_EVENT_NAME) MIGR
 static const struct fsm_row mig_rows[] = {
 	/* The forward path. */
 	/* starting: the source VM found in its platform's inventory. */
-	{ MIG_STARTING, EV_SCHEDULE, MIG_QUEUED, NULL },
-	/* queued: the scheduler granted a transfer slot. */
+	{ MIG_STARTING, EV_STARTED, MIG_QUEUED, NULL },
+	/* queued: a transfer slot was granted. */
 	{ MIG_QUEUED, EV_ADMIT, MIG_CREATING_VM, NULL },
 	/* creating_vm: the target VM created (or found). */
 	{ MIG_CREATING_VM, EV_OK, MIG_FETCHING_CONFIG, NULL },

@@ -17,7 +17,7 @@ static const char *const rep_events[] = { FSM_COMMON_EVENTS(FSM_EVENT_NAME) REPL
  * still to come; t/unit/test_fsm.c lists them. */
 static const struct fsm_row rep_rows[] = {
 	/* A cycle. */
-	{ REP_STARTING, EV_SCHEDULE, REP_QUEUED, NULL },
+	{ REP_STARTING, EV_STARTED, REP_QUEUED, NULL },
 	{ REP_QUEUED, EV_ADMIT, REP_CREATING_VM, NULL },
 	{ REP_CREATING_VM, EV_OK, REP_FETCHING_CONFIG, NULL },
 	{ REP_FETCHING_CONFIG, EV_OK, REP_QUERYING_CHANGES, NULL },

@@ -93,11 +93,11 @@ hook_persist(struct job *j, int from, int event, const char *reason)
 	else if (!(fl_to & (FSM_F_FAILED | FSM_F_INVALID)))
 		job_set_error(j, NULL);
 	if ((fl_from & FSM_F_SLOT) && !(fl_to & FSM_F_SLOT))
-		sched_release(&j->sched);
+		slots_release(&j->slot);
 	if (fl_to & FSM_F_SLOT)
-		sched_hold(&j->sched);
+		slots_hold(&j->slot);
 	if (!(fl_to & FSM_F_QUEUED))
-		sched_dequeue(&j->sched);
+		slots_dequeue(&j->slot);
 	job_persist(j);
 	if (from != j->fsm.state)
 		job_log(j, LOG_INFO, "%s -> %s (event %s)%s%s", t->states[from].id,
@@ -126,9 +126,9 @@ hook_release(struct job *j)
 }
 
 static void
-job_admit(struct sched_item *it)
+job_admit(struct slot_item *it)
 {
-	struct job *j = (struct job *)((char *)it - offsetof(struct job, sched));
+	struct job *j = (struct job *)((char *)it - offsetof(struct job, slot));
 
 	fsm_dispatch(j, EV_ADMIT, NULL);
 }
@@ -176,8 +176,8 @@ job_shutdown(void)
 	while ((j = TAILQ_FIRST(&js.jobs)) != NULL) {
 		job_cancel_work(j);
 		TAILQ_REMOVE(&js.jobs, j, link);
-		sched_dequeue(&j->sched);
-		sched_release(&j->sched);
+		slots_dequeue(&j->slot);
+		slots_release(&j->slot);
 		j->forgotten = 1;
 		if (--j->refs <= 0)
 			job_free(j);
@@ -228,7 +228,7 @@ job_alloc(enum cfg_kind kind, const char *rule, const char *vm)
 	j->vm = xstrdup(vm);
 	j->fsm.table = job_table_for(kind);
 	j->fsm.state = j->fsm.table->initial;
-	j->sched.admit = job_admit;
+	j->slot.admit = job_admit;
 	j->refs = 1;
 	j->invalid_backoff = INVALID_BACKOFF_MIN;
 	job_make_key(j);
@@ -290,7 +290,7 @@ job_persist(struct job *j)
 	rec_put_str(&r, j->vm);
 	rec_put_str(&r, j->fsm.table->states[j->fsm.state].id);
 	rec_put_str(&r, j->error);
-	rec_put_str(&r, j->sched.host);
+	rec_put_str(&r, j->slot.host);
 	rec_put_u64(&r, j->bytes_done);
 	rec_put_u64(&r, j->bytes_total);
 	rec_put_u64(&r, (uint64_t)j->created);
@@ -375,7 +375,7 @@ job_load_one(const void *key, size_t klen, const void *val, size_t vlen, void *a
 	j = job_alloc((enum cfg_kind)kind, rule, vm);
 	j->fsm.state = st;
 	j->error = err && *err ? xstrdup(err) : NULL;
-	sched_set_host(&j->sched, host);
+	slots_set_host(&j->slot, host);
 	j->bytes_done = rec_get_u64(&r);
 	j->bytes_total = rec_get_u64(&r);
 	j->created = (int64_t)rec_get_u64(&r);
@@ -385,7 +385,7 @@ job_load_one(const void *key, size_t klen, const void *val, size_t vlen, void *a
 	if (r.bad)
 		log_warn("job %s/%s: record truncated, loaded what was readable", rule, vm);
 	if (job_flags(j) & FSM_F_SLOT)
-		sched_hold(&j->sched);
+		slots_hold(&j->slot);
 	stats_load(j);
 	(*(size_t *)arg)++;
 out:
@@ -613,7 +613,7 @@ job_to_json(const struct job *j)
 	    "label_zh", si->label_zh, "label_en", si->label_en, "progress", progress, "bytes_done",
 	    (json_int_t)j->bytes_done, "bytes_total", (json_int_t)j->bytes_total, "rate_bps",
 	    (json_int_t)j->rate_bps, "error", j->error, "pending", (si->flags & FSM_F_QUEUED) != 0,
-	    "queue_position", sched_position(&j->sched), "host", j->sched.host, "updated",
+	    "queue_position", slots_position(&j->slot), "host", j->slot.host, "updated",
 	    (json_int_t)j->updated, "unviewed_errors", (json_int_t)j->stats.unviewed_errors);
 }
 
@@ -641,13 +641,13 @@ job_enter_starting(struct job *j, int event)
 		fsm_dispatch(j, EV_RULE_REMOVED, "its rule is no longer configured");
 		return;
 	}
-	fsm_dispatch(j, EV_SCHEDULE, NULL);
+	fsm_dispatch(j, EV_STARTED, NULL);
 }
 
 void
 job_enter_queued(struct job *j, int event)
 {
-	sched_enqueue(&j->sched);
+	slots_enqueue(&j->slot);
 }
 
 void
@@ -716,8 +716,8 @@ job_forget(struct job *j, int event)
 		store_del_prefix(STORE_LOG, prefix, j->keylen + 1);
 		free(prefix);
 	}
-	sched_dequeue(&j->sched);
-	sched_release(&j->sched);
+	slots_dequeue(&j->slot);
+	slots_release(&j->slot);
 	if (j->timer != NULL)
 		event_del(j->timer);
 	if (js.observer != NULL)

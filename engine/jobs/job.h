@@ -10,7 +10,7 @@
 
 #include "engine/config.h"
 #include "engine/core/log.h"
-#include "engine/sched.h"
+#include "engine/slots.h"
 #include "fsm/fsm.h"
 
 struct event_base;
@@ -30,7 +30,7 @@ struct job_stats {
 struct job {
 	TAILQ_ENTRY(job) link;
 	struct fsm_instance fsm;
-	struct sched_item sched;
+	struct slot_item slot;
 	enum cfg_kind kind;
 	char *rule;
 	char *vm;

@@ -21,7 +21,7 @@
 #include "engine/jobs/job.h"
 #include "engine/jobs/sync.h"
 #include "engine/platform.h"
-#include "engine/sched.h"
+#include "engine/slots.h"
 
 /* ---- tokens ---- */
 
@@ -413,8 +413,8 @@ found_source(const struct vs_inventory *inv, const char *error, int refused, dou
 		rt_fail(j, "VM %s not found on platform %s", j->vm, j->cfg->source_platform);
 		return;
 	}
-	sched_set_host(&j->sched, vm != NULL && vm->host_name ? vm->host_name : "");
-	fsm_dispatch(j, EV_SCHEDULE, NULL);
+	slots_set_host(&j->slot, vm != NULL && vm->host_name ? vm->host_name : "");
+	fsm_dispatch(j, EV_STARTED, NULL);
 }
 
 void

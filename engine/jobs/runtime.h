@@ -81,7 +81,7 @@ void rt_sync_settings(struct job *j, struct sync_settings *s);
 
 /* starting: find the VM on the source platform (asking afresh once when
  * the cached inventory lacks it); its ESXi host decides its
- * max_tasks_per_host slot; then EV_SCHEDULE.  may_be_gone: a missing VM
+ * max_tasks_per_host slot; then EV_STARTED.  may_be_gone: a missing VM
  * is no error (after a cutover the source may be gone or renamed). */
 void rt_find_source(struct job *j, int may_be_gone);
 

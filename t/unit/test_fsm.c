@@ -135,7 +135,7 @@ is_command(const struct fsm_table *t, int event)
 	return in_list(commands_common, name) || in_list(own, name);
 }
 
-static const char *const completions_common[] = { "schedule", "admit", "ok", "fail", "peer_lost", "peer_back",
+static const char *const completions_common[] = { "started", "admit", "ok", "fail", "peer_lost", "peer_back",
 	"cleaned", NULL };
 static const char *const completions_mig[] = { "full_done", "catchup_done", "requery", NULL };
 static const char *const completions_rep[] = { "cycle_done", "last_done", NULL };
@@ -160,9 +160,9 @@ is_completion(const struct fsm_table *t, int event)
  *   rule_removed, start from a reload; resume at start-up);
  * - slot states: peer_lost from engine_store_failing (commits keep
  *   failing), besides their own work's;
- * - queued: admit, from the scheduler only (sched_enqueue is
+ * - queued: admit, from the transfer slots only (slots_enqueue is
  *   job_enter_queued's; leaving queued dequeues);
- * - starting: rule_removed (no rule) and schedule (job_enter_starting;
+ * - starting: rule_removed (no rule) and started (job_enter_starting;
  *   migration: rt_find_source), and for migration fail (an unreadable
  *   record, VM not found, platform refused) and peer_lost (platform
  *   unreachable);
@@ -186,7 +186,7 @@ struct sends {
 };
 
 static const struct sends sends[] = {
-	{ &fsm_migration, "starting", "rule_removed schedule fail peer_lost", "" },
+	{ &fsm_migration, "starting", "rule_removed started fail peer_lost", "" },
 	{ &fsm_migration, "queued", "admit", "" },
 	{ &fsm_migration, "creating_vm", "ok fail peer_lost", "" },
 	{ &fsm_migration, "fetching_config", "ok fail peer_lost", "" },
@@ -201,7 +201,7 @@ static const struct sends sends[] = {
 	{ &fsm_migration, "failed", "fail", "" },
 	{ &fsm_migration, "deleting", "cleaned", "" },
 
-	{ &fsm_replication, "starting", "rule_removed schedule", "" },
+	{ &fsm_replication, "starting", "rule_removed started", "" },
 	{ &fsm_replication, "queued", "admit", "" },
 	{ &fsm_replication, "creating_vm", "peer_lost", "ok fail" },
 	{ &fsm_replication, "fetching_config", "peer_lost", "ok fail" },
@@ -220,7 +220,7 @@ static const struct sends sends[] = {
 	{ &fsm_replication, "failed", "", "" },
 	{ &fsm_replication, "deleting", "cleaned", "" },
 
-	{ &fsm_backup, "starting", "rule_removed schedule", "" },
+	{ &fsm_backup, "starting", "rule_removed started", "" },
 	{ &fsm_backup, "idle", "", "" },
 	{ &fsm_backup, "queued", "admit", "" },
 	{ &fsm_backup, "preparing", "peer_lost", "ok fail" },
@@ -352,10 +352,10 @@ test_completions_where_work_sends_them(void **unused)
 			if ((fl & FSM_F_SLOT) && !in_words(w->sent, "peer_lost"))
 				fail_msg("%s: slot state %s: the store's failing commits send peer_lost", t->kind, st);
 			if ((fl & FSM_F_QUEUED) && !in_words(w->sent, "admit"))
-				fail_msg("%s: queued state %s: the scheduler sends admit", t->kind, st);
+				fail_msg("%s: queued state %s: the transfer slots send admit", t->kind, st);
 			if (in_words(w->sent, "admit") && !(fl & FSM_F_QUEUED))
-				fail_msg("%s: %s is not queued: the scheduler never admits it", t->kind, st);
-			if ((enter == job_enter_starting && !in_words(w->sent, "schedule")) ||
+				fail_msg("%s: %s is not queued: the transfer slots never admit it", t->kind, st);
+			if ((enter == job_enter_starting && !in_words(w->sent, "started")) ||
 			    (enter == job_enter_stopping && !in_words(w->sent, "ok")) ||
 			    (enter == job_enter_invalid && !in_words(w->sent, "peer_back")) ||
 			    (enter == job_enter_deleting && !in_words(w->sent, "cleaned")) ||
@@ -593,7 +593,7 @@ test_migration_forward_path(void **unused)
 	const struct fsm_table *t = &fsm_migration;
 	int ok = event_of(t, "ok");
 
-	assert_int_equal(target(t, state_of(t, "starting"), event_of(t, "schedule")), state_of(t, "queued"));
+	assert_int_equal(target(t, state_of(t, "starting"), event_of(t, "started")), state_of(t, "queued"));
 	assert_int_equal(target(t, state_of(t, "queued"), event_of(t, "admit")), state_of(t, "creating_vm"));
 	assert_int_equal(target(t, state_of(t, "creating_vm"), ok), state_of(t, "fetching_config"));
 	assert_int_equal(target(t, state_of(t, "fetching_config"), ok), state_of(t, "querying_changes"));
@@ -704,7 +704,7 @@ test_backup_cycle(void **unused)
 	int ok = EV_OK;
 
 	assert_int_equal(t->initial, state_of(t, "starting"));
-	assert_int_equal(target(t, state_of(t, "starting"), EV_SCHEDULE), state_of(t, "idle"));
+	assert_int_equal(target(t, state_of(t, "starting"), EV_STARTED), state_of(t, "idle"));
 	assert_int_equal(target(t, state_of(t, "idle"), event_of(t, "run")), state_of(t, "queued"));
 	assert_int_equal(target(t, state_of(t, "queued"), EV_ADMIT), state_of(t, "preparing"));
 	assert_int_equal(target(t, state_of(t, "preparing"), ok), state_of(t, "saving_config"));
@@ -719,7 +719,7 @@ test_backup_cycle(void **unused)
 static void
 test_event_names(void **unused)
 {
-	static const char *const common[] = { "start", "stop", "delete", "rule_removed", "schedule", "admit",
+	static const char *const common[] = { "start", "stop", "delete", "rule_removed", "started", "admit",
 		"ok", "fail", "peer_lost", "peer_back", "cleaned", "resume" };
 	size_t k, c;
 	int e, m;
@@ -1060,14 +1060,14 @@ test_dispatch_without_row_aborts(void **unused)
 	int status;
 
 	job_init_fake(&j);
-	assert_null(fsm_lookup(&t_table, T_A, EV_SCHEDULE));
+	assert_null(fsm_lookup(&t_table, T_A, EV_STARTED));
 	fflush(NULL);
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		if (freopen("/dev/null", "w", stderr) == NULL)
 			_exit(3);
-		fsm_dispatch(&j, EV_SCHEDULE, NULL);
+		fsm_dispatch(&j, EV_STARTED, NULL);
 		_exit(0);
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);

@@ -1,6 +1,6 @@
 /* Unit tests for engine/jobs/job.c on a real store in a temp directory, without
  * an event loop: store_commit() stands in for the loop's group commit and
- * sched_pass() for the scheduler's kick.  job_init() installs the real FSM
+ * slots_pass() for the scheduler's kick.  job_init() installs the real FSM
  * hooks, so these tests see what the daemon does. */
 #define _GNU_SOURCE
 #include <setjmp.h>
@@ -47,8 +47,8 @@ static void
 engine_up(void)
 {
 	assert_int_equal(store_open(dir, NULL), 0);
-	sched_init(NULL);
-	sched_set_limits(4, 4);
+	slots_init(NULL);
+	slots_set_limits(4, 4);
 	job_init(NULL);
 }
 
@@ -57,7 +57,7 @@ engine_down(void)
 {
 	job_shutdown();
 	store_close();
-	sched_free();
+	slots_free();
 }
 
 static int
@@ -112,7 +112,7 @@ queued_job(const char *vm)
 
 	settle();
 	assert_string_equal(state_id(j), "queued");
-	assert_true(j->sched.queued);
+	assert_true(j->slot.queued);
 	return j;
 }
 
@@ -190,27 +190,27 @@ test_create_persists_then_runs(void **unused)
 	assert_string_equal(state_id(j), "starting");
 	/* on its way to disk, and nothing has started yet */
 	assert_true(store_has(STORE_JOBS, j->key, j->keylen));
-	assert_int_equal(sched_queued_total(), 0);
+	assert_int_equal(slots_queued_total(), 0);
 
 	/* the commit makes 启动 durable; its work schedules the job */
 	assert_int_equal(store_commit(), 0);
 	assert_string_equal(state_id(j), "queued");
 	/* ... but 排队中 must be durable before the job joins the queue */
-	assert_int_equal(sched_queued_total(), 0);
+	assert_int_equal(slots_queued_total(), 0);
 	assert_int_equal(store_commit(), 0);
-	assert_int_equal(sched_queued_total(), 1);
-	assert_int_equal(sched_position(&j->sched), 1);
+	assert_int_equal(slots_queued_total(), 1);
+	assert_int_equal(slots_position(&j->slot), 1);
 
 	/* a pass admits it: it takes a slot and starts creating the VM */
-	assert_int_equal(sched_pass(), 1);
+	assert_int_equal(slots_pass(), 1);
 	assert_string_equal(state_id(j), "creating_vm");
-	assert_int_equal(sched_active_total(), 1);
-	assert_int_equal(sched_queued_total(), 0);
+	assert_int_equal(slots_active_total(), 1);
+	assert_int_equal(slots_queued_total(), 0);
 	settle();
 	assert_string_equal(state_id(j), "creating_vm");
 
 	assert_true(log_has(j, "job created in state starting"));
-	assert_true(log_has(j, "starting -> queued (event schedule)"));
+	assert_true(log_has(j, "starting -> queued (event started)"));
 	assert_true(log_has(j, "queued -> creating_vm (event admit)"));
 }
 
@@ -219,19 +219,19 @@ test_queue_respects_max_tasks(void **unused)
 {
 	struct job *a, *b;
 
-	sched_set_limits(1, 1);
+	slots_set_limits(1, 1);
 	a = queued_job("web01");
 	b = queued_job("web02");
-	assert_int_equal(sched_pass(), 1);
+	assert_int_equal(slots_pass(), 1);
 	assert_string_equal(state_id(a), "creating_vm");
 	assert_string_equal(state_id(b), "queued");
-	assert_int_equal(sched_position(&b->sched), 1);
+	assert_int_equal(slots_position(&b->slot), 1);
 	/* a failure gives the slot back */
 	assert_int_equal(fsm_dispatch(a, EV_FAIL, "datastore full"), FSM_DONE);
 	assert_string_equal(state_id(a), "failed");
 	assert_string_equal(a->error, "datastore full");
-	assert_int_equal(sched_active_total(), 0);
-	assert_int_equal(sched_pass(), 1);
+	assert_int_equal(slots_active_total(), 0);
+	assert_int_equal(slots_pass(), 1);
 	assert_string_equal(state_id(b), "creating_vm");
 }
 
@@ -243,8 +243,8 @@ test_stop_and_start_again(void **unused)
 	assert_int_equal(fsm_dispatch(j, EV_STOP, "stopped by the user"), FSM_DONE);
 	assert_string_equal(state_id(j), "stopping");
 	/* it leaves the queue at once */
-	assert_int_equal(sched_queued_total(), 0);
-	assert_int_equal(sched_pass(), 0);
+	assert_int_equal(slots_queued_total(), 0);
+	assert_int_equal(slots_pass(), 0);
 	settle();
 	assert_string_equal(state_id(j), "stopped");
 	assert_int_equal(fsm_dispatch(j, EV_STOP, NULL), FSM_IGNORED);
@@ -252,7 +252,7 @@ test_stop_and_start_again(void **unused)
 	assert_int_equal(fsm_dispatch(j, EV_START, NULL), FSM_DONE);
 	settle();
 	assert_string_equal(state_id(j), "queued");
-	assert_int_equal(sched_queued_total(), 1);
+	assert_int_equal(slots_queued_total(), 1);
 }
 
 static void
@@ -262,7 +262,7 @@ test_job_without_rule_stops(void **unused)
 
 	settle();
 	assert_string_equal(state_id(j), "stopped");
-	assert_int_equal(sched_queued_total(), 0);
+	assert_int_equal(slots_queued_total(), 0);
 	assert_true(log_has(j, "no longer configured"));
 }
 
@@ -421,18 +421,18 @@ test_restart_restores_everything(void **unused)
 	assert_true(json_equal(js_before, js_after));
 
 	/* not yet back in the queue: resuming redoes the state's work */
-	assert_int_equal(sched_queued_total(), 0);
+	assert_int_equal(slots_queued_total(), 0);
 	job_resume_all();
 	settle();
-	assert_int_equal(sched_queued_total(), 1);
+	assert_int_equal(slots_queued_total(), 1);
 	assert_string_equal(state_id(j), "queued");
-	assert_int_equal(sched_pass(), 1);
+	assert_int_equal(slots_pass(), 1);
 	assert_string_equal(state_id(j), "creating_vm");
 
 	/* a job in a transfer state comes back holding its slot */
 	settle();
 	assert_int_equal(restart(), 2);
-	assert_int_equal(sched_active_total(), 1);
+	assert_int_equal(slots_active_total(), 1);
 	assert_string_equal(state_id(job_find(CFG_REPLICATION, "mv", "web01")), "creating_vm");
 
 	json_decref(log_before);
@@ -467,7 +467,7 @@ test_delete_keeps_neighbours(void **unused)
 	memcpy(bkey, b->key, bkeylen);
 
 	assert_int_equal(fsm_dispatch(b, EV_DELETE, NULL), FSM_DONE);
-	assert_int_equal(sched_queued_total(), 2); /* a/b left the queue: mv/b and a/bc remain */
+	assert_int_equal(slots_queued_total(), 2); /* a/b left the queue: mv/b and a/bc remain */
 	for (i = 0; i < 10 && job_find(CFG_REPLICATION, "a", "b") != NULL; i++)
 		assert_int_equal(store_commit(), 0);
 	assert_null(job_find(CFG_REPLICATION, "a", "b"));
@@ -541,7 +541,7 @@ test_to_json_fields(void **unused)
 
 	/* a failure keeps its reason; the next good step clears it (a
 	 * failure comes from work: a slot state's, not the queue's) */
-	assert_int_equal(sched_pass(), 1);
+	assert_int_equal(slots_pass(), 1);
 	assert_string_equal(state_id(j), "creating_vm");
 	assert_int_equal(fsm_dispatch(j, EV_FAIL, "no such datastore"), FSM_DONE);
 	o = job_to_json(j);
@@ -590,7 +590,7 @@ test_crash_while_deleting_resumes(void **unused)
 
 		if (store_open(dir, NULL) != 0)
 			_exit(2);
-		sched_init(NULL);
+		slots_init(NULL);
 		job_init(NULL);
 		j = job_create(CFG_REPLICATION, "mv", "web01", &mig_rule);
 		for (i = 0; i < 3; i++)

@@ -426,8 +426,8 @@ setup(void **state)
 	loop_init();
 	if (store_open(dir, NULL) != 0)
 		return -1;
-	sched_init(NULL);
-	sched_set_limits(4, 4);
+	slots_init(NULL);
+	slots_set_limits(4, 4);
 	job_init(NULL);
 	memset(&src, 0, sizeof(src));
 	memset(&k, 0, sizeof(k));
@@ -448,7 +448,7 @@ setup(void **state)
 	}
 	/* A job whose state has rows for a pass's outcomes: preparing. */
 	job = job_create(CFG_BACKUP, "r", "web01", &rule);
-	assert_int_equal(fsm_dispatch(job, EV_SCHEDULE, NULL), FSM_DONE);
+	assert_int_equal(fsm_dispatch(job, EV_STARTED, NULL), FSM_DONE);
 	assert_int_equal(fsm_dispatch(job, BAK_EV_RUN, NULL), FSM_DONE);
 	assert_int_equal(fsm_dispatch(job, EV_ADMIT, NULL), FSM_DONE);
 	assert_string_equal(job_state_info(job)->id, "preparing");
@@ -491,7 +491,7 @@ teardown(void **state)
 	free(src.refused);
 	job_shutdown();
 	store_close();
-	sched_free();
+	slots_free();
 	loop_free();
 	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	return 0;

@@ -27,7 +27,7 @@
 
 #include "engine/jobs/job.h"
 #include "engine/core/log.h"
-#include "engine/sched.h"
+#include "engine/slots.h"
 #include "engine/core/store.h"
 #include "fsm/tables.h"
 
@@ -89,8 +89,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "fsmbench: cannot open the store in %s\n", dir);
 		return 1;
 	}
-	sched_init(NULL);
-	sched_set_limits(1, 1);
+	slots_init(NULL);
+	slots_set_limits(1, 1);
 	job_init(NULL);
 
 	names = calloc((size_t)njobs, sizeof(*names));
@@ -113,7 +113,7 @@ main(int argc, char **argv)
 		store_commit();
 	/* The scheduler may admit one (limit 1); that job sits in creating_vm,
 	 * which has no enter action, and takes part like the others. */
-	sched_pass();
+	slots_pass();
 	for (i = 0; i < 4; i++)
 		store_commit();
 
@@ -163,7 +163,7 @@ main(int argc, char **argv)
 	    (unsigned long long)(st1.writes - st0.writes), t1 - t0, (double)transitions / (t1 - t0));
 	job_shutdown();
 	store_close();
-	sched_free();
+	slots_free();
 	if (!keep)
 		nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	return 0;

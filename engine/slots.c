@@ -1,4 +1,4 @@
-#include "engine/sched.h"
+#include "engine/slots.h"
 
 #include <event2/event.h>
 #ifdef __GLIBC__
@@ -16,7 +16,7 @@ struct host_count {
 };
 
 static struct {
-	TAILQ_HEAD(, sched_item) queue;
+	TAILQ_HEAD(, slot_item) queue;
 	int nqueued;
 	int max_tasks;
 	int max_per_host;
@@ -29,9 +29,9 @@ static struct {
 } sc;
 
 static void
-sched_kick_cb(evutil_socket_t fd, short what, void *arg)
+slots_kick_cb(evutil_socket_t fd, short what, void *arg)
 {
-	sched_pass();
+	slots_pass();
 #ifdef __GLIBC__
 	/* The last slot was given back and nothing waits: what the transfers
 	 * freed (TLS and curl state, many small pieces) goes back to the
@@ -45,7 +45,7 @@ sched_kick_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-sched_lazy_init(void)
+slots_lazy_init(void)
 {
 	if (sc.init)
 		return;
@@ -56,15 +56,15 @@ sched_lazy_init(void)
 }
 
 void
-sched_init(struct event_base *base)
+slots_init(struct event_base *base)
 {
-	sched_lazy_init();
+	slots_lazy_init();
 	if (base != NULL && sc.kick_ev == NULL)
-		sc.kick_ev = event_new(base, -1, 0, sched_kick_cb, NULL);
+		sc.kick_ev = event_new(base, -1, 0, slots_kick_cb, NULL);
 }
 
 void
-sched_free(void)
+slots_free(void)
 {
 	if (sc.kick_ev != NULL)
 		event_free(sc.kick_ev);
@@ -73,12 +73,12 @@ sched_free(void)
 }
 
 void
-sched_set_limits(int max_tasks, int max_per_host)
+slots_set_limits(int max_tasks, int max_per_host)
 {
-	sched_lazy_init();
+	slots_lazy_init();
 	sc.max_tasks = max_tasks;
 	sc.max_per_host = max_per_host;
-	sched_kick();
+	slots_kick();
 }
 
 static struct host_count *
@@ -96,7 +96,7 @@ host_slot(const char *host)
 }
 
 void
-sched_set_host(struct sched_item *it, const char *host)
+slots_set_host(struct slot_item *it, const char *host)
 {
 	if (it->active) {
 		host_slot(it->host)->active--;
@@ -108,20 +108,20 @@ sched_set_host(struct sched_item *it, const char *host)
 }
 
 void
-sched_enqueue(struct sched_item *it)
+slots_enqueue(struct slot_item *it)
 {
-	sched_lazy_init();
+	slots_lazy_init();
 	if (it->queued)
 		return;
 	it->queued = 1;
 	it->queued_at = now_mono();
 	TAILQ_INSERT_TAIL(&sc.queue, it, link);
 	sc.nqueued++;
-	sched_kick();
+	slots_kick();
 }
 
 void
-sched_dequeue(struct sched_item *it)
+slots_dequeue(struct slot_item *it)
 {
 	if (!it->queued)
 		return;
@@ -131,12 +131,12 @@ sched_dequeue(struct sched_item *it)
 }
 
 void
-sched_hold(struct sched_item *it)
+slots_hold(struct slot_item *it)
 {
-	sched_lazy_init();
+	slots_lazy_init();
 	if (it->active)
 		return;
-	sched_dequeue(it);
+	slots_dequeue(it);
 	it->active = 1;
 	sc.active++;
 	sc.had_active = 1;
@@ -144,23 +144,23 @@ sched_hold(struct sched_item *it)
 }
 
 void
-sched_release(struct sched_item *it)
+slots_release(struct slot_item *it)
 {
 	if (!it->active)
 		return;
 	it->active = 0;
 	sc.active--;
 	host_slot(it->host)->active--;
-	sched_kick();
+	slots_kick();
 }
 
 int
-sched_pass(void)
+slots_pass(void)
 {
-	struct sched_item *it, *next;
+	struct slot_item *it, *next;
 	int admitted = 0;
 
-	sched_lazy_init();
+	slots_lazy_init();
 	for (it = TAILQ_FIRST(&sc.queue); it != NULL && sc.active < sc.max_tasks; it = next) {
 		next = TAILQ_NEXT(it, link);
 		if (host_slot(it->host)->active >= sc.max_per_host)
@@ -176,20 +176,20 @@ sched_pass(void)
 }
 
 void
-sched_kick(void)
+slots_kick(void)
 {
 	if (sc.kick_ev != NULL)
 		event_active(sc.kick_ev, EV_TIMEOUT, 1);
 }
 
 int
-sched_active_total(void)
+slots_active_total(void)
 {
 	return sc.active;
 }
 
 int
-sched_active_on(const char *host)
+slots_active_on(const char *host)
 {
 	size_t i;
 
@@ -200,15 +200,15 @@ sched_active_on(const char *host)
 }
 
 int
-sched_queued_total(void)
+slots_queued_total(void)
 {
 	return sc.nqueued;
 }
 
 int
-sched_position(const struct sched_item *it)
+slots_position(const struct slot_item *it)
 {
-	const struct sched_item *p;
+	const struct slot_item *p;
 	int n = 0;
 
 	if (!it->queued)
