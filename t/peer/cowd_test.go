@@ -571,6 +571,14 @@ func TestVMFS6SeSparse(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "web01-000001-delta.vmdk")); err == nil {
 		t.Errorf("a vmfsSparse extent on a VMFS6 datastore")
 	}
+	if qemu, err := exec.LookPath("qemu-img"); err == nil {
+		// the stand-in for seSparse data is no real seSparse: refused
+		b, err := exec.Command(qemu, "convert", "-f", "vmdk", "-O", "raw",
+			filepath.Join(dir, "web01-000001.vmdk"), filepath.Join(t.TempDir(), "x.raw")).CombinedOutput()
+		if err == nil || !strings.Contains(string(b), "magic") {
+			t.Errorf("qemu-img on the peer's seSparse stand-in: %v %s", err, b)
+		}
+	}
 	p.write(map[string]interface{}{"vm": "web01", "disk": 0, "offset": 1000, "length": 100000, "seed": 9})
 	h1 := p.layerHash("web01", 0, "")
 	if h1 == h0 || p.layerHash("web01", 0, "s1") != h0 {
