@@ -308,6 +308,8 @@ type sparseWriter struct {
 	f       *os.File
 	dirtyGT map[int64][2]int // table -> [first, last] entry changed
 	dirtyGD bool
+	gdLo    int64 // directory entries changed: [gdLo, gdHi]
+	gdHi    int64
 }
 
 func (s *sparse) writer(f *os.File) *sparseWriter {
@@ -341,6 +343,12 @@ func (w *sparseWriter) ensureTables(g, n int64) error {
 		s.gd[t] = uint32(s.free)
 		s.free += gtSectors
 		w.mark(t, 0, gtEntries-1)
+		if !w.dirtyGD || t < w.gdLo {
+			w.gdLo = t
+		}
+		if !w.dirtyGD || t > w.gdHi {
+			w.gdHi = t
+		}
 		w.dirtyGD = true
 	}
 	return nil
@@ -375,11 +383,11 @@ func (w *sparseWriter) flush() error {
 		}
 	}
 	if w.dirtyGD {
-		buf := make([]byte, len(s.gd)*4)
-		for i, v := range s.gd {
-			put32(buf, i*4, v)
+		buf := make([]byte, (w.gdHi-w.gdLo+1)*4)
+		for i := w.gdLo; i <= w.gdHi; i++ {
+			put32(buf, int(i-w.gdLo)*4, s.gd[i])
 		}
-		if _, err := w.f.WriteAt(buf, s.gdOffset*sectorSize); err != nil {
+		if _, err := w.f.WriteAt(buf, s.gdOffset*sectorSize+w.gdLo*4); err != nil {
 			return err
 		}
 	}
