@@ -3,10 +3,12 @@ package main
 // The disk model: every virtual disk is a chain of layers. The root layer is
 // the real flat extent (<name>-flat.vmdk, exactly capacity bytes, sparse);
 // each snapshot freezes the current layer and stacks a delta on top of it.
-// Deltas are the peer's own format: a sparse raw image of full capacity
-// (<name>-00000N-delta.vmdk) plus an in-memory bitmap of the 64 KiB grains it
-// holds. Layers form a tree (revert starts a new branch), so a snapshot's
-// content is always "walk from its frozen layer towards the root".
+// Deltas are VMware's own vmfsSparse disks (cowd.go): a descriptor
+// <name>-00000N.vmdk and a COWD extent <name>-00000N-delta.vmdk of 512-byte
+// grains, whose grain directory and tables the peer keeps in memory. Layers
+// form a tree (revert starts a new branch), so a snapshot's content is
+// always "walk from its frozen layer towards the root", and any reader of
+// VMDK chains (qemu-img) sees the same.
 
 import (
 	"crypto/sha256"
@@ -21,6 +23,8 @@ import (
 	"sync"
 )
 
+// grainSize is the grain of change tracking (and of fixture allocation), not
+// of the delta format, whose grains are one sector.
 const grainSize = 64 * 1024
 
 type bitset []uint64
@@ -47,12 +51,13 @@ func (b bitset) count() int64 {
 }
 
 type layer struct {
-	parent  *layer
-	desc    string // descriptor file name, relative to the disk's directory
-	data    string // extent file name, relative to the disk's directory
-	base    bool
-	present bitset // deltas only: grains this layer holds
-	cid     uint32
+	parent *layer
+	desc   string // descriptor file name, relative to the disk's directory
+	data   string // extent file name, relative to the disk's directory
+	base   bool
+	kind   string  // deltas: kindVmfsSparse or kindSeSparse
+	sp     *sparse // deltas: grain directory and tables
+	cid    uint32
 }
 
 type vdisk struct {
@@ -70,6 +75,7 @@ type vdisk struct {
 	adapter     string
 	hwVersion   string
 	independent bool
+	deltaKind   string // kindVmfsSparse, or kindSeSparse on a VMFS6 datastore
 
 	root   *layer
 	cur    *layer
@@ -139,21 +145,20 @@ func (d *vdisk) sectors() int64 { return (d.capacity + 511) / 512 }
 func (d *vdisk) descriptor(l *layer) string {
 	var b strings.Builder
 	parentCID := uint32(0xffffffff)
-	create := "vmfs"
+	create, extent := "vmfs", "VMFS"
 	if l.parent != nil {
 		parentCID = l.parent.cid
-		create = "vmfsSparse"
+		create, extent = kindVmfsSparse, "VMFSSPARSE"
+		if l.kind == kindSeSparse {
+			create, extent = kindSeSparse, "SESPARSE"
+		}
 	}
 	fmt.Fprintf(&b, "# Disk DescriptorFile\nversion=1\nencoding=\"UTF-8\"\nCID=%08x\nparentCID=%08x\ncreateType=\"%s\"\n", l.cid, parentCID, create)
 	if l.parent != nil {
 		fmt.Fprintf(&b, "parentFileNameHint=\"%s\"\n", l.parent.desc)
 	}
 	b.WriteString("\n# Extent description\n")
-	if l.parent == nil {
-		fmt.Fprintf(&b, "RW %d VMFS \"%s\"\n", d.sectors(), l.data)
-	} else {
-		fmt.Fprintf(&b, "RW %d VMFSSPARSE \"%s\"\n", d.sectors(), l.data)
-	}
+	fmt.Fprintf(&b, "RW %d %s \"%s\"\n", d.sectors(), extent, l.data)
 	b.WriteString("\n# The Disk Data Base\n#DDB\n\n")
 	cyl := d.sectors() / (255 * 63)
 	if cyl > 65535 {
@@ -205,21 +210,20 @@ func parseExtent(desc string) (string, int64, bool) {
 	return "", 0, false
 }
 
-// locate finds the layer holding grain g as seen from layer l.
-func locate(l *layer, g int64) *layer {
-	for ; l != nil; l = l.parent {
-		if l.base || l.present.get(g) {
-			return l
-		}
-	}
-	return nil
+// fileCache keeps the extent files one operation opens.
+type fileCache map[*layer]*cachedFile
+
+type cachedFile struct {
+	f        *os.File
+	writable bool
 }
 
-type fileCache map[*layer]*os.File
-
 func (c fileCache) get(d *vdisk, l *layer, write bool) (*os.File, error) {
-	if f, ok := c[l]; ok {
-		return f, nil
+	if cf, ok := c[l]; ok && (cf.writable || !write) {
+		return cf.f, nil
+	} else if ok {
+		cf.f.Close()
+		delete(c, l)
 	}
 	flag := os.O_RDONLY
 	if write {
@@ -229,53 +233,94 @@ func (c fileCache) get(d *vdisk, l *layer, write bool) (*os.File, error) {
 	if err != nil {
 		return nil, err
 	}
-	c[l] = f
+	c[l] = &cachedFile{f, write}
 	return f, nil
 }
 
-func (c fileCache) close() {
-	for _, f := range c {
-		f.Close()
+func (c fileCache) drop(l *layer) {
+	if cf, ok := c[l]; ok {
+		cf.f.Close()
+		delete(c, l)
 	}
 }
 
-// readFrom fills buf with the disk content at off as seen from layer l.
-// Missing or short extent files read as zeros.
+func (c fileCache) close() {
+	for _, cf := range c {
+		cf.f.Close()
+	}
+}
+
+func zero(b []byte) {
+	for i := range b {
+		b[i] = 0
+	}
+}
+
+// readFrom fills buf with the disk content at off as seen from layer l: a
+// delta's own grains come from its extent (one read per run of grains that
+// are next to each other in the file), the rest from its parent, and so on
+// down to the flat extent. A missing or short flat file reads as zeros.
 func (d *vdisk) readFrom(fc fileCache, l *layer, buf []byte, off int64) error {
-	for len(buf) > 0 {
-		g := off / grainSize
-		src := locate(l, g)
-		n := int64(len(buf))
-		// extend the run while the next grains come from the same layer
-		end := off + n
-		for next := (g + 1) * grainSize; next < end; next += grainSize {
-			if locate(l, next/grainSize) != src {
-				end = next
+	if l == nil {
+		zero(buf)
+		return nil
+	}
+	if l.base {
+		return d.readFlat(fc, l, buf, off)
+	}
+	s := l.sp
+	end := off + int64(len(buf))
+	for pos := off; pos < end; {
+		g := pos / sectorSize
+		sec := int64(s.lookup(g))
+		next := min64((g+1)*sectorSize, end)
+		if sec == 0 {
+			// a run this delta lacks: skip whole missing tables
+			for next < end {
+				g2 := next / sectorSize
+				if s.gts[g2/gtEntries] == nil {
+					next = min64((g2/gtEntries+1)*gtEntries*sectorSize, end)
+					continue
+				}
+				if s.lookup(g2) != 0 {
+					break
+				}
+				next = min64((g2+1)*sectorSize, end)
+			}
+			if err := d.readFrom(fc, l.parent, buf[pos-off:next-off], pos); err != nil {
+				return err
+			}
+			pos = next
+			continue
+		}
+		for next < end {
+			g2 := next / sectorSize
+			if int64(s.lookup(g2)) != sec+(g2-g) {
 				break
 			}
+			next = min64((g2+1)*sectorSize, end)
 		}
-		n = end - off
-		chunk := buf[:n]
-		if err := d.readLayer(fc, src, chunk, off); err != nil {
+		f, err := fc.get(d, l, false)
+		if err != nil {
 			return err
 		}
-		buf = buf[n:]
-		off += n
+		chunk := buf[pos-off : next-off]
+		m, err := f.ReadAt(chunk, sec*sectorSize+pos%sectorSize)
+		if err != nil && err != io.EOF {
+			return err
+		}
+		zero(chunk[m:])
+		pos = next
 	}
 	return nil
 }
 
-func (d *vdisk) readLayer(fc fileCache, src *layer, chunk []byte, off int64) error {
-	if src == nil {
-		for i := range chunk {
-			chunk[i] = 0
-		}
-		return nil
-	}
-	f, err := fc.get(d, src, false)
+func (d *vdisk) readFlat(fc fileCache, l *layer, chunk []byte, off int64) error {
+	f, err := fc.get(d, l, false)
 	if err != nil {
 		if os.IsNotExist(err) {
-			return d.readLayer(fc, nil, chunk, off)
+			zero(chunk)
+			return nil
 		}
 		return err
 	}
@@ -283,10 +328,75 @@ func (d *vdisk) readLayer(fc fileCache, src *layer, chunk []byte, off int64) err
 	if err != nil && err != io.EOF {
 		return err
 	}
-	for i := m; i < len(chunk); i++ {
-		chunk[i] = 0
-	}
+	zero(chunk[m:])
 	return nil
+}
+
+// writeLayer writes data at off into layer l: in place into the flat
+// extent, or into a delta: over the grains it already holds, and for the
+// others new grains appended at freeSector (one write per run), a partly
+// written grain completed from the parent. Grain tables, the directory and
+// freeSector follow the grains.
+func (d *vdisk) writeLayer(fc fileCache, l *layer, off int64, data []byte) error {
+	f, err := fc.get(d, l, true)
+	if err != nil {
+		return err
+	}
+	if l.base {
+		_, err := f.WriteAt(data, off)
+		return err
+	}
+	s := l.sp
+	w := s.writer(f)
+	end := off + int64(len(data))
+	for pos := off; pos < end; {
+		g := pos / sectorSize
+		if sec := int64(s.lookup(g)); sec != 0 {
+			next := min64((g+1)*sectorSize, end)
+			for next < end {
+				g2 := next / sectorSize
+				if int64(s.lookup(g2)) != sec+(g2-g) {
+					break
+				}
+				next = min64((g2+1)*sectorSize, end)
+			}
+			if _, err := f.WriteAt(data[pos-off:next-off], sec*sectorSize+pos%sectorSize); err != nil {
+				return err
+			}
+			pos = next
+			continue
+		}
+		gEnd := g + 1
+		for gEnd*sectorSize < end && s.lookup(gEnd) == 0 {
+			gEnd++
+		}
+		if err := w.ensureTables(g, gEnd-g); err != nil {
+			return err
+		}
+		gs, ge := g*sectorSize, min64(gEnd*sectorSize, d.capacity)
+		wend := min64(end, gEnd*sectorSize)
+		buf := make([]byte, (gEnd-g)*sectorSize)
+		if pos > gs {
+			if err := d.readFrom(fc, l.parent, buf[:pos-gs], gs); err != nil {
+				return err
+			}
+		}
+		copy(buf[pos-gs:], data[pos-off:wend-off])
+		if wend < ge {
+			if err := d.readFrom(fc, l.parent, buf[wend-gs:ge-gs], wend); err != nil {
+				return err
+			}
+		}
+		at, err := w.place(g, gEnd-g)
+		if err != nil {
+			return err
+		}
+		if _, err := f.WriteAt(buf, at*sectorSize); err != nil {
+			return err
+		}
+		pos = wend
+	}
+	return w.flush()
 }
 
 // write applies a guest write to the current layer (copy-on-write into a
@@ -297,43 +407,10 @@ func (d *vdisk) write(off int64, data []byte) error {
 	}
 	fc := fileCache{}
 	defer fc.close()
-	l := d.cur
-	f, err := fc.get(d, l, true)
-	if err != nil {
+	if err := d.writeLayer(fc, d.cur, off, data); err != nil {
 		return err
 	}
-	end := off + int64(len(data))
-	if l.base {
-		if _, err := f.WriteAt(data, off); err != nil {
-			return err
-		}
-	} else {
-		buf := make([]byte, grainSize)
-		for g := off / grainSize; g*grainSize < end; g++ {
-			gs, ge := g*grainSize, (g+1)*grainSize
-			if ge > d.capacity {
-				ge = d.capacity
-			}
-			ws, we := max64(gs, off), min64(ge, end)
-			part := data[ws-off : we-off]
-			if l.present.get(g) {
-				if _, err := f.WriteAt(part, ws); err != nil {
-					return err
-				}
-				continue
-			}
-			gb := buf[:ge-gs]
-			if err := d.readFrom(fc, l.parent, gb, gs); err != nil {
-				return err
-			}
-			copy(gb[ws-gs:], part)
-			if _, err := f.WriteAt(gb, gs); err != nil {
-				return err
-			}
-			l.present.set(g)
-		}
-	}
-	d.track(off, end)
+	d.track(off, off+int64(len(data)))
 	return nil
 }
 
@@ -396,6 +473,9 @@ func (d *vdisk) snapshot(ref string, cbt bool, r *rand.Rand) error {
 }
 
 func (d *vdisk) pushDelta(parent *layer, r *rand.Rand) error {
+	if d.sectors() > cowdMaxSectors {
+		return fmt.Errorf("disk of %d bytes is over the 2 TiB limit of sparse deltas", d.capacity)
+	}
 	d.ndelta++
 	for {
 		name := fmt.Sprintf("%s-%06d", d.name, d.ndelta)
@@ -404,14 +484,13 @@ func (d *vdisk) pushDelta(parent *layer, r *rand.Rand) error {
 			continue
 		}
 		l := &layer{parent: parent, desc: name + ".vmdk", data: name + "-delta.vmdk",
-			present: newBitset(d.grains), cid: r.Uint32()}
-		f, err := os.Create(d.path(l.data))
-		if err != nil {
-			return err
+			kind: kindVmfsSparse, cid: r.Uint32()}
+		magic := cowdMagic
+		if d.deltaKind == kindSeSparse {
+			l.kind, l.data, magic = kindSeSparse, name+"-sesparse.vmdk", pseMagic
 		}
-		err = f.Truncate(d.capacity)
-		f.Close()
-		if err != nil {
+		l.sp = newSparse(magic, d.sectors(), parent.desc, parent.generation(), r.Uint32()|1)
+		if err := l.sp.create(d.path(l.data)); err != nil {
 			return err
 		}
 		if err := d.writeDescriptor(l); err != nil {
@@ -421,6 +500,14 @@ func (d *vdisk) pushDelta(parent *layer, r *rand.Rand) error {
 		d.cur = l
 		return nil
 	}
+}
+
+// generation is the COWD generation of a delta, 0 for the flat base.
+func (l *layer) generation() uint32 {
+	if l.sp == nil {
+		return 0
+	}
+	return l.sp.generation()
 }
 
 func (d *vdisk) children(l *layer) []*layer {
@@ -459,35 +546,44 @@ func (d *vdisk) removeSnapshot(ref string) error {
 		}
 	}
 	kids := d.children(L)
+	if len(kids) == 0 && !L.base && L != d.cur {
+		// a branch left by a revert: nothing stands on it any more
+		d.dropLayer(L)
+		return nil
+	}
 	if len(kids) != 1 {
 		return nil // a branch point (after revert); keep as is
 	}
 	C := kids[0]
 	fc := fileCache{}
 	defer fc.close()
-	dst, err := fc.get(d, L, true)
+	// C's grains, run by run, into L (the flat file, or L's own grains)
+	buf := make([]byte, 4<<20)
+	err := C.sp.allocated(func(g, n int64) error {
+		for n > 0 {
+			k := min64(n, int64(len(buf))/sectorSize)
+			off, end := g*sectorSize, min64((g+k)*sectorSize, d.capacity)
+			b := buf[:end-off]
+			if err := d.readFrom(fc, C, b, off); err != nil {
+				return err
+			}
+			if err := d.writeLayer(fc, L, off, b); err != nil {
+				return err
+			}
+			g, n = g+k, n-k
+		}
+		return nil
+	})
 	if err != nil {
 		return err
-	}
-	buf := make([]byte, grainSize)
-	for g := int64(0); g < d.grains; g++ {
-		if !C.present.get(g) {
-			continue
-		}
-		n := min64(grainSize, d.capacity-g*grainSize)
-		if err := d.readLayer(fc, C, buf[:n], g*grainSize); err != nil {
-			return err
-		}
-		if _, err := dst.WriteAt(buf[:n], g*grainSize); err != nil {
-			return err
-		}
-		if !L.base {
-			L.present.set(g)
-		}
 	}
 	for _, c := range d.layers {
 		if c.parent == C {
 			c.parent = L
+			c.sp.setParent(L.desc, L.generation())
+			if err := c.sp.writeHeader(d.path(c.data)); err != nil {
+				logf("consolidate: header of %s: %v", c.data, err)
+			}
 			d.writeDescriptor(c)
 		}
 	}
@@ -499,8 +595,7 @@ func (d *vdisk) removeSnapshot(ref string) error {
 	if d.cur == C {
 		d.cur = L
 	}
-	fc[C].Close()
-	delete(fc, C)
+	fc.drop(C)
 	d.dropLayer(C)
 	return nil
 }

@@ -319,7 +319,13 @@ func (p *Peer) serveFolder(w http.ResponseWriter, r *http.Request) {
 			err = fmt.Errorf("short body: %d of %d bytes", n, r.ContentLength)
 		}
 		if err == nil {
-			err = os.Rename(tmp, full)
+			// a delta of a VM's disk is taken as ESXi takes it, or refused
+			if status, perr := p.putInPlace(dsName, rel, tmp, full); perr != nil {
+				os.Remove(tmp)
+				logf("PUT %s refused: %v", key, perr)
+				http.Error(w, perr.Error(), status)
+				return
+			}
 		}
 		if err != nil {
 			os.Remove(tmp)

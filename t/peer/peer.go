@@ -56,12 +56,64 @@ type fixtureVM struct {
 	Disks          []fixtureDisk     `json:"disks"`
 }
 
+// fixtureDS is a datastore: a name, or {"name","type","version"} where type
+// is "VMFS" (version 5 or 6, default 6) or "NFS" (version 3 or 4.1). A
+// VMFS6 datastore makes seSparse snapshot deltas, the others vmfsSparse.
+type fixtureDS struct {
+	Name    string `json:"name"`
+	Type    string `json:"type"`
+	Version string `json:"version"`
+}
+
+func (f *fixtureDS) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		return json.Unmarshal(b, &f.Name)
+	}
+	type plain fixtureDS
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode((*plain)(f)); err != nil {
+		return err
+	}
+	switch f.Type {
+	case "", "OTHER":
+		if f.Version != "" {
+			return fmt.Errorf("datastore %s: a version needs a type", f.Name)
+		}
+	case "VMFS":
+		if f.Version == "" {
+			f.Version = "6"
+		}
+		if f.Version != "5" && f.Version != "6" {
+			return fmt.Errorf("datastore %s: VMFS version %q (5 or 6)", f.Name, f.Version)
+		}
+	case "NFS":
+		if f.Version == "" {
+			f.Version = "3"
+		}
+		if f.Version != "3" && f.Version != "4.1" {
+			return fmt.Errorf("datastore %s: NFS version %q (3 or 4.1)", f.Name, f.Version)
+		}
+	default:
+		return fmt.Errorf("datastore %s: unknown type %q (VMFS or NFS)", f.Name, f.Type)
+	}
+	return nil
+}
+
+// deltaKind is the format of the snapshot deltas ESXi makes there.
+func (f *fixtureDS) deltaKind() string {
+	if f.Type == "VMFS" && f.Version == "6" {
+		return kindSeSparse
+	}
+	return kindVmfsSparse
+}
+
 type fixture struct {
 	Datacenters []struct {
-		Name       string   `json:"name"`
-		Hosts      []string `json:"hosts"`
-		Datastores []string `json:"datastores"`
-		Folders    []string `json:"folders"`
+		Name       string      `json:"name"`
+		Hosts      []string    `json:"hosts"`
+		Datastores []fixtureDS `json:"datastores"`
+		Folders    []string    `json:"folders"`
 	} `json:"datacenters"`
 	VMs []fixtureVM `json:"vms"`
 }
@@ -110,6 +162,7 @@ type Peer struct {
 	maxObjects int               // --max-objects: server cap on objects per page, 0 = none
 	dsDirs     map[string]string // datastore name -> absolute directory
 	dsDC       map[string]string // datastore name -> datacenter name
+	dsKind     map[string]string // datastore name -> kind of snapshot deltas
 	disks      map[types.ManagedObjectReference]map[int32]*vdisk
 	cbtOn      map[types.ManagedObjectReference]bool
 	snaps      map[types.ManagedObjectReference][]*snapRec
@@ -138,6 +191,7 @@ func newPeer(dir, user, pass string, cbtMax, maxObjects int) *Peer {
 		maxObjects: maxObjects,
 		dsDirs:     map[string]string{},
 		dsDC:       map[string]string{},
+		dsKind:     map[string]string{},
 		disks:      map[types.ManagedObjectReference]map[int32]*vdisk{},
 		cbtOn:      map[types.ManagedObjectReference]bool{},
 		snaps:      map[types.ManagedObjectReference][]*snapRec{},
@@ -200,7 +254,11 @@ func (p *Peer) build(fx *fixture) error {
 			hosts = append(hosts, h)
 			hostDC[hn] = fdc.Name
 		}
-		for _, dsn := range fdc.Datastores {
+		for _, fds := range fdc.Datastores {
+			dsn := fds.Name
+			if dsn == "" {
+				return fmt.Errorf("datacenter %s: a datastore without a name", fdc.Name)
+			}
 			if _, dup := p.dsDirs[dsn]; dup {
 				return fmt.Errorf("datastore %s defined twice", dsn)
 			}
@@ -210,12 +268,13 @@ func (p *Peer) build(fx *fixture) error {
 			}
 			p.dsDirs[dsn] = dir
 			p.dsDC[dsn] = fdc.Name
+			p.dsKind[dsn] = fds.deltaKind()
 			ref, err := p.createDatastore(ctx, dsn, hosts)
 			if err != nil {
 				return err
 			}
 			if len(hosts) > 0 {
-				p.shareDatastore(ref, hosts, folders)
+				p.shareDatastore(ref, hosts, folders, &fds)
 			}
 			info.ds[dsn] = ref
 		}
@@ -306,7 +365,7 @@ func (p *Peer) createDatastore(ctx context.Context, name string, hosts []*object
 
 // shareDatastore makes one datastore object mounted on all hosts; vcsim
 // creates it once per host and keeps only the last host's mount.
-func (p *Peer) shareDatastore(ref types.ManagedObjectReference, hosts []*object.HostSystem, folders *object.DatacenterFolders) {
+func (p *Peer) shareDatastore(ref types.ManagedObjectReference, hosts []*object.HostSystem, folders *object.DatacenterFolders, fds *fixtureDS) {
 	ds, ok := simulator.Map.Get(ref).(*simulator.Datastore)
 	if !ok {
 		return
@@ -330,9 +389,44 @@ func (p *Peer) shareDatastore(ref types.ManagedObjectReference, hosts []*object.
 			})
 		}
 		ds.Summary.MultipleHostAccess = types.NewBool(len(hosts) > 1)
+		declareType(ds, fds)
 	})
 	if f, ok := simulator.Map.Get(folders.DatastoreFolder.Reference()).(*simulator.Folder); ok {
 		simulator.Map.WithLock(f, func() { f.ChildEntity = dedupe(f.ChildEntity) })
+	}
+}
+
+// declareType makes a datastore look like the VMFS or NFS volume the
+// fixture declares (summary.type, info.vmfs / info.nas); an undeclared one
+// stays as vcsim makes it (type "OTHER").
+func declareType(ds *simulator.Datastore, fds *fixtureDS) {
+	if fds.Type == "" || fds.Type == "OTHER" {
+		return
+	}
+	base := *ds.Info.GetDatastoreInfo()
+	ds.Summary.Type = fds.Type
+	switch fds.Type {
+	case "VMFS":
+		major := int32(5)
+		version := "5.81"
+		if fds.Version == "6" {
+			major, version = 6, "6.82"
+		}
+		ds.Info = &types.VmfsDatastoreInfo{DatastoreInfo: base, Vmfs: &types.HostVmfsVolume{
+			HostFileSystemVolume: types.HostFileSystemVolume{Type: "VMFS", Name: fds.Name, Capacity: ds.Summary.Capacity},
+			BlockSizeMb:          1, MajorVersion: major, Version: version,
+			Uuid: fmt.Sprintf("5f000000-0000000-0000-%012x", len(fds.Name)),
+		}}
+	case "NFS":
+		t := "NFS"
+		if fds.Version == "4.1" {
+			t = "NFS41"
+		}
+		ds.Summary.Type = t
+		ds.Info = &types.NasDatastoreInfo{DatastoreInfo: base, Nas: &types.HostNasVolume{
+			HostFileSystemVolume: types.HostFileSystemVolume{Type: t, Name: fds.Name, Capacity: ds.Summary.Capacity},
+			RemoteHost:           "127.0.0.1", RemotePath: ds.Summary.Url,
+		}}
 	}
 }
 
@@ -640,6 +734,7 @@ func (p *Peer) newDisk(vm *simulator.VirtualMachine, dev *types.VirtualDisk, fd 
 		adapter:     "lsilogic",
 		hwVersion:   vm.Config.Version,
 		independent: strings.HasPrefix(b.DiskMode, "independent"),
+		deltaKind:   p.dsKind[dp.Datastore],
 		epoch:       newEpoch(p.rng),
 		seq:         1,
 		periods:     map[int64]bitset{},
