@@ -152,10 +152,13 @@ int
 cowd_capacity_check(uint64_t bytes, char **err)
 {
 	*err = NULL;
-	if (bytes == 0 || bytes % SECTOR != 0) {
-		*err = xasprintf("a disk of %llu bytes is not a whole number of sectors", (unsigned long long)bytes);
+	if (bytes == 0) {
+		*err = xstrdup("a disk of 0 bytes");
 		return -1;
 	}
+	/* A size that is no whole number of sectors (vSphere's are whole
+	 * KiB; the test peer's need not be) takes its last sector whole, as
+	 * the delta's extent line counts it; past the end it reads zeros. */
 	if (bytes > COWD_MAX_CAPACITY) {
 		*err = xasprintf("a disk of %llu bytes is over the vmfsSparse (COWD) limit of 2 TiB - 512 bytes",
 		    (unsigned long long)bytes);
@@ -186,9 +189,9 @@ cowd_delta_check(const char *text, size_t len, uint64_t capacity, char **file, c
 		vmdk_free(&d);
 		return -1;
 	}
-	if (d.extents[0].sectors != capacity / SECTOR) {
+	if (d.extents[0].sectors != (capacity + SECTOR - 1) / SECTOR) {
 		*err = xasprintf("delta descriptor: extent of %llu sectors for a disk of %llu",
-		    (unsigned long long)d.extents[0].sectors, (unsigned long long)(capacity / SECTOR));
+		    (unsigned long long)d.extents[0].sectors, (unsigned long long)((capacity + SECTOR - 1) / SECTOR));
 		vmdk_free(&d);
 		return -1;
 	}

@@ -196,6 +196,10 @@ struct mig_rt {
 	double shutdown_t0;      /* a guest shutdown was asked at (monotonic) */
 	size_t i;                /* the disk being uploaded */
 	int power_rereads;       /* InvalidPowerState answers looked into */
+	struct target_land_disk *land; /* the pass landing in the target */
+	char **land_img;
+	size_t nland_img;
+	void (*land_then)(struct sync_pass *p);
 };
 
 static struct mig_rt *
@@ -228,6 +232,10 @@ rt_free(void *p)
 	sync_free(&rt->pass);
 	target_free(&rt->tgt);
 	memstate_free(&rt->mem);
+	for (size_t k = 0; rt->land_img != NULL && k < rt->nland_img; k++)
+		free(rt->land_img[k]);
+	free(rt->land_img);
+	free(rt->land);
 	data_free(&rt->d);
 	free(rt);
 }
@@ -355,12 +363,54 @@ sink_lost(struct job *j, size_t i)
 	return why;
 }
 
+static void
+landed(struct target *t)
+{
+	struct mig_rt *rt = rt_of(t->j);
+
+	rt->land_then(&rt->pass);
+}
+
+/* Over HTTPS the pass lands in the target VM's disks as snapshot deltas
+ * (target_delta.c), so the cutover sends only the final pass's changes;
+ * where the target cannot take deltas its images go whole at cutover. */
+static void
+land(struct job *j, struct sync_pass *p, void (*done)(struct sync_pass *p))
+{
+	struct mig_rt *rt = j->priv;
+	size_t i, n = rt->d.sync.ndisks;
+	char *err = NULL;
+	int en = 0;
+
+	rt->land_then = done;
+	free(rt->land);
+	rt->land = xcalloc(n ? n : 1, sizeof(*rt->land));
+	for (i = 0; rt->land_img != NULL && i < rt->nland_img; i++)
+		free(rt->land_img[i]);
+	free(rt->land_img);
+	rt->land_img = xcalloc(n ? n : 1, sizeof(char *));
+	rt->nland_img = n;
+	for (i = 0; i < n; i++) {
+		rt->land[i].areas = p->areas[i];
+		rt->land[i].nareas = p->nareas[i];
+		rt->land[i].skip = target_mount(rt, i) != NULL || p->nareas[i] == 0;
+		if (!rt->land[i].skip && (rt->land_img[i] = staging_image(j, i, &err, &en)) == NULL) {
+			rt_lost(j, "%s", err);
+			free(err);
+			return;
+		}
+		rt->land[i].image = rt->land_img[i];
+	}
+	target_land(&rt->tgt, rt->land, n, landed);
+}
+
 static const struct sync_kind_ops mig_sync_ops = {
 	.save = rt_save_job,
 	.base_cid = base_cid,
 	.open_sink = open_sink,
 	.record = record_cid,
 	.sink_lost = sink_lost,
+	.land = land,
 };
 
 /* The job's runtime, with its data freshly decoded from the record. */
@@ -790,7 +840,7 @@ upload_next(struct mig_rt *rt)
 	char *img, *err = NULL;
 	int en = 0;
 
-	while (rt->i < rt->d.sync.ndisks && target_mount(rt, rt->i) != NULL)
+	while (rt->i < rt->d.sync.ndisks && (target_mount(rt, rt->i) != NULL || rt->d.tgt.write == TARGET_WRITE_DELTA))
 		rt->i++;
 	if (rt->i >= rt->d.sync.ndisks) {
 		rt->d.stage = 3;

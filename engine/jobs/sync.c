@@ -611,8 +611,9 @@ prep_areas(struct sync_pass *p)
 		d->prev_ckpt = 0;
 		save(p);
 	}
-	if (d->checkpoint == SYNC_DISK_DONE) {
-		/* Copied before a restart: its areas are not needed. */
+	if (d->checkpoint == SYNC_DISK_DONE && p->kind->land == NULL) {
+		/* Copied before a restart: its areas are not needed (they are
+		 * when the pass still has to land). */
 		p->i++;
 		prep_step(p);
 		return;
@@ -843,6 +844,7 @@ sync_prepare(struct sync_pass *p, int create, void (*then)(struct sync_pass *p, 
 
 static void copy_next_disk(struct sync_pass *p);
 static void finish(struct sync_pass *p);
+static void landed(struct sync_pass *p);
 
 static const struct cfg_window *
 current_windows(void *arg, size_t *n)
@@ -971,9 +973,10 @@ snapshot_removed(struct vs_out *out, void *arg)
 	p->after(p);
 }
 
-/* Every disk of the pass is copied: record the changeIds, drop the snapshot. */
+/* Every disk of the pass is copied and landed: record the changeIds,
+ * drop the snapshot. */
 static void
-finish(struct sync_pass *p)
+landed(struct sync_pass *p)
 {
 	size_t i;
 
@@ -991,6 +994,15 @@ finish(struct sync_pass *p)
 	job_progress(p->j, p->total, p->total, p->rate);
 	job_log(p->j, LOG_INFO, "sync pass %u finished: %llu bytes copied", p->st->pass, (unsigned long long)p->total);
 	p->op = p->src->remove_snapshot(p, p->st->snap, snapshot_removed, token_for(p->j, p));
+}
+
+static void
+finish(struct sync_pass *p)
+{
+	if (p->kind->land != NULL)
+		p->kind->land(p->j, p, landed);
+	else
+		landed(p);
 }
 
 void

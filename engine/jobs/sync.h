@@ -101,6 +101,12 @@ struct sync_kind_ops {
 	 * NULL, or why (malloc'd); the disk is then copied in full again.
 	 * May be NULL: sinks that cannot lose their content. */
 	char *(*sink_lost)(struct job *j, size_t i);
+	/* Every disk is in its sink: make the pass's bytes land where they
+	 * belong (a target's deltas), then done(p); called before the
+	 * changeIds are recorded and the snapshot goes, so after a crash the
+	 * pass (its areas recomputed from the same snapshot) lands again.
+	 * NULL: the sinks are where the bytes belong. */
+	void (*land)(struct job *j, struct sync_pass *p, void (*done)(struct sync_pass *p));
 };
 
 /* Settings of the pass, from the rule and the system (rt_sync_settings). */

@@ -38,6 +38,7 @@ target_state_free(struct target_state *st)
 	}
 	free(st->disks);
 	free(st->vm);
+	free(st->land_snap);
 	memset(st, 0, sizeof(*st));
 }
 
@@ -48,6 +49,10 @@ target_state_put(const struct target_state *st, struct sbuf *b)
 
 	rec_put_str(b, st->vm);
 	rec_put_u64(b, (uint64_t)st->create_at);
+	rec_put_u8(b, st->write);
+	rec_put_u8(b, st->land_stage);
+	rec_put_str(b, st->land_snap);
+	rec_put_u64(b, (uint64_t)st->land_asked_at);
 	for (i = 0; i < st->ndisks; i++) {
 		rec_put_str(b, st->disks[i].file);
 		rec_put_str(b, st->disks[i].ds);
@@ -63,6 +68,10 @@ target_state_get(struct rec_reader *r, struct target_state *st, size_t ndisks)
 	memset(st, 0, sizeof(*st));
 	st->vm = rec_get_opt_str(r);
 	st->create_at = (int64_t)rec_get_u64(r);
+	st->write = rec_get_u8(r);
+	st->land_stage = rec_get_u8(r);
+	st->land_snap = rec_get_opt_str(r);
+	st->land_asked_at = (int64_t)rec_get_u64(r);
 	target_state_size(st, ndisks);
 	for (i = 0; i < ndisks; i++) {
 		st->disks[i].file = rec_get_opt_str(r);
@@ -119,6 +128,7 @@ target_cancel(struct target *t)
 	if (t->timer != NULL)
 		evtimer_del(t->timer);
 	t->create_ok = 0;
+	target_land_cancel(t);
 }
 
 void

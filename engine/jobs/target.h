@@ -25,9 +25,20 @@ struct target_disk {
 	char *flat;
 };
 
+/* How a pass's bytes reach the target's disks over HTTPS. */
+enum target_write {
+	TARGET_WRITE_UNKNOWN, /* not decided yet: the first landing finds out */
+	TARGET_WRITE_DELTA,   /* a vmfsSparse delta per pass, consolidated */
+	TARGET_WRITE_WHOLE,   /* the staging images uploaded whole at cutover */
+};
+
 struct target_state {
 	char *vm;     /* the target VM's moref */
 	int64_t create_at; /* wall ms when CreateVM was asked for and its VM not yet seen; 0: none */
+	uint8_t write;     /* enum target_write */
+	uint8_t land_stage; /* a landing: 0 none, 1 snapshot made, 2 deltas put, consolidating */
+	char *land_snap;   /* the landing's snapshot of the target VM */
+	int64_t land_asked_at; /* wall ms when that snapshot was asked for and not yet seen; 0: none */
 	size_t ndisks;
 	struct target_disk *disks;
 };
@@ -54,6 +65,7 @@ struct target {
 	int create_ok;            /* create_at is committed: CreateVM may go */
 	int waiting;              /* said that it waits */
 	char *what;               /* the upload in flight, for its messages */
+	struct target_land *land; /* a landing in progress (target_delta.c) */
 	size_t i;
 	void *ctx;                /* for the caller's then() */
 	void (*then)(struct target *t);
@@ -86,6 +98,32 @@ void target_upload(struct target *t, size_t i, const char *local, uint64_t size,
 /* Upload a local file whole to a datastore path of the target. */
 void target_upload_file(struct target *t, const char *ds, const char *path, const char *local, uint64_t size,
     const char *what, void (*then)(struct target *t));
+/* ---- landing a pass through snapshot deltas (target_delta.c) ---- */
+
+struct vs_extent;
+
+/* What a pass wrote for one target disk: its areas, in a local image that
+ * holds the source's bytes there (and, around them, the bytes the target
+ * already has). */
+struct target_land_disk {
+	const struct vs_extent *areas;
+	size_t nareas;
+	const char *image;
+	int skip;                 /* written in place (a mount): nothing to land */
+};
+
+/* Put a pass's areas into the target VM's disks: a snapshot of the
+ * (powered-off) target, for each disk a vmfsSparse delta holding exactly
+ * the areas in place of the empty delta the snapshot made (one PUT whose
+ * size follows the areas), then the snapshot removed, which consolidates
+ * the deltas into the base.  Every step can be repeated after a crash.  A
+ * target whose deltas are not vmfsSparse (VMFS6's seSparse), or a disk
+ * over the COWD limit, makes st->write TARGET_WRITE_WHOLE, says why in
+ * the log, and then(t) comes back without writing: the caller uploads
+ * whole images instead.  Failures go out as rt_fail/rt_lost. */
+void target_land(struct target *t, const struct target_land_disk *disks, size_t n, void (*then)(struct target *t));
+void target_land_cancel(struct target *t);
+
 /* Power the target VM off and destroy it (its disks go with it). */
 void target_destroy(struct target *t, void (*then)(struct target *t));
 

@@ -97,7 +97,8 @@ assert_match "$log1" "shutting down the source" "the log says the source was shu
 assert_match "$(ctl log keep web04)" "cutover none: the source keeps running" "cutover none is logged"
 assert_match "$(ctl log hard web05)" "powering off the source" "cutover poweroff is logged"
 assert_nomatch "$(ctl log direct web03)" "uploading disk" "direct writes in place: nothing is uploaded"
-assert_match "$log1" "uploading disk 2" "https: the staging images are uploaded at cutover"
+assert_match "$log1" "uploading the delta of disk 2" "https: each pass lands in the target as snapshot deltas"
+assert_nomatch "$log1" "uploading disk [0-9] to" "https: no disk is uploaded whole at cutover"
 
 st=$(ctl --json stats https web01)
 assert_eq "$(jq -r '.jobs[0] | "\(.successes) \(.failures)"' <<<"$st")" "1 0" "stats: one success, no failure"
