@@ -35,7 +35,9 @@ struct direct_disk {
 
 /* put starts the kernel's write-back after this many bytes, so that the
  * flush at a checkpoint waits for the last few megabytes rather than for
- * everything written in the window (while the loop waits). */
+ * everything written in the window (while the loop waits).  At the same
+ * time the pages whose write-back has ended are dropped from the page
+ * cache (direct_drop). */
 #define DIRECT_KICK_BYTES (8u << 20)
 
 char *
@@ -132,6 +134,22 @@ direct_read(struct disk *dk, uint64_t off, size_t len, void *buf, xfer_cb cb, vo
 	return io_queue(d, XFER_OK, NULL, cb, arg);
 }
 
+/* Drop the file's clean pages from the page cache: what was written is
+ * not read again by the copy, and a cache that grows with the disk costs
+ * more per byte (docs/BENCHMARKS.md, 2026-11-23): each new page-cache page
+ * is a page of memory the kernel has not used for a while, and on a guest
+ * whose free memory goes back to the host (free page reporting) its first
+ * write faults in the host.  Dropping keeps the cache at a few times
+ * DIRECT_KICK_BYTES and its pages are reused while still backed.  Dirty
+ * pages and pages under write-back are left alone by the kernel, so
+ * nothing not yet on the disk is lost; a page written partly later is read
+ * back first. */
+static void
+direct_drop(struct direct_disk *d)
+{
+	(void)posix_fadvise(d->fd, 0, 0, POSIX_FADV_DONTNEED);
+}
+
 static enum xfer_status
 direct_put(struct disk *dk, uint64_t off, const void *p, size_t n, char **err)
 {
@@ -160,6 +178,7 @@ direct_put(struct disk *dk, uint64_t off, const void *p, size_t n, char **err)
 		 * it: durability still comes from flush (fdatasync). */
 		d->unkicked = 0;
 		(void)sync_file_range(d->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+		direct_drop(d);
 	}
 	return XFER_OK;
 }
@@ -203,7 +222,11 @@ direct_flush(struct disk *dk)
 {
 	struct direct_disk *d = (struct direct_disk *)dk;
 
-	return fdatasync(d->fd);
+	if (fdatasync(d->fd) != 0)
+		return -1;
+	if (dk->bytes_written > 0)
+		direct_drop(d);
+	return 0;
 }
 
 static const struct disk_ops direct_ops = {

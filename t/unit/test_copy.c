@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/mman.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -530,6 +533,73 @@ test_full_destination_checkpoints_at_the_failure(void **state)
 	free(out);
 }
 
+/* Bytes of the file at path in the page cache (mincore of a fresh
+ * mapping, which faults nothing in). */
+static size_t
+resident_bytes(const char *path, size_t size)
+{
+	long pg = sysconf(_SC_PAGESIZE);
+	size_t npg = (size + (size_t)pg - 1) / (size_t)pg, i, n = 0;
+	unsigned char *vec = xmalloc(npg);
+	int fd = open(path, O_RDONLY);
+	void *m;
+
+	assert_true(fd >= 0);
+	m = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+	assert_true(m != MAP_FAILED);
+	assert_int_equal(mincore(m, size, vec), 0);
+	for (i = 0; i < npg; i++)
+		n += vec[i] & 1;
+	munmap(m, size);
+	close(fd);
+	free(vec);
+	return n * (size_t)pg;
+}
+
+/* A staging image written through the direct transport does not stay in
+ * the page cache: once flushed, none of it is resident (a cache that
+ * grows with the disk made an 8 GiB copy cost twice the CPU per byte of a
+ * 1 GiB one; docs/BENCHMARKS.md, 2026-11-23), and every byte is on the
+ * file. */
+static void
+test_written_image_leaves_the_page_cache(void **state)
+{
+	const size_t size = 24u << 20, piece = 256u << 10;
+	uint8_t *buf = xmalloc(piece), *back = xmalloc(piece);
+	struct statfs sf;
+	struct disk *d;
+	char *err = NULL, path[128];
+	size_t off, i;
+	int en, fd;
+
+	snprintf(path, sizeof(path), "%s/image", dir);
+	assert_int_equal(statfs(dir, &sf), 0);
+	if (sf.f_type == TMPFS_MAGIC || sf.f_type == RAMFS_MAGIC)
+		skip(); /* memory is the file there: nothing to drop */
+	d = disk_open_file(path, size, 1, &err, &en);
+	assert_non_null(d);
+	for (off = 0; off < size; off += piece) {
+		for (i = 0; i < piece; i++)
+			buf[i] = (uint8_t)((off + i) * 2654435761u >> 13);
+		assert_int_equal(d->ops->put(d, off, buf, piece, &err), XFER_OK);
+	}
+	assert_int_equal(d->ops->flush(d), 0);
+	assert_int_equal(resident_bytes(path, size), 0);
+	disk_close(d);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	for (off = 0; off < size; off += piece) {
+		assert_int_equal(pread(fd, back, piece, (off_t)off), (ssize_t)piece);
+		for (i = 0; i < piece; i++)
+			if (back[i] != (uint8_t)((off + i) * 2654435761u >> 13))
+				fail_msg("byte %zu of the image is not what was put", off + i);
+	}
+	close(fd);
+	unlink(path);
+	free(buf);
+	free(back);
+}
+
 int
 main(void)
 {
@@ -538,6 +608,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_odd_sizes_and_resume, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stream_put_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_destination_checkpoints_at_the_failure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_written_image_leaves_the_page_cache, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
