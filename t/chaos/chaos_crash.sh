@@ -3,9 +3,10 @@
 # random instants across whole migrations, then a restart, again and again.
 #
 # Every run migrates two VMs with auto_migrate (full copy, catch-up,
-# cutover, final sync, upload or in-place writes, power-on, no manual
+# cutover, final sync, deltas or in-place writes, power-on, no manual
 # step): one with three disks of odd sizes, one with one disk.  Runs
-# alternate the https transport (staging images uploaded at cutover) and
+# alternate the https transport (every pass lands in the target as
+# snapshot deltas, consolidated) and
 # lan_free (datastores mounted on the node, written in place), and every
 # third run copies whole disks (fast_transfer off).  The guest writes
 # while it runs, so the catch-up and the final sync have work.  A first
@@ -18,8 +19,8 @@
 # restart itself.  In every run one of its kills instead waits for a
 # short step, in turn: the target VM's creation, enabling CBT, the source's
 # shutdown, the target's power-on (each held 2 s on its peer by a delay on
-# its call, and the kill lands 0-1 s into the call), the upload (https
-# runs; when its log line shows, and 0-40 ms later).
+# its call, and the kill lands 0-1 s into the call), a landing's
+# consolidation (https runs: the target's RemoveSnapshot_Task, held the same way).
 # A kill counts only when a job exists and is not complete; each counted
 # kill is filed under its job's phase (its state; in the cutover the last
 # step its log shows), and with CHAOS_FULL=1 every promised phase must
@@ -112,6 +113,7 @@ check_run() {
 			"run $r: $vm: the source is off, the target on"
 		assert_eq "$(ctl --json stats "crash$r" "$vm" | jq -r '.jobs[0] | "\(.successes) \(.failures)"')" "1 0" \
 			"run $r: $vm: one success, no failure counted"
+		assert_eq "$(curl -sf "$D_CTL/snapshots?vm=$vm" | jq length)" 0 "run $r: $vm: no snapshot is left on the target"
 	done
 }
 
@@ -134,29 +136,38 @@ declare -A at_phase=()
 # The steps a targeted kill waits for: the phase name and the log line
 # that starts it.
 declare -A step_line=([creating_vm]="creating target VM" [enabling_cbt]="enabling change tracking"
-	[shutdown]="cutover: shutting down the source VM" [upload]="uploading disk" [power_on]="powering on the target VM")
+	[shutdown]="cutover: shutting down the source VM" [landing]="uploading the delta of disk" [power_on]="powering on the target VM")
 # The steps made of one SOAP call: the peer and the call.
 declare -A step_call=([creating_vm]="D CreateVM_Task" [enabling_cbt]="S ReconfigVM_Task"
-	[shutdown]="S ShutdownGuest" [power_on]="D PowerOnVM_Task")
-steps="creating_vm enabling_cbt shutdown upload power_on"
+	[shutdown]="S ShutdownGuest" [landing]="D RemoveSnapshot_Task" [power_on]="D PowerOnVM_Task")
+steps="creating_vm enabling_cbt shutdown landing power_on"
 # Phases a --full campaign must have killed in.
-promised="creating_vm enabling_cbt transferring shutdown upload power_on"
+promised="creating_vm enabling_cbt transferring shutdown landing power_on"
+
+# landing_last LOG: 1 when a pass's deltas are being put or consolidated
+# (the last of its landing lines is a delta's upload, not the landed one).
+landing_last() {
+	grep -E "${step_line[landing]}|the pass landed in the target|sync pass [0-9]+:" <<<"$1" | tail -1 |
+		grep -c "${step_line[landing]}" || true
+}
 
 # job_phase R VM STATE: the phase of a job: its state; while it enables
 # CBT or cuts over, the step its log shows last.
 job_phase() {
 	local log
 	case $3 in
-	fetching_config | querying_changes | cutting_over) ;;
+	fetching_config | querying_changes | transferring | cutting_over) ;;
 	*) echo "$3"; return ;;
 	esac
 	log=$(ctl log "crash$1" "$2" -n 1000 2>/dev/null || true)
 	case $3 in
 	cutting_over)
 		if grep -q "${step_line[power_on]}" <<<"$log"; then echo power_on
-		elif grep -q "${step_line[upload]}" <<<"$log"; then echo upload
+		elif [ "$(landing_last "$log")" = 1 ]; then echo landing
 		elif grep -q "${step_line[shutdown]}" <<<"$log"; then echo shutdown
 		else echo cutting_over; fi ;;
+	transferring)
+		if [ "$(landing_last "$log")" = 1 ]; then echo landing; else echo transferring; fi ;;
 	*)
 		# The last CBT switch of the job, unless a pass started after it.
 		if [ "$(grep -E "${step_line[enabling_cbt]}|sync pass [0-9]+:" <<<"$log" | tail -1 |
@@ -233,10 +244,10 @@ while [ $kills -lt $want ]; do
 	[ $((want - kills)) -ge $k ] || k=$((want - kills))
 	run_kills=0
 	# One of the kills waits for a short step (so that each is hit often
-	# enough), the next in turn that this run has (no upload with lan_free).
+	# enough), the next in turn that this run has (no landing with lan_free).
 	step=$(echo $steps | cut -d' ' -f$((nsteps % 5 + 1)))
 	nsteps=$((nsteps + 1))
-	if [ $step = upload ] && [ $((r % 2)) -eq 1 ]; then
+	if [ $step = landing ] && [ $((r % 2)) -eq 1 ]; then
 		step=$(echo $steps | cut -d' ' -f$((nsteps % 5 + 1)))
 		nsteps=$((nsteps + 1))
 	fi
