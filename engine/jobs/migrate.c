@@ -28,159 +28,13 @@
 #include "engine/jobs/copy.h"
 #include "engine/jobs/job.h"
 #include "engine/jobs/memstate.h"
+#include "engine/jobs/migrate_data.h"
 #include "engine/jobs/runtime.h"
 #include "engine/jobs/sync.h"
 #include "engine/jobs/target.h"
 #include "fsm/tables.h"
 
-#define MIG_DATA_V2 2 /* before the sync pass and the target had records of their own */
-#define MIG_DATA_V3 3
 #define SHUTDOWN_WAIT_S 300
-
-/* ---- persisted data ---- */
-
-struct mig_data {
-	uint8_t full_done;  /* the first full copy is finished */
-	uint8_t stage;      /* cutting over: 0 stop source, 1 final sync, 2 finalise disks, 3 power on, 4 done */
-	uint8_t src_was_on;
-	uint8_t migrate;    /* 开始迁移 was asked for: the next catch-up leads to the cutover */
-	int64_t down_start_ms;
-	int64_t down_end_ms;
-	struct sync_state sync;
-	struct target_state tgt;
-	char **change_ids;  /* per disk: of the last finished sync, or NULL */
-};
-
-static void
-data_free(struct mig_data *d)
-{
-	size_t i;
-
-	for (i = 0; d->change_ids != NULL && i < d->sync.ndisks; i++)
-		free(d->change_ids[i]);
-	free(d->change_ids);
-	sync_state_free(&d->sync);
-	target_state_free(&d->tgt);
-	memset(d, 0, sizeof(*d));
-}
-
-/* Every per-disk array as long as the source's disk list. */
-static void
-data_size(struct mig_data *d, size_t old_n)
-{
-	size_t i, n = d->sync.ndisks;
-
-	if (d->change_ids == NULL || old_n != n) {
-		for (i = 0; d->change_ids != NULL && i < old_n; i++)
-			free(d->change_ids[i]);
-		free(d->change_ids);
-		d->change_ids = xcalloc(n ? n : 1, sizeof(char *));
-	}
-	target_state_size(&d->tgt, n);
-}
-
-static void
-data_encode(const struct mig_data *d, struct sbuf *b)
-{
-	size_t i;
-
-	rec_put_u16(b, MIG_DATA_V3);
-	rec_put_u8(b, d->full_done);
-	rec_put_u8(b, d->stage);
-	rec_put_u8(b, d->src_was_on);
-	rec_put_u8(b, d->migrate);
-	rec_put_u64(b, (uint64_t)d->down_start_ms);
-	rec_put_u64(b, (uint64_t)d->down_end_ms);
-	sync_state_put(&d->sync, b);
-	target_state_put(&d->tgt, b);
-	for (i = 0; i < d->sync.ndisks; i++)
-		rec_put_str(b, d->change_ids[i]);
-}
-
-/* The record of the previous version: one list of disks holding both
- * sides and the pass. */
-static int
-data_decode_v2(struct rec_reader *r, struct mig_data *d)
-{
-	uint64_t nd, i;
-
-	d->full_done = rec_get_u8(r);
-	d->stage = rec_get_u8(r);
-	d->src_was_on = rec_get_u8(r);
-	d->migrate = rec_get_u8(r);
-	d->sync.src_vm = rec_get_opt_str(r);
-	d->sync.src_dc = rec_get_opt_str(r);
-	d->tgt.vm = rec_get_opt_str(r);
-	d->sync.snap = rec_get_opt_str(r);
-	d->sync.pass = (uint32_t)rec_get_u64(r);
-	d->down_start_ms = (int64_t)rec_get_u64(r);
-	d->down_end_ms = (int64_t)rec_get_u64(r);
-	d->sync.bytes = rec_get_u64(r);
-	nd = rec_get_u64(r);
-	if (r->bad || nd > 64)
-		return -1;
-	d->sync.ndisks = nd;
-	d->sync.disks = xcalloc(nd ? nd : 1, sizeof(*d->sync.disks));
-	data_size(d, 0);
-	for (i = 0; i < nd; i++) {
-		struct sync_disk *s = &d->sync.disks[i];
-		struct target_disk *t = &d->tgt.disks[i];
-
-		s->key = (uint32_t)rec_get_u64(r);
-		s->capacity = rec_get_u64(r);
-		s->src_file = rec_get_opt_str(r);
-		t->file = rec_get_opt_str(r);
-		t->ds = rec_get_opt_str(r);
-		t->flat = rec_get_opt_str(r);
-		d->change_ids[i] = rec_get_opt_str(r);
-		s->checkpoint = rec_get_u64(r);
-		s->full = rec_get_u8(r);
-		s->pass_cid = rec_get_opt_str(r);
-		s->prev_cid = rec_get_opt_str(r);
-		s->prev_ckpt = rec_get_u64(r);
-	}
-	return r->bad ? -1 : 0;
-}
-
-static int
-data_decode(const uint8_t *p, size_t n, struct mig_data *d)
-{
-	struct rec_reader r;
-	uint16_t v;
-	size_t i;
-
-	memset(d, 0, sizeof(*d));
-	if (n == 0) {
-		data_size(d, 0);
-		return 0;
-	}
-	rec_reader_init(&r, p, n);
-	v = rec_get_u16(&r);
-	if (v == MIG_DATA_V2) {
-		if (data_decode_v2(&r, d) != 0)
-			goto bad;
-		return 0;
-	}
-	if (v != MIG_DATA_V3)
-		goto bad;
-	d->full_done = rec_get_u8(&r);
-	d->stage = rec_get_u8(&r);
-	d->src_was_on = rec_get_u8(&r);
-	d->migrate = rec_get_u8(&r);
-	d->down_start_ms = (int64_t)rec_get_u64(&r);
-	d->down_end_ms = (int64_t)rec_get_u64(&r);
-	if (sync_state_get(&r, &d->sync) != 0 || target_state_get(&r, &d->tgt, d->sync.ndisks) != 0)
-		goto bad;
-	data_size(d, d->sync.ndisks);
-	for (i = 0; i < d->sync.ndisks; i++)
-		d->change_ids[i] = rec_get_opt_str(&r);
-	if (r.bad)
-		goto bad;
-	return 0;
-bad:
-	data_free(d);
-	return -1;
-}
 
 /* ---- runtime ---- */
 
@@ -236,7 +90,7 @@ rt_free(void *p)
 		free(rt->land_img[k]);
 	free(rt->land_img);
 	free(rt->land);
-	data_free(&rt->d);
+	mig_data_free(&rt->d);
 	free(rt);
 }
 
@@ -262,7 +116,7 @@ rt_save_job(struct job *j)
 	struct sbuf b;
 
 	sbuf_init(&b);
-	data_encode(&rt->d, &b);
+	mig_data_encode(&rt->d, &b);
 	job_set_data(j, b.data, b.len);
 	job_persist(j);
 	sbuf_free(&b);
@@ -404,6 +258,16 @@ land(struct job *j, struct sync_pass *p, void (*done)(struct sync_pass *p))
 	target_land(&rt->tgt, rt->land, n, landed);
 }
 
+/* A given-up pass's bytes stay where they belong only in place or in an
+ * image uploaded whole at cutover; a landing pass's never landed. */
+static int
+keeps_partial(struct job *j, size_t i)
+{
+	struct mig_rt *rt = j->priv;
+
+	return target_mount(rt, i) != NULL || rt->d.tgt.write == TARGET_WRITE_WHOLE;
+}
+
 static const struct sync_kind_ops mig_sync_ops = {
 	.save = rt_save_job,
 	.base_cid = base_cid,
@@ -411,6 +275,7 @@ static const struct sync_kind_ops mig_sync_ops = {
 	.record = record_cid,
 	.sink_lost = sink_lost,
 	.land = land,
+	.keeps_partial = keeps_partial,
 };
 
 /* The job's runtime, with its data freshly decoded from the record. */
@@ -430,8 +295,8 @@ rt_get(struct job *j)
 	}
 	j->cancel = mig_cancel;
 	j->config_changed = mig_config_changed;
-	data_free(&rt->d);
-	rt->bad_data = data_decode(j->data, j->datalen, &rt->d) != 0;
+	mig_data_free(&rt->d);
+	rt->bad_data = mig_data_decode(j->data, j->datalen, &rt->d) != 0;
 	rt_sync_settings(j, &rt->pass.set);
 	/* The pass cache is only good for the snapshot it was made for. */
 	sync_refresh(&rt->pass);
@@ -474,7 +339,7 @@ target_ready(struct target *t)
 	size_t n = rt->d.sync.ndisks;
 
 	sync_state_adopt(&rt->d.sync, t->src);
-	data_size(&rt->d, n);
+	mig_data_size(&rt->d, n);
 	rt->d.src_was_on = str_eq(t->src->power, "poweredOn");
 	rt_save(rt);
 	fsm_dispatch(rt->j, EV_OK, NULL);
@@ -594,15 +459,15 @@ note_migrate(struct job *j)
 	struct mig_data d;
 	struct sbuf b;
 
-	if (data_decode(j->data, j->datalen, &d) != 0)
+	if (mig_data_decode(j->data, j->datalen, &d) != 0)
 		return;
 	d.migrate = 1;
 	sbuf_init(&b);
-	data_encode(&d, &b);
+	mig_data_encode(&d, &b);
 	/* Persisted with the transition that follows, in one commit. */
 	job_set_data(j, b.data, b.len);
 	sbuf_free(&b);
-	data_free(&d);
+	mig_data_free(&d);
 }
 
 void
@@ -618,12 +483,12 @@ mig_enter_ready(struct job *j, int event)
 	struct mig_data d;
 
 	/* A job at rest keeps no runtime: read the record without one. */
-	if (rt_unreadable(j, data_decode(j->data, j->datalen, &d) != 0))
+	if (rt_unreadable(j, mig_data_decode(j->data, j->datalen, &d) != 0))
 		return;
 	if (event != EV_RESUME)
 		job_log(j, LOG_INFO, "full copy finished (%llu bytes); 迁移就绪: run `vmferryctl migrate %s %s` to cut over",
 		    (unsigned long long)d.sync.bytes, j->rule, j->vm);
-	data_free(&d);
+	mig_data_free(&d);
 	if (j->cfg != NULL && j->cfg->options.auto_migrate) {
 		note_migrate(j);
 		fsm_dispatch(j, MIG_EV_MIGRATE, "auto_migrate");

@@ -152,10 +152,13 @@ sync_state_reset_checkpoints(struct sync_state *st)
 
 /* The pass's snapshot goes away before the pass is done (stop, or it
  * vanished): remember how far each disk got and at which changeId, so
- * that the next pass copies below that point only what changed since. */
+ * that the next pass copies below that point only what changed since
+ * (or, where the kind's sink does not keep a given-up pass's bytes, the
+ * whole disk again). */
 static void
-remember_partial(struct sync_state *st)
+remember_partial(struct sync_pass *p)
 {
+	struct sync_state *st = p->st;
 	size_t i;
 
 	for (i = 0; i < st->ndisks; i++) {
@@ -165,6 +168,12 @@ remember_partial(struct sync_state *st)
 		if (got == 0 || d->pass_cid == NULL)
 			continue;
 		free(d->prev_cid);
+		d->prev_cid = NULL;
+		d->prev_ckpt = 0;
+		if (p->kind->keeps_partial != NULL && !p->kind->keeps_partial(p->j, i)) {
+			d->full = 1;
+			continue;
+		}
 		d->prev_cid = xstrdup(d->pass_cid);
 		d->prev_ckpt = got;
 	}
@@ -685,7 +694,7 @@ prep_snapshot(struct sync_pass *p)
 	}
 	if (p->st->snap != NULL) {
 		job_log(p->j, LOG_WARN, "snapshot %s of the pass in progress is gone", p->st->snap);
-		remember_partial(p->st);
+		remember_partial(p);
 	}
 	if (!p->create) {
 		free(p->st->snap);
@@ -1044,7 +1053,7 @@ abandon_removed(struct vs_out *out, void *arg)
 		free(p->st->snap);
 		p->st->snap = NULL;
 		/* The next pass starts where this one stopped. */
-		remember_partial(p->st);
+		remember_partial(p);
 		save(p);
 	} else {
 		job_log(p->j, LOG_WARN, "snapshot %s could not be removed now (%s); it is removed when the job runs again",

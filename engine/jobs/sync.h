@@ -107,6 +107,13 @@ struct sync_kind_ops {
 	 * pass (its areas recomputed from the same snapshot) lands again.
 	 * NULL: the sinks are where the bytes belong. */
 	void (*land)(struct job *j, struct sync_pass *p, void (*done)(struct sync_pass *p));
+	/* Whether what a pass that was given up (stop, vanished snapshot)
+	 * wrote into disk i's sink stays where it belongs (in place, or an
+	 * image uploaded whole later): then the next pass copies below that
+	 * point only what changed since.  0: the bytes were to land at the
+	 * pass's end and never did, so the disk is copied in full again.
+	 * NULL: they stay. */
+	int (*keeps_partial)(struct job *j, size_t i);
 };
 
 /* Settings of the pass, from the rule and the system (rt_sync_settings). */

@@ -82,6 +82,10 @@ at_cutover() {
 	fault "$S_CTL" '{"delay":{"method":"ShutdownGuest","ms":3000}}'
 	cell_rule
 	wait_job "$RULE" "$VM" cutting_over $limit
+	# The guest writes while it is being shut down: the final pass has
+	# changes, so the cutover puts deltas into the target.
+	gwrite "{\"vm\":\"$VM\",\"disk\":0,\"offset\":0,\"length\":65536,\"seed\":71}" >/dev/null
+	gwrite "{\"vm\":\"$VM\",\"disk\":1,\"offset\":0,\"length\":65536,\"seed\":72}" >/dev/null
 }
 
 # injected: S_INJ, D_INJ = the peers' injected counters by kind (GET

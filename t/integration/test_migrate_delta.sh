@@ -18,7 +18,8 @@ C1=$((8 * MiB + 4096))
 cat >"$T/fixture.json" <<JSON
 {"datacenters":[{"name":"DC0","hosts":["H0"],"datastores":["ds0"]}],
  "vms":[{"name":"thin01","host":"H0","power":"on","disks":[{"capacity":$C0,"seed":41,"allocated":0.1},{"capacity":$C1,"seed":42,"allocated":0.5}]},
-        {"name":"kill01","host":"H0","power":"on","disks":[{"capacity":$((4 * MiB)),"seed":43,"allocated":0.6},{"capacity":$((2 * MiB)),"seed":44,"allocated":0.5}]}]}
+        {"name":"kill01","host":"H0","power":"on","disks":[{"capacity":$((4 * MiB)),"seed":43,"allocated":0.6},{"capacity":$((2 * MiB)),"seed":44,"allocated":0.5}]},
+        {"name":"stop01","host":"H0","power":"on","disks":[{"capacity":$((24 * MiB)),"seed":45,"allocated":1.0}]}]}
 JSON
 mig_start_peers "$T/fixture.json"
 mig_config
@@ -103,6 +104,20 @@ for d in 0 1; do
 	qcompare kill01 $d && ok "after the kills, qemu-img finds target disk $d equal to the source" ||
 		fail "qemu-img: kill01 disk $d differs after the kills"
 done
+
+# A first pass stopped half-way: its bytes never landed, so the next pass
+# must carry them (below the point too), not only what changed since.
+mig_rule stop stop01 "fast_transfer: true, cutover: poweroff" '[{ days: [mon, tue, wed, thu, fri, sat, sun], from: "00:00", to: "24:00", limit: 4MiB/s }]'
+wait_until 60 sh -c "[ \"\$('$BIN/vmferryctl' -s '$SOCK' --json jobs stop | jq '.jobs[0].bytes_done // 0')\" -gt 10000000 ]" ||
+	fail "stop01's copy did not get past 10 MB"
+sleep 2.5
+ctl stop stop stop01 >/dev/null
+wait_job stop stop01 stopped 60
+ctl start stop stop01 >/dev/null
+wait_job stop stop01 ready 120
+ok "stop01: stopped in the middle of its first pass, started again, ready"
+qcompare stop01 0 && ok "after the stop and start, qemu-img finds the target equal to the source" ||
+	fail "qemu-img: stop01's target differs from the source after a stop in the first pass"
 stop_daemon
 
 # A VMFS6 target: seSparse deltas cannot be written; whole uploads instead.
@@ -114,7 +129,7 @@ cat >"$CONF/11-vmfs6.yaml" <<YAML
 $(mig_platform dst6 "$D6_URL" "$D6_THUMB" vc)
 YAML
 MIG_DST=dst6 mig_rule six thin01 "fast_transfer: true, cutover: none"
-rm -f "$CONF"/20-thin.yaml "$CONF"/20-kill.yaml
+rm -f "$CONF"/20-thin.yaml "$CONF"/20-kill.yaml "$CONF"/20-stop.yaml
 start_daemon "$CONF"
 wait_job six thin01 ready 120
 log=$(ctl log six thin01 -n 300)
