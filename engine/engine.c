@@ -528,8 +528,13 @@ op_show(const struct request *req)
 	}
 	resp = json_pack("{s:b,s:o,s:o}", "ok", 1, "rule", r ? rule_to_json(r) : json_null(), "jobs", jobs);
 	if (req->vm != NULL) {
+		const struct job_kind *k = job_kind_of(kind);
+		json_t *details;
+
 		j = job_find(kind, req->rule, req->vm);
 		json_object_set_new(resp, "log", job_log_to_json(j, 20));
+		if (k->details != NULL && (details = k->details(j)) != NULL)
+			json_object_set_new(resp, "details", details);
 	}
 	return resp;
 }

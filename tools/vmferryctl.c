@@ -414,6 +414,18 @@ cmd_show(json_t *resp)
 		printf("(the rule is no longer configured; its jobs remain)\n\n");
 	}
 	print_jobs(json_object_get(resp, "jobs"));
+	if (json_is_object(json_object_get(resp, "details"))) {
+		json_t *d = json_object_get(resp, "details"), *v;
+		const char *key;
+
+		printf("\n");
+		json_object_foreach(d, key, v) {
+			char *s = json_is_string(v) ? strdup(json_string_value(v)) : json_dumps(v, JSON_ENCODE_ANY);
+
+			printf("%-18s %s\n", key, s ? s : "?");
+			free(s);
+		}
+	}
 	if (json_object_get(resp, "log") != NULL) {
 		printf("\nrecent log:\n");
 		cmd_log(resp);

@@ -12,6 +12,7 @@ static const struct job_kind migration = {
 	.table = &fsm_migration,
 	.before_command = mig_before_command,
 	.run_event = -1,
+	.details = mig_details,
 };
 
 static const struct job_kind replication = {

@@ -5,6 +5,8 @@
 #ifndef VMFERRY_JOBS_KINDS_H
 #define VMFERRY_JOBS_KINDS_H
 
+#include <jansson.h>
+
 #include "engine/config.h"
 
 struct fsm_table;
@@ -19,6 +21,9 @@ struct job_kind {
 	void (*before_command)(struct job *j, int event);
 	/* The event its schedule sends (立即执行 too); -1: it has none. */
 	int run_event;
+	/* What its persisted data says of one job, for `show` (a JSON
+	 * object, new reference); NULL when the record cannot be read. */
+	json_t *(*details)(const struct job *j);
 };
 
 /* Every kind, in the order the CLI lists them; NULL-terminated. */

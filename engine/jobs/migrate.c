@@ -470,6 +470,28 @@ note_migrate(struct job *j)
 	mig_data_free(&d);
 }
 
+json_t *
+mig_details(const struct job *j)
+{
+	struct mig_data d;
+	const char *writes;
+	json_t *o;
+
+	if (mig_data_decode(j->data, j->datalen, &d) != 0)
+		return NULL;
+	if (j->cfg != NULL && j->cfg->options.lan_free)
+		writes = "in place where a datastore mount exists, else as below";
+	else
+		writes = d.tgt.write == TARGET_WRITE_DELTA ? "snapshot deltas (each pass lands, consolidated)"
+		    : d.tgt.write == TARGET_WRITE_WHOLE   ? "whole uploads at cutover: the downtime grows with the disks' size"
+		                                          : "not decided yet (the first pass finds out)";
+	o = json_pack("{s:s?,s:i,s:I,s:s,s:s?,s:b,s:i}", "target_vm", d.tgt.vm, "passes", (int)d.sync.pass, "bytes",
+	    (json_int_t)d.sync.bytes, "target_writes", writes, "target_writes_why", d.tgt.write_why, "full_copy_done",
+	    d.full_done, "cutover_stage", (int)d.stage);
+	mig_data_free(&d);
+	return o;
+}
+
 void
 mig_before_command(struct job *j, int event)
 {

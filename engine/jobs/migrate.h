@@ -4,6 +4,8 @@
 #ifndef VMFERRY_MIGRATE_H
 #define VMFERRY_MIGRATE_H
 
+#include <jansson.h>
+
 struct job;
 
 void mig_enter_starting(struct job *j, int event);
@@ -20,5 +22,9 @@ void mig_enter_failed(struct job *j, int event);
 /* Before a user command reaches a migration job: 开始迁移 in 迁移就绪
  * records that the cutover was asked for. */
 void mig_before_command(struct job *j, int event);
+
+/* For `show`: the target VM, the passes, how the target's disks are
+ * written (in place, deltas, whole uploads and why), the cutover stage. */
+json_t *mig_details(const struct job *j);
 
 #endif

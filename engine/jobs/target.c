@@ -39,6 +39,7 @@ target_state_free(struct target_state *st)
 	free(st->disks);
 	free(st->vm);
 	free(st->land_snap);
+	free(st->write_why);
 	memset(st, 0, sizeof(*st));
 }
 
@@ -50,6 +51,7 @@ target_state_put(const struct target_state *st, struct sbuf *b)
 	rec_put_str(b, st->vm);
 	rec_put_u64(b, (uint64_t)st->create_at);
 	rec_put_u8(b, st->write);
+	rec_put_str(b, st->write_why);
 	rec_put_u8(b, st->land_stage);
 	rec_put_str(b, st->land_snap);
 	rec_put_u64(b, (uint64_t)st->land_asked_at);
@@ -69,6 +71,7 @@ target_state_get(struct rec_reader *r, struct target_state *st, size_t ndisks)
 	st->vm = rec_get_opt_str(r);
 	st->create_at = (int64_t)rec_get_u64(r);
 	st->write = rec_get_u8(r);
+	st->write_why = rec_get_opt_str(r);
 	st->land_stage = rec_get_u8(r);
 	st->land_snap = rec_get_opt_str(r);
 	st->land_asked_at = (int64_t)rec_get_u64(r);

@@ -36,6 +36,7 @@ struct target_state {
 	char *vm;     /* the target VM's moref */
 	int64_t create_at; /* wall ms when CreateVM was asked for and its VM not yet seen; 0: none */
 	uint8_t write;     /* enum target_write */
+	char *write_why;   /* TARGET_WRITE_WHOLE: why deltas cannot be written */
 	uint8_t land_stage; /* a landing: 0 none, 1 snapshot made, 2 deltas put, consolidating */
 	char *land_snap;   /* the landing's snapshot of the target VM */
 	int64_t land_asked_at; /* wall ms when that snapshot was asked for and not yet seen; 0: none */

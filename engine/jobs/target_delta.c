@@ -129,6 +129,8 @@ fall_back(struct target_land *l, const char *why)
 	    "downtime grows with the disks' size, not with the changes (a datastore mount or a vmfsSparse datastore "
 	    "avoids that)", why);
 	t->st->write = TARGET_WRITE_WHOLE;
+	free(t->st->write_why);
+	t->st->write_why = xstrdup(why);
 	t->save(t->j);
 	if (t->st->land_snap != NULL) {
 		/* Nothing was put: removing the snapshot changes no data. */

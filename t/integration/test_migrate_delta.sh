@@ -55,6 +55,7 @@ used=$(du -B1 "$flat0" | cut -f1)
 	fail "target disk 0 is not thin: $used bytes on disk"
 log=$(ctl log thin thin01 -n 400)
 assert_match "$log" "the pass landed in the target: [0-9]+ delta bytes put, consolidated" "the log says the pass landed as deltas"
+assert_match "$(ctl show thin thin01)" "target_writes +snapshot deltas" "vmferryctl show says the target is written by snapshot deltas"
 
 # 1 % changes, then the cutover: only deltas, nothing whole.
 gwrite '{"vm":"thin01","disk":0,"offset":1048576,"length":327680,"seed":51}' >/dev/null
@@ -134,6 +135,9 @@ start_daemon "$CONF"
 wait_job six thin01 ready 120
 log=$(ctl log six thin01 -n 300)
 assert_match "$log" "seSparse.*uploaded whole at cutover: the downtime grows with the disks' size" "a VMFS6 target: the log says why the disks go whole and what the downtime grows with"
+assert_match "$(ctl show six thin01)" "target_writes +whole uploads at cutover: the downtime grows with the disks' size" \
+	"vmferryctl show says the disks go whole and what the downtime grows with"
+assert_match "$(ctl show six thin01)" "target_writes_why .*seSparse" "... and why (seSparse)"
 ctl migrate six thin01 >/dev/null
 wait_job six thin01 complete 120
 assert_match "$(ctl log six thin01 -n 300)" "uploading disk 0 to" "the VMFS6 target gets its disks uploaded whole"
