@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 struct vs_client;
 struct disk;
@@ -131,6 +132,16 @@ disk_close(struct disk *d)
 /* Upload a local file as a whole datastore file over HTTPS (PUT). */
 struct disk_io *disk_upload_https(struct vs_client *c, const char *datacenter, const char *datastore,
     const char *path, int fd, uint64_t len, xfer_cb cb, void *arg);
+/* The same with a body made as it goes (a delta built from a local
+ * image): read gives the next bytes (0 at the end, -1 on a failure),
+ * rewind starts it over (each attempt of the PUT sends it whole). */
+struct upload_source {
+	ssize_t (*read)(void *arg, char *buf, size_t n);
+	void (*rewind)(void *arg);
+	void *arg;
+};
+struct disk_io *disk_upload_https_from(struct vs_client *c, const char *datacenter, const char *datastore,
+    const char *path, const struct upload_source *src, uint64_t len, xfer_cb cb, void *arg);
 void disk_upload_cancel(struct disk_io *io);
 
 /* Resolve a datastore path under a mount root, refusing anything that

@@ -46,6 +46,7 @@ struct disk_io {
 	 * datastore answers one range per request. */
 	struct disk_range *ranges;
 	size_t nranges;
+	struct upload_source src;   /* uploads of a body made as it goes (src.read set) */
 	size_t cur;
 	int multi;                  /* this attempt asks for every range at once */
 	int answer_known;           /* the answer's status and headers were checked */
@@ -582,7 +583,12 @@ io_send(struct disk_io *io)
 		http_set_sink(h, io_range_sink, io);
 	} else {
 		http_add_header(h, "Content-Type: application/octet-stream");
-		http_set_upload_fd(h, io->fd, io->len);
+		if (io->src.read != NULL) {
+			io->src.rewind(io->src.arg);
+			http_set_upload_source(h, io->src.read, io->src.arg, io->len);
+		} else {
+			http_set_upload_fd(h, io->fd, io->len);
+		}
 	}
 	http_set_stall_timeout(h, 30);
 	io->http = h;
@@ -710,6 +716,25 @@ disk_upload_https(struct vs_client *c, const char *datacenter, const char *datas
 	io->url = vs_folder_url(c, datacenter, datastore, path);
 	io->label = xasprintf("%s: upload [%s] %s", vs_config(c)->name, datastore, path);
 	io->fd = fd;
+	io->len = (size_t)len;
+	io->cb = cb;
+	io->arg = arg;
+	io->backoff = XFER_BACKOFF_FIRST_S;
+	io_send(io);
+	return io;
+}
+
+struct disk_io *
+disk_upload_https_from(struct vs_client *c, const char *datacenter, const char *datastore, const char *path,
+    const struct upload_source *src, uint64_t len, xfer_cb cb, void *arg)
+{
+	struct disk_io *io = xcalloc(1, sizeof(*io));
+
+	io->c = c;
+	io->url = vs_folder_url(c, datacenter, datastore, path);
+	io->label = xasprintf("%s: upload [%s] %s", vs_config(c)->name, datastore, path);
+	io->fd = -1;
+	io->src = *src;
 	io->len = (size_t)len;
 	io->cb = cb;
 	io->arg = arg;

@@ -335,7 +335,8 @@ rule_set_copy(struct cal_rule *cr, const struct cfg_rule *r)
 	for (i = 0; i < s->nentries; i++) {
 		cr->sched.entries[i] = s->entries[i];
 		cr->sched.entries[i].times = times;
-		memcpy(times, s->entries[i].times, s->entries[i].ntimes * sizeof(int));
+		if (s->entries[i].ntimes > 0) /* an entry without times (hourly, once) has none to copy */
+			memcpy(times, s->entries[i].times, s->entries[i].ntimes * sizeof(int));
 		times += s->entries[i].ntimes;
 	}
 }

@@ -35,6 +35,8 @@ struct http_req {
 	uint8_t *body;
 	size_t body_len;
 	int upload_fd;
+	http_body_fn body_fn;      /* or a body made as it goes */
+	void *body_arg;
 	uint64_t upload_len;
 	uint64_t upload_off;
 	http_sink_fn sink;
@@ -187,7 +189,10 @@ http_read_cb(char *p, size_t size, size_t nmemb, void *arg)
 		return 0;
 	if (want > r->upload_len - r->upload_off)
 		want = (size_t)(r->upload_len - r->upload_off);
-	got = pread(r->upload_fd, p, want, (off_t)r->upload_off);
+	if (r->body_fn != NULL)
+		got = r->body_fn(r->body_arg, p, want);
+	else
+		got = pread(r->upload_fd, p, want, (off_t)r->upload_off);
 	if (got < 0)
 		return CURL_READFUNC_ABORT;
 	if (got == 0)
@@ -432,6 +437,14 @@ http_set_upload_fd(struct http_req *r, int fd, uint64_t len)
 	curl_easy_setopt(r->easy, CURLOPT_READFUNCTION, http_read_cb);
 	curl_easy_setopt(r->easy, CURLOPT_READDATA, r);
 	curl_easy_setopt(r->easy, CURLOPT_INFILESIZE_LARGE, (curl_off_t)len);
+}
+
+void
+http_set_upload_source(struct http_req *r, http_body_fn read, void *arg, uint64_t len)
+{
+	http_set_upload_fd(r, -1, len);
+	r->body_fn = read;
+	r->body_arg = arg;
 }
 
 void

@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 struct event_base;
 struct http_req;
@@ -37,6 +38,10 @@ void http_add_header(struct http_req *r, const char *header); /* "Name: value" *
 void http_set_body(struct http_req *r, const void *p, size_t n);
 /* Stream a PUT body from a file descriptor (not closed by http). */
 void http_set_upload_fd(struct http_req *r, int fd, uint64_t len);
+/* The body of a PUT made as it goes: read(arg, buf, n) gives up to n
+ * bytes, 0 only at the end, -1 on a failure (the request is aborted). */
+typedef ssize_t (*http_body_fn)(void *arg, char *buf, size_t n);
+void http_set_upload_source(struct http_req *r, http_body_fn read, void *arg, uint64_t len);
 void http_set_range(struct http_req *r, uint64_t first, uint64_t last);
 /* Several ranges: "FIRST-LAST,FIRST-LAST,..." (copied by curl). */
 void http_set_ranges(struct http_req *r, const char *spec);

@@ -22,6 +22,7 @@
 #include "engine/core/util.h"
 #include "engine/jobs/job.h"
 #include "engine/jobs/runtime.h"
+#include "engine/jobs/sync.h"
 #include "engine/platform.h"
 
 /* ---- persisted state ---- */
@@ -173,6 +174,7 @@ target_of(struct target *t)
 
 static void target_inventory(const struct vs_inventory *inv, const char *error, int refused, double age, void *arg);
 static int create_held(struct target *t);
+static int landing_left(struct target *t, const struct vs_vm *vm);
 
 /* Why this source VM cannot be copied, or NULL. */
 static char *
@@ -594,6 +596,8 @@ target_vm_read(struct vs_out *out, void *arg)
 
 	if (t == NULL)
 		return;
+	if (landing_left(t, out->vm))
+		return;
 	if (out->vm->ndisks != t->st->ndisks) {
 		rt_fail(t->j, "target VM %s has %zu disks, the source %zu", out->vm->name, out->vm->ndisks, t->st->ndisks);
 		return;
@@ -615,6 +619,41 @@ target_vm_read(struct vs_out *out, void *arg)
 	read_descriptor(t);
 }
 
+static void
+landing_removed(struct vs_out *out, void *arg)
+{
+	struct target *t = target_of(token_ctx_reply(out, arg, "removing the target's landing snapshot"));
+
+	if (t == NULL)
+		return;
+	t->st->land_stage = 0;
+	free(t->st->land_snap);
+	t->st->land_snap = NULL;
+	t->save(t->j);
+	t->op = vs_get_vm(rt_dst_client(t->j), t->st->vm, target_vm_read, token_for(t->j, t));
+}
+
+/* A landing that a failure or a crash interrupted left its snapshot, so
+ * the target's disks are its deltas: remove it first (a removal
+ * consolidates, it loses nothing; the pass lands again).  1: under way. */
+static int
+landing_left(struct target *t, const struct vs_vm *vm)
+{
+	char *name = sync_snapshot_name(t->j, "land");
+	size_t k;
+
+	for (k = 0; k < vm->nsnapshots; k++)
+		if (str_eq(vm->snapshots[k].name, name)) {
+			job_log(t->j, LOG_INFO, "removing the landing snapshot %s left on the target", vm->snapshots[k].moref);
+			t->op = vs_remove_snapshot(rt_dst_client(t->j), vm->snapshots[k].moref, landing_removed,
+			    token_for(t->j, t));
+			free(name);
+			return 1;
+		}
+	free(name);
+	return 0;
+}
+
 void
 target_read_disks(struct target *t, const uint64_t *capacities, size_t n, void (*then)(struct target *t))
 {
@@ -634,7 +673,8 @@ upload_done(void *arg, enum xfer_status st, const char *err)
 	struct target *t = arg;
 
 	t->upload = NULL;
-	close(t->upload_fd);
+	if (t->upload_fd >= 0)
+		close(t->upload_fd);
 	t->upload_fd = -1;
 	if (st == XFER_TRANSIENT)
 		rt_lost(t->j, "uploading %s: %s", t->what, err);
@@ -657,6 +697,18 @@ target_upload_file(struct target *t, const char *ds, const char *path, const cha
 	}
 	job_log(t->j, LOG_INFO, "uploading %s to [%s] %s", what, ds, path);
 	t->upload = disk_upload_https(rt_dst_client(t->j), t->j->cfg->target.datacenter, ds, path, t->upload_fd, size,
+	    upload_done, t);
+}
+
+void
+target_upload_source(struct target *t, const char *ds, const char *path, const struct upload_source *src,
+    uint64_t size, const char *what, void (*then)(struct target *t))
+{
+	t->then = then;
+	free(t->what);
+	t->what = xstrdup(what);
+	job_log(t->j, LOG_INFO, "uploading %s to [%s] %s", what, ds, path);
+	t->upload = disk_upload_https_from(rt_dst_client(t->j), t->j->cfg->target.datacenter, ds, path, src, size,
 	    upload_done, t);
 }
 

@@ -96,6 +96,10 @@ void target_read_disks(struct target *t, const uint64_t *capacities, size_t n, v
 /* Upload a local image whole to target disk i (its flat file); then(t)
  * once it is there (a failure goes out as rt_fail/rt_lost). */
 void target_upload(struct target *t, size_t i, const char *local, uint64_t size, void (*then)(struct target *t));
+/* Upload a body made as it goes (a delta) to a datastore path of the target. */
+struct upload_source;
+void target_upload_source(struct target *t, const char *ds, const char *path, const struct upload_source *src,
+    uint64_t size, const char *what, void (*then)(struct target *t));
 /* Upload a local file whole to a datastore path of the target. */
 void target_upload_file(struct target *t, const char *ds, const char *path, const char *local, uint64_t size,
     const char *what, void (*then)(struct target *t));

@@ -27,8 +27,6 @@
 #include "engine/jobs/runtime.h"
 #include "engine/jobs/sync.h"
 
-#define LAND_WRITE_SLICE (8u << 20) /* delta bytes written per loop turn */
-
 struct target_land {
 	struct target *t;
 	struct target_land_disk *disks;
@@ -39,10 +37,8 @@ struct target_land {
 	struct disk_io *hdr_io;
 	uint8_t hdr[COWD_HEADER_SIZE];
 	char *ds, *path;            /* the delta extent being replaced */
-	char *local;                /* the delta built in temp_dir */
-	int img_fd, out_fd;
-	struct cowd_stream *stream;
-	struct event *timer;        /* writing the delta, a slice per loop turn */
+	int img_fd;                 /* the image the pass's bytes come from */
+	struct cowd_stream *stream; /* the delta, made as the PUT sends it */
 	struct event *settle;       /* waiting for a snapshot asked for before a restart */
 	int asked_ok;               /* land_asked_at is committed: the snapshot may be asked for */
 	uint64_t bytes;             /* delta bytes put by this landing */
@@ -61,17 +57,11 @@ land_free(struct target_land *l)
 	if (l->hdr_io != NULL)
 		disk_io_cancel(l->hdr_disk, l->hdr_io);
 	disk_close(l->hdr_disk);
-	if (l->timer != NULL)
-		event_free(l->timer);
 	if (l->settle != NULL)
 		event_free(l->settle);
 	cowd_stream_free(l->stream);
 	if (l->img_fd >= 0)
 		close(l->img_fd);
-	if (l->out_fd >= 0)
-		close(l->out_fd);
-	if (l->local != NULL)
-		unlink(l->local);
 	if (l->vm != NULL) {
 		vs_vm_free(l->vm);
 		free(l->vm);
@@ -79,7 +69,6 @@ land_free(struct target_land *l)
 	free(l->disks);
 	free(l->ds);
 	free(l->path);
-	free(l->local);
 	free(l);
 }
 
@@ -315,53 +304,37 @@ delta_put(struct target *t)
 {
 	struct target_land *l = t->land;
 
-	unlink(l->local);
+	cowd_stream_free(l->stream);
+	l->stream = NULL;
+	close(l->img_fd);
+	l->img_fd = -1;
 	l->i++;
 	land_next(l);
 }
 
-/* A slice of the delta into the local file; the PUT once it is whole. */
-static void
-write_slice(evutil_socket_t fd, short what, void *arg)
+/* The PUT's body: the delta, made from the image as it is sent. */
+static ssize_t
+body_read(void *arg, char *buf, size_t n)
 {
 	struct target_land *l = arg;
-	struct target *t = l->t;
-	static char buf[256 * 1024];
-	size_t done = 0, got;
-	char *err = NULL, what_s[48];
-	struct timeval now = { 0, 0 };
+	size_t got;
+	char *err = NULL;
 
-	while (done < LAND_WRITE_SLICE) {
-		if (cowd_stream_read(l->stream, buf, sizeof(buf), &got, &err) != 0) {
-			rt_lost(t->j, "disk %zu: building its delta: %s", l->i, err);
-			free(err);
-			return;
-		}
-		if (got == 0)
-			break;
-		if (write(l->out_fd, buf, got) != (ssize_t)got) {
-			rt_lost(t->j, "disk %zu: its delta in temp_dir: %s", l->i, strerror(errno));
-			return;
-		}
-		done += got;
+	if (cowd_stream_read(l->stream, buf, n, &got, &err) != 0) {
+		/* Said here: the PUT then ends as cut short. */
+		job_log(l->t->j, LOG_WARN, "disk %zu: building its delta: %s", l->i, err);
+		free(err);
+		return -1;
 	}
-	if (done == LAND_WRITE_SLICE) {
-		evtimer_add(l->timer, &now);
-		return;
-	}
-	if (fdatasync(l->out_fd) != 0) {
-		rt_lost(t->j, "disk %zu: its delta in temp_dir: %s", l->i, strerror(errno));
-		return;
-	}
-	close(l->out_fd);
-	l->out_fd = -1;
-	close(l->img_fd);
-	l->img_fd = -1;
-	l->bytes += cowd_stream_size(l->stream);
-	snprintf(what_s, sizeof(what_s), "the delta of disk %zu", l->i);
-	job_log(t->j, LOG_INFO, "disk %zu: a delta of %llu bytes for %zu areas", l->i,
-	    (unsigned long long)cowd_stream_size(l->stream), l->disks[l->i].nareas);
-	target_upload_file(t, l->ds, l->path, l->local, cowd_stream_size(l->stream), what_s, delta_put);
+	return (ssize_t)got;
+}
+
+static void
+body_rewind(void *arg)
+{
+	struct target_land *l = arg;
+
+	cowd_stream_rewind(l->stream);
 }
 
 /* The empty delta's header is here: build the delta over it. */
@@ -373,7 +346,6 @@ header_read(void *arg, enum xfer_status st, const char *error)
 	struct target_land_disk *d = &l->disks[l->i];
 	struct cowd_header h;
 	char *err = NULL;
-	struct timeval now = { 0, 0 };
 
 	l->hdr_io = NULL;
 	disk_close(l->hdr_disk);
@@ -400,15 +372,16 @@ header_read(void *arg, enum xfer_status st, const char *error)
 		free(err);
 		return;
 	}
-	free(l->local);
-	l->local = xasprintf("%s.delta", d->image);
-	if ((l->out_fd = open(l->local, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
-		rt_lost(t->j, "disk %zu: %s: %s", l->i, l->local, strerror(errno));
-		return;
+	{
+		struct upload_source src = { body_read, body_rewind, l };
+		char what[48];
+
+		snprintf(what, sizeof(what), "the delta of disk %zu", l->i);
+		l->bytes += cowd_stream_size(l->stream);
+		job_log(t->j, LOG_INFO, "disk %zu: a delta of %llu bytes for %zu areas", l->i,
+		    (unsigned long long)cowd_stream_size(l->stream), d->nareas);
+		target_upload_source(t, l->ds, l->path, &src, cowd_stream_size(l->stream), what, delta_put);
 	}
-	if (l->timer == NULL)
-		l->timer = evtimer_new(loop_base(), write_slice, l);
-	evtimer_add(l->timer, &now);
 }
 
 /* The delta's descriptor: vmfsSparse (go on) or not (fall back). */
@@ -529,7 +502,7 @@ target_land(struct target *t, const struct target_land_disk *disks, size_t n, vo
 	l->n = n;
 	l->disks = xcalloc(n ? n : 1, sizeof(*l->disks));
 	memcpy(l->disks, disks, n * sizeof(*disks));
-	l->img_fd = l->out_fd = -1;
+	l->img_fd = -1;
 	l->then = then;
 	t->land = l;
 	read_vm(l);
