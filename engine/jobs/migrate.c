@@ -488,6 +488,8 @@ mig_details(const struct job *j)
 	o = json_pack("{s:s?,s:i,s:I,s:s,s:s?,s:b,s:i}", "target_vm", d.tgt.vm, "passes", (int)d.sync.pass, "bytes",
 	    (json_int_t)d.sync.bytes, "target_writes", writes, "target_writes_why", d.tgt.write_why, "full_copy_done",
 	    d.full_done, "cutover_stage", (int)d.stage);
+	if (d.down_start_ms != 0 && d.down_end_ms >= d.down_start_ms)
+		json_object_set_new(o, "downtime_s", json_real((double)(d.down_end_ms - d.down_start_ms) / 1000.0));
 	mig_data_free(&d);
 	return o;
 }

@@ -374,12 +374,11 @@ header_read(void *arg, enum xfer_status st, const char *error)
 	}
 	{
 		struct upload_source src = { body_read, body_rewind, l };
-		char what[48];
+		char what[96];
 
-		snprintf(what, sizeof(what), "the delta of disk %zu", l->i);
-		l->bytes += cowd_stream_size(l->stream);
-		job_log(t->j, LOG_INFO, "disk %zu: a delta of %llu bytes for %zu areas", l->i,
+		snprintf(what, sizeof(what), "the delta of disk %zu (%llu bytes, %zu areas)", l->i,
 		    (unsigned long long)cowd_stream_size(l->stream), d->nareas);
+		l->bytes += cowd_stream_size(l->stream);
 		target_upload_source(t, l->ds, l->path, &src, cowd_stream_size(l->stream), what, delta_put);
 	}
 }
