@@ -54,7 +54,11 @@ for r in "keep legacy01" "newmac legacy02"; do
 done
 ok "both migrations complete"
 
-PEER=$BIN/peer/vmferry-peer
+# The peer's own SOAP client (tools/peer builds it where start_peer runs it from).
+"$SRC/tools/peer" --build-only >/dev/null
+PEER=${VMFERRY_BUILD:-$SRC/build}
+case "$PEER" in /*) ;; *) PEER=$SRC/$PEER ;; esac
+PEER=$PEER/peer/vmferry-peer
 hw() { # URL VM: the VM's hardware (in folder apps) as the SOAP API shows it
 	"$PEER" hardware -url "$1" -vm "$2" -folder apps || fail "reading the hardware of $2 at $1"
 }
