@@ -14,6 +14,7 @@
 
 #include "engine/config.h"
 #include "engine/core/util.h"
+#include "t/unit/tfiles.h"
 
 /* ---- helpers ---------------------------------------------------------- */
 
@@ -24,22 +25,13 @@ struct tdir {
 static void
 tdir_write(struct tdir *d, const char *name, const char *text)
 {
-	char *p = xasprintf("%s/%s", d->path, name);
-	FILE *f = fopen(p, "w");
-
-	assert_non_null(f);
-	fputs(text, f);
-	fclose(f);
-	free(p);
+	tfile_write(d->path, name, text);
 }
 
 static void
 tdir_remove(struct tdir *d, const char *name)
 {
-	char *p = xasprintf("%s/%s", d->path, name);
-
-	assert_int_equal(unlink(p), 0);
-	free(p);
+	tfile_remove(d->path, name);
 }
 
 static const char platforms_yaml[] =

@@ -20,6 +20,7 @@
 #include "engine/core/record.h"
 #include "engine/core/store.h"
 #include "engine/core/util.h"
+#include "t/unit/tfiles.h"
 
 struct env {
 	char dir[256];     /* holds conf/ and store/ */
@@ -54,22 +55,13 @@ static const char broken_yaml[] = "kind: replication\nname: [oops\n";
 static void
 conf_write(struct env *e, const char *name, const char *text)
 {
-	char *p = xasprintf("%s/%s", e->conf, name);
-	FILE *f = fopen(p, "w");
-
-	assert_non_null(f);
-	fputs(text, f);
-	fclose(f);
-	free(p);
+	tfile_write(e->conf, name, text);
 }
 
 static void
 conf_remove(struct env *e, const char *name)
 {
-	char *p = xasprintf("%s/%s", e->conf, name);
-
-	assert_int_equal(unlink(p), 0);
-	free(p);
+	tfile_remove(e->conf, name);
 }
 
 static int
