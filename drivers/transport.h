@@ -79,6 +79,9 @@ struct disk *disk_open_https(struct vs_client *c, const char *datacenter, const 
  * *err (malloc'd) on failure; *errnum tells why (ENOSPC, EACCES, ...). */
 struct disk *disk_open_direct(const char *mount_root, const char *path, uint64_t size, int writable, char **err);
 struct disk *disk_open_file(const char *file, uint64_t size, int create, char **err, int *errnum);
+/* A block device (a disk attached to the appliance VM, hot-add) of at
+ * least size bytes, written in place; never resized. */
+struct disk *disk_open_device(const char *path, uint64_t size, char **err);
 
 static inline struct disk_io *
 disk_read(struct disk *d, uint64_t off, size_t len, void *buf, xfer_cb cb, void *arg)

@@ -5,9 +5,11 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -277,6 +279,37 @@ disk_open_file(const char *file, uint64_t size, int create, char **err, int *err
 		return NULL;
 	}
 	return direct_new(fd, xstrdup(file), size);
+}
+
+struct disk *
+disk_open_device(const char *path, uint64_t size, char **err)
+{
+	struct stat sb;
+	uint64_t have = 0;
+	int fd;
+
+	*err = NULL;
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &sb) != 0) {
+		*err = xasprintf("%s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	if (S_ISBLK(sb.st_mode)) {
+		if (ioctl(fd, BLKGETSIZE64, &have) != 0)
+			have = 0;
+	} else {
+		have = (uint64_t)sb.st_size;
+	}
+	/* Never resized: a device smaller than the disk is the wrong one. */
+	if (have < size) {
+		*err = xasprintf("%s holds %llu bytes, the disk %llu", path, (unsigned long long)have,
+		    (unsigned long long)size);
+		close(fd);
+		return NULL;
+	}
+	return direct_new(fd, xstrdup(path), size);
 }
 
 struct disk *

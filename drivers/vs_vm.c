@@ -1,5 +1,6 @@
 /* VM creation and power: CreateVM_Task, power on/off/suspend and guest
- * shutdown, extraConfig through ReconfigVM_Task, Destroy_Task. */
+ * shutdown, extraConfig through ReconfigVM_Task, Destroy_Task, and attaching
+ * an existing disk to a VM (hot-add) and detaching it. */
 #include "drivers/vsops.h"
 
 #include <stdio.h>
@@ -75,6 +76,80 @@ vs_power(struct vs_client *c, const char *vm_moref, const char *how, vs_op_fn do
 	return op;
 }
 
+/* ---- attaching an existing disk to a VM, and detaching it (hot-add) ---- */
+
+/* Send the task request built before login; after(op, info) reads its result. */
+static void
+pending_start(struct vs_op *op, void (*after)(struct vs_op *op, xmlNode *info))
+{
+	struct soap_req *req = op->pending;
+
+	op->pending = NULL;
+	op->after_task = after;
+	vsop_call(op, req, vsop_task_started);
+	free(req);
+}
+
+static void
+reconfig_pending_start(struct vs_op *op, struct vs_result *res)
+{
+	pending_start(op, vsop_task_result_none);
+}
+
+/* A VirtualDisk of the existing file, at a controller and unit. */
+static xmlNode *
+disk_change(struct soap_req *req, xmlNode *spec, const char *operation, int key, const char *file, int controller_key,
+    int unit, uint64_t capacity)
+{
+	xmlNode *dc = soap_add(req, spec, "deviceChange", NULL), *dev, *back;
+	char buf[32];
+
+	soap_add(req, dc, "operation", operation);
+	/* No fileOperation: the file is neither made nor destroyed. */
+	dev = soap_add_typed(req, dc, "device", "VirtualDisk", NULL);
+	snprintf(buf, sizeof(buf), "%d", key);
+	soap_add(req, dev, "key", buf);
+	back = soap_add_typed(req, dev, "backing", "VirtualDiskFlatVer2BackingInfo", NULL);
+	soap_add(req, back, "fileName", file);
+	soap_add(req, back, "diskMode", "persistent");
+	snprintf(buf, sizeof(buf), "%d", controller_key);
+	soap_add(req, dev, "controllerKey", buf);
+	snprintf(buf, sizeof(buf), "%d", unit);
+	soap_add(req, dev, "unitNumber", buf);
+	soap_add_u64(req, dev, "capacityInKB", capacity / 1024);
+	return dev;
+}
+
+static struct vs_op *
+disk_reconfig(struct vs_client *c, const char *vm_moref, const char *operation, int key, const char *file,
+    int controller_key, int unit, uint64_t capacity, vs_op_fn done, void *arg)
+{
+	struct soap_req *req = xcalloc(1, sizeof(*req));
+	struct vs_op *op;
+	xmlNode *spec;
+
+	soap_req_init(req, "ReconfigVM_Task", "VirtualMachine", vm_moref);
+	spec = soap_add(req, NULL, "spec", NULL);
+	disk_change(req, spec, operation, key, file, controller_key, unit, capacity);
+	op = vsop_start(c, done, arg, reconfig_pending_start);
+	op->pending = req;
+	return op;
+}
+
+struct vs_op *
+vs_attach_disk(struct vs_client *c, const char *vm_moref, const char *file, int controller_key, int unit,
+    uint64_t capacity, vs_op_fn done, void *arg)
+{
+	return disk_reconfig(c, vm_moref, "add", -100, file, controller_key, unit, capacity, done, arg);
+}
+
+struct vs_op *
+vs_detach_disk(struct vs_client *c, const char *vm_moref, const struct vs_disk *d, vs_op_fn done, void *arg)
+{
+	return disk_reconfig(c, vm_moref, "remove", d->key, d->file, d->controller_key, d->unit, d->capacity, done,
+	    arg);
+}
+
 struct vs_op *
 vs_destroy(struct vs_client *c, const char *vm_moref, vs_op_fn done, void *arg)
 {
@@ -86,12 +161,7 @@ vs_destroy(struct vs_client *c, const char *vm_moref, vs_op_fn done, void *arg)
 static void
 create_start(struct vs_op *op, struct vs_result *res)
 {
-	struct soap_req *req = op->pending;
-
-	op->pending = NULL;
-	op->after_task = vsop_task_result_moref;
-	vsop_call(op, req, vsop_task_started);
-	free(req);
+	pending_start(op, vsop_task_result_moref);
 }
 
 /* Controllers every VM has: referred to by the keys vSphere gives them

@@ -264,6 +264,13 @@ struct vs_op *vs_power(struct vs_client *c, const char *vm_moref, const char *ho
 /* ReconfigVM_Task setting one extraConfig string option. */
 struct vs_op *vs_set_extra_config(struct vs_client *c, const char *vm_moref, const char *key, const char *value,
     vs_op_fn done, void *arg);
+/* Hot-add: ReconfigVM_Task adding an existing disk file (no fileOperation:
+ * nothing is created) to vm at a controller and unit; and removing it
+ * again (no fileOperation: the file stays, never "destroy"). */
+struct vs_op *vs_attach_disk(struct vs_client *c, const char *vm_moref, const char *file, int controller_key, int unit,
+    uint64_t capacity, vs_op_fn done, void *arg);
+struct vs_op *vs_detach_disk(struct vs_client *c, const char *vm_moref, const struct vs_disk *d, vs_op_fn done,
+    void *arg);
 struct vs_op *vs_destroy(struct vs_client *c, const char *vm_moref, vs_op_fn done, void *arg);
 /* GET a (small) datastore file: descriptors, vmx. */
 struct vs_op *vs_get_file(struct vs_client *c, const char *datacenter, const char *datastore, const char *path,

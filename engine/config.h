@@ -62,6 +62,13 @@ struct cfg_node {
 	char *name;
 	char *repository;
 	char *temp_dir;
+	/* Hot-add (SPEC §6): the VM this appliance runs in, found by name or
+	 * by BIOS UUID (default: the node's own, /sys/class/dmi/id), and where
+	 * attached disks appear (default /dev/disk/by-id). */
+	int hotadd_off;           /* hotadd: false */
+	char *appliance_vm;
+	char *appliance_uuid;
+	char *hotadd_devices;
 	struct cfg_loc loc;
 	struct cfg_loc name_loc;  /* added by the loader */
 };
@@ -90,6 +97,7 @@ struct cfg_options {
 	int delete_backup_data_on_rule_delete;
 	int power_on_target;
 	int keep_mac;                        /* target NICs get the source's MACs */
+	int whole_upload;                    /* the last-resort whole upload is allowed */
 	enum cfg_cutover cutover;
 	uint32_t set;                        /* bit per CFG_OPT_* that was written */
 };
@@ -105,6 +113,7 @@ enum {
 	CFG_OPT_POWER_ON_TARGET = 1u << 8,
 	CFG_OPT_CUTOVER = 1u << 9,
 	CFG_OPT_KEEP_MAC = 1u << 10,
+	CFG_OPT_WHOLE_UPLOAD = 1u << 11,
 };
 
 /* Replication schedules (seed 001) and backup schedule entries (seed 002). */

@@ -190,6 +190,13 @@ config_dump(const struct config *c, FILE *out)
 		fprintf(out, "\nnode %s: # %s:%d\n", nd->name, nd->loc.file, nd->loc.line);
 		fprintf(out, "  repository: %s\n", nd->repository);
 		fprintf(out, "  temp_dir: %s\n", nd->temp_dir);
+		if (nd->hotadd_off)
+			fputs("  hotadd: false\n", out);
+		else
+			fprintf(out, "  hotadd: { vm: %s, uuid: %s, devices: %s }\n",
+			    nd->appliance_vm ? nd->appliance_vm : "(by uuid)",
+			    nd->appliance_uuid ? nd->appliance_uuid : "(this node's BIOS UUID)",
+			    nd->hotadd_devices ? nd->hotadd_devices : "/dev/disk/by-id");
 	}
 	for (i = 0; i < c->ntemplates; i++) {
 		const struct cfg_template *t = c->templates[i];

@@ -73,7 +73,7 @@ struct optdef {
 };
 
 /* One entry per CFG_OPT_* bit, in the order options are printed. */
-#define CFG_NOPTS 11
+#define CFG_NOPTS 12
 extern const struct optdef cfg_optdefs[CFG_NOPTS];
 /* An option's default for a rule kind (0 where it does not apply). */
 int cfg_opt_default(const struct optdef *d, enum cfg_kind kind);

@@ -10,6 +10,7 @@
  * (which libyaml turns into shared nodes) cannot make it loop. */
 #include "engine/config_int.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -145,6 +146,9 @@ node_free(struct cfg_node *n)
 	free(n->name);
 	free(n->repository);
 	free(n->temp_dir);
+	free(n->appliance_vm);
+	free(n->appliance_uuid);
+	free(n->hotadd_devices);
 	memset(n, 0, sizeof(*n));
 }
 
@@ -944,15 +948,52 @@ parse_platform(struct pctx *c, yaml_node_t *n, struct cfg_file *out)
 	out->platforms[out->nplatforms++] = p;
 }
 
+/* hotadd: false, or { vm: NAME, uuid: UUID, devices: /dev/disk/by-id }. */
+static void
+parse_hotadd(struct pctx *c, yaml_node_t *n, struct cfg_node *nd)
+{
+	enum { F_VM, F_UUID, F_DEVICES };
+	struct field f[] = {
+		{ "vm", 0, NULL, NULL },
+		{ "uuid", 0, NULL, NULL },
+		{ "devices", 0, NULL, NULL },
+	};
+	const char *u;
+	int on = 1;
+
+	if (n->type == YAML_SCALAR_NODE) {
+		if (cfg_get_bool(c, n, "hotadd", &on) == 0 && on)
+			cfg_perr(c, n, "hotadd: true is the default; give false, or a mapping with vm, uuid, devices");
+		nd->hotadd_off = !on;
+		return;
+	}
+	cfg_map_fields(c, n, "hotadd", f, ARRAY_LEN(f));
+	if (f[F_VM].val != NULL)
+		nd->appliance_vm = get_path(c, f[F_VM].val, "hotadd.vm", 0);
+	if (f[F_UUID].val != NULL && (u = cfg_get_str(c, f[F_UUID].val, "hotadd.uuid")) != NULL) {
+		size_t k, hex = 0;
+
+		for (k = 0; u[k] != '\0'; k++)
+			hex += isxdigit((unsigned char)u[k]) != 0;
+		if (hex != 32 || strspn(u, "0123456789abcdefABCDEF- ") != strlen(u))
+			cfg_perr(c, f[F_UUID].val, "hotadd.uuid: \"%s\" is not a UUID (32 hex digits)", u);
+		else
+			nd->appliance_uuid = xstrdup(u);
+	}
+	if (f[F_DEVICES].val != NULL)
+		nd->hotadd_devices = get_path(c, f[F_DEVICES].val, "hotadd.devices", 1);
+}
+
 static void
 parse_node(struct pctx *c, yaml_node_t *n, struct cfg_file *out)
 {
-	enum { F_KIND, F_NAME, F_REPO, F_TMP };
+	enum { F_KIND, F_NAME, F_REPO, F_TMP, F_HOTADD };
 	struct field f[] = {
 		{ "kind", 1, NULL, NULL },
 		{ "name", 1, NULL, NULL },
 		{ "repository", 1, NULL, NULL },
 		{ "temp_dir", 1, NULL, NULL },
+		{ "hotadd", 0, NULL, NULL },
 	};
 	struct cfg_node nd;
 	int before = c->nerr;
@@ -968,6 +1009,8 @@ parse_node(struct pctx *c, yaml_node_t *n, struct cfg_file *out)
 		nd.repository = get_path(c, f[F_REPO].val, "repository", 0);
 	if (f[F_TMP].val != NULL)
 		nd.temp_dir = get_path(c, f[F_TMP].val, "temp_dir", 0);
+	if (f[F_HOTADD].val != NULL)
+		parse_hotadd(c, f[F_HOTADD].val, &nd);
 	if (c->nerr != before) {
 		node_free(&nd);
 		return;

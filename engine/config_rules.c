@@ -37,8 +37,11 @@ const struct optdef cfg_optdefs[CFG_NOPTS] = {
 	 * replica runs beside its source only after a failover, so its
 	 * default is new MACs (see opt_default). */
 	{ "keep_mac", CFG_OPT_KEEP_MAC, K_MIG | K_REP, 1 },
+	/* false: a target disk that only a whole upload could write (no mount,
+	 * no hot-add, no vmfsSparse deltas) is refused at the pre-check. */
+	{ "whole_upload", CFG_OPT_WHOLE_UPLOAD, K_MIG | K_REP, 1 },
 };
-_Static_assert(CFG_OPT_KEEP_MAC == 1u << (CFG_NOPTS - 1), "CFG_NOPTS counts the CFG_OPT_* bits");
+_Static_assert(CFG_OPT_WHOLE_UPLOAD == 1u << (CFG_NOPTS - 1), "CFG_NOPTS counts the CFG_OPT_* bits");
 
 int
 cfg_opt_default(const struct optdef *d, enum cfg_kind kind)
@@ -70,6 +73,7 @@ opt_field(struct cfg_options *o, uint32_t bit)
 	case CFG_OPT_DELETE_BACKUP_DATA: return &o->delete_backup_data_on_rule_delete;
 	case CFG_OPT_POWER_ON_TARGET: return &o->power_on_target;
 	case CFG_OPT_KEEP_MAC: return &o->keep_mac;
+	case CFG_OPT_WHOLE_UPLOAD: return &o->whole_upload;
 	default: return NULL;
 	}
 }
@@ -838,6 +842,11 @@ rule_digest(const struct cfg_rule *r)
 		if (cfg_optdefs[i].bit == CFG_OPT_KEEP_MAC) {
 			if (v != cfg_opt_default(&cfg_optdefs[i], r->kind))
 				h_str(&h, v ? "keep_mac" : "new_mac");
+			continue;
+		}
+		if (cfg_optdefs[i].bit == CFG_OPT_WHOLE_UPLOAD) {
+			if (v != cfg_opt_default(&cfg_optdefs[i], r->kind))
+				h_str(&h, "no_whole_upload");
 			continue;
 		}
 		h_u64(&h, (uint64_t)v);

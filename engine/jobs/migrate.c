@@ -54,6 +54,7 @@ struct mig_rt {
 	char **land_img;
 	size_t nland_img;
 	void (*land_then)(struct sync_pass *p);
+	void (*before_then)(struct sync_pass *p);
 };
 
 static struct mig_rt *
@@ -147,17 +148,6 @@ record_cid(struct job *j, size_t i, const char *cid)
 	rt->d.change_ids[i] = cid != NULL ? xstrdup(cid) : NULL;
 }
 
-/* With lan_free, the target disk in place through its datastore's mount. */
-static const char *
-target_mount(struct mig_rt *rt, size_t i)
-{
-	const struct cfg_rule *r = rt->j->cfg;
-
-	if (!r->options.lan_free)
-		return NULL;
-	return rt_mount_of(r->target.platform, rt->d.tgt.disks[i].ds);
-}
-
 static char *
 staging_image(struct job *j, size_t i, char **err, int *errnum)
 {
@@ -167,32 +157,84 @@ staging_image(struct job *j, size_t i, char **err, int *errnum)
 	return rt_staging_file(j, name, err, errnum);
 }
 
-/* In place through a mount (lan_free), else into a sparse staging image
- * in temp_dir that is uploaded at cutover. */
+/* In place (a mount, a hot-add device), else into a sparse staging image
+ * in temp_dir that lands as deltas or is uploaded whole at cutover. */
 static struct disk *
 open_sink(struct job *j, size_t i, char **err)
 {
 	struct mig_rt *rt = j->priv;
-	uint64_t cap = rt->d.sync.disks[i].capacity;
-	const char *mnt = target_mount(rt, i);
-	struct disk *d = NULL;
-	char *e = NULL, *img;
+	char *e = NULL, *img = NULL;
+	struct disk *d;
 	int en = 0;
 
-	if (mnt != NULL) {
-		if ((d = disk_open_direct(mnt, rt->d.tgt.disks[i].flat, cap, 1, &e)) == NULL)
-			*err = xasprintf("disk %zu: target through %s: %s", i, mnt, e);
-		free(e);
-		return d;
-	}
-	if ((img = staging_image(j, i, &e, &en)) != NULL) {
-		d = disk_open_file(img, cap, 1, &e, &en);
-		free(img);
-	}
-	if (d == NULL)
+	if (!target_in_place(&rt->tgt, i) && (img = staging_image(j, i, &e, &en)) == NULL) {
 		*err = xasprintf("node temp_dir cannot be written: %s", e);
-	free(e);
+		free(e);
+		return NULL;
+	}
+	d = target_open_sink(&rt->tgt, i, img, rt->d.sync.disks[i].capacity, err);
+	free(img);
 	return d;
+}
+
+/* Disk i's transport changed (a hot-add that failed, a mount that came):
+ * bytes of this pass below its checkpoint went the old way and are copied
+ * again; a disk that leaves or joins the whole upload is read whole (the
+ * staging image and the target each hold only their own passes). */
+static void
+via_changed(struct job *j, size_t i, enum target_via was, enum target_via now)
+{
+	struct mig_rt *rt = j->priv;
+	struct sync_disk *d = &rt->d.sync.disks[i];
+	char *img = NULL, *e = NULL;
+	int en = 0;
+
+	if (d->checkpoint != 0) {
+		job_log(j, LOG_INFO, "disk %zu: this pass's areas are copied again through %s", i, target_via_name(now));
+		d->checkpoint = 0;
+	}
+	if ((was == TARGET_VIA_WHOLE || now == TARGET_VIA_WHOLE) && rt->d.change_ids[i] != NULL) {
+		job_log(j, LOG_INFO, "disk %zu: read whole again (%s, then %s)", i, target_via_name(was),
+		    target_via_name(now));
+		free(rt->d.change_ids[i]);
+		rt->d.change_ids[i] = NULL;
+		free(d->prev_cid);
+		d->prev_cid = NULL;
+		d->prev_ckpt = 0;
+		if (now == TARGET_VIA_WHOLE)
+			img = staging_image(j, i, &e, &en);
+		if (img != NULL)
+			unlink(img);
+		free(img);
+		free(e);
+	}
+	sync_forget_prepared(&rt->pass);
+}
+
+static void
+writes_ready(struct target *t)
+{
+	struct mig_rt *rt = rt_of(t->j);
+
+	rt->before_then(&rt->pass);
+}
+
+/* Before each pass: each disk's transport, hot-add disks attached. */
+static void
+before_pass(struct job *j, struct sync_pass *p, void (*done)(struct sync_pass *p))
+{
+	struct mig_rt *rt = j->priv;
+
+	rt->before_then = done;
+	rt->tgt.via_changed = via_changed;
+	if (rt->tgt.src_caps == NULL) {
+		size_t i;
+
+		rt->tgt.src_caps = xcalloc(rt->d.sync.ndisks ? rt->d.sync.ndisks : 1, sizeof(uint64_t));
+		for (i = 0; i < rt->d.sync.ndisks; i++)
+			rt->tgt.src_caps[i] = rt->d.sync.disks[i].capacity;
+	}
+	target_writes_begin(&rt->tgt, writes_ready);
 }
 
 /* A staging image that should hold what earlier passes copied (or this
@@ -205,7 +247,7 @@ sink_lost(struct job *j, size_t i)
 	char *img, *e = NULL, *why = NULL;
 	int en = 0;
 
-	if (target_mount(rt, i) != NULL || (!rt->d.full_done && d->checkpoint == 0 && d->prev_ckpt == 0))
+	if (target_in_place(&rt->tgt, i) || (!rt->d.full_done && d->checkpoint == 0 && d->prev_ckpt == 0))
 		return NULL;
 	if ((img = staging_image(j, i, &e, &en)) == NULL) {
 		free(e);
@@ -247,7 +289,7 @@ land(struct job *j, struct sync_pass *p, void (*done)(struct sync_pass *p))
 	for (i = 0; i < n; i++) {
 		rt->land[i].areas = p->areas[i];
 		rt->land[i].nareas = p->nareas[i];
-		rt->land[i].skip = target_mount(rt, i) != NULL || p->nareas[i] == 0;
+		rt->land[i].skip = target_in_place(&rt->tgt, i) || p->nareas[i] == 0;
 		if (!rt->land[i].skip && (rt->land_img[i] = staging_image(j, i, &err, &en)) == NULL) {
 			rt_lost(j, "%s", err);
 			free(err);
@@ -265,7 +307,7 @@ keeps_partial(struct job *j, size_t i)
 {
 	struct mig_rt *rt = j->priv;
 
-	return target_mount(rt, i) != NULL || rt->d.tgt.write == TARGET_WRITE_WHOLE;
+	return target_in_place(&rt->tgt, i) || rt->d.tgt.disks[i].via == TARGET_VIA_WHOLE;
 }
 
 static const struct sync_kind_ops mig_sync_ops = {
@@ -276,6 +318,7 @@ static const struct sync_kind_ops mig_sync_ops = {
 	.sink_lost = sink_lost,
 	.land = land,
 	.keeps_partial = keeps_partial,
+	.before_pass = before_pass,
 };
 
 /* The job's runtime, with its data freshly decoded from the record. */
@@ -488,6 +531,7 @@ mig_details(const struct job *j)
 	o = json_pack("{s:s?,s:i,s:I,s:s,s:s?,s:b,s:i}", "target_vm", d.tgt.vm, "passes", (int)d.sync.pass, "bytes",
 	    (json_int_t)d.sync.bytes, "target_writes", writes, "target_writes_why", d.tgt.write_why, "full_copy_done",
 	    d.full_done, "cutover_stage", (int)d.stage);
+	json_object_set_new(o, "target_disks", target_vias_json(&d.tgt));
 	if (d.down_start_ms != 0 && d.down_end_ms >= d.down_start_ms)
 		json_object_set_new(o, "downtime_s", json_real((double)(d.down_end_ms - d.down_start_ms) / 1000.0));
 	mig_data_free(&d);
@@ -729,7 +773,7 @@ upload_next(struct mig_rt *rt)
 	char *img, *err = NULL;
 	int en = 0;
 
-	while (rt->i < rt->d.sync.ndisks && (target_mount(rt, rt->i) != NULL || rt->d.tgt.write == TARGET_WRITE_DELTA))
+	while (rt->i < rt->d.sync.ndisks && rt->d.tgt.disks[rt->i].via != TARGET_VIA_WHOLE)
 		rt->i++;
 	if (rt->i >= rt->d.sync.ndisks) {
 		rt->d.stage = 3;
@@ -802,9 +846,16 @@ mig_enter_cutting_over(struct job *j, int event)
 /* ---- stop, failure, delete ---- */
 
 static void
+stopped_detached(struct target *t)
+{
+	fsm_dispatch(t->j, EV_OK, NULL);
+}
+
+/* Nothing stays attached to the appliance VM while the job rests. */
+static void
 stopped(struct sync_pass *p)
 {
-	fsm_dispatch(p->j, EV_OK, NULL);
+	target_writes_end(&rt_of(p->j)->tgt, stopped_detached);
 }
 
 void
@@ -816,8 +867,14 @@ mig_enter_stopping(struct job *j, int event)
 }
 
 static void
+failed_detached(struct target *t)
+{
+}
+
+static void
 failed_cleaned(struct sync_pass *p)
 {
+	target_writes_end(&rt_of(p->j)->tgt, failed_detached);
 }
 
 /* A failed job leaves no snapshot of its own on the source (it would
@@ -828,8 +885,12 @@ mig_enter_failed(struct job *j, int event)
 {
 	struct mig_rt *rt = rt_enter(j);
 
-	if (rt == NULL || rt->d.sync.snap == NULL)
+	if (rt == NULL)
 		return;
+	if (rt->d.sync.snap == NULL) {
+		failed_cleaned(&rt->pass);
+		return;
+	}
 	job_log(j, LOG_INFO, "removing snapshot %s of the failed pass from the source", rt->d.sync.snap);
 	sync_abandon(&rt->pass, failed_cleaned);
 }
@@ -842,10 +903,11 @@ target_deleted(struct target *t)
 }
 
 static void
-delete_after_snapshot(struct sync_pass *p)
+delete_detached(struct target *t)
 {
-	struct mig_rt *rt = rt_of(p->j);
-	const struct cfg_rule *r = p->j->cfg;
+	struct mig_rt *rt = rt_of(t->j);
+	const struct cfg_rule *r = t->j->cfg;
+	struct sync_pass *p = &rt->pass;
 
 	if (r != NULL && r->options.delete_target_on_rule_delete && rt->d.tgt.vm != NULL &&
 	    rt_dst_client(p->j) != NULL) {
@@ -856,6 +918,12 @@ delete_after_snapshot(struct sync_pass *p)
 	if (r != NULL)
 		rt_staging_remove(p->j);
 	fsm_dispatch(p->j, EV_CLEANED, NULL);
+}
+
+static void
+delete_after_snapshot(struct sync_pass *p)
+{
+	target_writes_end(&rt_of(p->j)->tgt, delete_detached);
 }
 
 void

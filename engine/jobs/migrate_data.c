@@ -8,7 +8,8 @@
 #include "engine/core/util.h"
 
 #define MIG_DATA_V2 2 /* before the sync pass and the target had records of their own */
-#define MIG_DATA_V3 3
+#define MIG_DATA_V3 3 /* before the transport per target disk */
+#define MIG_DATA_V4 4
 
 void
 mig_data_free(struct mig_data *d)
@@ -42,7 +43,7 @@ mig_data_encode(const struct mig_data *d, struct sbuf *b)
 {
 	size_t i;
 
-	rec_put_u16(b, MIG_DATA_V3);
+	rec_put_u16(b, MIG_DATA_V4);
 	rec_put_u8(b, d->full_done);
 	rec_put_u8(b, d->stage);
 	rec_put_u8(b, d->src_was_on);
@@ -53,6 +54,7 @@ mig_data_encode(const struct mig_data *d, struct sbuf *b)
 	target_state_put(&d->tgt, b);
 	for (i = 0; i < d->sync.ndisks; i++)
 		rec_put_str(b, d->change_ids[i]);
+	target_state_put_vias(&d->tgt, b);
 }
 
 /* The record of the previous version: one list of disks holding both
@@ -120,9 +122,10 @@ mig_data_decode(const uint8_t *p, size_t n, struct mig_data *d)
 	if (v == MIG_DATA_V2) {
 		if (data_decode_v2(&r, d) != 0)
 			goto bad;
+		target_state_old_vias(&d->tgt);
 		return 0;
 	}
-	if (v != MIG_DATA_V3)
+	if (v != MIG_DATA_V3 && v != MIG_DATA_V4)
 		goto bad;
 	d->full_done = rec_get_u8(&r);
 	d->stage = rec_get_u8(&r);
@@ -135,6 +138,10 @@ mig_data_decode(const uint8_t *p, size_t n, struct mig_data *d)
 	mig_data_size(d, d->sync.ndisks);
 	for (i = 0; i < d->sync.ndisks; i++)
 		d->change_ids[i] = rec_get_opt_str(&r);
+	if (v == MIG_DATA_V3)
+		target_state_old_vias(&d->tgt);
+	else if (target_state_get_vias(&r, &d->tgt) != 0)
+		goto bad;
 	if (r.bad)
 		goto bad;
 	return 0;

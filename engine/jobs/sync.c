@@ -827,13 +827,17 @@ prep_next(struct sync_pass *p)
 }
 
 void
-sync_prepare(struct sync_pass *p, int create, void (*then)(struct sync_pass *p, int gone))
+sync_forget_prepared(struct sync_pass *p)
+{
+	pass_free_prepared(p);
+}
+
+static void
+prepare_go(struct sync_pass *p)
 {
 	size_t k;
 	int ready = 1;
 
-	p->then = then;
-	p->create = create;
 	if (p->pass_snap != NULL && str_eq(p->pass_snap, p->st->snap) && p->areas != NULL) {
 		for (k = 0; k < p->st->ndisks; k++)
 			if (p->src_flat[k] == NULL && p->st->disks[k].checkpoint != SYNC_DISK_DONE)
@@ -847,6 +851,17 @@ sync_prepare(struct sync_pass *p, int create, void (*then)(struct sync_pass *p, 
 	p->step = PREP_READ_VM;
 	p->i = 0;
 	prep_step(p);
+}
+
+void
+sync_prepare(struct sync_pass *p, int create, void (*then)(struct sync_pass *p, int gone))
+{
+	p->then = then;
+	p->create = create;
+	if (p->kind->before_pass != NULL)
+		p->kind->before_pass(p->j, p, prepare_go);
+	else
+		prepare_go(p);
 }
 
 /* ---- copying ---- */

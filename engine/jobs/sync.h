@@ -114,6 +114,10 @@ struct sync_kind_ops {
 	 * pass's end and never did, so the disk is copied in full again.
 	 * NULL: they stay. */
 	int (*keeps_partial)(struct job *j, size_t i);
+	/* Before a pass is prepared: make the sinks reachable (decide how
+	 * each disk is written, attach disks), then done(p).  NULL: nothing
+	 * to do. */
+	void (*before_pass)(struct job *j, struct sync_pass *p, void (*done)(struct sync_pass *p));
 };
 
 /* Settings of the pass, from the rule and the system (rt_sync_settings). */
@@ -174,6 +178,9 @@ void sync_refresh(struct sync_pass *p);
 /* A reload may have changed the bandwidth windows. */
 void sync_wake(struct sync_pass *p);
 
+/* Forget the prepared pass (its areas are computed again): a disk's base
+ * changeId or checkpoint was changed by the kind. */
+void sync_forget_prepared(struct sync_pass *p);
 /* Make the pass ready (snapshot, areas, descriptors), then then(p, 0).
  * create: make a snapshot when the pass has none; without, a pass whose
  * snapshot is gone calls then(p, 1) (its progress remembered). */

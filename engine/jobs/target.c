@@ -36,6 +36,7 @@ target_state_free(struct target_state *st)
 		free(st->disks[i].file);
 		free(st->disks[i].ds);
 		free(st->disks[i].flat);
+		free(st->disks[i].via_why);
 	}
 	free(st->disks);
 	free(st->vm);
@@ -90,6 +91,43 @@ target_state_get(struct rec_reader *r, struct target_state *st, size_t ndisks)
 }
 
 void
+target_state_put_vias(const struct target_state *st, struct sbuf *b)
+{
+	size_t i;
+
+	for (i = 0; i < st->ndisks; i++) {
+		rec_put_u8(b, st->disks[i].via);
+		rec_put_str(b, st->disks[i].via_why);
+	}
+}
+
+int
+target_state_get_vias(struct rec_reader *r, struct target_state *st)
+{
+	size_t i;
+
+	for (i = 0; i < st->ndisks; i++) {
+		st->disks[i].via = rec_get_u8(r);
+		st->disks[i].via_why = rec_get_opt_str(r);
+		if (st->disks[i].via > TARGET_VIA_WHOLE)
+			r->bad = 1;
+	}
+	return r->bad ? -1 : 0;
+}
+
+/* A record from before the transports per disk: its passes went into the
+ * staging images, landed as deltas or uploaded whole (a transport chosen
+ * now that differs makes the kind copy again what may be missing). */
+void
+target_state_old_vias(struct target_state *st)
+{
+	size_t i;
+
+	for (i = 0; i < st->ndisks; i++)
+		st->disks[i].via = st->write == TARGET_WRITE_WHOLE ? TARGET_VIA_WHOLE : TARGET_VIA_DELTA;
+}
+
+void
 target_state_size(struct target_state *st, size_t ndisks)
 {
 	size_t i;
@@ -100,6 +138,7 @@ target_state_size(struct target_state *st, size_t ndisks)
 		free(st->disks[i].file);
 		free(st->disks[i].ds);
 		free(st->disks[i].flat);
+		free(st->disks[i].via_why);
 	}
 	free(st->disks);
 	st->ndisks = ndisks;
@@ -116,6 +155,7 @@ target_init(struct target *t, struct job *j, struct target_state *st, void (*sav
 	t->st = st;
 	t->save = save;
 	t->upload_fd = -1;
+	hotadd_init(&t->hot, j);
 }
 
 void
@@ -133,6 +173,7 @@ target_cancel(struct target *t)
 		evtimer_del(t->timer);
 	t->create_ok = 0;
 	target_land_cancel(t);
+	hotadd_cancel(&t->hot);
 }
 
 void
@@ -153,6 +194,7 @@ target_free(struct target *t)
 	t->src_caps = NULL;
 	free(t->what);
 	t->what = NULL;
+	hotadd_free(&t->hot);
 }
 
 char *

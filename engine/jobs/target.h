@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "engine/jobs/hotadd.h"
+
 struct disk_io;
 struct event;
 struct job;
@@ -23,7 +25,37 @@ struct target_disk {
 	char *file;   /* "[ds] vm/vm.vmdk" of the target VM's disk */
 	char *ds;     /* its datastore and flat data file (from its descriptor) */
 	char *flat;
+	uint8_t via;  /* enum target_via: how its last pass was written */
+	char *via_why;
 };
+
+/* How a pass's bytes reach one target disk (SPEC §6), in the order they
+ * are preferred. */
+enum target_via {
+	TARGET_VIA_NONE,   /* not decided yet */
+	TARGET_VIA_DIRECT, /* its datastore mounted on the node (lan_free): in place */
+	TARGET_VIA_HOTADD, /* attached to the appliance VM: in place through the hypervisor */
+	TARGET_VIA_DELTA,  /* a vmfsSparse delta over HTTPS per pass, consolidated */
+	TARGET_VIA_WHOLE,  /* a staging image uploaded whole at cutover */
+};
+const char *target_via_name(enum target_via v);
+
+/* What decides a disk's transport. */
+struct target_via_in {
+	const char *ds;           /* its datastore */
+	const char *mount;        /* where that datastore is mounted on the node (lan_free), or NULL */
+	const char *hotadd_no;    /* why hot-add cannot write it, or NULL: it can */
+	int deltas_no;            /* the datastore's deltas are not vmfsSparse */
+	const char *deltas_why;
+	uint64_t capacity;
+	int whole_allowed;        /* the rule allows the last resort (option whole_upload) */
+	enum target_via was;      /* the disk's transport so far */
+};
+/* The disk's transport and why (*why malloc'd, for the log and show).
+ * TARGET_VIA_NONE: no transport the rule allows can write it (*why says
+ * why).  A disk that went whole stays whole (its copy is in the staging
+ * image, not in the target). */
+enum target_via target_via_choose(const struct target_via_in *in, char **why);
 
 /* How a pass's bytes reach the target's disks over HTTPS. */
 enum target_write {
@@ -47,6 +79,11 @@ struct target_state {
 void target_state_free(struct target_state *st);
 void target_state_put(const struct target_state *st, struct sbuf *b);
 int target_state_get(struct rec_reader *r, struct target_state *st, size_t ndisks);
+/* The transports of the disks (after the rest of the kind's record), and
+ * what they were before records held them. */
+void target_state_put_vias(const struct target_state *st, struct sbuf *b);
+int target_state_get_vias(struct rec_reader *r, struct target_state *st);
+void target_state_old_vias(struct target_state *st);
 /* As many disks as the source has. */
 void target_state_size(struct target_state *st, size_t ndisks);
 
@@ -54,6 +91,9 @@ void target_state_size(struct target_state *st, size_t ndisks);
 
 struct target {
 	struct job *j;
+	struct hotadd hot;        /* hot-add through the appliance VM */
+	void (*via_changed)(struct job *j, size_t i, enum target_via was, enum target_via now);
+	void (*writes_then)(struct target *t);
 	struct target_state *st;  /* inside the kind's data */
 	void (*save)(struct job *j);
 	struct vs_op *op;
@@ -67,6 +107,9 @@ struct target {
 	int waiting;              /* said that it waits */
 	char *what;               /* the upload in flight, for its messages */
 	struct target_land *land; /* a landing in progress (target_delta.c) */
+	const struct target_land_disk *land_disks; /* target_land's, while hot-add disks are detached */
+	size_t land_n;
+	void (*land_then)(struct target *t);
 	size_t i;
 	void *ctx;                /* for the caller's then() */
 	void (*then)(struct target *t);
@@ -103,6 +146,26 @@ void target_upload_source(struct target *t, const char *ds, const char *path, co
 /* Upload a local file whole to a datastore path of the target. */
 void target_upload_file(struct target *t, const char *ds, const char *path, const char *local, uint64_t size,
     const char *what, void (*then)(struct target *t));
+/* ---- how each disk is written (target_via.c) ---- */
+
+/* Before a pass: decide each disk's transport (logged with its reason,
+ * kept in the record), attach the hot-add disks to the appliance VM
+ * (falling back to the next transport when that fails), then then(t).
+ * A disk whose transport changed is told to the kind (via_changed, set
+ * by the caller): bytes that went elsewhere before may be missing from
+ * the new path.  A disk nothing may write fails the job. */
+void target_writes_begin(struct target *t, void (*then)(struct target *t));
+/* Where disk i of a pass is written: the target disk in place (mount,
+ * hot-add device), or the staging image given. */
+struct disk *target_open_sink(struct target *t, size_t i, const char *staging, uint64_t size, char **err);
+/* Whether disk i is written in place (nothing to land or upload). */
+int target_in_place(const struct target *t, size_t i);
+/* Each disk's transport and why, for show: [{disk, via, why}]. */
+typedef struct json_t json_t;
+json_t *target_vias_json(const struct target_state *st);
+/* Detach whatever this job holds attached to the appliance VM. */
+void target_writes_end(struct target *t, void (*then)(struct target *t));
+
 /* ---- landing a pass through snapshot deltas (target_delta.c) ---- */
 
 struct vs_extent;

@@ -112,6 +112,13 @@ static void
 fall_back(struct target_land *l, const char *why)
 {
 	struct target *t = l->t;
+	size_t k;
+
+	if (t->j->cfg != NULL && !t->j->cfg->options.whole_upload) {
+		rt_fail(t->j, "%s: the target's snapshot deltas cannot be written, no hot-add reaches it, and the rule "
+		              "forbids the whole upload (whole_upload: false)", why);
+		return;
+	}
 
 	job_log(t->j, LOG_WARN,
 	    "%s: the target's snapshot deltas cannot be written, so its disks are uploaded whole at cutover: the "
@@ -120,6 +127,15 @@ fall_back(struct target_land *l, const char *why)
 	t->st->write = TARGET_WRITE_WHOLE;
 	free(t->st->write_why);
 	t->st->write_why = xstrdup(why);
+	for (k = 0; k < t->st->ndisks; k++) {
+		if (t->st->disks[k].via != TARGET_VIA_DELTA && t->st->disks[k].via != TARGET_VIA_NONE)
+			continue;
+		/* Its staging image holds the whole copy: this was the first landing. */
+		t->st->disks[k].via = TARGET_VIA_WHOLE;
+		free(t->st->disks[k].via_why);
+		t->st->disks[k].via_why = xasprintf("%s: uploaded whole at cutover, the downtime grows with the disk's size",
+		    why);
+	}
 	t->save(t->j);
 	if (t->st->land_snap != NULL) {
 		/* Nothing was put: removing the snapshot changes no data. */
@@ -483,11 +499,26 @@ consolidate(struct target_land *l)
 	l->op = vs_remove_snapshot(rt_dst_client(t->j), t->st->land_snap, consolidated, token_for(t->j, t));
 }
 
+static void land_detached(struct target *t);
+
+/* Hot-add disks are detached first: the landing's snapshot and the power
+ * state of the target want none attached elsewhere. */
 void
 target_land(struct target *t, const struct target_land_disk *disks, size_t n, void (*then)(struct target *t))
 {
+	t->land_disks = disks;
+	t->land_n = n;
+	t->land_then = then;
+	target_writes_end(t, land_detached);
+}
+
+static void
+land_detached(struct target *t)
+{
+	const struct target_land_disk *disks = t->land_disks;
+	void (*then)(struct target *t) = t->land_then;
 	struct target_land *l;
-	size_t k, todo = 0;
+	size_t k, n = t->land_n, todo = 0;
 
 	for (k = 0; k < n; k++)
 		todo += !disks[k].skip;

@@ -22,7 +22,8 @@ JSON
 }
 
 # mig_config [SYSTEM_YAML_LINES]: writes $CONF; MIG_MOUNTS=1 adds
-# datastore_mounts for ds0 on both platforms (the direct transport).
+# datastore_mounts for ds0 on both platforms (the direct transport);
+# MIG_NODE_EXTRA holds more lines of the node (hotadd).
 mig_config() {
 	local system=${1:-"transfer_buffer: 1MiB
 host_buffer_cap: 8MiB"}
@@ -44,6 +45,7 @@ kind: node
 name: local
 repository: repo
 temp_dir: tmp
+${MIG_NODE_EXTRA:-}
 YAML
 	} >"$CONF/10-platforms.yaml"
 }
@@ -120,6 +122,15 @@ alloc_bytes() {
 			END { print n + 0 }')))
 	done
 	echo "$total"
+}
+# qemu-img (an independent VMDK reader) compares the target's chain with
+# the source's, per disk, and checks the target's: qcompare VM DISK.
+vmdk_of() { curl -sf "$1/vms" | jq -r --arg n "$2" --argjson i "$3" '.[] | select(.name == $n) | .disks[$i].current // .disks[$i].file' | sed 's/^\[ds0\] //'; }
+qcompare() {
+	local s d
+	s=$S_DIR/ds0/$(vmdk_of "$S_CTL" "$1" "$2")
+	d=$D_DIR/ds0/$(vmdk_of "$D_CTL" "$1" "$2")
+	qemu-img compare -q -f vmdk -F vmdk "$d" "$s" && qemu-img check -q -f vmdk "$d"
 }
 fault() { curl -sf -XPOST "$1/fault" -d "$2" >/dev/null || fail "fault injection $2 refused"; }
 gwrite() { curl -sf -XPOST "$S_CTL/write" -d "$1" || fail "guest write $1 refused"; }

@@ -25,14 +25,6 @@ mig_start_peers "$T/fixture.json"
 mig_config
 start_daemon "$CONF"
 
-# qemu-img compare of the target's chain with the source's, per disk.
-vmdk_of() { curl -sf "$1/vms" | jq -r --arg n "$2" --argjson i "$3" '.[] | select(.name == $n) | .disks[$i].current // .disks[$i].file' | sed 's/^\[ds0\] //'; }
-qcompare() { # VM DISK
-	local s d
-	s=$S_DIR/ds0/$(vmdk_of "$S_CTL" "$1" "$2")
-	d=$D_DIR/ds0/$(vmdk_of "$D_CTL" "$1" "$2")
-	qemu-img compare -q -f vmdk -F vmdk "$d" "$s" && qemu-img check -q -f vmdk "$d"
-}
 # The job's log as the daemon wrote it (the daemon is down when asked).
 ctl_log_file() { grep "job migration/kill/$1:" "$T/daemon.log"; }
 put_bytes() { curl -sf "$1/stats" | jq -r '.requests.folder_put_bytes'; }
