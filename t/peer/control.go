@@ -95,6 +95,7 @@ func (p *Peer) controlHandler() http.Handler {
 		}
 	})
 	mux.HandleFunc("/power", post(p.ctlPower))
+	mux.HandleFunc("/hotadd", get(p.ctlHotadd))
 	return mux
 }
 
@@ -226,6 +227,10 @@ func (p *Peer) ctlDisk(w http.ResponseWriter, r *http.Request) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.destroyed != "" {
+		jsonError(w, http.StatusConflict, "%s was deleted by a hot-add detach with fileOperation=destroy", d.destroyed)
+		return
+	}
 	l := d.cur
 	if s := q.Get("snapshot"); s != "" {
 		l = nil
@@ -454,6 +459,14 @@ func (p *Peer) ctlPower(w http.ResponseWriter, r *http.Request) {
 	if vm == nil {
 		jsonError(w, http.StatusNotFound, "unknown vm %q", req.VM)
 		return
+	}
+	if h := p.hotadd; h != nil && req.State == "on" {
+		h.opMu.Lock()
+		defer h.opMu.Unlock()
+		if a := h.ownerAttachment(vm.Self); a != nil {
+			jsonError(w, http.StatusConflict, "Unable to access file %s since it is locked (attached to %s)", a.file, h.name)
+			return
+		}
 	}
 	p.guestMu.Lock()
 	defer p.guestMu.Unlock()

@@ -478,6 +478,9 @@ func (p *Peer) putInPlace(dsName, rel, tmp, full string) (int, error) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if a := p.hotaddHolding(d); a != nil {
+		return http.StatusConflict, fmt.Errorf("%s is locked: its disk is attached to the appliance (%s)", rel, a.file)
+	}
 	live := false
 	for _, c := range d.layers {
 		live = live || c == l

@@ -76,6 +76,7 @@ type vdisk struct {
 	hwVersion   string
 	independent bool
 	deltaKind   string // kindVmfsSparse, or kindSeSparse on a VMFS6 datastore
+	destroyed   string // the file a hot-add detach with fileOperation=destroy deleted ("": intact)
 
 	root   *layer
 	cur    *layer

@@ -51,6 +51,7 @@ type faultRequest struct {
 	IgnoreRange    *bool           `json:"ignore_range"`
 	ShiftRange     *bool           `json:"shift_range"`
 	MultiRange     *string         `json:"multi_range"` // "" or "serve", "whole", "first", "refuse", "coalesce"
+	Hotadd         *hotaddFault    `json:"hotadd"`
 	Clear          bool            `json:"clear"`
 	Seed           *int64          `json:"seed"`
 }
@@ -75,6 +76,69 @@ type faultState struct {
 	injectedDelay   int // requests held by a delay
 	injectedExpiry  int // sessions found expired by session_expiry_s
 	injectedOutage  int // outages begun
+	hotaddAttach    hotaddSlot
+	hotaddDetach    hotaddSlot
+	injectedHotadd  int // hot-add tasks a hotadd fault changed
+}
+
+// hotaddFault is the "hotadd" key of POST /fault: attach "fail" or
+// "no_device", detach "fail", each for the next count (default 1) tasks;
+// "" or "none" empties that slot.
+type hotaddFault struct {
+	Attach *string `json:"attach"`
+	Detach *string `json:"detach"`
+	Count  int     `json:"count,omitempty"`
+}
+
+type hotaddSlot struct {
+	Kind  string `json:"kind"`
+	Count int    `json:"count"`
+}
+
+func (h *hotaddFault) check() error {
+	if h.Attach != nil {
+		switch *h.Attach {
+		case "", "none", "fail", "no_device":
+		default:
+			return fmt.Errorf(`hotadd attach must be "fail", "no_device" or "none", not %q`, *h.Attach)
+		}
+	}
+	if h.Detach != nil {
+		switch *h.Detach {
+		case "", "none", "fail":
+		default:
+			return fmt.Errorf(`hotadd detach must be "fail" or "none", not %q`, *h.Detach)
+		}
+	}
+	if h.Count < 0 {
+		return fmt.Errorf("hotadd count must be >= 0")
+	}
+	if h.Attach == nil && h.Detach == nil {
+		return fmt.Errorf(`hotadd needs "attach" or "detach"`)
+	}
+	return nil
+}
+
+// hotaddFires is asked once per hot-add task that attaches ("attach") or
+// detaches ("detach"): it returns the fault kind to apply ("" = none) and
+// counts it down.
+func (f *faultState) hotaddFires(op string) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := &f.hotaddAttach
+	if op == "detach" {
+		s = &f.hotaddDetach
+	}
+	if s.Kind == "" || s.Count <= 0 {
+		return ""
+	}
+	kind := s.Kind
+	s.Count--
+	if s.Count == 0 {
+		*s = hotaddSlot{}
+	}
+	f.injectedHotadd++
+	return kind
 }
 
 func newFaultState() *faultState {
@@ -223,7 +287,18 @@ func (f *faultState) snapshot() map[string]interface{} {
 		"seed":             f.seed,
 		"session_expiry_s": f.expiry.Seconds(),
 		"injected": map[string]int{"http_error": f.injectedHTTP, "drop": f.injectedDrops, "hostile": f.injectedHostile,
-			"multi_range": f.injectedMulti, "delay": f.injectedDelay, "session_expiry": f.injectedExpiry, "outage": f.injectedOutage},
+			"multi_range": f.injectedMulti, "delay": f.injectedDelay, "session_expiry": f.injectedExpiry, "outage": f.injectedOutage,
+			"hotadd": f.injectedHotadd},
+	}
+	if f.hotaddAttach.Kind != "" || f.hotaddDetach.Kind != "" {
+		h := map[string]hotaddSlot{}
+		if f.hotaddAttach.Kind != "" {
+			h["attach"] = f.hotaddAttach
+		}
+		if f.hotaddDetach.Kind != "" {
+			h["detach"] = f.hotaddDetach
+		}
+		out["hotadd"] = h
 	}
 	if f.delayF != nil {
 		out["delay"] = f.delayF
@@ -271,6 +346,11 @@ func (p *Peer) applyFault(req *faultRequest) error {
 			return err
 		}
 	}
+	if req.Hotadd != nil {
+		if err := req.Hotadd.check(); err != nil {
+			return badFault{err}
+		}
+	}
 	if req.CBTReset != nil {
 		if err := p.cbtReset(req.CBTReset.VM, req.CBTReset.Disk); err != nil {
 			return err
@@ -281,6 +361,7 @@ func (p *Peer) applyFault(req *faultRequest) error {
 		f.delayF, f.httpErr, f.drop, f.expiry, f.hostile, f.ignoreRange, f.shiftRange, f.multiRange = nil, nil, nil, 0, nil, false, false, ""
 		f.injectedHTTP, f.injectedDrops, f.injectedHostile, f.injectedMulti = 0, 0, 0, 0
 		f.injectedDelay, f.injectedExpiry, f.injectedOutage = 0, 0, 0
+		f.hotaddAttach, f.hotaddDetach, f.injectedHotadd = hotaddSlot{}, hotaddSlot{}, 0
 		f.seed = 1
 		f.rng = rand.New(rand.NewSource(1))
 	}
@@ -311,6 +392,23 @@ func (p *Peer) applyFault(req *faultRequest) error {
 		if req.Hostile.Kind == "" || req.Hostile.Kind == "none" {
 			f.hostile = nil
 		}
+	}
+	if h := req.Hotadd; h != nil {
+		n := h.Count
+		if n == 0 {
+			n = 1
+		}
+		set := func(s *hotaddSlot, kind *string) {
+			if kind == nil {
+				return
+			}
+			*s = hotaddSlot{Kind: *kind, Count: n}
+			if *kind == "" || *kind == "none" {
+				*s = hotaddSlot{}
+			}
+		}
+		set(&f.hotaddAttach, h.Attach)
+		set(&f.hotaddDetach, h.Detach)
 	}
 	if req.SessionExpiryS != nil {
 		f.expiry = time.Duration(*req.SessionExpiryS * float64(time.Second))
@@ -373,6 +471,17 @@ func (t *statTable) reset() {
 	t.requests = map[string]int64{}
 	t.methods = map[string]int64{}
 	t.gets = map[string]int64{}
+	for _, k := range []string{"attached", "detached", "destroyed", "bytes_written", "bytes_read"} {
+		t.requests["hotadd_"+k] = 0
+	}
+	t.mu.Unlock()
+}
+
+// hotadd counts hot-add events: "attached", "detached", "destroyed"
+// (detaches with fileOperation=destroy), "bytes_written", "bytes_read".
+func (t *statTable) hotadd(kind string, n int64) {
+	t.mu.Lock()
+	t.requests["hotadd_"+kind] += n
 	t.mu.Unlock()
 }
 

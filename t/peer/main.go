@@ -253,18 +253,27 @@ func main() {
 	if abs, err := filepath.Abs(*dir); err == nil {
 		*dir = abs
 	}
+	var p *Peer
 	fail := func(format string, args ...interface{}) {
 		logf(format, args...)
+		if p != nil {
+			p.hotadd.close()
+		}
 		if tempDir {
 			os.RemoveAll(*dir)
 		}
 		os.Exit(1)
 	}
 
-	p := newPeer(*dir, *user, *password, *cbtMax, *maxObjects)
+	p = newPeer(*dir, *user, *password, *cbtMax, *maxObjects)
 	start := time.Now()
 	if err := p.build(fx); err != nil {
 		fail("fixture: %v", err)
+	}
+	if fx.Appliance != "" {
+		if err := p.setupHotadd(fx.Appliance); err != nil {
+			fail("fixture: %v", err)
+		}
 	}
 
 	// vcsim's own server registers the SOAP endpoints and the login check;
@@ -306,12 +315,25 @@ func main() {
 	csrv := &http.Server{Handler: p.controlHandler(), ReadHeaderTimeout: 30 * time.Second}
 	go csrv.Serve(cln)
 
-	hello, _ := json.Marshal(struct {
-		URL        string `json:"url"`
-		Thumbprint string `json:"thumbprint"`
-		ControlURL string `json:"control_url"`
-		Dir        string `json:"dir"`
-	}{"https://" + p.https.addr + "/sdk", thumb, "http://" + cln.Addr().String(), *dir})
+	type helloLine struct {
+		URL           string `json:"url"`
+		Thumbprint    string `json:"thumbprint"`
+		ControlURL    string `json:"control_url"`
+		Dir           string `json:"dir"`
+		HotaddDir     string `json:"hotadd_dir,omitempty"`
+		HotaddError   string `json:"hotadd_error,omitempty"`
+		ApplianceUUID string `json:"appliance_uuid,omitempty"`
+	}
+	hl := helloLine{URL: "https://" + p.https.addr + "/sdk", Thumbprint: thumb, ControlURL: "http://" + cln.Addr().String(), Dir: *dir}
+	if h := p.hotadd; h != nil {
+		hl.ApplianceUUID = h.uuid
+		if h.fs != nil {
+			hl.HotaddDir = h.dir
+		} else {
+			hl.HotaddError = h.mountErr
+		}
+	}
+	hello, _ := json.Marshal(hl)
 	os.Stdout.Write(append(hello, '\n'))
 	os.Stdout.Sync()
 	logf("ready in %v: %s", time.Since(start).Round(time.Millisecond), hello)
@@ -322,6 +344,7 @@ func main() {
 	logf("%v: shutting down", s)
 	p.https.close()
 	csrv.Close()
+	p.hotadd.close()
 	if tempDir {
 		os.RemoveAll(*dir)
 	}

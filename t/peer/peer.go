@@ -116,6 +116,9 @@ type fixture struct {
 		Folders    []string    `json:"folders"`
 	} `json:"datacenters"`
 	VMs []fixtureVM `json:"vms"`
+	// Appliance names the fixture VM that plays vmferry's appliance for
+	// hot-add (hotadd.go); "" = no hot-add.
+	Appliance string `json:"appliance"`
 }
 
 const defaultFixture = `{"datacenters":[{"name":"DC0","hosts":["H0"],"datastores":["ds0"]}],"vms":[]}`
@@ -179,6 +182,7 @@ type Peer struct {
 	faults   *faultState
 	stats    *statTable
 	https    *httpsServer
+	hotadd   *hotadd // nil without an appliance
 }
 
 func newPeer(dir, user, pass string, cbtMax, maxObjects int) *Peer {
@@ -662,6 +666,9 @@ func (p *Peer) syncVM(ref types.ManagedObjectReference, fds []fixtureDisk) error
 		keep := map[int32]bool{}
 		cbt := vm.Config.ChangeTrackingEnabled != nil && *vm.Config.ChangeTrackingEnabled
 		for i, dev := range diskDevices(vm.Config.Hardware.Device) {
+			if p.isAttachedKey(ref, dev.Key) {
+				continue // another VM's disk, hot-added
+			}
 			keep[dev.Key] = true
 			if known[dev.Key] != nil {
 				continue

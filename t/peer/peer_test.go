@@ -77,6 +77,9 @@ type peer struct {
 	Thumbprint string `json:"thumbprint"`
 	ControlURL string `json:"control_url"`
 	Dir        string `json:"dir"`
+	HotaddDir  string `json:"hotadd_dir"`
+	HotaddErr  string `json:"hotadd_error"`
+	ApplUUID   string `json:"appliance_uuid"`
 	stderr     bytes.Buffer
 }
 

@@ -215,6 +215,12 @@ func (p *Peer) answerSDK(w http.ResponseWriter, r *http.Request, body []byte, na
 		}
 	}
 
+	done, release := p.hotaddIntercept(w, name, req, this, related)
+	if done {
+		return
+	}
+	defer release()
+
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	rec := httptest.NewRecorder()
 	if powerMethods[name] {
