@@ -234,7 +234,7 @@ before_pass(struct job *j, struct sync_pass *p, void (*done)(struct sync_pass *p
 		for (i = 0; i < rt->d.sync.ndisks; i++)
 			rt->tgt.src_caps[i] = rt->d.sync.disks[i].capacity;
 	}
-	target_writes_begin(&rt->tgt, writes_ready);
+	target_writes_begin(&rt->tgt, p->create, writes_ready);
 }
 
 /* A staging image that should hold what earlier passes copied (or this

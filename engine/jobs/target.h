@@ -94,6 +94,7 @@ struct target {
 	struct hotadd hot;        /* hot-add through the appliance VM */
 	void (*via_changed)(struct job *j, size_t i, enum target_via was, enum target_via now);
 	void (*writes_then)(struct target *t);
+	int redecide;
 	struct target_state *st;  /* inside the kind's data */
 	void (*save)(struct job *j);
 	struct vs_op *op;
@@ -153,8 +154,10 @@ void target_upload_file(struct target *t, const char *ds, const char *path, cons
  * (falling back to the next transport when that fails), then then(t).
  * A disk whose transport changed is told to the kind (via_changed, set
  * by the caller): bytes that went elsewhere before may be missing from
- * the new path.  A disk nothing may write fails the job. */
-void target_writes_begin(struct target *t, void (*then)(struct target *t));
+ * the new path.  A disk nothing may write fails the job.  redecide 0 (a
+ * pass going on, after a restart too): the recorded choices stand, only
+ * a hot-add that cannot be attached any more moves on. */
+void target_writes_begin(struct target *t, int redecide, void (*then)(struct target *t));
 /* Where disk i of a pass is written: the target disk in place (mount,
  * hot-add device), or the staging image given. */
 struct disk *target_open_sink(struct target *t, size_t i, const char *staging, uint64_t size, char **err);

@@ -154,7 +154,9 @@ appliance_known(struct hotadd *h)
 		h->d[i].capacity = capacity_of(t, i);
 		free(h->d[i].no);
 		h->d[i].no = NULL;
-		if (decide(t, i, h->no) != 0)
+		/* Within a pass the choice stands (a refused attach is not
+		 * asked again before the next pass). */
+		if ((t->redecide || t->st->disks[i].via == TARGET_VIA_NONE) && decide(t, i, h->no) != 0)
 			return;
 		h->d[i].want = t->st->disks[i].via == TARGET_VIA_HOTADD;
 		want += h->d[i].want;
@@ -168,12 +170,13 @@ appliance_known(struct hotadd *h)
 }
 
 void
-target_writes_begin(struct target *t, void (*then)(struct target *t))
+target_writes_begin(struct target *t, int redecide, void (*then)(struct target *t))
 {
 	const struct cfg_rule *r = t->j->cfg;
 	size_t i, need = 0;
 
 	t->writes_then = then;
+	t->redecide = redecide;
 	for (i = 0; i < t->st->ndisks; i++)
 		need += mount_of(t, i) == NULL && t->st->disks[i].via != TARGET_VIA_WHOLE;
 	if (need == 0) {

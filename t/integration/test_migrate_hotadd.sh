@@ -40,7 +40,7 @@ MIG_NODE_EXTRA="hotadd: { uuid: \"$APP_UUID\", devices: $HOTADD_DIR }" mig_confi
 start_daemon "$CONF"
 
 attached() { curl -sf "$D_CTL/hotadd" | jq '.attached | length'; }
-put_bytes() { curl -sf "$D_CTL/stats" | jq -r '.requests.folder_put_bytes'; }
+put_bytes() { curl -sf "$D_CTL/stats" | jq -r '.requests.folder_put_bytes // 0'; }
 ctl_log_file() { grep "job migration/$1/$2:" "$T/daemon.log"; }
 
 # The full copy, a 1 % catch-up and the cutover, all through hot-add.
@@ -99,7 +99,8 @@ mig_rule ref ref01 "fast_transfer: true, cutover: poweroff"
 wait_job ref ref01 ready 120
 log=$(ctl log ref ref01 -n 300)
 assert_match "$log" "hot-add of .*ref01.*refused" "a refused attach is logged"
-assert_match "$log" "disk 0 is written through whole: no hot-add .*the downtime grows" "... and the disk falls back to the whole upload, saying what the downtime grows with"
+assert_match "$log" "disk 0 is written through delta: no hot-add \\(the appliance VM vmferry-appliance refused it" "... the disk takes the next transport, naming why"
+assert_match "$log" "seSparse.*uploaded whole at cutover: the downtime grows" "... and on VMFS6 that ends in the whole upload, saying what the downtime grows with"
 assert_eq "$(attached)" 0 "nothing attached after the refused attach"
 fault "$D_CTL" '{"hotadd":{"attach":"no_device"}}'
 mig_rule nodev nodev01 "fast_transfer: true, cutover: poweroff"
