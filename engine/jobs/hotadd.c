@@ -221,6 +221,30 @@ found_answer(struct hotadd *h, const char *dc)
 	h->then(h);
 }
 
+/* The BIOS UUID to look the appliance up by: the node's hotadd.uuid, else
+ * (unless the node names the VM) the one this machine's firmware reports;
+ * malloc'd, or NULL. */
+static char *
+local_uuid(const struct cfg_node *n)
+{
+	char line[80], *uuid = NULL;
+	FILE *f;
+
+	if (n != NULL && n->appliance_uuid != NULL)
+		return xstrdup(n->appliance_uuid);
+	if (n != NULL && n->appliance_vm != NULL)
+		return NULL;
+	if ((f = fopen(DMI_UUID, "r")) == NULL)
+		return NULL;
+	if (fgets(line, sizeof(line), f) != NULL) {
+		line[strcspn(line, "\n")] = '\0';
+		if (line[0] != '\0')
+			uuid = xstrdup(line);
+	}
+	fclose(f);
+	return uuid;
+}
+
 static void
 appliance_inventory(const struct vs_inventory *inv, const char *error, int refused, double age, void *arg)
 {
@@ -240,19 +264,7 @@ appliance_inventory(const struct vs_inventory *inv, const char *error, int refus
 	}
 	h->looked = 1;
 	n = node_of(h);
-	if (n != NULL && n->appliance_uuid != NULL) {
-		uuid = xstrdup(n->appliance_uuid);
-	} else if (n == NULL || n->appliance_vm == NULL) {
-		FILE *f = fopen(DMI_UUID, "r");
-		char line[80];
-
-		if (f != NULL && fgets(line, sizeof(line), f) != NULL) {
-			line[strcspn(line, "\n")] = '\0';
-			uuid = xstrdup(line);
-		}
-		if (f != NULL)
-			fclose(f);
-	}
+	uuid = local_uuid(n);
 	for (k = 0; k < inv->nvms && h->appliance == NULL; k++) {
 		const struct vs_vm *vm = &inv->vms[k];
 
@@ -267,12 +279,9 @@ appliance_inventory(const struct vs_inventory *inv, const char *error, int refus
 		if (n != NULL && n->appliance_vm != NULL)
 			say_no(h, xasprintf("no VM named %s (hotadd.vm of node %s) in platform %s", n->appliance_vm,
 			    n->name, h->j->cfg->target.platform));
-		else if (uuid != NULL)
-			say_no(h, xasprintf("this appliance (BIOS UUID %s) is not a VM of platform %s", uuid,
-			    h->j->cfg->target.platform));
 		else
-			say_no(h, xasprintf("this node is not a VM (no BIOS UUID in %s) and node %s names no hotadd.vm",
-			    DMI_UUID, n != NULL ? n->name : "?"));
+			say_no(h, xasprintf("this appliance (BIOS UUID %s) is not a VM of platform %s",
+			    uuid != NULL ? uuid : "unknown", h->j->cfg->target.platform));
 	} else {
 		say_no(h, NULL);
 		job_log(h->j, LOG_INFO, "hot-add: the appliance runs as VM %s (%s)", h->appliance_name, h->appliance);
@@ -287,6 +296,7 @@ hotadd_find(struct hotadd *h, const char *dc, void (*then)(struct hotadd *h))
 {
 	const struct cfg_node *n = node_of(h);
 	struct token *tok;
+	char *uuid = NULL;
 
 	h->then = then;
 	if (n != NULL && n->hotadd_off) {
@@ -294,6 +304,13 @@ hotadd_find(struct hotadd *h, const char *dc, void (*then)(struct hotadd *h))
 		then(h);
 		return;
 	}
+	if (!h->looked && (n == NULL || n->appliance_vm == NULL) && (uuid = local_uuid(n)) == NULL) {
+		/* Not a VM, and nothing names one: no need to read the inventory. */
+		h->looked = 1;
+		say_no(h, xasprintf("this node is not a VM (no BIOS UUID in %s) and node %s names no hotadd.vm",
+		    DMI_UUID, n != NULL ? n->name : "?"));
+	}
+	free(uuid);
 	if (h->looked) {
 		if (h->appliance != NULL)
 			say_no(h, NULL);
@@ -547,15 +564,69 @@ attach_step(struct hotadd *h)
 	attach_step(h);
 }
 
+static void unused_read(struct vs_out *out, void *arg);
+
+/* A detach's answer: 0 done; 1 refused, logged with what comes next (the
+ * caller tries again); -1 the job has failed or gone 失效. */
+static int
+detach_answer(struct hotadd *h, struct vs_out *out, const char *file, const char *next)
+{
+	h->op = NULL;
+	if (out->status == VS_OK) {
+		h->detach_tries = 0;
+		return 0;
+	}
+	if (vs_status_transient(out->status)) {
+		rt_vs_failed(h->j, "detaching a disk from the appliance VM", out);
+		return -1;
+	}
+	if (++h->detach_tries >= HOTADD_DETACH_TRIES) {
+		rt_lost(h->j, "detaching %s from the appliance VM %s failed %d times: %s; it is tried again when the job "
+		              "runs again", file, h->appliance_name, HOTADD_DETACH_TRIES, out->error ? out->error : "fault");
+		return -1;
+	}
+	job_log(h->j, LOG_WARN, "detaching %s from the appliance VM %s: %s; %s", file, h->appliance_name,
+	    out->error ? out->error : "fault", next);
+	return 1;
+}
+
 static void
 detached_one(struct vs_out *out, void *arg)
 {
-	struct hotadd *h = token_ctx_reply(out, arg, "detaching an unused disk from the appliance VM");
+	struct hotadd *h = token_ctx(arg);
+
+	if (h == NULL)
+		return;
+	/* Gone meanwhile (a remove sent before a restart), or refused: the
+	 * appliance VM's configuration says which. */
+	switch (detach_answer(h, out, h->d[h->i].file, "reading it again")) {
+	case -1:
+		return;
+	case 1:
+		h->op = vs_get_vm(rt_dst_client(h->j), h->appliance, unused_read, token_for(h->j, h));
+		return;
+	}
+	job_log(h->j, LOG_INFO, "hot-add: %s detached", h->d[h->i].file);
+	h->i++;
+	attach_step(h);
+}
+
+static void
+unused_read(struct vs_out *out, void *arg)
+{
+	struct hotadd *h = token_ctx_reply(out, arg, "reading the appliance VM");
+	const struct vs_disk *dv;
 
 	if (h == NULL)
 		return;
 	h->op = NULL;
-	job_log(h->j, LOG_INFO, "hot-add: %s detached", h->d[h->i].file);
+	set_vm(h, out->vm);
+	if ((dv = held(h->vm, h->d[h->i].file)) != NULL) {
+		h->op = vs_detach_disk(rt_dst_client(h->j), h->appliance, dv, detached_one, token_for(h->j, h));
+		return;
+	}
+	job_log(h->j, LOG_INFO, "hot-add: %s is no longer attached", h->d[h->i].file);
+	h->detach_tries = 0;
 	h->i++;
 	attach_step(h);
 }
@@ -567,6 +638,7 @@ hotadd_attach(struct hotadd *h, void (*then)(struct hotadd *h))
 
 	h->then = then;
 	h->i = 0;
+	h->detach_tries = 0;
 	for (i = 0; i < h->n; i++) {
 		free(h->d[i].dev);
 		h->d[i].dev = NULL;
@@ -596,10 +668,14 @@ ours(struct hotadd *h, const char *file)
 	return 0;
 }
 
+static void detach_found(struct hotadd *h);
+
+/* A detach failed: read the appliance VM again (a disk removed meanwhile
+ * is done with) and detach what it still holds. */
 static void
 detach_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
-	detach_step(arg);
+	detach_found(arg);
 }
 
 static void
@@ -610,20 +686,10 @@ detach_done(struct vs_out *out, void *arg)
 
 	if (h == NULL)
 		return;
-	h->op = NULL;
-	if (out->status != VS_OK && vs_status_transient(out->status)) {
-		rt_vs_failed(h->j, "detaching a disk from the appliance VM", out);
+	switch (detach_answer(h, out, h->vm->disks[h->i].file, "trying again")) {
+	case -1:
 		return;
-	}
-	if (out->status != VS_OK) {
-		if (++h->detach_tries >= HOTADD_DETACH_TRIES) {
-			rt_lost(h->j, "detaching %s from the appliance VM %s failed %d times: %s; it is tried again "
-			              "when the job runs again", h->vm->disks[h->i].file, h->appliance_name,
-			    HOTADD_DETACH_TRIES, out->error ? out->error : "fault");
-			return;
-		}
-		job_log(h->j, LOG_WARN, "detaching %s from the appliance VM %s: %s; trying again",
-		    h->vm->disks[h->i].file, h->appliance_name, out->error ? out->error : "fault");
+	case 1:
 		if (h->timer != NULL)
 			event_free(h->timer);
 		h->timer = evtimer_new(loop_base(), detach_timer_cb, h);
@@ -632,7 +698,6 @@ detach_done(struct vs_out *out, void *arg)
 	}
 	job_log(h->j, LOG_INFO, "hot-add: %s detached from the appliance VM %s", h->vm->disks[h->i].file,
 	    h->appliance_name);
-	h->detach_tries = 0;
 	h->i++;
 	detach_step(h);
 }
@@ -664,7 +729,6 @@ detach_read(struct vs_out *out, void *arg)
 		h->d[i].dev = NULL;
 	}
 	h->i = 0;
-	h->detach_tries = 0;
 	detach_step(h);
 }
 
@@ -685,6 +749,7 @@ hotadd_detach(struct hotadd *h, void (*then)(struct hotadd *h))
 	const struct cfg_node *n = node_of(h);
 
 	h->after = then;
+	h->detach_tries = 0;
 	/* After a restart the appliance is looked for first: what this job
 	 * left attached before must go. */
 	if (h->j->cfg == NULL || rt_dst_client(h->j) == NULL || (n != NULL && n->hotadd_off)) {

@@ -161,8 +161,10 @@ appliance_known(struct hotadd *h)
 		h->d[i].want = t->st->disks[i].via == TARGET_VIA_HOTADD;
 		want += h->d[i].want;
 	}
+	/* Recorded before any attach: after a crash the record says whether
+	 * the appliance VM may hold a disk of this job. */
+	t->save(t->j);
 	if (want == 0) {
-		t->save(t->j);
 		t->writes_then(t);
 		return;
 	}
@@ -200,9 +202,17 @@ detached(struct hotadd *h)
 void
 target_writes_end(struct target *t, void (*then)(struct target *t))
 {
-	size_t i;
+	size_t i, hot = 0;
 
 	t->writes_then = then;
+	for (i = 0; i < t->st->ndisks; i++)
+		hot += t->st->disks[i].via == TARGET_VIA_HOTADD;
+	if (hot == 0) {
+		/* No disk goes through the appliance VM, nor went since the
+		 * record was saved: nothing of this job can be attached. */
+		then(t);
+		return;
+	}
 	hotadd_size(&t->hot, t->st->ndisks);
 	for (i = 0; i < t->st->ndisks; i++) {
 		free(t->hot.d[i].file);

@@ -54,9 +54,13 @@ node: local
 target: { platform: src, datacenter: DC0, host: DC0_H0, datastore: LocalDS_0, name: "{vm}-moved" }
 YAML
 start_daemon "$T/conf"
+# The rule's job creates web01-moved on the same platform and reads the
+# inventory as it goes; once it waits in ready it reads nothing more.
+wait_until 120 sh -c "[ \"\$('$BIN/vmferryctl' -s '$SOCK' --json jobs mv | jq -r '.jobs[0].state')\" = ready ]" ||
+	fail "mv/web01 never reached ready"
 
-inv=$(ctl --json inventory src)
-assert_eq "$(jq -r '[.vms[].name] | sort | join(",")' <<<"$inv")" "app01,db01,web01,web02" "inventory lists the platform's VMs"
+inv=$(ctl --json inventory src --refresh)
+assert_eq "$(jq -r '[.vms[].name] | sort | join(",")' <<<"$inv")" "app01,db01,web01,web01-moved,web02" "inventory lists the platform's VMs"
 assert_eq "$(jq -r '.vms[] | select(.name=="web01") | .claimed_by.migration' <<<"$inv")" mv "a VM claimed by a rule is marked with it"
 assert_eq "$(jq -r '.vms[] | select(.name=="web02") | .claimed_by | length' <<<"$inv")" 0 "an unclaimed VM has no mark"
 assert_match "$(ctl inventory src)" "web01 .*migration:mv \(已迁移\)" "the table shows the seed's (已迁移) mark"

@@ -83,9 +83,24 @@ wait_until 60 sh -c "[ \"\$('$BIN/vmferryctl' -s '$SOCK' --json jobs kill | jq '
 crash_daemon
 [ "$(attached)" -ge 1 ] && ok "the kill landed while kill01's disk was attached to the appliance VM" ||
 	fail "nothing was attached when vmferryd was killed"
+# Restarted, it adopts the attached disk and copies on; then it is killed
+# again while the detach (a ReconfigVM_Task the peer holds) is under way.
+fault "$D_CTL" '{"delay":{"method":"ReconfigVM_Task","ms":2500}}'
+start_daemon "$CONF"
+wait_until 60 sh -c "[ \"\$(curl -sf '$D_CTL/fault' | jq '.injected.delay // 0')\" -ge 1 ]" ||
+	fail "kill01 never detached its disk after the restart"
+sleep 1
+crash_daemon
+assert_match "$(ctl_log_file kill kill01)" "hot-add: \\[ds0\\] kill01/kill01.vmdk is " "after the first kill the daemon adopted the disk still attached"
+assert_nomatch "$(ctl_log_file kill kill01)" "sync pass 1 finished" "the second kill landed before the pass finished (during the detach)"
+fault "$D_CTL" '{"delay":{"method":"ReconfigVM_Task","ms":0}}'
+# vCenter runs a task it accepted whether its client lives or not: the
+# remove the killed daemon sent ends before anything else reconfigures.
+wait_until 10 sh -c "[ \"\$(curl -sf '$D_CTL/hotadd' | jq '.attached | length')\" = 0 ]" ||
+	fail "the remove sent before the second kill never ended"
 start_daemon "$CONF"
 wait_job kill kill01 ready 120
-ok "kill01 reaches ready after a kill while its disk was attached"
+ok "kill01 reaches ready after kills while its disk was attached and while it was detached"
 assert_eq "$(attached)" 0 "after the restart nothing is left attached to the appliance VM"
 assert_match "$(ctl_log_file kill kill01)" "hot-add: .* detached from the appliance VM" "the disk was detached after the restart"
 assert_eq "$(dst_sha kill01 0)" "$(src_sha kill01 0)" "kill01's target holds the source's bytes"
