@@ -853,11 +853,16 @@ engine_handle(struct ctl_client *c, const struct request *req)
 		return json_pack("{s:b,s:o,s:I}", "ok", 1, "config_errors", errors_to_json(), "config_generation",
 		    (json_int_t)eng.loader.generation);
 	case OP_RUN:
+		if (str_eq(req->kind, "backup") ||
+		    (config_rule(&eng.loader.cur, CFG_REPLICATION, req->rule) == NULL &&
+		        config_rule(&eng.loader.cur, CFG_BACKUP, req->rule) != NULL))
+			return resp_error("run: backup jobs cannot run yet in this version of vmferry");
+		return op_dispatch(req, REP_EV_RUN, CFG_REPLICATION, 1);
 	case OP_FAILOVER:
 	case OP_FAILBACK:
 	case OP_REVERT:
 	case OP_RESTORE:
-		return resp_error("%s: replication and backup jobs cannot run yet in this version of vmferry",
+		return resp_error("%s: restore points and restores cannot be used yet in this version of vmferry",
 		    request_op_name(req->op));
 	case OP_INVENTORY:
 		return op_inventory(c, req);

@@ -3,6 +3,7 @@
 #include "fsm/tables.h"
 #include "engine/jobs/job.h"
 #include "engine/jobs/migrate.h"
+#include "engine/jobs/vmjob.h"
 
 static const struct fsm_state_info mig_states[] = { MIGRATION_STATES(FSM_STATE_INFO) };
 static const char *const mig_events[] = { FSM_COMMON_EVENTS(FSM_EVENT_NAME) MIGRATION_EVENTS(FSM_EVENT_NAME) };
@@ -56,18 +57,18 @@ static const struct fsm_row mig_rows[] = {
 };
 
 static fsm_action mig_enter[MIG_NSTATES] = {
-	[MIG_STARTING] = mig_enter_starting,
+	[MIG_STARTING] = vmjob_enter_starting,
 	[MIG_QUEUED] = job_enter_queued,
-	[MIG_CREATING_VM] = mig_enter_creating_vm,
-	[MIG_FETCHING_CONFIG] = mig_enter_fetching_config,
-	[MIG_QUERYING_CHANGES] = mig_enter_querying_changes,
-	[MIG_TRANSFERRING] = mig_enter_transferring,
+	[MIG_CREATING_VM] = vmjob_enter_creating_vm,
+	[MIG_FETCHING_CONFIG] = vmjob_enter_fetching_config,
+	[MIG_QUERYING_CHANGES] = vmjob_enter_querying_changes,
+	[MIG_TRANSFERRING] = vmjob_enter_transferring,
 	[MIG_READY] = mig_enter_ready,
 	[MIG_CUTTING_OVER] = mig_enter_cutting_over,
-	[MIG_STOPPING] = mig_enter_stopping,
+	[MIG_STOPPING] = vmjob_enter_stopping,
 	[MIG_INVALID] = job_enter_invalid,
-	[MIG_DELETING] = mig_enter_deleting,
-	[MIG_FAILED] = mig_enter_failed,
+	[MIG_DELETING] = vmjob_enter_deleting,
+	[MIG_FAILED] = vmjob_enter_failed,
 };
 
 const struct fsm_table fsm_migration = {

@@ -3,18 +3,15 @@
  * clean-up, temporary failover with failback, permanent failover. */
 #include "fsm/tables.h"
 #include "engine/jobs/job.h"
+#include "engine/jobs/vmjob.h"
 
 static const struct fsm_state_info rep_states[] = { REPLICATION_STATES(FSM_STATE_INFO) };
 static const char *const rep_events[] = { FSM_COMMON_EVENTS(FSM_EVENT_NAME) REPLICATION_EVENTS(FSM_EVENT_NAME) };
 
-/* The data path of replication is not built yet: after admit, a job
- * holds in creating_vm (job_enter_not_built).  Today the work of its
- * states sends only schedule (starting), admit (queued), peer_lost (slot
- * states, when the store's commits keep failing), ok (stopping),
- * peer_back (invalid) and cleaned (deleting).  The other completion rows
- * (ok, fail, peer_lost of the cycle's and the operations' states,
- * cycle_done, last_done) describe the machine as designed, for the work
- * still to come; t/unit/test_fsm.c lists them. */
+/* A cycle's states do the work migration's do (vmjob.c), and its end is
+ * replicate.c's.  The operations' rows (revert, clean-up, failover,
+ * failback) describe the machine as designed, for the work still to come;
+ * t/unit/test_fsm.c lists them. */
 static const struct fsm_row rep_rows[] = {
 	/* A cycle. */
 	{ REP_STARTING, EV_STARTED, REP_QUEUED, NULL },
@@ -24,6 +21,7 @@ static const struct fsm_row rep_rows[] = {
 	{ REP_QUERYING_CHANGES, EV_OK, REP_TRANSFERRING, NULL },
 	{ REP_TRANSFERRING, REP_EV_CYCLE_DONE, REP_IDLE, NULL },
 	{ REP_TRANSFERRING, REP_EV_LAST_DONE, REP_COMPLETE, NULL },
+	{ REP_TRANSFERRING, REP_EV_REQUERY, REP_QUERYING_CHANGES, NULL },
 	{ REP_IDLE, REP_EV_RUN, REP_QUEUED, NULL },
 	{ REP_COMPLETE, REP_EV_RUN, REP_QUEUED, NULL },
 	/* While failed over, the schedule does not copy over the running VM. */
@@ -57,6 +55,7 @@ static const struct fsm_row rep_rows[] = {
 
 	/* What the work of each state can run into (for the slot states
 	 * peer_lost comes today from the store's failing commits). */
+	FSM_WORK_FAILS(REP_STARTING, REP_FAILED, REP_INVALID),
 	FSM_WORK_FAILS(REP_CREATING_VM, REP_FAILED, REP_INVALID),
 	FSM_WORK_FAILS(REP_FETCHING_CONFIG, REP_FAILED, REP_INVALID),
 	FSM_WORK_FAILS(REP_QUERYING_CHANGES, REP_FAILED, REP_INVALID),
@@ -65,6 +64,7 @@ static const struct fsm_row rep_rows[] = {
 	FSM_WORK_FAILS(REP_SNAPSHOT_CLEANUP, REP_FAILED, REP_INVALID),
 	FSM_WORK_FAILS(REP_FAILING_BACK, REP_FAILED, REP_INVALID),
 
+	{ REP_FAILED, EV_FAIL, FSM_IGNORE, NULL },
 	FSM_COMMON_ROWS(REP_STARTING, REP_STOPPING, REP_STOPPED, REP_INVALID, REP_FAILED, REP_DELETING),
 
 	/* 永久切换 is final. */
@@ -78,12 +78,16 @@ static const struct fsm_row rep_rows[] = {
 };
 
 static fsm_action rep_enter[REP_NSTATES] = {
-	[REP_STARTING] = job_enter_starting,
+	[REP_STARTING] = vmjob_enter_starting,
 	[REP_QUEUED] = job_enter_queued,
-	[REP_CREATING_VM] = job_enter_not_built,
-	[REP_STOPPING] = job_enter_stopping,
+	[REP_CREATING_VM] = vmjob_enter_creating_vm,
+	[REP_FETCHING_CONFIG] = vmjob_enter_fetching_config,
+	[REP_QUERYING_CHANGES] = vmjob_enter_querying_changes,
+	[REP_TRANSFERRING] = vmjob_enter_transferring,
+	[REP_STOPPING] = vmjob_enter_stopping,
 	[REP_INVALID] = job_enter_invalid,
-	[REP_DELETING] = job_enter_deleting,
+	[REP_DELETING] = vmjob_enter_deleting,
+	[REP_FAILED] = vmjob_enter_failed,
 };
 
 const struct fsm_table fsm_replication = {

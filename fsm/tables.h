@@ -82,7 +82,8 @@ enum migration_event {
 	X(CLEANUP, "cleanup")       /* remove restore points */         \
 	X(FAILOVER_TEMP, "failover_temp")                                   \
 	X(FAILOVER_PERM, "failover_perm")                                   \
-	X(FAILBACK, "failback")
+	X(FAILBACK, "failback")                                             \
+	X(REQUERY, "requery") /* the cycle's snapshot is gone: query again */
 
 enum replication_state {
 #define X(n, id, zh, en, fl) REP_##n,

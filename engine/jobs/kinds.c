@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "engine/jobs/migrate.h"
+#include "engine/jobs/replicate.h"
 #include "fsm/tables.h"
 
 static const struct job_kind migration = {
@@ -19,6 +20,7 @@ static const struct job_kind replication = {
 	.kind = CFG_REPLICATION,
 	.table = &fsm_replication,
 	.run_event = REP_EV_RUN,
+	.details = rep_details,
 };
 
 static const struct job_kind backup = {

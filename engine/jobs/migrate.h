@@ -8,16 +8,10 @@
 
 struct job;
 
-void mig_enter_starting(struct job *j, int event);
-void mig_enter_creating_vm(struct job *j, int event);
-void mig_enter_fetching_config(struct job *j, int event);
-void mig_enter_querying_changes(struct job *j, int event);
-void mig_enter_transferring(struct job *j, int event);
+/* Its other states' actions are the ones it shares with replication
+ * (vmjob.h). */
 void mig_enter_ready(struct job *j, int event);
 void mig_enter_cutting_over(struct job *j, int event);
-void mig_enter_stopping(struct job *j, int event);
-void mig_enter_deleting(struct job *j, int event);
-void mig_enter_failed(struct job *j, int event);
 
 /* Before a user command reaches a migration job: 开始迁移 in 迁移就绪
  * records that the cutover was asked for. */

@@ -601,6 +601,18 @@ prep_descriptor_done(struct vs_out *out, void *arg)
 	prep_step(p);
 }
 
+/* Disk p->i is read as a whole, [0, capacity). */
+static void
+whole_disk(struct sync_pass *p)
+{
+	p->areas[p->i] = xcalloc(1, sizeof(struct vs_extent));
+	p->areas[p->i][0].start = 0;
+	p->areas[p->i][0].length = p->st->disks[p->i].capacity;
+	p->nareas[p->i] = 1;
+	p->i++;
+	prep_step(p);
+}
+
 /* The areas of disk p->i, or a query for them. */
 static void
 prep_areas(struct sync_pass *p)
@@ -628,14 +640,9 @@ prep_areas(struct sync_pass *p)
 		return;
 	}
 	if (!p->set.fast_transfer) {
-		p->areas[p->i] = xcalloc(1, sizeof(struct vs_extent));
-		p->areas[p->i][0].start = 0;
-		p->areas[p->i][0].length = d->capacity;
-		p->nareas[p->i] = 1;
 		if (p->st->bytes > 0 && p->i == 0)
 			job_log(p->j, LOG_INFO, "fast_transfer is off: copying whole disks again");
-		p->i++;
-		prep_step(p);
+		whole_disk(p);
 		return;
 	}
 	if (d->prev_cid != NULL && d->prev_ckpt > 0 && p->prev_areas == NULL && !p->prev_asked) {
@@ -647,6 +654,14 @@ prep_areas(struct sync_pass *p)
 	}
 	base = p->kind->base_cid(p->j, p->i);
 	cid = (d->full || base == NULL) ? "*" : base;
+	if (strcmp(cid, "*") == 0 && p->kind->sink_has_data != NULL && p->kind->sink_has_data(p->j, p->i)) {
+		/* The sink holds earlier data where the source may hold none
+		 * any more: only the whole disk, zeros included, is right. */
+		job_log(p->j, LOG_INFO, "disk %zu: no usable changeId and its target holds earlier data; copying the "
+		                        "whole disk", p->i);
+		whole_disk(p);
+		return;
+	}
 	if (strcmp(cid, "*") == 0 && p->st->bytes > 0)
 		job_log(p->j, LOG_INFO, "disk %zu: no usable changeId; copying its allocated areas in full", p->i);
 	p->op = p->src->query_changes(p, p->st->src_vm, p->st->snap, (int)d->key, cid, d->capacity, prep_areas_done,

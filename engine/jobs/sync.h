@@ -118,6 +118,11 @@ struct sync_kind_ops {
 	 * each disk is written, attach disks), then done(p).  NULL: nothing
 	 * to do. */
 	void (*before_pass)(struct job *j, struct sync_pass *p, void (*done)(struct sync_pass *p));
+	/* Whether disk i's sink already holds data of earlier passes that a
+	 * read without a changeId must overwrite everywhere (a replication
+	 * target's chain): such a disk is read whole, zeros included, not
+	 * only its allocated areas.  NULL: never. */
+	int (*sink_has_data)(struct job *j, size_t i);
 };
 
 /* Settings of the pass, from the rule and the system (rt_sync_settings). */

@@ -658,6 +658,13 @@ target_vm_read(struct vs_out *out, void *arg)
 	}
 	t->save(t->j);
 	t->i = 0;
+	if (t->no_direct) {
+		/* Its disks are the deltas of its latest restore point: their
+		 * data is written through the chain, never in place, so the
+		 * data files found before stand. */
+		t->then(t);
+		return;
+	}
 	read_descriptor(t);
 }
 

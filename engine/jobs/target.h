@@ -49,6 +49,7 @@ struct target_via_in {
 	const char *deltas_why;
 	uint64_t capacity;
 	int whole_allowed;        /* the rule allows the last resort (option whole_upload) */
+	const char *whole_no;     /* why it is not allowed, when not for the option */
 	enum target_via was;      /* the disk's transport so far */
 };
 /* The disk's transport and why (*why malloc'd, for the log and show).
@@ -110,6 +111,10 @@ struct target {
 	struct target_land *land; /* a landing in progress (target_delta.c) */
 	const struct target_land_disk *land_disks; /* target_land's, while hot-add disks are detached */
 	size_t land_n;
+	int land_top;
+	uint64_t landed_bytes;    /* delta bytes the last landing put */
+	int whole_never;          /* the kind keeps restore points: no whole uploads */
+	int no_direct;            /* nor, once it has one, writes in place through a mount */
 	void (*land_then)(struct target *t);
 	size_t i;
 	void *ctx;                /* for the caller's then() */
@@ -191,8 +196,11 @@ struct target_land_disk {
  * target whose deltas are not vmfsSparse (VMFS6's seSparse), or a disk
  * over the COWD limit, makes st->write TARGET_WRITE_WHOLE, says why in
  * the log, and then(t) comes back without writing: the caller uploads
- * whole images instead.  Failures go out as rt_fail/rt_lost. */
-void target_land(struct target *t, const struct target_land_disk *disks, size_t n, void (*then)(struct target *t));
+ * whole images instead (a kind with whole_never fails instead).  top: the
+ * deltas go in place of the VM's current disks, the empty deltas its
+ * latest snapshot made (a replication's restore point), and nothing is
+ * consolidated.  Failures go out as rt_fail/rt_lost. */
+void target_land(struct target *t, const struct target_land_disk *disks, size_t n, int top, void (*then)(struct target *t));
 void target_land_cancel(struct target *t);
 
 /* Power the target VM off and destroy it (its disks go with it). */

@@ -42,6 +42,7 @@ struct target_land {
 	struct event *settle;       /* waiting for a snapshot asked for before a restart */
 	int asked_ok;               /* land_asked_at is committed: the snapshot may be asked for */
 	uint64_t bytes;             /* delta bytes put by this landing */
+	int top;                    /* into the top of the chain: no landing snapshot */
 	void (*then)(struct target *t);
 };
 
@@ -114,6 +115,11 @@ fall_back(struct target_land *l, const char *why)
 	struct target *t = l->t;
 	size_t k;
 
+	if (t->whole_never) {
+		rt_fail(t->j, "%s: the target's snapshot deltas cannot be written and no hot-add reaches it; restore "
+		              "points live in the target's chain, which whole uploads cannot make", why);
+		return;
+	}
 	if (t->j->cfg != NULL && !t->j->cfg->options.whole_upload) {
 		rt_fail(t->j, "%s: the target's snapshot deltas cannot be written, no hot-add reaches it, and the rule "
 		              "forbids the whole upload (whole_upload: false)", why);
@@ -224,6 +230,19 @@ extra_removed(struct vs_out *out, void *arg)
 		read_vm(l);
 }
 
+/* The target VM's disks are the (empty) deltas: replace each. */
+static void
+put_deltas(struct target_land *l, const struct vs_vm *vm)
+{
+	if (vm->ndisks != l->n) {
+		rt_fail(l->t->j, "the target VM has %zu disks, the pass %zu", vm->ndisks, l->n);
+		return;
+	}
+	rt_vm_set(&l->vm, vm);
+	l->i = 0;
+	land_next(l);
+}
+
 /* The target VM as it is: its landing snapshot (made before a crash,
  * maybe unrecorded), and its disks (after the snapshot, the deltas). */
 static void
@@ -238,6 +257,10 @@ land_vm_read(struct vs_out *out, void *arg)
 	if (l == NULL)
 		return;
 	t = l->t;
+	if (l->top) {
+		put_deltas(l, out->vm);
+		return;
+	}
 	name = land_snapshot_name(t);
 	for (k = 0; k < out->vm->nsnapshots; k++)
 		if (str_eq(out->vm->snapshots[k].name, name)) {
@@ -281,13 +304,7 @@ land_vm_read(struct vs_out *out, void *arg)
 		consolidate(l);
 		return;
 	}
-	if (out->vm->ndisks != l->n) {
-		rt_fail(t->j, "the target VM has %zu disks, the pass %zu", out->vm->ndisks, l->n);
-		return;
-	}
-	rt_vm_set(&l->vm, out->vm);
-	l->i = 0;
-	land_next(l);
+	put_deltas(l, out->vm);
 }
 
 static int
@@ -444,6 +461,15 @@ land_next(struct target_land *l)
 
 	while (l->i < l->n && l->disks[l->i].skip)
 		l->i++;
+	if (l->i >= l->n && l->top) {
+		t->st->write = TARGET_WRITE_DELTA;
+		t->save(t->j);
+		job_log(t->j, LOG_INFO, "the pass landed in the top of the target's chain: %llu delta bytes put",
+		    (unsigned long long)l->bytes);
+		t->landed_bytes = l->bytes;
+		land_done(l);
+		return;
+	}
 	if (l->i >= l->n) {
 		t->st->land_stage = 2;
 		t->save(t->j);
@@ -481,6 +507,7 @@ consolidated(struct vs_out *out, void *arg)
 		t->st->write = TARGET_WRITE_DELTA;
 		job_log(t->j, LOG_INFO, "the pass landed in the target: %llu delta bytes put, consolidated",
 		    (unsigned long long)l->bytes);
+		t->landed_bytes = l->bytes;
 	}
 	t->st->land_stage = 0;
 	free(t->st->land_snap);
@@ -504,8 +531,10 @@ static void land_detached(struct target *t);
 /* Hot-add disks are detached first: the landing's snapshot and the power
  * state of the target want none attached elsewhere. */
 void
-target_land(struct target *t, const struct target_land_disk *disks, size_t n, void (*then)(struct target *t))
+target_land(struct target *t, const struct target_land_disk *disks, size_t n, int top, void (*then)(struct target *t))
 {
+	t->land_top = top;
+	t->landed_bytes = 0;
 	t->land_disks = disks;
 	t->land_n = n;
 	t->land_then = then;
@@ -522,7 +551,7 @@ land_detached(struct target *t)
 
 	for (k = 0; k < n; k++)
 		todo += !disks[k].skip;
-	if (t->st->write == TARGET_WRITE_WHOLE || (todo == 0 && t->st->land_stage == 0)) {
+	if ((t->st->write == TARGET_WRITE_WHOLE && !t->whole_never) || (todo == 0 && t->st->land_stage == 0)) {
 		then(t);
 		return;
 	}
@@ -533,6 +562,7 @@ land_detached(struct target *t)
 	l->disks = xcalloc(n ? n : 1, sizeof(*l->disks));
 	memcpy(l->disks, disks, n * sizeof(*disks));
 	l->img_fd = -1;
+	l->top = t->land_top;
 	l->then = then;
 	t->land = l;
 	read_vm(l);

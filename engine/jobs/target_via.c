@@ -61,7 +61,8 @@ target_via_choose(const struct target_via_in *in, char **why)
 	*why = xasprintf("no hot-add (%s); %s; %s", in->hotadd_no, delta_no,
 	    v == TARGET_VIA_WHOLE ? "uploaded whole at cutover: the downtime grows with the disk's size, not with the "
 	                            "changes"
-	                          : "the rule forbids the whole upload (whole_upload: false)");
+	                          : in->whole_no != NULL ? in->whole_no
+	                                                 : "the rule forbids the whole upload (whole_upload: false)");
 	free(delta_no);
 	free(cowd_no);
 	return v;
@@ -74,7 +75,7 @@ mount_of(struct target *t, size_t i)
 {
 	const struct cfg_rule *r = t->j->cfg;
 
-	if (r == NULL || !r->options.lan_free)
+	if (r == NULL || !r->options.lan_free || t->no_direct)
 		return NULL;
 	return rt_mount_of(r->target.platform, t->st->disks[i].ds);
 }
@@ -99,7 +100,9 @@ decide(struct target *t, size_t i, const char *hotadd_no)
 		.deltas_no = t->st->write == TARGET_WRITE_WHOLE,
 		.deltas_why = t->st->write_why,
 		.capacity = capacity_of(t, i),
-		.whole_allowed = r->options.whole_upload,
+		.whole_allowed = r->options.whole_upload && !t->whole_never,
+		.whole_no = t->whole_never ? "restore points live in the target's chain, which a whole upload cannot make"
+		                           : NULL,
 		.was = d->via,
 	};
 	enum target_via v;

@@ -95,8 +95,9 @@ start_peer() {
 }
 
 # A config directory with two platforms, a node and a rule "mig" over the
-# given VMs.  The rule is a replication rule without a schedule: its jobs
-# exercise the engine (states, store, socket) without talking to a peer.
+# given VMs.  The rule is a backup rule whose only run is far away: its
+# jobs rest in 空闲 and exercise the engine (states, store, socket)
+# without talking to a peer (backup moves no data yet).
 # make_config DIR [VMS...]
 make_config() {
 	local dir=$1; shift
@@ -126,12 +127,11 @@ repository: repo
 temp_dir: tmp
 YAML
 	cat >"$dir/mig.yaml" <<YAML
-kind: replication
+kind: backup
 name: mig
 source: { platform: src, vms: [$(echo "$vms" | sed 's/ /, /g')] }
 node: local
-target: { platform: dst, datacenter: DC0, host: H0, datastore: ds0 }
-options: { auto_sync: false }
+schedule: { once: "2099-01-01 00:00" }
 YAML
 }
 

@@ -48,12 +48,12 @@ assert_eq "$active" "$in_slots" "the active count is the jobs in slot-holding st
 [ "$active" -le 4 ] && ok "max_tasks 4 bounds the jobs holding slots ($active)" || fail "$active jobs hold slots"
 assert_eq "$(jq '[.jobs[] | select(.pending)] | length' <<<"$jobs")" "$(jq .pending <<<"$jobs")" "pending jobs are shown as pending"
 
-# Replication does not move data yet: its jobs say so instead of sitting
-# silently in 创建新虚机.
-wait_until 10 sh -c "'$BIN/vmferryctl' -s '$SOCK' --json jobs | jq -e '[.jobs[] | select(.kind == \"replication\" and .state == \"creating_vm\")] | length > 0'" ||
-	fail "no replication job reached creating_vm"
-rep=$(ctl --json jobs | jq -r '[.jobs[] | select(.kind == "replication" and .state == "creating_vm")][0] | "\(.rule) \(.vm)"')
-assert_match "$(ctl log $rep)" "replication rules do not move data yet" "a replication job's log says replication does not move data yet"
+# Replication jobs reach for their platforms as migration's do: none
+# answers here, so they go 失效 and say when they try again.
+wait_until 30 sh -c "'$BIN/vmferryctl' -s '$SOCK' --json jobs | jq -e '[.jobs[] | select(.kind == \"replication\" and .state == \"invalid\")] | length > 0'" ||
+	fail "no replication job went 失效 with its platform unreachable: $(ctl jobs)"
+rep=$(ctl --json jobs | jq -r '[.jobs[] | select(.kind == "replication" and .state == "invalid")][0] | "\(.rule) \(.vm)"')
+assert_match "$(ctl log $rep)" "will try again in" "a replication job whose platform is unreachable is 失效 and says when it tries again"
 
 out=$(ctl migrate move-web web01 2>&1) && fail "migrate outside ready must fail"
 assert_match "$out" "migrate is not possible" "migrate outside ready is refused with a reason"

@@ -21,13 +21,13 @@ wait_until 10 sh -c "[ \"\$('$BIN/vmferryctl' -s '$SOCK' --json jobs mig | jq '.
 cp "$T/conf/mig.yaml" "$T/mig.good"
 mark=$(log_lines)
 cat >"$T/conf/mig.yaml" <<YAML
-kind: replication
+kind: backup
 name: mig
 source: { platform: src, vms: [web01, web02] }
 node: local
-target: { platform: dst, datacenter: DC0, host: H0, datastore: ds0 }
+schedule: { once: "2099-01-01 00:00" }
 options:
-  auto_sync: false
+  fast_transfer: true
   fast_tranfer: true
 YAML
 wait_until 5 sh -c "'$BIN/vmferryctl' -s '$SOCK' --json rules | jq -e '.config_errors | length > 0'" || fail "the broken edit is reported"
@@ -48,7 +48,7 @@ state=$(job_state mig web01)
 ctl stop mig web01 >/dev/null
 wait_until 5 sh -c "[ \"\$('$BIN/vmferryctl' -s '$SOCK' --json jobs mig | jq -r '.jobs[0].state')\" = stopped ]" || fail "the job stops: $(ctl jobs mig)"
 ctl start mig web01 >/dev/null
-wait_until 5 sh -c "[ \"\$('$BIN/vmferryctl' -s '$SOCK' --json jobs mig | jq -r '.jobs[0].state')\" = creating_vm ]" ||
+wait_until 5 sh -c "[ \"\$('$BIN/vmferryctl' -s '$SOCK' --json jobs mig | jq -r '.jobs[0].state')\" = idle ]" ||
 	fail "started again, the job runs with its last good rule: $(ctl jobs mig; ctl log mig web01 | tail -3)"
 ok "started again, the job runs with its last good rule"
 assert_eq "$(job_state mig web02)" none "nothing from the broken version runs after the restart"

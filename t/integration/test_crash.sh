@@ -7,7 +7,7 @@ start_daemon "$T/conf"
 wait_until 10 sh -c "[ \"\$('$BIN/vmferryctl' -s '$SOCK' --json jobs | jq '.jobs | length')\" = 3 ]" || fail "three jobs"
 ctl stop mig web02 >/dev/null
 ctl delete mig web03 >/dev/null
-wait_until 5 sh -c "[ \"\$('$BIN/vmferryctl' -s '$SOCK' --json jobs mig | jq -r '[.jobs[].state] | join(\",\")')\" = creating_vm,stopped ]" ||
+wait_until 5 sh -c "[ \"\$('$BIN/vmferryctl' -s '$SOCK' --json jobs mig | jq -r '[.jobs[].state] | join(\",\")')\" = idle,stopped ]" ||
 	fail "states settle: $(ctl --json jobs | jq -c '[.jobs[] | .vm + "=" + .state]')"
 before=$(ctl --json jobs | jq -c '[.jobs[] | {vm, state}] | sort_by(.vm)')
 crash_daemon

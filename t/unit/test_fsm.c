@@ -138,7 +138,7 @@ is_command(const struct fsm_table *t, int event)
 static const char *const completions_common[] = { "started", "admit", "ok", "fail", "peer_lost", "peer_back",
 	"cleaned", NULL };
 static const char *const completions_mig[] = { "full_done", "catchup_done", "requery", NULL };
-static const char *const completions_rep[] = { "cycle_done", "last_done", NULL };
+static const char *const completions_rep[] = { "cycle_done", "last_done", "requery", NULL };
 static const char *const completions_bak[] = { "cycle_done", "last_done", NULL };
 
 static int
@@ -163,14 +163,15 @@ is_completion(const struct fsm_table *t, int event)
  * - queued: admit, from the transfer slots only (slots_enqueue is
  *   job_enter_queued's; leaving queued dequeues);
  * - starting: rule_removed (no rule) and started (job_enter_starting;
- *   migration: rt_find_source), and for migration fail (an unreadable
- *   record, VM not found, platform refused) and peer_lost (platform
- *   unreachable);
- * - migration's slot states: ok or their kind's completions, fail,
- *   peer_lost (driver calls, temp_dir, copies and uploads);
+ *   migration and replication: rt_find_source), and for those fail (an
+ *   unreadable record, VM not found, platform refused) and peer_lost
+ *   (platform unreachable);
+ * - migration's and replication's slot states: ok or their kind's
+ *   completions, fail, peer_lost (driver calls, temp_dir, copies and
+ *   uploads);
  * - ready: fail (an unreadable record), migrate (auto_migrate);
  * - stopping: ok (job_enter_stopping; sync_abandon, which never fails);
- * - failed (migration): fail (an unreadable record: ignored);
+ * - failed (migration, replication): fail (an unreadable record: ignored);
  * - 失效/未知: peer_back (its retry timer, deleted on leaving);
  * - deleting: cleaned (job_enter_deleting; sync_abandon and
  *   target_destroy, which never fail).
@@ -201,12 +202,12 @@ static const struct sends sends[] = {
 	{ &fsm_migration, "failed", "fail", "" },
 	{ &fsm_migration, "deleting", "cleaned", "" },
 
-	{ &fsm_replication, "starting", "rule_removed started", "" },
+	{ &fsm_replication, "starting", "rule_removed started fail peer_lost", "" },
 	{ &fsm_replication, "queued", "admit", "" },
-	{ &fsm_replication, "creating_vm", "peer_lost", "ok fail" },
-	{ &fsm_replication, "fetching_config", "peer_lost", "ok fail" },
-	{ &fsm_replication, "querying_changes", "peer_lost", "ok fail" },
-	{ &fsm_replication, "transferring", "peer_lost", "cycle_done last_done fail" },
+	{ &fsm_replication, "creating_vm", "ok fail peer_lost", "" },
+	{ &fsm_replication, "fetching_config", "ok fail peer_lost", "" },
+	{ &fsm_replication, "querying_changes", "ok fail peer_lost", "" },
+	{ &fsm_replication, "transferring", "cycle_done last_done requery fail peer_lost", "" },
 	{ &fsm_replication, "idle", "", "" },
 	{ &fsm_replication, "reverting", "", "ok fail peer_lost" },
 	{ &fsm_replication, "snapshot_cleanup", "", "ok fail peer_lost" },
@@ -217,7 +218,7 @@ static const struct sends sends[] = {
 	{ &fsm_replication, "stopped", "", "" },
 	{ &fsm_replication, "invalid", "peer_back", "" },
 	{ &fsm_replication, "complete", "", "" },
-	{ &fsm_replication, "failed", "", "" },
+	{ &fsm_replication, "failed", "fail", "" },
 	{ &fsm_replication, "deleting", "cleaned", "" },
 
 	{ &fsm_backup, "starting", "rule_removed started", "" },

@@ -23,12 +23,13 @@
 #include "fsm/tables.h"
 
 
-/* Replication jobs: their start and stop actions are the generic ones,
- * so the job layer is exercised without a platform. */
+/* Backup jobs: their start and stop actions are still the generic ones,
+ * so the job layer is exercised without a platform (a run takes them
+ * from 空闲 into the queue). */
 static char dir[64];
 static char *mig_vms[] = { "web01", "web02" };
 static struct cfg_rule mig_rule = {
-	.kind = CFG_REPLICATION,
+	.kind = CFG_BACKUP,
 	.name = "mv",
 	.vms = mig_vms,
 	.nvms = 2,
@@ -108,8 +109,11 @@ settle(void)
 static struct job *
 queued_job(const char *vm)
 {
-	struct job *j = job_create(CFG_REPLICATION, "mv", vm, &mig_rule);
+	struct job *j = job_create(CFG_BACKUP, "mv", vm, &mig_rule);
 
+	settle();
+	assert_string_equal(state_id(j), "idle");
+	assert_int_equal(fsm_dispatch(j, BAK_EV_RUN, NULL), FSM_DONE);
 	settle();
 	assert_string_equal(state_id(j), "queued");
 	assert_true(j->slot.queued);
@@ -180,20 +184,24 @@ store_has(enum store_db db, const void *key, size_t klen)
 static void
 test_create_persists_then_runs(void **unused)
 {
-	struct job *j = job_create(CFG_REPLICATION, "mv", "web01", &mig_rule);
+	struct job *j = job_create(CFG_BACKUP, "mv", "web01", &mig_rule);
 
 	assert_non_null(j);
-	assert_ptr_equal(job_find(CFG_REPLICATION, "mv", "web01"), j);
+	assert_ptr_equal(job_find(CFG_BACKUP, "mv", "web01"), j);
 	assert_null(job_find(CFG_MIGRATION, "mv", "web01"));
-	assert_null(job_find(CFG_REPLICATION, "mv", "web0"));
+	assert_null(job_find(CFG_BACKUP, "mv", "web0"));
 	assert_int_equal(job_count(), 1);
 	assert_string_equal(state_id(j), "starting");
 	/* on its way to disk, and nothing has started yet */
 	assert_true(store_has(STORE_JOBS, j->key, j->keylen));
 	assert_int_equal(slots_queued_total(), 0);
 
-	/* the commit makes 启动 durable; its work schedules the job */
+	/* the commit makes 启动 durable; its work rests the job in 空闲 */
 	assert_int_equal(store_commit(), 0);
+	assert_string_equal(state_id(j), "idle");
+	assert_int_equal(store_commit(), 0);
+	/* a run schedules it */
+	assert_int_equal(fsm_dispatch(j, BAK_EV_RUN, NULL), FSM_DONE);
 	assert_string_equal(state_id(j), "queued");
 	/* ... but 排队中 must be durable before the job joins the queue */
 	assert_int_equal(slots_queued_total(), 0);
@@ -203,15 +211,16 @@ test_create_persists_then_runs(void **unused)
 
 	/* a pass admits it: it takes a slot and starts creating the VM */
 	assert_int_equal(slots_pass(), 1);
-	assert_string_equal(state_id(j), "creating_vm");
+	assert_string_equal(state_id(j), "preparing");
 	assert_int_equal(slots_active_total(), 1);
 	assert_int_equal(slots_queued_total(), 0);
 	settle();
-	assert_string_equal(state_id(j), "creating_vm");
+	assert_string_equal(state_id(j), "preparing");
 
 	assert_true(log_has(j, "job created in state starting"));
-	assert_true(log_has(j, "starting -> queued (event started)"));
-	assert_true(log_has(j, "queued -> creating_vm (event admit)"));
+	assert_true(log_has(j, "starting -> idle (event started)"));
+	assert_true(log_has(j, "idle -> queued (event run)"));
+	assert_true(log_has(j, "queued -> preparing (event admit)"));
 }
 
 static void
@@ -223,7 +232,7 @@ test_queue_respects_max_tasks(void **unused)
 	a = queued_job("web01");
 	b = queued_job("web02");
 	assert_int_equal(slots_pass(), 1);
-	assert_string_equal(state_id(a), "creating_vm");
+	assert_string_equal(state_id(a), "preparing");
 	assert_string_equal(state_id(b), "queued");
 	assert_int_equal(slots_position(&b->slot), 1);
 	/* a failure gives the slot back */
@@ -232,7 +241,7 @@ test_queue_respects_max_tasks(void **unused)
 	assert_string_equal(a->error, "datastore full");
 	assert_int_equal(slots_active_total(), 0);
 	assert_int_equal(slots_pass(), 1);
-	assert_string_equal(state_id(b), "creating_vm");
+	assert_string_equal(state_id(b), "preparing");
 }
 
 static void
@@ -248,8 +257,11 @@ test_stop_and_start_again(void **unused)
 	settle();
 	assert_string_equal(state_id(j), "stopped");
 	assert_int_equal(fsm_dispatch(j, EV_STOP, NULL), FSM_IGNORED);
-	assert_int_equal(fsm_dispatch(j, REP_EV_REVERT, NULL), FSM_REJECTED);
+	assert_int_equal(fsm_dispatch(j, BAK_EV_RUN, NULL), FSM_REJECTED);
 	assert_int_equal(fsm_dispatch(j, EV_START, NULL), FSM_DONE);
+	settle();
+	assert_string_equal(state_id(j), "idle");
+	assert_int_equal(fsm_dispatch(j, BAK_EV_RUN, NULL), FSM_DONE);
 	settle();
 	assert_string_equal(state_id(j), "queued");
 	assert_int_equal(slots_queued_total(), 1);
@@ -258,7 +270,7 @@ test_stop_and_start_again(void **unused)
 static void
 test_job_without_rule_stops(void **unused)
 {
-	struct job *j = job_create(CFG_REPLICATION, "gone", "vm1", NULL);
+	struct job *j = job_create(CFG_BACKUP, "gone", "vm1", NULL);
 
 	settle();
 	assert_string_equal(state_id(j), "stopped");
@@ -269,12 +281,12 @@ test_job_without_rule_stops(void **unused)
 static void
 test_log_bounded_oldest_dropped(void **unused)
 {
-	struct job *j = job_create(CFG_REPLICATION, "mv", "web01", &mig_rule);
+	struct job *j = job_create(CFG_BACKUP, "mv", "web01", &mig_rule);
 	json_t *a;
 	size_t i;
 	char want[64];
 
-	/* the job's own entries first ("created", "starting -> queued") */
+	/* the job's own entries first ("created", "starting -> idle") */
 	settle();
 	assert_int_equal(log_count(j), 2);
 	/* then KEEP+50 more, some groups committed on the way */
@@ -375,7 +387,7 @@ test_restart_restores_everything(void **unused)
 	job_progress(j, 25, 100, 0);
 	job_set_data(j, "\x01\x02\x03", 3);
 	job_persist(j);
-	k = job_create(CFG_REPLICATION, "rep", "web01", NULL);
+	k = job_create(CFG_BACKUP, "rep", "web01", NULL);
 	settle(); /* k has no rule: it stops */
 	assert_string_equal(state_id(k), "stopped");
 
@@ -384,8 +396,8 @@ test_restart_restores_everything(void **unused)
 	n = log_count(j);
 	assert_int_equal(restart(), 2);
 
-	j = job_find(CFG_REPLICATION, "mv", "web01");
-	k = job_find(CFG_REPLICATION, "rep", "web01");
+	j = job_find(CFG_BACKUP, "mv", "web01");
+	k = job_find(CFG_BACKUP, "rep", "web01");
 	assert_non_null(j);
 	assert_non_null(k);
 	assert_string_equal(state_id(j), "queued");
@@ -427,13 +439,13 @@ test_restart_restores_everything(void **unused)
 	assert_int_equal(slots_queued_total(), 1);
 	assert_string_equal(state_id(j), "queued");
 	assert_int_equal(slots_pass(), 1);
-	assert_string_equal(state_id(j), "creating_vm");
+	assert_string_equal(state_id(j), "preparing");
 
 	/* a job in a transfer state comes back holding its slot */
 	settle();
 	assert_int_equal(restart(), 2);
 	assert_int_equal(slots_active_total(), 1);
-	assert_string_equal(state_id(job_find(CFG_REPLICATION, "mv", "web01")), "creating_vm");
+	assert_string_equal(state_id(job_find(CFG_BACKUP, "mv", "web01")), "preparing");
 
 	json_decref(log_before);
 	json_decref(log_after);
@@ -451,8 +463,11 @@ test_delete_keeps_neighbours(void **unused)
 
 	rule_a.name = "a";
 	/* rule "a": VMs "b" and "bc"; "mv"/"b" is another rule's job */
-	b = job_create(CFG_REPLICATION, "a", "b", &rule_a);
-	bc = job_create(CFG_REPLICATION, "a", "bc", &rule_a);
+	b = job_create(CFG_BACKUP, "a", "b", &rule_a);
+	bc = job_create(CFG_BACKUP, "a", "bc", &rule_a);
+	settle();
+	assert_int_equal(fsm_dispatch(b, BAK_EV_RUN, NULL), FSM_DONE);
+	assert_int_equal(fsm_dispatch(bc, BAK_EV_RUN, NULL), FSM_DONE);
 	settle();
 	for (i = 0; i < 20; i++) {
 		job_log(b, LOG_INFO, "b %zu", i);
@@ -468,9 +483,9 @@ test_delete_keeps_neighbours(void **unused)
 
 	assert_int_equal(fsm_dispatch(b, EV_DELETE, NULL), FSM_DONE);
 	assert_int_equal(slots_queued_total(), 2); /* a/b left the queue: mv/b and a/bc remain */
-	for (i = 0; i < 10 && job_find(CFG_REPLICATION, "a", "b") != NULL; i++)
+	for (i = 0; i < 10 && job_find(CFG_BACKUP, "a", "b") != NULL; i++)
 		assert_int_equal(store_commit(), 0);
-	assert_null(job_find(CFG_REPLICATION, "a", "b"));
+	assert_null(job_find(CFG_BACKUP, "a", "b"));
 	settle();
 
 	/* every trace of a/b is gone */
@@ -486,13 +501,13 @@ test_delete_keeps_neighbours(void **unused)
 	assert_true(store_has(STORE_JOBS, bc->key, bc->keylen));
 	assert_int_equal(bc->stats.successes, 1);
 	assert_true(store_has(STORE_STATS, bc->key, bc->keylen));
-	assert_non_null(job_find(CFG_REPLICATION, "mv", "b"));
-	assert_true(log_count(job_find(CFG_REPLICATION, "mv", "b")) > 0);
+	assert_non_null(job_find(CFG_BACKUP, "mv", "b"));
+	assert_true(log_count(job_find(CFG_BACKUP, "mv", "b")) > 0);
 
 	/* and it stays gone after a restart */
 	assert_int_equal(restart(), 2);
-	assert_null(job_find(CFG_REPLICATION, "a", "b"));
-	bc = job_find(CFG_REPLICATION, "a", "bc");
+	assert_null(job_find(CFG_BACKUP, "a", "b"));
+	bc = job_find(CFG_BACKUP, "a", "bc");
 	assert_non_null(bc);
 	assert_int_equal(log_count(bc), nbc);
 	assert_int_equal(bc->stats.successes, 1);
@@ -504,7 +519,7 @@ test_to_json_fields(void **unused)
 {
 	static const char *const required[] = { "rule", "vm", "kind", "state", "label_zh", "label_en",
 		"progress", "bytes_done", "bytes_total", "rate_bps", "error" };
-	struct job *j = job_create(CFG_REPLICATION, "mv", "web01", &mig_rule);
+	struct job *j = job_create(CFG_BACKUP, "mv", "web01", &mig_rule);
 	json_t *o;
 	size_t i;
 
@@ -515,7 +530,7 @@ test_to_json_fields(void **unused)
 			fail_msg("job_to_json has no \"%s\"", required[i]);
 	assert_string_equal(json_string_value(json_object_get(o, "rule")), "mv");
 	assert_string_equal(json_string_value(json_object_get(o, "vm")), "web01");
-	assert_string_equal(json_string_value(json_object_get(o, "kind")), "replication");
+	assert_string_equal(json_string_value(json_object_get(o, "kind")), "backup");
 	assert_string_equal(json_string_value(json_object_get(o, "state")), "starting");
 	assert_string_equal(json_string_value(json_object_get(o, "label_zh")), "启动");
 	assert_string_equal(json_string_value(json_object_get(o, "label_en")), "Starting");
@@ -524,6 +539,8 @@ test_to_json_fields(void **unused)
 	assert_true(json_is_number(json_object_get(o, "rate_bps")));
 	json_decref(o);
 
+	settle();
+	assert_int_equal(fsm_dispatch(j, BAK_EV_RUN, NULL), FSM_DONE);
 	settle();
 	job_progress(j, 3u << 20, 12u << 20, 1048576.0);
 	job_set_error(j, "slow datastore");
@@ -542,7 +559,7 @@ test_to_json_fields(void **unused)
 	/* a failure keeps its reason; the next good step clears it (a
 	 * failure comes from work: a slot state's, not the queue's) */
 	assert_int_equal(slots_pass(), 1);
-	assert_string_equal(state_id(j), "creating_vm");
+	assert_string_equal(state_id(j), "preparing");
 	assert_int_equal(fsm_dispatch(j, EV_FAIL, "no such datastore"), FSM_DONE);
 	o = job_to_json(j);
 	assert_string_equal(json_string_value(json_object_get(o, "state")), "failed");
@@ -558,7 +575,7 @@ test_to_json_fields(void **unused)
 static void
 test_progress_stays_in_range(void **unused)
 {
-	struct job *j = job_create(CFG_REPLICATION, "mv", "web01", &mig_rule);
+	struct job *j = job_create(CFG_BACKUP, "mv", "web01", &mig_rule);
 	json_int_t progress;
 	json_t *o;
 
@@ -592,7 +609,7 @@ test_crash_while_deleting_resumes(void **unused)
 			_exit(2);
 		slots_init(NULL);
 		job_init(NULL);
-		j = job_create(CFG_REPLICATION, "mv", "web01", &mig_rule);
+		j = job_create(CFG_BACKUP, "mv", "web01", &mig_rule);
 		for (i = 0; i < 3; i++)
 			store_commit();
 		fsm_dispatch(j, EV_DELETE, NULL);
@@ -605,10 +622,10 @@ test_crash_while_deleting_resumes(void **unused)
 
 	engine_up();
 	assert_int_equal(job_load_all(), 1);
-	assert_string_equal(state_id(job_find(CFG_REPLICATION, "mv", "web01")), "deleting");
+	assert_string_equal(state_id(job_find(CFG_BACKUP, "mv", "web01")), "deleting");
 	job_resume_all();
 	settle();
-	assert_null(job_find(CFG_REPLICATION, "mv", "web01"));
+	assert_null(job_find(CFG_BACKUP, "mv", "web01"));
 }
 
 int
