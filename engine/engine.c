@@ -790,8 +790,20 @@ op_dispatch(const struct request *req, int event, enum cfg_kind only_kind, int k
 			if (klen && j->cfg != NULL)
 				store_put(STORE_META, key, klen, dig, 8);
 		}
-		if (job_kind_of(j->kind)->before_command != NULL)
-			job_kind_of(j->kind)->before_command(j, event);
+		if (job_kind_of(j->kind)->before_command != NULL) {
+			char *refused = NULL;
+
+			if (job_kind_of(j->kind)->before_command(j, event, req->point, &refused) != 0) {
+				rejected++;
+				if (why == NULL)
+					why = refused;
+				else
+					free(refused);
+				json_array_append_new(results, json_pack("{s:s,s:s,s:s,s:s}", "vm", j->vm, "result",
+				                                    "rejected", "state_before", before->id, "state", before->id));
+				continue;
+			}
+		}
 		res = fsm_dispatch(j, event, event == EV_STOP ? "stopped by the user" : NULL);
 		if (res == FSM_DONE)
 			done++;
@@ -859,10 +871,13 @@ engine_handle(struct ctl_client *c, const struct request *req)
 			return resp_error("run: backup jobs cannot run yet in this version of vmferry");
 		return op_dispatch(req, REP_EV_RUN, CFG_REPLICATION, 1);
 	case OP_FAILOVER:
+		return op_dispatch(req, req->permanent ? REP_EV_FAILOVER_PERM : REP_EV_FAILOVER_TEMP, CFG_REPLICATION, 1);
 	case OP_FAILBACK:
+		return op_dispatch(req, REP_EV_FAILBACK, CFG_REPLICATION, 1);
 	case OP_REVERT:
+		return op_dispatch(req, REP_EV_REVERT, CFG_REPLICATION, 1);
 	case OP_RESTORE:
-		return resp_error("%s: restore points and restores cannot be used yet in this version of vmferry",
+		return resp_error("%s: backup restores cannot be used yet in this version of vmferry",
 		    request_op_name(req->op));
 	case OP_INVENTORY:
 		return op_inventory(c, req);

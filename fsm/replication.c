@@ -3,15 +3,15 @@
  * clean-up, temporary failover with failback, permanent failover. */
 #include "fsm/tables.h"
 #include "engine/jobs/job.h"
+#include "engine/jobs/replicate.h"
 #include "engine/jobs/vmjob.h"
 
 static const struct fsm_state_info rep_states[] = { REPLICATION_STATES(FSM_STATE_INFO) };
 static const char *const rep_events[] = { FSM_COMMON_EVENTS(FSM_EVENT_NAME) REPLICATION_EVENTS(FSM_EVENT_NAME) };
 
 /* A cycle's states do the work migration's do (vmjob.c), and its end is
- * replicate.c's.  The operations' rows (revert, clean-up, failover,
- * failback) describe the machine as designed, for the work still to come;
- * t/unit/test_fsm.c lists them. */
+ * replicate.c's; the operations on restore points are replicate_ops.c's.
+ * 快照清除 follows 恢复快照 (the points after the one reverted to go). */
 static const struct fsm_row rep_rows[] = {
 	/* A cycle. */
 	{ REP_STARTING, EV_STARTED, REP_QUEUED, NULL },
@@ -31,7 +31,7 @@ static const struct fsm_row rep_rows[] = {
 	/* Restore points and failover, from rest only. */
 	{ REP_IDLE, REP_EV_REVERT, REP_REVERTING, NULL },
 	{ REP_COMPLETE, REP_EV_REVERT, REP_REVERTING, NULL },
-	{ REP_REVERTING, EV_OK, REP_IDLE, NULL },
+	{ REP_REVERTING, EV_OK, REP_SNAPSHOT_CLEANUP, NULL },
 	{ REP_IDLE, REP_EV_CLEANUP, REP_SNAPSHOT_CLEANUP, NULL },
 	{ REP_COMPLETE, REP_EV_CLEANUP, REP_SNAPSHOT_CLEANUP, NULL },
 	{ REP_SNAPSHOT_CLEANUP, EV_OK, REP_IDLE, NULL },
@@ -67,8 +67,13 @@ static const struct fsm_row rep_rows[] = {
 	{ REP_FAILED, EV_FAIL, FSM_IGNORE, NULL },
 	FSM_COMMON_ROWS(REP_STARTING, REP_STOPPING, REP_STOPPED, REP_INVALID, REP_FAILED, REP_DELETING),
 
-	/* 永久切换 is final. */
-	FSM_FINAL_ROWS(REP_FAILOVER_PERMANENT),
+	/* 永久切换 is final; after a restart its work (points removed, the
+	 * VM on) goes on where it was. */
+	{ REP_FAILOVER_PERMANENT, EV_START, FSM_IGNORE, NULL },
+	{ REP_FAILOVER_PERMANENT, EV_STOP, FSM_IGNORE, NULL },
+	{ REP_FAILOVER_PERMANENT, EV_RULE_REMOVED, FSM_IGNORE, NULL },
+	{ REP_FAILOVER_PERMANENT, EV_RESUME, FSM_SAME, NULL },
+	{ REP_FAILOVER_PERMANENT, EV_DELETE, FSM_STAY, job_forget },
 	{ REP_FAILOVER_PERMANENT, REP_EV_RUN, FSM_REJECT, NULL },
 	{ REP_FAILOVER_PERMANENT, REP_EV_REVERT, FSM_REJECT, NULL },
 	{ REP_FAILOVER_PERMANENT, REP_EV_CLEANUP, FSM_REJECT, NULL },
@@ -88,6 +93,11 @@ static fsm_action rep_enter[REP_NSTATES] = {
 	[REP_INVALID] = job_enter_invalid,
 	[REP_DELETING] = vmjob_enter_deleting,
 	[REP_FAILED] = vmjob_enter_failed,
+	[REP_REVERTING] = rep_enter_reverting,
+	[REP_SNAPSHOT_CLEANUP] = rep_enter_snapshot_cleanup,
+	[REP_FAILOVER_TEMPORARY] = rep_enter_failover_temporary,
+	[REP_FAILING_BACK] = rep_enter_failing_back,
+	[REP_FAILOVER_PERMANENT] = rep_enter_failover_permanent,
 };
 
 const struct fsm_table fsm_replication = {

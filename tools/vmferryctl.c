@@ -34,6 +34,7 @@ usage(void)
 	    "  start|stop|delete RULE [VM]   启动 / 停止 / 删除\n"
 	    "  migrate RULE [VM]             开始迁移: catch up and cut over a ready migration\n"
 	    "  run RULE [VM] [--mode M]      立即执行 (replication, backup)\n"
+	    "  points RULE VM                a replication's restore points\n"
 	    "  failover RULE VM [--point P] [--permanent]\n"
 	    "  failback RULE VM\n"
 	    "  revert RULE VM --point P\n"
@@ -433,6 +434,33 @@ cmd_show(json_t *resp)
 	return 0;
 }
 
+/* points: the restore points from a replication job's details. */
+static int
+cmd_points(json_t *resp)
+{
+	json_t *d = json_object_get(resp, "details"), *pts = json_object_get(d, "points"), *e;
+	size_t i;
+
+	if (!json_is_array(pts)) {
+		fprintf(stderr, "vmferryctl: points: not a replication job, or its record cannot be read\n");
+		return 1;
+	}
+	printf("%-6s %-20s %-16s %16s %16s\n", "POINT", "TIME", "SNAPSHOT", "BYTES READ", "BYTES WRITTEN");
+	json_array_foreach(pts, i, e) {
+		time_t t = (time_t)(jint(e, "time_ms") / 1000);
+		struct tm tm;
+		char when[32];
+
+		localtime_r(&t, &tm);
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+		printf("%-6lld %-20s %-16s %16lld %16lld\n", jint(e, "point"), when, jstr(e, "snapshot"),
+		    jint(e, "bytes_read"), jint(e, "bytes_written"));
+	}
+	if (json_array_size(pts) == 0)
+		printf("(no restore point yet)\n");
+	return 0;
+}
+
 static int
 cmd_results(json_t *resp)
 {
@@ -653,7 +681,7 @@ main(int argc, char **argv)
 	if (optind < argc)
 		usage();
 
-	req = req_new(cmd);
+	req = req_new(strcmp(cmd, "points") == 0 ? "show" : cmd);
 	if (strcmp(cmd, "inventory") == 0) {
 		if (a1 == NULL)
 			usage();
@@ -685,7 +713,7 @@ main(int argc, char **argv)
 		req_str(req, "point", point);
 		req_str(req, "target", target);
 	} else if (strcmp(cmd, "failover") == 0 || strcmp(cmd, "failback") == 0 || strcmp(cmd, "revert") == 0 ||
-	           strcmp(cmd, "log") == 0) {
+	           strcmp(cmd, "log") == 0 || strcmp(cmd, "points") == 0) {
 		if (a1 == NULL || a2 == NULL)
 			usage();
 		req_str(req, "rule", a1);
@@ -693,6 +721,8 @@ main(int argc, char **argv)
 		req_str(req, "point", point);
 		if (permanent)
 			json_object_set_new(req, "permanent", json_true());
+		if (strcmp(cmd, "points") == 0)
+			req_str(req, "kind", "replication");
 		if (strcmp(cmd, "log") == 0) {
 			req_str(req, "kind", kind);
 			if (limit > 0)
@@ -720,6 +750,8 @@ main(int argc, char **argv)
 			    jstr(resp, "store_error"));
 	} else if (strcmp(cmd, "show") == 0) {
 		rc = cmd_show(resp);
+	} else if (strcmp(cmd, "points") == 0) {
+		rc = cmd_points(resp);
 	} else if (strcmp(cmd, "log") == 0) {
 		rc = cmd_log(resp);
 	} else if (strcmp(cmd, "inventory") == 0) {

@@ -19,6 +19,7 @@ static const struct job_kind migration = {
 static const struct job_kind replication = {
 	.kind = CFG_REPLICATION,
 	.table = &fsm_replication,
+	.before_command = rep_before_command,
 	.run_event = REP_EV_RUN,
 	.details = rep_details,
 };

@@ -16,9 +16,11 @@ struct job_kind {
 	enum cfg_kind kind;
 	const struct fsm_table *table; /* its name is the kind's name */
 	/* A user command's event is about to reach the job (before the
-	 * dispatch, so what it records is committed with the transition).
-	 * NULL: nothing to add. */
-	void (*before_command)(struct job *j, int event);
+	 * dispatch, so what it records is committed with the transition),
+	 * with the command's restore point (or NULL).  -1 with *why: the
+	 * command is refused for that job, nothing changed.  NULL: nothing to
+	 * add. */
+	int (*before_command)(struct job *j, int event, const char *point, char **why);
 	/* The event its schedule sends (立即执行 too); -1: it has none. */
 	int run_event;
 	/* What its persisted data says of one job, for `show` (a JSON

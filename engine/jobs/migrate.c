@@ -115,11 +115,13 @@ mig_details(const struct job *j)
 	return o;
 }
 
-void
-mig_before_command(struct job *j, int event)
+int
+mig_before_command(struct job *j, int event, const char *point, char **why)
 {
+	*why = NULL;
 	if (event == MIG_EV_MIGRATE && j->fsm.state == MIG_READY)
 		note_migrate(j);
+	return 0;
 }
 
 void

@@ -12,4 +12,17 @@ struct job;
  * snapshot, time, bytes read and written), each disk's transport. */
 json_t *rep_details(const struct job *j);
 
+/* Before revert and failover reach a job: the point they go to ("3",
+ * "rp3", "latest"; NULL: the latest, for failover) recorded with the
+ * transition; -1 with *why when there is no such point (nothing
+ * changes).  Other events: 0. */
+int rep_before_command(struct job *j, int event, const char *point, char **why);
+
+/* The operations' states (replicate_ops.c). */
+void rep_enter_reverting(struct job *j, int event);
+void rep_enter_snapshot_cleanup(struct job *j, int event);
+void rep_enter_failover_temporary(struct job *j, int event);
+void rep_enter_failing_back(struct job *j, int event);
+void rep_enter_failover_permanent(struct job *j, int event);
+
 #endif

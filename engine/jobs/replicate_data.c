@@ -7,7 +7,8 @@
 #include "engine/core/record.h"
 #include "engine/core/util.h"
 
-#define REP_DATA_V1 1
+#define REP_DATA_V1 1 /* before the operations on restore points */
+#define REP_DATA_V2 2
 #define REP_MAX_POINTS 64
 
 void
@@ -38,12 +39,14 @@ rep_data_put(const struct rep_data *x, struct sbuf *b)
 {
 	size_t k, i;
 
-	rec_put_u16(b, REP_DATA_V1);
+	rec_put_u16(b, REP_DATA_V2);
 	rec_put_u64(b, x->cycles);
 	rec_put_u8(b, x->landed);
 	rec_put_u64(b, (uint64_t)x->point_asked_at);
 	rec_put_u64(b, x->cycle_read);
 	rec_put_u64(b, x->cycle_sent);
+	rec_put_u64(b, x->op_point);
+	rec_put_u8(b, x->op_stage);
 	rec_put_u64(b, x->npoints);
 	for (k = 0; k < x->npoints; k++) {
 		const struct rep_point *p = &x->points[k];
@@ -63,16 +66,22 @@ int
 rep_data_get(struct rec_reader *r, struct rep_data *x)
 {
 	uint64_t n, k, nc;
+	uint16_t v;
 	size_t i;
 
 	memset(x, 0, sizeof(*x));
-	if (rec_get_u16(r) != REP_DATA_V1)
+	v = rec_get_u16(r);
+	if (v != REP_DATA_V1 && v != REP_DATA_V2)
 		return -1;
 	x->cycles = (uint32_t)rec_get_u64(r);
 	x->landed = rec_get_u8(r);
 	x->point_asked_at = (int64_t)rec_get_u64(r);
 	x->cycle_read = rec_get_u64(r);
 	x->cycle_sent = rec_get_u64(r);
+	if (v >= REP_DATA_V2) {
+		x->op_point = (uint32_t)rec_get_u64(r);
+		x->op_stage = rec_get_u8(r);
+	}
 	n = rec_get_u64(r);
 	if (r->bad || n > REP_MAX_POINTS)
 		return -1;

@@ -28,6 +28,8 @@ struct rep_data {
 	int64_t point_asked_at;  /* wall ms a restore point was asked for and not yet seen; 0: none */
 	uint64_t cycle_read;     /* the cycle in progress: bytes read, bytes written */
 	uint64_t cycle_sent;
+	uint32_t op_point;       /* revert, failover: the point (its cycle) the target goes to */
+	uint8_t op_stage;        /* how far that operation got (replicate_ops.c) */
 	size_t npoints;
 	struct rep_point *points; /* oldest first */
 };

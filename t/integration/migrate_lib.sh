@@ -82,6 +82,20 @@ mig_rule() {
 	mv "$CONF/.20-$name.yaml.tmp" "$CONF/20-$name.yaml"
 }
 
+# rep_rule NAME "VM VM" "OPTIONS" KEEP [NODE]: a replication rule onto dst.
+rep_rule() {
+	{
+		echo "kind: replication"
+		echo "name: $1"
+		echo "source: { platform: ${MIG_SRC:-src}, vms: [$(echo $2 | sed 's/ /, /g')] }"
+		echo "node: ${5:-local}"
+		echo "target: { platform: ${MIG_DST:-dst}, datacenter: DC0, host: H0, datastore: ds0 }"
+		echo "options: { $3 }"
+		echo "keep_history: $4"
+	} >"$CONF/.20-$1.yaml.tmp"
+	mv "$CONF/.20-$1.yaml.tmp" "$CONF/20-$1.yaml"
+}
+
 # SHA-256 of a disk's current content on a peer: sha CTL VM INDEX.
 sha() { curl -sf "$1/disk?vm=$2&disk=$3" | jq -r .sha256; }
 src_sha() { sha "$S_CTL" "$1" "$2"; }

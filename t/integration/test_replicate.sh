@@ -18,15 +18,7 @@ cat >"$T/fixture.json" <<JSON
 JSON
 mig_start_peers "$T/fixture.json"
 mig_config
-cat >"$CONF/20-rep.yaml" <<YAML
-kind: replication
-name: rep
-source: { platform: src, vms: [rep01] }
-node: local
-target: { platform: dst, datacenter: DC0, host: H0, datastore: ds0 }
-options: { fast_transfer: true, auto_sync: false }
-keep_history: 2
-YAML
+rep_rule rep rep01 "fast_transfer: true, auto_sync: false" 2
 start_daemon "$CONF"
 put_bytes() { curl -sf "$D_CTL/stats" | jq -r '.requests.folder_put_bytes // 0'; }
 
