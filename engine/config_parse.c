@@ -29,7 +29,7 @@
 #define TARGET_NAME_MAX_LEN 80   /* vSphere's longest VM, folder and pool name */
 #define VMS_PER_RULE_MAX 10000   /* the checks are quadratic; the engine aims at ~1000 jobs */
 #define SECRET_MAX 4096
-#define HISTORY_MAX 64
+#define HISTORY_MAX 28 /* a vSphere snapshot chain holds at most 32 */
 #define RETENTION_MAX 64
 #define MAX_TASKS_LIMIT 1024
 #define TRANSFER_BUFFER_MIN (64u << 10)
