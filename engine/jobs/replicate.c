@@ -286,10 +286,12 @@ rep_transferred(struct sync_pass *p)
 	job_progress(p->j, p->total, p->total, 0);
 	job_log(p->j, LOG_INFO, "cycle %u finished: %llu bytes read; %zu restore points on the target", rt->rep.cycles,
 	    (unsigned long long)read, rt->rep.npoints);
-	if (r != NULL && r->options.auto_sync)
+	if (r != NULL && r->options.auto_sync) {
 		fsm_dispatch(p->j, REP_EV_CYCLE_DONE, NULL);
-	else
-		fsm_dispatch(p->j, REP_EV_LAST_DONE, "auto_sync is off: the next cycle runs on `vmferryctl run`");
+	} else {
+		job_log(p->j, LOG_INFO, "auto_sync is off: the next cycle runs on `vmferryctl run`");
+		fsm_dispatch(p->j, REP_EV_LAST_DONE, NULL);
+	}
 }
 
 const struct vmjob_kind vmjob_replication = {
