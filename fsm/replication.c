@@ -51,6 +51,11 @@ static const struct fsm_row rep_rows[] = {
 	/* A failed-over VM keeps running on the target: stopping the rule
 	 * must not undo that. */
 	{ REP_FAILOVER_TEMPORARY, EV_STOP, FSM_REJECT, NULL },
+	/* An operation on restore points is short and leaves the target
+	 * half-way if cut: it finishes first (then stop). */
+	{ REP_REVERTING, EV_STOP, FSM_REJECT, NULL },
+	{ REP_SNAPSHOT_CLEANUP, EV_STOP, FSM_REJECT, NULL },
+	{ REP_FAILING_BACK, EV_STOP, FSM_REJECT, NULL },
 	{ REP_FAILOVER_TEMPORARY, EV_RULE_REMOVED, FSM_IGNORE, NULL },
 
 	/* What the work of each state can run into (for the slot states
