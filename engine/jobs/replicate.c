@@ -252,6 +252,7 @@ rep_landed(struct vmjob *rt, void (*done)(struct sync_pass *p))
 	rt->land_then = done;
 	if (rt->rep.landed == 0) {
 		rt->rep.landed = 1;
+		rt->rep.landed_pass = rt->d.sync.pass;
 		rt->rep.cycle_read = rt->pass.total;
 		rt->rep.cycle_sent = rt->tgt.landed_bytes;
 		for (size_t i = 0; i < rt->d.sync.ndisks; i++)

@@ -47,6 +47,7 @@ rep_data_put(const struct rep_data *x, struct sbuf *b)
 	rec_put_u64(b, x->cycle_sent);
 	rec_put_u64(b, x->op_point);
 	rec_put_u8(b, x->op_stage);
+	rec_put_u64(b, x->landed_pass);
 	rec_put_u64(b, x->npoints);
 	for (k = 0; k < x->npoints; k++) {
 		const struct rep_point *p = &x->points[k];
@@ -81,6 +82,7 @@ rep_data_get(struct rec_reader *r, struct rep_data *x)
 	if (v >= REP_DATA_V2) {
 		x->op_point = (uint32_t)rec_get_u64(r);
 		x->op_stage = rec_get_u8(r);
+		x->landed_pass = (uint32_t)rec_get_u64(r);
 	}
 	n = rec_get_u64(r);
 	if (r->bad || n > REP_MAX_POINTS)

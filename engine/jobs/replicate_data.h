@@ -25,6 +25,7 @@ struct rep_point {
 struct rep_data {
 	uint32_t cycles;         /* cycles finished (a restore point each) */
 	uint8_t landed;          /* the cycle in progress: 0 copying, 1 landed (its restore point next), 2 point made */
+	uint32_t landed_pass;    /* the sync pass that landed (a pass made again from a new snapshot lands again) */
 	int64_t point_asked_at;  /* wall ms a restore point was asked for and not yet seen; 0: none */
 	uint64_t cycle_read;     /* the cycle in progress: bytes read, bytes written */
 	uint64_t cycle_sent;

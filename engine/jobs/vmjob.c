@@ -247,10 +247,22 @@ land(struct job *j, struct sync_pass *p, void (*done)(struct sync_pass *p))
 	int en = 0;
 
 	rt->land_then = done;
-	if (rt->rep.landed != 0) {
+	if (rt->rep.landed != 0 && rt->rep.landed_pass == rt->d.sync.pass) {
 		/* Landed before a restart: its restore point comes next. */
 		landed(&rt->tgt);
 		return;
+	}
+	if (rt->rep.landed != 0) {
+		/* The pass that landed lost its snapshot and was made again
+		 * from a new one: its areas (changes since the same base) hold
+		 * the earlier ones, and they land now, point and all. */
+		job_log(j, LOG_INFO, "pass %u landed before its snapshot went; pass %u lands again", rt->rep.landed_pass,
+		    rt->d.sync.pass);
+		/* Its restore point made (or asked for): that name is taken. */
+		if (rt->rep.landed == 2 || rt->rep.point_asked_at != 0)
+			rt->rep.cycles++;
+		rt->rep.landed = 0;
+		rt->rep.point_asked_at = 0;
 	}
 	free(rt->land);
 	rt->land = xcalloc(n ? n : 1, sizeof(*rt->land));
