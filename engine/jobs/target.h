@@ -201,6 +201,13 @@ struct target_land_disk {
  * latest snapshot made (a replication's restore point), and nothing is
  * consolidated.  Failures go out as rt_fail/rt_lost. */
 void target_land(struct target *t, const struct target_land_disk *disks, size_t n, int top, void (*then)(struct target *t));
+/* Before a pass, when disks go as deltas, nothing found out yet whether
+ * the target takes them, and the whole upload is no way out (a kind that
+ * keeps restore points, whole_upload: false): a snapshot of the target VM,
+ * its deltas' descriptors read, the snapshot removed, nothing put.  A
+ * target whose deltas cannot be written fails the job, naming the
+ * datastore and why, before anything is copied; otherwise then(t). */
+void target_deltas_check(struct target *t, void (*then)(struct target *t));
 void target_land_cancel(struct target *t);
 
 /* Power the target VM off and destroy it (its disks go with it). */

@@ -43,6 +43,8 @@ struct target_land {
 	int asked_ok;               /* land_asked_at is committed: the snapshot may be asked for */
 	uint64_t bytes;             /* delta bytes put by this landing */
 	int top;                    /* into the top of the chain: no landing snapshot */
+	int probe;                  /* only whether the deltas can be written: nothing put */
+	char *refuse;               /* the job fails with this once the snapshot is removed */
 	void (*then)(struct target *t);
 };
 
@@ -70,6 +72,7 @@ land_free(struct target_land *l)
 	free(l->disks);
 	free(l->ds);
 	free(l->path);
+	free(l->refuse);
 	free(l);
 }
 
@@ -107,22 +110,47 @@ land_snapshot_name(const struct target *t)
 	return sync_snapshot_name(t->j, "land");
 }
 
+/* Whether the whole upload is no way out for this job: its kind keeps
+ * restore points, or its rule forbids it. */
+static int
+whole_refused(const struct target *t)
+{
+	return t->whole_never || (t->j->cfg != NULL && !t->j->cfg->options.whole_upload);
+}
+
+/* Why hot-add does not write disk i: what this pass's attach said, else
+ * what was recorded when its transport was chosen. */
+static const char *
+hotadd_no(const struct target *t, size_t i)
+{
+	if (i < t->hot.n && t->hot.d[i].no != NULL)
+		return t->hot.d[i].no;
+	if (t->hot.no != NULL)
+		return t->hot.no;
+	return i < t->st->ndisks && t->st->disks[i].via_why != NULL ? t->st->disks[i].via_why : "not attached";
+}
+
 /* The target's deltas cannot be written (seSparse on VMFS6, a disk over
- * the COWD limit): from now on whole images, uploaded at cutover. */
+ * the COWD limit): from now on whole images, uploaded at cutover.  Where
+ * the whole upload is refused the job fails, once the landing's snapshot
+ * (nothing was put into it) is removed: nothing of it stays on the
+ * target. */
 static void
 fall_back(struct target_land *l, const char *why)
 {
 	struct target *t = l->t;
 	size_t k;
 
-	if (t->whole_never) {
-		rt_fail(t->j, "%s: the target's snapshot deltas cannot be written and no hot-add reaches it; restore "
-		              "points live in the target's chain, which whole uploads cannot make", why);
-		return;
-	}
-	if (t->j->cfg != NULL && !t->j->cfg->options.whole_upload) {
-		rt_fail(t->j, "%s: the target's snapshot deltas cannot be written, no hot-add reaches it, and the rule "
-		              "forbids the whole upload (whole_upload: false)", why);
+	if (whole_refused(t)) {
+		free(l->refuse);
+		l->refuse = xasprintf("%s: the target's snapshot deltas cannot be written, no hot-add reaches it (%s), and "
+		                      "%s", why, hotadd_no(t, l->i), t->whole_never
+		        ? "restore points cannot be made by whole uploads (they live in the target's chain)"
+		        : "the rule forbids the whole upload (whole_upload: false)");
+		if (t->st->land_snap != NULL)
+			consolidate(l);
+		else
+			rt_fail(t->j, "%s", l->refuse);
 		return;
 	}
 
@@ -429,14 +457,25 @@ descriptor_read(struct vs_out *out, void *arg)
 		return;
 	t = l->t;
 	vd = &l->vm->disks[l->i];
+	vs_split_ds_path(vd->file, &ds, &path);
 	if (cowd_delta_check(out->data, out->len, vd->capacity, &file, &err) != 0) {
-		why = xasprintf("disk %zu (%s): %s", l->i, vd->file, err);
+		why = xasprintf("datastore %s (disk %zu, %s): %s", ds ? ds : "?", l->i, vd->file, err);
 		free(err);
+		free(ds);
+		free(path);
 		fall_back(l, why);
 		free(why);
 		return;
 	}
-	vs_split_ds_path(vd->file, &ds, &path);
+	if (l->probe) {
+		free(l->ds);
+		l->ds = ds;
+		free(path);
+		free(file);
+		l->i++;
+		land_next(l);
+		return;
+	}
 	slash = strrchr(path, '/');
 	if (slash != NULL)
 		slash[1] = '\0';
@@ -471,7 +510,8 @@ land_next(struct target_land *l)
 		return;
 	}
 	if (l->i >= l->n) {
-		t->st->land_stage = 2;
+		if (!l->probe)
+			t->st->land_stage = 2;
 		t->save(t->j);
 		consolidate(l);
 		return;
@@ -508,11 +548,19 @@ consolidated(struct vs_out *out, void *arg)
 		job_log(t->j, LOG_INFO, "the pass landed in the target: %llu delta bytes put, consolidated",
 		    (unsigned long long)l->bytes);
 		t->landed_bytes = l->bytes;
+	} else if (l->probe && l->refuse == NULL) {
+		t->st->write = TARGET_WRITE_DELTA;
+		job_log(t->j, LOG_INFO, "datastore %s takes vmfsSparse snapshot deltas (seen on a snapshot of the target VM, "
+		                        "removed again)", l->ds ? l->ds : "?");
 	}
 	t->st->land_stage = 0;
 	free(t->st->land_snap);
 	t->st->land_snap = NULL;
 	t->save(t->j);
+	if (l->refuse != NULL) {
+		rt_fail(t->j, "%s", l->refuse);
+		return;
+	}
 	land_done(l);
 }
 
@@ -527,6 +575,50 @@ consolidate(struct target_land *l)
 }
 
 static void land_detached(struct target *t);
+
+static struct target_land *
+land_new(struct target *t, const struct target_land_disk *disks, size_t n, void (*then)(struct target *t))
+{
+	struct target_land *l;
+
+	target_land_cancel(t);
+	l = xcalloc(1, sizeof(*l));
+	l->t = t;
+	l->n = n;
+	l->disks = xcalloc(n ? n : 1, sizeof(*l->disks));
+	if (disks != NULL)
+		memcpy(l->disks, disks, n * sizeof(*disks));
+	l->img_fd = -1;
+	l->then = then;
+	t->land = l;
+	return l;
+}
+
+/* Where the whole upload is no way out, whether the target's deltas can
+ * be written is found out before the copy: a snapshot of the target VM,
+ * the deltas' descriptors, the snapshot removed (nothing was put).  A
+ * target that cannot take them (seSparse on VMFS6) is refused before any
+ * byte is read.  Once per job: the answer is kept (st->write). */
+void
+target_deltas_check(struct target *t, void (*then)(struct target *t))
+{
+	struct target_land *l;
+	size_t k, n = t->st->ndisks, todo = 0;
+
+	for (k = 0; k < n; k++)
+		todo += t->st->disks[k].via == TARGET_VIA_DELTA;
+	if (todo == 0 || !whole_refused(t) || t->st->write != TARGET_WRITE_UNKNOWN || t->st->land_stage != 0 ||
+	    t->st->vm == NULL) {
+		then(t);
+		return;
+	}
+	l = land_new(t, NULL, n, then);
+	for (k = 0; k < n; k++)
+		l->disks[k].skip = t->st->disks[k].via != TARGET_VIA_DELTA;
+	l->probe = 1;
+	job_log(t->j, LOG_INFO, "finding out whether the target's snapshot deltas can be written, before the copy");
+	read_vm(l);
+}
 
 /* Hot-add disks are detached first: the landing's snapshot and the power
  * state of the target want none attached elsewhere. */
@@ -555,15 +647,7 @@ land_detached(struct target *t)
 		then(t);
 		return;
 	}
-	target_land_cancel(t);
-	l = xcalloc(1, sizeof(*l));
-	l->t = t;
-	l->n = n;
-	l->disks = xcalloc(n ? n : 1, sizeof(*l->disks));
-	memcpy(l->disks, disks, n * sizeof(*disks));
-	l->img_fd = -1;
+	l = land_new(t, disks, n, then);
 	l->top = t->land_top;
-	l->then = then;
-	t->land = l;
 	read_vm(l);
 }

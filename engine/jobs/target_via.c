@@ -132,15 +132,20 @@ static void
 attached(struct hotadd *h)
 {
 	struct target *t = (struct target *)((char *)h - offsetof(struct target, hot));
-	size_t i;
+	size_t i, hot = 0;
 
 	for (i = 0; i < t->st->ndisks; i++) {
-		if (t->st->disks[i].via != TARGET_VIA_HOTADD || h->d[i].dev != NULL)
-			continue;
-		if (decide(t, i, h->d[i].no ? h->d[i].no : "its device was not found") != 0)
+		if (t->st->disks[i].via == TARGET_VIA_HOTADD && h->d[i].dev == NULL &&
+		    decide(t, i, h->d[i].no ? h->d[i].no : "its device was not found") != 0)
 			return;
+		hot += t->st->disks[i].via == TARGET_VIA_HOTADD;
 	}
 	t->save(t->j);
+	if (hot == 0) {
+		/* Every attach failed (and nothing stayed attached). */
+		target_deltas_check(t, t->writes_then);
+		return;
+	}
 	t->writes_then(t);
 }
 
@@ -168,7 +173,8 @@ appliance_known(struct hotadd *h)
 	 * the appliance VM may hold a disk of this job. */
 	t->save(t->j);
 	if (want == 0) {
-		t->writes_then(t);
+		/* Nothing attached: the target VM can be snapshotted. */
+		target_deltas_check(t, t->writes_then);
 		return;
 	}
 	hotadd_attach(h, attached);

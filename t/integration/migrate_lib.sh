@@ -21,6 +21,28 @@ JSON
 	start_peer D "${MIG_TARGET_FIXTURE:-$T/target.json}"
 }
 
+# mig_start_hotadd_peers SOURCE_FIXTURE: S from the fixture, D a target
+# whose datastore ds0 poses as VMFS6 (seSparse deltas) with the VM the
+# appliance runs in, vmferry-appliance; sets HOTADD_DIR (where attached
+# disks appear) and APP_UUID (the appliance's BIOS UUID), and writes $CONF
+# with node local finding the appliance by that UUID.  The test is skipped
+# where the peer cannot emulate hot-add (no FUSE).
+mig_start_hotadd_peers() {
+	local line
+	cat >"$T/target6.json" <<'JSON'
+{"datacenters":[{"name":"DC0","hosts":["H0"],"datastores":[{"name":"ds0","type":"VMFS","version":"6"}]}],
+ "appliance":"vmferry-appliance",
+ "vms":[{"name":"vmferry-appliance","host":"H0","power":"on","controller":"pvscsi","disks":[{"capacity":1048576,"fill":"zero"}]}]}
+JSON
+	MIG_TARGET_FIXTURE=$T/target6.json mig_start_peers "$1"
+	line=$(head -n1 "$T/peer-D.json")
+	HOTADD_DIR=$(jq -r '.hotadd_dir // empty' <<<"$line")
+	APP_UUID=$(jq -r '.appliance_uuid // empty' <<<"$line")
+	[ -n "$HOTADD_DIR" ] || skip_test "the peer cannot emulate hot-add here: $(jq -r '.hotadd_error // "no hotadd_dir"' <<<"$line")"
+	[ -n "$APP_UUID" ] || fail "the peer names no appliance_uuid"
+	MIG_NODE_EXTRA="hotadd: { uuid: \"$APP_UUID\", devices: $HOTADD_DIR }" mig_config
+}
+
 # mig_config [SYSTEM_YAML_LINES]: writes $CONF; MIG_MOUNTS=1 adds
 # datastore_mounts for ds0 on both platforms (the direct transport);
 # MIG_NODE_EXTRA holds more lines of the node (hotadd).
@@ -67,17 +89,20 @@ YAML
 
 # mig_rule NAME "VM1 VM2" "OPTIONS (flow mapping body)" [BANDWIDTH_FLOW_LIST]
 # writes $CONF/20-NAME.yaml atomically; the platforms are src and dst
-# unless MIG_SRC / MIG_DST name others.
+# unless MIG_SRC / MIG_DST name others, the node is local unless MIG_NODE
+# names another; MIG_KIND (default migration) and MIG_RULE_EXTRA (more
+# lines, e.g. keep_history) make other kinds' rules.
 mig_rule() {
 	local name=$1 vms=$2 opts=${3:-} bw=${4:-}
 	{
-		echo "kind: migration"
+		echo "kind: ${MIG_KIND:-migration}"
 		echo "name: $name"
 		echo "source: { platform: ${MIG_SRC:-src}, vms: [$(echo $vms | sed 's/ /, /g')] }"
-		echo "node: local"
+		echo "node: ${MIG_NODE:-local}"
 		echo "target: { platform: ${MIG_DST:-dst}, datacenter: DC0, host: H0, datastore: ds0 }"
 		[ -z "$opts" ] || echo "options: { $opts }"
 		[ -z "$bw" ] || echo "bandwidth: $bw"
+		[ -z "${MIG_RULE_EXTRA:-}" ] || echo "$MIG_RULE_EXTRA"
 	} >"$CONF/.20-$name.yaml.tmp"
 	mv "$CONF/.20-$name.yaml.tmp" "$CONF/20-$name.yaml"
 }
@@ -144,7 +169,39 @@ qcompare() {
 	local s d
 	s=$S_DIR/ds0/$(vmdk_of "$S_CTL" "$1" "$2")
 	d=$D_DIR/ds0/$(vmdk_of "$D_CTL" "$1" "$2")
+	if grep -aq 'createType="seSparse"' "$d"; then d=$(qreadable "$d") || return 1; fi
 	qemu-img compare -q -f vmdk -F vmdk "$d" "$s" && qemu-img check -q -f vmdk "$d"
+}
+# qreadable DESCRIPTOR: a copy of a seSparse chain (a VMFS6 datastore's)
+# that qemu-img opens, its path on stdout.  The peer keeps seSparse data in
+# the COWD layout under its own magic "PSES" (t/peer/README.md, "VMFS6"):
+# the copy's extents get "COWD" back and its descriptors say vmfsSparse;
+# flat files are linked.  Everything else (grain tables, parent CIDs and
+# hints, generations) is read as the peer wrote it.
+qreadable() {
+	local src=$1 dir f out
+	dir=$(mktemp -d "$T/qread.XXXXXX")
+	for f in "$(dirname "$src")"/*.vmdk; do
+		out=$dir/$(basename "$f")
+		if head -c 21 "$f" | grep -aqx "# Disk DescriptorFile"; then
+			sed -e 's/createType="seSparse"/createType="vmfsSparse"/' -e 's/ SESPARSE "/ VMFSSPARSE "/' "$f" >"$out"
+		elif head -c 4 "$f" | grep -aqx PSES; then
+			cp --sparse=always "$f" "$out" && printf COWD | dd of="$out" conv=notrunc status=none
+		else
+			ln -s "$f" "$out"
+		fi
+	done
+	echo "$dir/$(basename "$src")"
+}
+# target_equal VM NDISKS WHAT: every target disk of VM holds the source's
+# bytes (peer hashes), and qemu-img finds its chain equal and clean.
+target_equal() {
+	local vm=$1 n=$2 what=$3 d
+	for ((d = 0; d < n; d++)); do
+		assert_eq "$(dst_sha "$vm" $d)" "$(src_sha "$vm" $d)" "$what: target disk $d holds the source's bytes (peer hashes)"
+		qcompare "$vm" $d && ok "$what: qemu-img finds target disk $d's chain equal to the source, and clean" ||
+			fail "$what: qemu-img finds target disk $d different from the source, or its chain broken"
+	done
 }
 fault() { curl -sf -XPOST "$1/fault" -d "$2" >/dev/null || fail "fault injection $2 refused"; }
 gwrite() { curl -sf -XPOST "$S_CTL/write" -d "$1" || fail "guest write $1 refused"; }

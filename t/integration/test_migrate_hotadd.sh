@@ -25,18 +25,7 @@ cat >"$T/fixture.json" <<JSON
         {"name":"det01","host":"H0","power":"on","disks":[{"capacity":$((2 * MiB)),"seed":66,"allocated":0.5}]},
         {"name":"strict01","host":"H0","power":"on","disks":[{"capacity":$((2 * MiB)),"seed":67,"allocated":0.5}]}]}
 JSON
-cat >"$T/target6.json" <<'JSON'
-{"datacenters":[{"name":"DC0","hosts":["H0"],"datastores":[{"name":"ds0","type":"VMFS","version":"6"}]}],
- "appliance":"vmferry-appliance",
- "vms":[{"name":"vmferry-appliance","host":"H0","power":"on","controller":"pvscsi","disks":[{"capacity":1048576,"fill":"zero"}]}]}
-JSON
-MIG_TARGET_FIXTURE=$T/target6.json mig_start_peers "$T/fixture.json"
-line=$(head -n1 "$T/peer-D.json")
-HOTADD_DIR=$(jq -r '.hotadd_dir // empty' <<<"$line")
-APP_UUID=$(jq -r '.appliance_uuid // empty' <<<"$line")
-[ -n "$HOTADD_DIR" ] || skip_test "the peer cannot emulate hot-add here: $(jq -r '.hotadd_error // "no hotadd_dir"' <<<"$line")"
-[ -n "$APP_UUID" ] || fail "the peer names no appliance_uuid"
-MIG_NODE_EXTRA="hotadd: { uuid: \"$APP_UUID\", devices: $HOTADD_DIR }" mig_config
+mig_start_hotadd_peers "$T/fixture.json"
 start_daemon "$CONF"
 
 attached() { curl -sf "$D_CTL/hotadd" | jq '.attached | length'; }
@@ -74,7 +63,7 @@ for d in 0 1; do
 done
 assert_eq "$(attached)" 0 "nothing is attached to the appliance VM after cutover"
 assert_eq "$(vm_power "$D_CTL" hot01)" poweredOn "the target VM is powered on (its disk no longer held by the appliance)"
-assert_eq "$(curl -sf "$D_CTL/stats" | jq -r '.hotadd_destroyed // 0')" 0 "no attached disk was ever destroyed"
+assert_eq "$(curl -sf "$D_CTL/stats" | jq -r '.requests.hotadd_destroyed')" 0 "no attached disk was ever destroyed"
 
 # kill -9 while a disk is attached and written.
 mig_rule kill kill01 "fast_transfer: true, cutover: poweroff" '[{ days: [mon, tue, wed, thu, fri, sat, sun], from: "00:00", to: "24:00", limit: 4MiB/s }]'
