@@ -394,8 +394,12 @@ vmjob_enter_creating_vm(struct job *j, int event)
 {
 	struct vmjob *rt = vmjob_enter(j);
 
-	if (rt != NULL)
-		target_prepare(&rt->tgt, target_ready);
+	if (rt == NULL)
+		return;
+	/* A new cycle's progress starts from nothing (not the last one's 100 %). */
+	if (event == EV_ADMIT)
+		job_progress(j, 0, 0, 0);
+	target_prepare(&rt->tgt, target_ready);
 }
 
 static void
