@@ -108,13 +108,19 @@ land_snapshot_name(const struct target *t)
 }
 
 /* The target's deltas cannot be written (seSparse on VMFS6, a disk over
- * the COWD limit): from now on whole images, uploaded at cutover. */
+ * the COWD limit): from now on whole images, uploaded at cutover.  The
+ * safety net for a datastore whose type did not tell at the pre-check
+ * (target_inventory: a VMFS6 one is known there, and no disk of it ever
+ * lands as a delta). */
 static void
 fall_back(struct target_land *l, const char *why)
 {
 	struct target *t = l->t;
+	const char *ds = l->i < t->st->ndisks ? t->st->disks[l->i].ds : NULL;
 	size_t k;
 
+	if (ds == NULL)
+		ds = t->j->cfg != NULL ? t->j->cfg->target.datastore : "?";
 	if (t->whole_never) {
 		rt_fail(t->j, "%s: the target's snapshot deltas cannot be written and no hot-add reaches it; restore "
 		              "points live in the target's chain, which whole uploads cannot make", why);
@@ -132,7 +138,7 @@ fall_back(struct target_land *l, const char *why)
 	    "avoids that)", why);
 	t->st->write = TARGET_WRITE_WHOLE;
 	free(t->st->write_why);
-	t->st->write_why = xstrdup(why);
+	t->st->write_why = xasprintf("datastore %s's snapshot deltas cannot be written: %s", ds, why);
 	for (k = 0; k < t->st->ndisks; k++) {
 		if (t->st->disks[k].via != TARGET_VIA_DELTA && t->st->disks[k].via != TARGET_VIA_NONE)
 			continue;
