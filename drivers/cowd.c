@@ -168,6 +168,17 @@ cowd_capacity_check(uint64_t bytes, char **err)
 }
 
 int
+cowd_datastore_check(const char *ds, const char *type, int vmfs_major, char **err)
+{
+	*err = NULL;
+	if (type == NULL || strcmp(type, "VMFS") != 0 || vmfs_major < 6)
+		return 0;
+	*err = xasprintf("datastore %s is VMFS %d: its snapshot deltas are seSparse, which nobody outside VMware writes",
+	    ds != NULL ? ds : "?", vmfs_major);
+	return -1;
+}
+
+int
 cowd_delta_check(const char *text, size_t len, uint64_t capacity, char **file, char **err)
 {
 	struct vmdk_desc d;

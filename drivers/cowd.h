@@ -60,6 +60,14 @@ int cowd_header_parse(const void *buf, size_t len, struct cowd_header *h, char *
  * most COWD_MAX_CAPACITY.  0, or -1 with *err saying why not. */
 int cowd_capacity_check(uint64_t bytes, char **err);
 
+/* Whether datastore ds (name, its summary.type and a VMFS volume's major
+ * version, 0 when unknown) keeps snapshot deltas this module can write,
+ * as far as its type tells before any snapshot: VMFS 6 and later make
+ * seSparse deltas.  0 (vmfsSparse, or not known: the first delta's
+ * descriptor says, cowd_delta_check), or -1 with *err (malloc'd) naming
+ * the datastore and why. */
+int cowd_datastore_check(const char *ds, const char *type, int vmfs_major, char **err);
+
 /* Whether a snapshot delta's descriptor (text, len) can be written by
  * this module for a disk of capacity bytes: createType vmfsSparse, one
  * VMFSSPARSE extent of exactly the disk's sectors, a parent hint and

@@ -1,6 +1,6 @@
-/* vSphere inventory: VM configurations parsed from property collector
- * replies, the whole inventory through container views and paged
- * RetrievePropertiesEx, one VM's properties. */
+/* vSphere inventory: VM configurations and datastores parsed from
+ * property collector replies, the whole inventory through container views
+ * and paged RetrievePropertiesEx, one VM's properties. */
 #include "drivers/vsops.h"
 
 #include <stdlib.h>
@@ -556,6 +556,50 @@ vs_vm_free(struct vs_vm *vm)
 	memset(vm, 0, sizeof(*vm));
 }
 
+/* ---- parsing datastores ---- */
+
+/* A VMFS volume's major version, from the datastore's info.  info is a
+ * DatastoreInfo of whichever subtype the datastore is (VmfsDatastoreInfo,
+ * NasDatastoreInfo, VsanDatastoreInfo...), so it is read whole: a path
+ * into a subtype's field ("info.vmfs.majorVersion") is an InvalidProperty
+ * fault on vCenter.  0 when there is no VMFS volume or no sane number. */
+static int
+vmfs_major(const xmlNode *info)
+{
+	int64_t v;
+
+	if (xml_child_i64(xml_child(info, "vmfs"), "majorVersion", &v) != 0 || v < 1 || v > 255)
+		return 0;
+	return (int)v;
+}
+
+int
+vs_parse_datastore_object(const xmlNode *objects, struct vs_datastore *d)
+{
+	memset(d, 0, sizeof(*d));
+	d->moref = xml_child_text(objects, "obj");
+	if (d->moref == NULL)
+		return -1;
+	d->name = vsop_prop_text(objects, "name");
+	d->capacity = prop_u64(objects, "summary.capacity");
+	d->free = prop_u64(objects, "summary.freeSpace");
+	d->url = vsop_prop_text(objects, "summary.url");
+	d->type = vsop_prop_text(objects, "summary.type");
+	d->vmfs_major = vmfs_major(vsop_prop_val(objects, "info"));
+	return 0;
+}
+
+void
+vs_datastore_free(struct vs_datastore *d)
+{
+	free(d->moref);
+	free(d->name);
+	free(d->datacenter);
+	free(d->url);
+	free(d->type);
+	memset(d, 0, sizeof(*d));
+}
+
 static void
 folders_free(struct vs_folder *f, size_t n)
 {
@@ -589,12 +633,8 @@ vs_inventory_free(struct vs_inventory *inv)
 		free(inv->hosts[i].cpu_model);
 	}
 	free(inv->hosts);
-	for (i = 0; i < inv->ndatastores; i++) {
-		free(inv->datastores[i].moref);
-		free(inv->datastores[i].name);
-		free(inv->datastores[i].datacenter);
-		free(inv->datastores[i].url);
-	}
+	for (i = 0; i < inv->ndatastores; i++)
+		vs_datastore_free(&inv->datastores[i]);
 	free(inv->datastores);
 	for (i = 0; i < inv->nvms; i++)
 		vs_vm_free(&inv->vms[i]);
@@ -725,7 +765,9 @@ static const char *const vm_paths[] = { VM_PATHS, NULL };
 /* One VM read on its own also lists its files (for a suspended VM's memory state). */
 static const char *const one_vm_paths[] = { VM_PATHS, "layoutEx.file", NULL };
 static const char *const host_paths[] = { "name", "parent", "summary.hardware.cpuModel", NULL };
-static const char *const ds_paths[] = { "name", "summary.capacity", "summary.freeSpace", "summary.url", NULL };
+/* info is polymorphic: asked for whole (see vmfs_major). */
+static const char *const ds_paths[] = { "name", "summary.capacity", "summary.freeSpace", "summary.url",
+	"summary.type", "info", NULL };
 static const char *const cr_paths[] = { "resourcePool", NULL };
 static const char *const dc_paths[] = { "name", "vmFolder", NULL };
 static const char *const folder_paths[] = { "name", "parent", NULL };
@@ -781,17 +823,14 @@ inv_add_object(struct vs_op *op, xmlNode *obj, const char *dc)
 		return;
 	}
 	if (strcmp(type, "Datastore") == 0) {
-		struct vs_datastore *d;
+		struct vs_datastore d;
 
+		free(moref);
+		if (vs_parse_datastore_object(obj, &d) != 0)
+			return;
+		d.datacenter = xstrdup(dc);
 		inv->datastores = xgrow(inv->datastores, inv->ndatastores, sizeof(*inv->datastores));
-		d = &inv->datastores[inv->ndatastores++];
-		memset(d, 0, sizeof(*d));
-		d->moref = moref;
-		d->name = vsop_prop_text(obj, "name");
-		d->datacenter = xstrdup(dc);
-		d->capacity = prop_u64(obj, "summary.capacity");
-		d->free = prop_u64(obj, "summary.freeSpace");
-		d->url = vsop_prop_text(obj, "summary.url");
+		inv->datastores[inv->ndatastores++] = d;
 		return;
 	}
 	if (strcmp(type, "Folder") == 0 || strcmp(type, "ResourcePool") == 0) {

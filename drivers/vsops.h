@@ -147,6 +147,8 @@ struct vs_datastore {
 	uint64_t capacity;
 	uint64_t free;
 	char *url;
+	char *type;              /* summary.type: VMFS, NFS, NFS41, vsan, VVOL, ...; NULL when not reported */
+	int vmfs_major;          /* info.vmfs.majorVersion of a VMFS datastore (5, 6, ...); 0 when unknown */
 };
 
 struct vs_datacenter {
@@ -310,6 +312,12 @@ const struct vs_vm *vs_inventory_vm(const struct vs_inventory *inv, const char *
 /* Parse a RetrievePropertiesEx/RetrieveProperties reply's VirtualMachine
  * object into *vm (for the fuzzer and tests).  Returns 0 or -1. */
 int vs_parse_vm_object(const xmlNode *objects, struct vs_vm *vm);
+/* Parse a Datastore object (name, summary, its type and, from the
+ * polymorphic info, a VMFS volume's major version) into *d, datacenter
+ * left NULL (for the fuzzer and tests).  Returns 0, or -1 (no moref; *d
+ * then holds nothing). */
+int vs_parse_datastore_object(const xmlNode *objects, struct vs_datastore *d);
+void vs_datastore_free(struct vs_datastore *d);
 
 /* One QueryChangedDiskAreas reply (its returnval), asked at offset:
  * appends its areas to *ext (clipped to the capacity; adjacent ones

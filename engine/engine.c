@@ -678,11 +678,15 @@ inventory_answer(const struct vs_inventory *inv, const char *error, int refused,
 		for (i = 0; i < inv->nhosts; i++)
 			json_array_append_new(hosts, json_pack("{s:s?,s:s?}", "name", inv->hosts[i].name, "datacenter",
 			                                 inv->hosts[i].datacenter));
-		for (i = 0; i < inv->ndatastores; i++)
-			json_array_append_new(dss, json_pack("{s:s?,s:s?,s:I,s:I}", "name", inv->datastores[i].name,
-			                               "datacenter", inv->datastores[i].datacenter, "capacity",
-			                               (json_int_t)inv->datastores[i].capacity, "free",
-			                               (json_int_t)inv->datastores[i].free));
+		for (i = 0; i < inv->ndatastores; i++) {
+			const struct vs_datastore *d = &inv->datastores[i];
+			json_t *o = json_pack("{s:s?,s:s?,s:I,s:I,s:s?}", "name", d->name, "datacenter", d->datacenter,
+			    "capacity", (json_int_t)d->capacity, "free", (json_int_t)d->free, "type", d->type);
+
+			if (d->vmfs_major > 0)
+				json_object_set_new(o, "vmfs_version", json_integer(d->vmfs_major));
+			json_array_append_new(dss, o);
+		}
 		resp = json_pack("{s:b,s:s,s:f,s:o,s:o,s:o}", "ok", 1, "platform", ir->platform, "age_s", age_s, "vms", vms,
 		    "hosts", hosts, "datastores", dss);
 	}

@@ -356,7 +356,12 @@ cmd_inventory(json_t *resp)
 
 		fmt_size(jint(v, "capacity"), cap, sizeof(cap));
 		fmt_size(jint(v, "free"), fr, sizeof(fr));
-		printf(" %s (%s free of %s)", jstr(v, "name"), fr, cap);
+		printf(" %s (", jstr(v, "name"));
+		if (*jstr(v, "type") != '\0' && jint(v, "vmfs_version") > 0)
+			printf("%s %lld, ", jstr(v, "type"), jint(v, "vmfs_version"));
+		else if (*jstr(v, "type") != '\0')
+			printf("%s, ", jstr(v, "type"));
+		printf("%s free of %s)", fr, cap);
 	}
 	printf("\n");
 	return 0;

@@ -95,12 +95,19 @@ mig_details(const struct job *j)
 {
 	struct mig_data d;
 	const char *writes;
+	size_t i, whole = 0;
 	json_t *o;
 
 	if (mig_data_decode(j->data, j->datalen, &d) != 0)
 		return NULL;
+	for (i = 0; i < d.tgt.ndisks; i++)
+		whole += d.tgt.disks[i].via == TARGET_VIA_WHOLE || d.tgt.disks[i].via == TARGET_VIA_NONE;
 	if (j->cfg != NULL && j->cfg->options.lan_free)
 		writes = "in place where a datastore mount exists, else as below";
+	else if (d.tgt.write == TARGET_WRITE_WHOLE && d.tgt.ndisks > 0 && whole == 0)
+		/* Known before a pass (a VMFS6 datastore), every disk in place. */
+		writes = "in place (hot-add): the datastore takes no snapshot deltas, so a disk that loses hot-add is "
+		         "uploaded whole at cutover";
 	else
 		writes = d.tgt.write == TARGET_WRITE_DELTA ? "snapshot deltas (each pass lands, consolidated)"
 		    : d.tgt.write == TARGET_WRITE_WHOLE   ? "whole uploads at cutover: the downtime grows with the disks' size"

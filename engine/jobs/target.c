@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "drivers/cowd.h"
 #include "drivers/transport.h"
 #include "drivers/vmdk.h"
 #include "drivers/vsops.h"
@@ -492,7 +493,7 @@ target_inventory(const struct vs_inventory *inv, const char *error, int refused,
 	const struct vs_vm *clash;
 	const char *folder, *pool;
 	uint64_t need = 0;
-	char *mark, *name, *where, have[32], want[32];
+	char *mark, *name, *where, *why, have[32], want[32];
 	size_t i;
 
 	if (t == NULL)
@@ -504,6 +505,17 @@ target_inventory(const struct vs_inventory *inv, const char *error, int refused,
 	}
 	if (find_place(t, inv, &dc, &host, &ds) != 0)
 		return;
+	/* A datastore whose type says its snapshot deltas are seSparse
+	 * (VMFS6) takes none over HTTPS: known here, so each disk's transport
+	 * is chosen knowing it from the first pass on (target_via.c; a kind
+	 * that needs the chain then fails before copying), not when the
+	 * first landing reads a delta's descriptor, after the whole copy.
+	 * A datastore of unknown type is found out there, as before. */
+	if (t->st->write == TARGET_WRITE_UNKNOWN && cowd_datastore_check(ds->name, ds->type, ds->vmfs_major, &why) != 0) {
+		t->st->write = TARGET_WRITE_WHOLE;
+		free(t->st->write_why);
+		t->st->write_why = why;
+	}
 	if ((folder = vs_inventory_folder(inv, dc, r->target.folder)) == NULL) {
 		rt_fail(t->j, "target folder %s not found in datacenter %s on platform %s", r->target.folder,
 		    r->target.datacenter, r->target.platform);

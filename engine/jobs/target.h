@@ -46,7 +46,7 @@ struct target_via_in {
 	const char *mount;        /* where that datastore is mounted on the node (lan_free), or NULL */
 	const char *hotadd_no;    /* why hot-add cannot write it, or NULL: it can */
 	int deltas_no;            /* the datastore's deltas are not vmfsSparse */
-	const char *deltas_why;
+	const char *deltas_why;   /* why, naming the datastore (NULL: "not vmfsSparse") */
 	uint64_t capacity;
 	int whole_allowed;        /* the rule allows the last resort (option whole_upload) */
 	const char *whole_no;     /* why it is not allowed, when not for the option */
@@ -60,7 +60,9 @@ enum target_via target_via_choose(const struct target_via_in *in, char **why);
 
 /* How a pass's bytes reach the target's disks over HTTPS. */
 enum target_write {
-	TARGET_WRITE_UNKNOWN, /* not decided yet: the first landing finds out */
+	TARGET_WRITE_UNKNOWN, /* not decided yet: the first landing finds out (a
+	                       * datastore whose type tells, VMFS6, is WHOLE
+	                       * from the pre-check on) */
 	TARGET_WRITE_DELTA,   /* a vmfsSparse delta per pass, consolidated */
 	TARGET_WRITE_WHOLE,   /* the staging images uploaded whole at cutover */
 };
@@ -134,7 +136,10 @@ char *target_marker(const struct job *j);
 #define TARGET_CREATE_SETTLE_S 120
 
 /* Pre-checks (the source VM usable: found, disks, none independent; the
- * target datacenter, host and datastore present, with room), then the
+ * target datacenter, host and datastore present, with room; a datastore
+ * whose type says its deltas are seSparse, VMFS6, makes st->write
+ * TARGET_WRITE_WHOLE with the reason, so the transports chosen before
+ * the first pass know it), then the
  * target VM: adopted when it is the recorded one or carries the marker,
  * refused when someone else's, else created.  then(t) with t->src (the
  * source VM) and t->st->vm set; failures go out as rt_fail/rt_lost. */

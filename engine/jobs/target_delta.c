@@ -131,21 +131,25 @@ hotadd_no(const struct target *t, size_t i)
 }
 
 /* The target's deltas cannot be written (seSparse on VMFS6, a disk over
- * the COWD limit): from now on whole images, uploaded at cutover.  Where
- * the whole upload is refused the job fails, once the landing's snapshot
- * (nothing was put into it) is removed: nothing of it stays on the
- * target. */
+ * the COWD limit): from now on whole images, uploaded at cutover.  The
+ * safety net for a datastore whose type did not tell at the pre-check
+ * (target_inventory: a VMFS6 one is known there).  Where the whole upload
+ * is refused the job fails, once the landing's snapshot (nothing was put
+ * into it) is removed: nothing of it stays on the target. */
 static void
 fall_back(struct target_land *l, const char *why)
 {
 	struct target *t = l->t;
+	const char *ds = l->i < t->st->ndisks ? t->st->disks[l->i].ds : NULL;
 	size_t k;
 
+	if (ds == NULL)
+		ds = t->j->cfg != NULL ? t->j->cfg->target.datastore : "?";
 	if (whole_refused(t)) {
 		free(l->refuse);
 		l->refuse = xasprintf("%s: the target's snapshot deltas cannot be written, no hot-add reaches it (%s), and "
 		                      "%s", why, hotadd_no(t, l->i), t->whole_never
-		        ? "restore points cannot be made by whole uploads (they live in the target's chain)"
+		        ? "restore points live in the target's chain, which a whole upload cannot make"
 		        : "the rule forbids the whole upload (whole_upload: false)");
 		if (t->st->land_snap != NULL)
 			consolidate(l);
@@ -160,7 +164,7 @@ fall_back(struct target_land *l, const char *why)
 	    "avoids that)", why);
 	t->st->write = TARGET_WRITE_WHOLE;
 	free(t->st->write_why);
-	t->st->write_why = xstrdup(why);
+	t->st->write_why = xasprintf("datastore %s's snapshot deltas cannot be written: %s", ds, why);
 	for (k = 0; k < t->st->ndisks; k++) {
 		if (t->st->disks[k].via != TARGET_VIA_DELTA && t->st->disks[k].via != TARGET_VIA_NONE)
 			continue;

@@ -54,9 +54,9 @@ target_via_choose(const struct target_via_in *in, char **why)
 		*why = xasprintf("no hot-add (%s): a vmfsSparse delta per pass over HTTPS", in->hotadd_no);
 		return TARGET_VIA_DELTA;
 	}
-	delta_no = in->deltas_no ? xasprintf("datastore %s's snapshot deltas cannot be written: %s", in->ds,
-	                               in->deltas_why ? in->deltas_why : "not vmfsSparse")
-	                         : xasprintf("no sparse delta: %s", cowd_no);
+	delta_no = in->deltas_no && in->deltas_why != NULL ? xstrdup(in->deltas_why)
+	    : in->deltas_no ? xasprintf("datastore %s's snapshot deltas cannot be written: not vmfsSparse", in->ds)
+	                    : xasprintf("no sparse delta: %s", cowd_no);
 	v = in->whole_allowed ? TARGET_VIA_WHOLE : TARGET_VIA_NONE;
 	*why = xasprintf("no hot-add (%s); %s; %s", in->hotadd_no, delta_no,
 	    v == TARGET_VIA_WHOLE ? "uploaded whole at cutover: the downtime grows with the disk's size, not with the "

@@ -1,8 +1,11 @@
 /* SOAP replies as a vSphere server might send them, hostile or broken:
- * envelope and fault parsing, VM property sets, and changed-area pages. */
+ * envelope and fault parsing, VM and datastore property sets, and
+ * changed-area pages. */
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "drivers/cowd.h"
 #include "drivers/soap.h"
 #include "drivers/vsops.h"
 
@@ -25,7 +28,26 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		rv = xml_child(r.body_child, "returnval");
 		for (obj = xml_child(rv, "objects"); obj != NULL; obj = xml_next(obj, "objects")) {
 			struct vs_vm vm;
+			struct vs_datastore ds;
+			char *why = NULL;
 			size_t i;
+
+			/* Any object read as a datastore: a VMFS major version is
+			 * a sane number or 0, and only VMFS 6 and later say
+			 * their deltas cannot be written, naming the datastore. */
+			if (vs_parse_datastore_object(obj, &ds) == 0) {
+				if (ds.vmfs_major < 0 || ds.vmfs_major > 255)
+					__builtin_trap();
+				if (cowd_datastore_check(ds.name, ds.type, ds.vmfs_major, &why) != 0) {
+					if (why == NULL || ds.vmfs_major < 6 || ds.type == NULL ||
+					    (ds.name != NULL && strstr(why, ds.name) == NULL))
+						__builtin_trap();
+					free(why);
+				} else if (why != NULL) {
+					__builtin_trap();
+				}
+			}
+			vs_datastore_free(&ds);
 
 			vs_parse_vm_object(obj, &vm);
 			/* What the migration relies on for a VM without a problem. */

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every vSphere driver call against the real test peer: login (and refused
 # credentials), TLS pinning (and a refused thumbprint, also next to an
-# insecure client of the same server), inventory, CBT,
+# insecure client of the same server), inventory (datastore types), CBT,
 # snapshots with freeze semantics, paged QueryChangedDiskAreas, FileFault
 # after a CBT reset, VM creation, power, upload, destroy, and recovery from
 # injected faults (HTTP 503, dropped bodies, expired sessions, an outage).
@@ -9,7 +9,8 @@
 PROBE=${VMFERRY_PROBE:-$BIN/t/integration/vsprobe}
 
 cat >"$T/fixture.json" <<'JSON'
-{"datacenters":[{"name":"DC0","hosts":["H0","H1"],"datastores":["ds0"]}],
+{"datacenters":[{"name":"DC0","hosts":["H0","H1"],"datastores":["ds0",{"name":"ds6","type":"VMFS","version":"6"},
+   {"name":"ds5","type":"VMFS","version":"5"},{"name":"nfs","type":"NFS","version":"4.1"}]}],
  "vms":[{"name":"web01","host":"H0","datastore":"ds0","power":"on","cpus":2,"memory_mb":1024,"nics":["VM Network"],
          "disks":[{"capacity":50397184,"fill":"random","seed":1,"allocated":0.25},
                   {"capacity":7340033,"fill":"random","seed":2,"allocated":1.0}]},
@@ -45,7 +46,11 @@ assert_eq "$(jq -r '.vms[] | select(.name=="web01") | [.disks[].capacity] | join
 assert_eq "$(jq -r '.vms[] | select(.name=="web01") | "\(.host) \(.datacenter) \(.datastore) \(.cpus) \(.memory_mb) \(.power)"' <<<"$inv")" \
 	"H0 DC0 ds0 2 1024 poweredOn" "VM hardware, host and placement"
 assert_eq "$(jq -r '.vms[] | select(.name=="indep") | .disks[0].mode' <<<"$inv")" independent_persistent "independent disks are recognised"
-assert_match "$(jq -r '.datastores[0] | "\(.name) \(.capacity) \(.free)"' <<<"$inv")" '^ds0 [0-9]+ [0-9]+$' "datastore capacity and free space"
+assert_match "$(jq -r '.datastores[] | select(.name == "ds0") | "\(.name) \(.capacity) \(.free)"' <<<"$inv")" '^ds0 [0-9]+ [0-9]+$' "datastore capacity and free space"
+# Each datastore's type, and a VMFS volume's major version from the
+# polymorphic info (read whole: vCenter refuses a path into a subtype).
+assert_eq "$(jq -r '[.datastores[] | "\(.name):\(.type):\(.vmfs_major)"] | sort | join(" ")' <<<"$inv")" \
+	"ds0:OTHER:0 ds5:VMFS:5 ds6:VMFS:6 nfs:NFS41:0" "datastore types and VMFS major versions (VMFS6 makes seSparse deltas)"
 
 # A server that pages property results (at most one object a page).
 start_peer Q "$T/fixture.json" --max-objects 1

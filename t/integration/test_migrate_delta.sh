@@ -7,7 +7,8 @@
 # datastore directory and finds them equal to the source after the full
 # copy and after cutover.  A kill -9 while the target is snapshotted and
 # while the deltas are consolidated still ends right, and a VMFS6 target
-# (seSparse deltas) falls back to whole uploads, saying so.
+# (seSparse deltas, known from the datastore's type before the first pass)
+# takes whole uploads from the start, saying so.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/migrate_lib.sh"
 command -v qemu-img >/dev/null || skip_test "qemu-img (qemu-utils) is not installed"
@@ -113,7 +114,9 @@ qcompare stop01 0 && ok "after the stop and start, qemu-img finds the target equ
 	fail "qemu-img: stop01's target differs from the source after a stop in the first pass"
 stop_daemon
 
-# A VMFS6 target: seSparse deltas cannot be written; whole uploads instead.
+# A VMFS6 target: seSparse deltas cannot be written; whole uploads instead,
+# known from the datastore's type at the pre-check, so the first pass is
+# already decided as the whole upload: no delta is tried after the copy.
 cat >"$T/target6.json" <<'JSON'
 {"datacenters":[{"name":"DC0","hosts":["H0"],"datastores":[{"name":"ds0","type":"VMFS","version":"6"}]}],"vms":[]}
 JSON
@@ -126,7 +129,15 @@ rm -f "$CONF"/20-thin.yaml "$CONF"/20-kill.yaml "$CONF"/20-stop.yaml
 start_daemon "$CONF"
 wait_job six thin01 ready 120
 log=$(ctl log six thin01 -n 300)
-assert_match "$log" "seSparse.*uploaded whole at cutover: the downtime grows with the disks' size" "a VMFS6 target: the log says why the disks go whole and what the downtime grows with"
+for d in 0 1; do
+	assert_match "$(grep -m1 "disk $d is written through" <<<"$log")" \
+		"disk $d is written through whole: no hot-add \\(.*\\); datastore ds0 is VMFS 6: its snapshot deltas are seSparse, which nobody outside VMware writes; uploaded whole at cutover: the downtime grows with the disk's size" \
+		"a VMFS6 target: disk $d's first decision is the whole upload, naming the datastore, why and what the downtime grows with"
+done
+assert_nomatch "$log" "written through delta|snapshot deltas cannot be written, so" "... no delta is tried, nothing falls back after the copy"
+assert_eq "$(method_count "$D6_CTL" CreateSnapshot_Task)" 0 "... and the target VM was never snapshotted for a landing"
+assert_match "$(ctl inventory dst6)" "datastores: ds0 \\(VMFS 6, [^)]* free of " "vmferryctl inventory shows the datastore's type and VMFS version"
+assert_eq "$(ctl --json inventory dst6 | jq -r '.datastores[0] | "\(.type) \(.vmfs_version)"')" "VMFS 6" "... and so does the socket's inventory"
 assert_match "$(ctl show six thin01)" "target_writes +whole uploads at cutover: the downtime grows with the disks' size" \
 	"vmferryctl show says the disks go whole and what the downtime grows with"
 assert_match "$(ctl show six thin01)" "target_writes_why .*seSparse" "... and why (seSparse)"

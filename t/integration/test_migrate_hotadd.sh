@@ -43,6 +43,8 @@ for d in 0 1; do
 done
 assert_match "$log" "hot-add: the appliance runs as VM vmferry-appliance" "the engine found the VM it runs in by its BIOS UUID"
 assert_match "$(ctl --json show hot hot01 | jq -r '.details.target_disks[].via' | sort -u)" "^hotadd$" "vmferryctl show says each disk goes through hot-add"
+assert_match "$(ctl show hot hot01)" "target_writes +in place \\(hot-add\\): the datastore takes no snapshot deltas" "... and that the datastore takes no deltas"
+assert_match "$(ctl show hot hot01)" "target_writes_why +datastore ds0 is VMFS 6: its snapshot deltas are seSparse" "... because it is VMFS 6"
 assert_eq "$(attached)" 0 "nothing stays attached to the appliance VM at ready"
 assert_eq "$(put_bytes)" 0 "nothing was uploaded over HTTPS"
 for d in 0 1; do
@@ -96,15 +98,17 @@ assert_eq "$(dst_sha kill01 0)" "$(src_sha kill01 0)" "kill01's target holds the
 assert_eq "$(curl -sf "$D_CTL/vms" | jq '[.[] | select(.name == "kill01") | .disks | length][0]')" 1 "the target VM has its disk"
 
 # Faults: a refused attach and a device that never appears fall back (on
-# VMFS6 to the whole upload, with the warning); a failing detach is
-# retried.  Nothing stays attached.
+# VMFS6, known from the datastore's type, straight to the whole upload,
+# with the warning: no delta is tried); a failing detach is retried.
+# Nothing stays attached.
 fault "$D_CTL" '{"hotadd":{"attach":"fail"}}'
 mig_rule ref ref01 "fast_transfer: true, cutover: poweroff"
 wait_job ref ref01 ready 120
 log=$(ctl log ref ref01 -n 300)
 assert_match "$log" "hot-add of .*ref01.*refused" "a refused attach is logged"
-assert_match "$log" "disk 0 is written through delta: no hot-add \\(the appliance VM vmferry-appliance refused it" "... the disk takes the next transport, naming why"
-assert_match "$log" "seSparse.*uploaded whole at cutover: the downtime grows" "... and on VMFS6 that ends in the whole upload, saying what the downtime grows with"
+assert_match "$log" "disk 0 is written through whole: no hot-add \\(the appliance VM vmferry-appliance refused it.*\\); datastore ds0 is VMFS 6: its snapshot deltas are seSparse, which nobody outside VMware writes; uploaded whole at cutover: the downtime grows" \
+	"... the disk takes the next transport, on VMFS6 the whole upload, naming why and what the downtime grows with"
+assert_nomatch "$log" "written through delta|snapshot deltas cannot be written, so" "... no delta is tried on the VMFS6 datastore"
 assert_eq "$(attached)" 0 "nothing attached after the refused attach"
 fault "$D_CTL" '{"hotadd":{"attach":"no_device"}}'
 mig_rule nodev nodev01 "fast_transfer: true, cutover: poweroff"
@@ -132,7 +136,9 @@ rm -f "$CONF"/20-*.yaml
 mig_rule strict strict01 "fast_transfer: true, cutover: poweroff, whole_upload: false"
 start_daemon "$CONF"
 wait_job strict strict01 failed 120
-assert_match "$(ctl log strict strict01 -n 300)" "hot-add is off for node local.*whole_upload: false|seSparse.*whole_upload: false" \
-	"whole_upload: false on a VMFS6 target without hot-add: refused with the reason"
+log=$(ctl log strict strict01 -n 300)
+assert_match "$log" "disk 0 cannot be written: no hot-add \\(hot-add is off for node local \\(hotadd: false\\)\\); datastore ds0 is VMFS 6: its snapshot deltas are seSparse.*whole_upload: false" \
+	"whole_upload: false on a VMFS6 target without hot-add: refused with the reason, naming the datastore"
+assert_nomatch "$log" "sync pass 1:" "... before the first pass copied anything"
 stop_daemon
 echo "1..$NTEST"

@@ -6,7 +6,9 @@
 # oldest removed (consolidated) first.  After every cycle the peer's
 # hashes and qemu-img (reading the target's chain from the datastore
 # files) find the target equal to the source.  A disk whose changeId the
-# source rejects is copied whole into the chain.
+# source rejects is copied whole into the chain.  A VMFS6 target (seSparse
+# deltas, known from the datastore's type) that no hot-add reaches is
+# refused before anything is copied, naming the datastore.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/migrate_lib.sh"
 command -v qemu-img >/dev/null || skip_test "qemu-img (qemu-utils) is not installed"
@@ -14,7 +16,8 @@ command -v qemu-img >/dev/null || skip_test "qemu-img (qemu-utils) is not instal
 MiB=1048576
 cat >"$T/fixture.json" <<JSON
 {"datacenters":[{"name":"DC0","hosts":["H0"],"datastores":["ds0"]}],
- "vms":[{"name":"rep01","host":"H0","power":"on","disks":[{"capacity":$((8 * MiB + 512)),"seed":71,"allocated":0.3},{"capacity":$((3 * MiB)),"seed":72,"allocated":0.5},{"capacity":$((5 * MiB + 4096)),"seed":73,"allocated":0.2}]}]}
+ "vms":[{"name":"rep01","host":"H0","power":"on","disks":[{"capacity":$((8 * MiB + 512)),"seed":71,"allocated":0.3},{"capacity":$((3 * MiB)),"seed":72,"allocated":0.5},{"capacity":$((5 * MiB + 4096)),"seed":73,"allocated":0.2}]},
+        {"name":"rep06","host":"H0","power":"on","disks":[{"capacity":$((4 * MiB)),"seed":74,"allocated":0.5}]}]}
 JSON
 mig_start_peers "$T/fixture.json"
 mig_config
@@ -55,6 +58,31 @@ assert_eq "$(jq -r '.cycles' <<<"$points")" 4 "show counts four cycles"
 assert_eq "$(snap_count rep01)" 0 "no engine snapshot is left on the source"
 assert_match "$(ctl log rep rep01 -n 300)" "restore point 2 removed \\(keep_history 2\\)" "the oldest points were removed, logged"
 assert_eq "$(vm_power "$D_CTL" rep01)" poweredOff "the target VM stays powered off"
+stop_daemon
 
+# A VMFS6 target without hot-add (SPEC §9): restore points live in the
+# target's chain, and there neither a vmfsSparse delta (its deltas are
+# seSparse) nor a whole upload can make one.  The datastore's type says so
+# at the pre-check, so the rule fails at its first pass, before its source
+# is snapshotted or read, with a reason naming the datastore.
+cat >"$T/target6.json" <<'JSON'
+{"datacenters":[{"name":"DC0","hosts":["H0"],"datastores":[{"name":"ds0","type":"VMFS","version":"6"}]}],"vms":[]}
+JSON
+start_peer D6 "$T/target6.json"
+MIG_NODE_EXTRA="hotadd: false" mig_config
+{
+	echo ---
+	mig_platform dst6 "$D6_URL" "$D6_THUMB" vc
+} >>"$CONF/10-platforms.yaml"
+MIG_DST=dst6 rep_rule rep6 rep06 "fast_transfer: true, auto_sync: false" 2
+stats_reset
+start_daemon "$CONF"
+wait_job rep6 rep06 failed 120
+assert_match "$(job_field rep6 rep06 error)" \
+	"disk 0 cannot be written: no hot-add \\(hot-add is off for node local \\(hotadd: false\\)\\); datastore ds0 is VMFS 6: its snapshot deltas are seSparse, which nobody outside VMware writes; restore points live in the target's chain" \
+	"a replication onto a VMFS6 target without hot-add is refused, naming the datastore and why"
+assert_eq "$(flat_bytes rep06)" 0 "... before any byte of the source's disks was read"
+assert_nomatch "$(ctl log rep6 rep06 -n 300)" "sync pass 1:" "... at its first pass, before any copy"
+assert_eq "$(method_count "$S_CTL" CreateSnapshot_Task)" 0 "... and its source was never snapshotted"
 stop_daemon
 echo "1..$NTEST"

@@ -137,7 +137,7 @@ refused() {
 	err=$(job_field "$rule" "$vm" error)
 	assert_match "$err" "datastore ds0" "$vm: the VMFS6 target is refused, naming the datastore: $err"
 	assert_match "$err" "$why" "$vm: ... saying why hot-add does not write it"
-	assert_match "$err" "restore points cannot be made by whole uploads" "$vm: ... and that whole uploads cannot make restore points"
+	assert_match "$err" "restore points live in the target's chain, which a whole upload cannot make" "$vm: ... and that whole uploads cannot make restore points"
 	assert_nomatch "$(ctl log "$rule" "$vm" -n 300)" "sync pass 1: [0-9]+ bytes|transferring" "$vm: refused before anything was copied"
 	assert_eq "$(ls "$STATE/tmp/replication/$rule/$vm")" vm-config.json "$vm: no staging image was written (temp_dir holds its configuration only)"
 	assert_eq "$(snap_count "$vm")" 0 "$vm: no engine snapshot is left on the source"

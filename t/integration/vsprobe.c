@@ -445,9 +445,11 @@ after_inventory(void)
 			                                 inv.hosts[i].name, "datacenter", inv.hosts[i].datacenter, "pool",
 			                                 inv.hosts[i].resource_pool));
 		for (i = 0; i < inv.ndatastores; i++)
-			json_array_append_new(dss, json_pack("{s:s,s:s?,s:I,s:I,s:s?}", "moref", inv.datastores[i].moref, "name",
-			                               inv.datastores[i].name, "capacity", (json_int_t)inv.datastores[i].capacity,
-			                               "free", (json_int_t)inv.datastores[i].free, "url", inv.datastores[i].url));
+			json_array_append_new(dss, json_pack("{s:s,s:s?,s:I,s:I,s:s?,s:s?,s:i}", "moref", inv.datastores[i].moref,
+			                               "name", inv.datastores[i].name, "capacity",
+			                               (json_int_t)inv.datastores[i].capacity, "free",
+			                               (json_int_t)inv.datastores[i].free, "url", inv.datastores[i].url, "type",
+			                               inv.datastores[i].type, "vmfs_major", inv.datastores[i].vmfs_major));
 		for (i = 0; i < inv.ndcs; i++)
 			json_array_append_new(dcs, json_pack("{s:s,s:s?}", "moref", inv.dcs[i].moref, "name", inv.dcs[i].name));
 		print(json_pack("{s:s,s:I,s:o,s:o,s:o,s:o}", "status", "ok", "pages", (json_int_t)inv.pages, "datacenters",

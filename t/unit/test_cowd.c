@@ -749,6 +749,32 @@ test_capacity(void **state)
 	free(err);
 }
 
+/* What a datastore's type tells before any snapshot: VMFS 6 and later
+ * make seSparse deltas; VMFS 5, NFS and an unknown type do not say no
+ * (the first delta's descriptor decides). */
+static void
+test_datastore_type(void **state)
+{
+	char *err = (char *)"x";
+
+	(void)state;
+	assert_int_equal(cowd_datastore_check("ds6", "VMFS", 6, &err), -1);
+	assert_string_equal(err, "datastore ds6 is VMFS 6: its snapshot deltas are seSparse, which nobody outside VMware "
+	                         "writes");
+	free(err);
+	assert_int_equal(cowd_datastore_check("ds7", "VMFS", 7, &err), -1);
+	assert_non_null(strstr(err, "ds7 is VMFS 7"));
+	free(err);
+	assert_int_equal(cowd_datastore_check("ds5", "VMFS", 5, &err), 0);
+	assert_null(err);
+	assert_int_equal(cowd_datastore_check("ds0", "VMFS", 0, &err), 0);
+	assert_int_equal(cowd_datastore_check("nfs", "NFS", 0, &err), 0);
+	assert_int_equal(cowd_datastore_check("nfs", "NFS41", 6, &err), 0);
+	assert_int_equal(cowd_datastore_check("ds0", "OTHER", 0, &err), 0);
+	assert_int_equal(cowd_datastore_check("ds0", NULL, 6, &err), 0);
+	assert_null(err);
+}
+
 static const char delta_desc[] = "# Disk DescriptorFile\nversion=1\nencoding=\"UTF-8\"\nCID=fffffffe\n"
 				 "parentCID=a1b2c3d4\nisNativeSnapshot=\"no\"\ncreateType=\"vmfsSparse\"\n"
 				 "parentFileNameHint=\"web01.vmdk\"\n# Extent description\n"
@@ -808,6 +834,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_bad),
 		cmocka_unit_test(test_capacity),
+		cmocka_unit_test(test_datastore_type),
 		cmocka_unit_test(test_delta_descriptor),
 		cmocka_unit_test(test_areas_bad),
 		cmocka_unit_test(test_too_large),

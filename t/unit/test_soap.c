@@ -118,6 +118,47 @@ test_real_reply_parses(void **state)
 	free(body);
 }
 
+/* Datastores as the peer poses them (VMFS 6 and 5, NFS 3 and 4.1, vcsim's
+ * own "OTHER"): summary.type, and the VMFS major version from the
+ * polymorphic info, asked for whole; absurd versions are unknown (0). */
+static void
+parse_datastores(const char *file, const char *want)
+{
+	struct soap_reply r;
+	struct sbuf b;
+	char *err = NULL;
+	size_t len;
+	char *body = read_file(file, &len);
+	xmlNode *obj;
+
+	assert_int_equal(soap_parse_reply(body, len, &r, &err), 0);
+	sbuf_init(&b);
+	for (obj = xml_child(xml_child(r.body_child, "returnval"), "objects"); obj != NULL; obj = xml_next(obj, "objects")) {
+		struct vs_datastore d;
+
+		if (vs_parse_datastore_object(obj, &d) != 0) {
+			sbuf_adds(&b, "(none) ");
+			continue;
+		}
+		sbuf_printf(&b, "%s:%s:%d ", d.name ? d.name : "-", d.type ? d.type : "-", d.vmfs_major);
+		vs_datastore_free(&d);
+	}
+	if (strcmp(b.data, want) != 0)
+		fail_msg("%s: \"%s\", want \"%s\"", file, b.data, want);
+	sbuf_free(&b);
+	soap_reply_free(&r);
+	free(body);
+}
+
+static void
+test_datastore_types(void **state)
+{
+	parse_datastores("t/fuzz/corpus/fuzz_soap/datastore_types.xml",
+	    "ds0:OTHER:0 ds6:VMFS:6 ds5:VMFS:5 nfs3:NFS:0 nfs4:NFS41:0 ");
+	parse_datastores("t/fuzz/corpus/fuzz_soap/datastore_absurd.xml",
+	    "big:VMFS:0 v256:VMFS:0 neg:VMFS:0 text:VMFS:0 novmfs:VMFS:0 nasvmfs:NFS:6 vsan:vsan:0 -::0 -:-:0 (none) ");
+}
+
 /* A VM object with one disk; capacity, file and CPU elements given as XML. */
 static void
 vm_with(const char *disk_inner, const char *cpus, struct vs_vm *vm)
@@ -402,6 +443,7 @@ main(void)
 		cmocka_unit_test(test_dense_markup_is_refused),
 		cmocka_unit_test(test_large_reply_is_refused),
 		cmocka_unit_test(test_real_reply_parses),
+		cmocka_unit_test(test_datastore_types),
 		cmocka_unit_test(test_vm_absurd_values),
 		cmocka_unit_test(test_vm_hardware),
 		cmocka_unit_test(test_changes_malformed_area),

@@ -101,6 +101,43 @@ test_whole_last(void **state)
 	assert_int_equal(choose(&in, NULL), TARGET_VIA_HOTADD);
 }
 
+/* A datastore whose type the pre-check read as VMFS 6 (target.c): its
+ * deltas are known to be seSparse before the first pass, so the first
+ * choice already skips the delta, naming the datastore once. */
+static void
+test_vmfs6_known_before_first_pass(void **state)
+{
+	struct target_via_in in = base_in();
+	char *why = NULL;
+
+	in.deltas_no = 1;
+	in.deltas_why = "datastore ds0 is VMFS 6: its snapshot deltas are seSparse, which nobody outside VMware writes";
+	assert_int_equal(choose(&in, "no hot-add (no appliance VM); datastore ds0 is VMFS 6: its snapshot deltas are "
+	                             "seSparse, which nobody outside VMware writes; uploaded whole at cutover"),
+	    TARGET_VIA_WHOLE);
+	assert_int_equal(target_via_choose(&in, &why), TARGET_VIA_WHOLE);
+	assert_null(strstr(why, "cannot be written: datastore"));
+	free(why);
+	/* A kind that keeps restore points in the chain: nothing writes it. */
+	in.whole_allowed = 0;
+	in.whole_no = "restore points live in the target's chain, which a whole upload cannot make";
+	assert_int_equal(choose(&in, "datastore ds0 is VMFS 6"), TARGET_VIA_NONE);
+	assert_int_equal(choose(&in, "restore points live in the target's chain"), TARGET_VIA_NONE);
+	assert_int_equal(choose(&in, "seSparse"), TARGET_VIA_NONE);
+	/* Hot-add writes it; a refused attach goes whole, never to a delta. */
+	in.whole_allowed = 1;
+	in.whole_no = NULL;
+	in.hotadd_no = NULL;
+	assert_int_equal(choose(&in, "hot-add"), TARGET_VIA_HOTADD);
+	in.was = TARGET_VIA_HOTADD;
+	in.hotadd_no = "the appliance VM refused it";
+	assert_int_equal(choose(&in, "VMFS 6"), TARGET_VIA_WHOLE);
+	/* Without a reason the datastore is still named. */
+	in.deltas_why = NULL;
+	assert_int_equal(choose(&in, "datastore ds0's snapshot deltas cannot be written: not vmfsSparse"),
+	    TARGET_VIA_WHOLE);
+}
+
 static void
 test_whole_sticks(void **state)
 {
@@ -139,6 +176,7 @@ main(void)
 		cmocka_unit_test(test_hotadd_before_deltas),
 		cmocka_unit_test(test_deltas_without_hotadd),
 		cmocka_unit_test(test_whole_last),
+		cmocka_unit_test(test_vmfs6_known_before_first_pass),
 		cmocka_unit_test(test_whole_sticks),
 		cmocka_unit_test(test_names),
 	};
