@@ -483,6 +483,11 @@ verify_chunks(struct vjob *j)
 		pthread_join(th[t], NULL);
 }
 
+static void
+no_id(void *arg, const uint8_t id[REPO_ID_LEN], size_t len)
+{
+}
+
 struct vusers {
 	const struct vset *damaged; /* the damaged ids, state = their slot in users */
 	struct repo_point_ref **refs;
@@ -571,7 +576,10 @@ repo_verify(struct repo *r, const char *rule, const char *vm, uint64_t seq, repo
 		for (k = 0; k < p->ndisks && usable[i]; k++) {
 			char *why = NULL;
 
-			if (repo_index_scan(r, p->rule, p->vm, p->seq, k, &p->disks[k], vset_add, &set, &why) == 0)
+			/* Checked whole first: the ids of a damaged index are
+			 * not chunks to look for. */
+			if (repo_index_scan(r, p->rule, p->vm, p->seq, k, &p->disks[k], no_id, NULL, &why) == 0 &&
+			    repo_index_scan(r, p->rule, p->vm, p->seq, k, &p->disks[k], vset_add, &set, &why) == 0)
 				continue;
 			usable[i] = 0;
 			if (!point_gone(r, p->rule, p->vm, p->seq)) {
