@@ -28,6 +28,7 @@
 #include "drivers/crypto.h"
 #include "drivers/repo.h"
 #include "engine/core/util.h"
+#include "t/tools/tfill.h"
 
 #define CH REPO_CHUNK_SIZE
 
@@ -70,34 +71,6 @@ teardown(void **state)
 }
 
 /* ---- helpers ---- */
-
-/* Bytes no compressor shrinks (xorshift). */
-static void
-fill_random(uint8_t *p, size_t n, uint64_t seed)
-{
-	uint64_t x = seed * 0x9e3779b97f4a7c15ull + 1;
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
-		p[i] = (uint8_t)(x >> 24);
-	}
-}
-
-/* Bytes that shrink well: text. */
-static void
-fill_text(uint8_t *p, size_t n, int seed)
-{
-	size_t i;
-	int k = 0;
-
-	for (i = 0; i < n; i++, k++)
-		p[i] = (uint8_t)"the quick brown fox jumps over the lazy dog "[(k + seed) % 44];
-	if (n > 0)
-		p[n / 2] = (uint8_t)seed;
-}
 
 static char *
 path_of(const char *fmt, ...)
