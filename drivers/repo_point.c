@@ -331,7 +331,11 @@ parse_body(json_t *b, struct repo_point *p, char **err)
 	json_t *parent, *config, *disks;
 	size_t i;
 
-	if (!json_is_object(b) || get_str(b, "format", 0, &fmt, err) != 0)
+	if (!json_is_object(b)) {
+		*err = xstrdup("manifest: the body is not a JSON object");
+		return -1;
+	}
+	if (get_str(b, "format", 0, &fmt, err) != 0)
 		return -1;
 	if (strcmp(fmt, POINT_FORMAT) != 0) {
 		*err = xstrdup("manifest: not a vmferry point manifest");
