@@ -29,8 +29,9 @@
  * threads at once; every other function may run on any thread too, at the
  * same time as the chunk functions and as each other (a repo_gc while a
  * backup writes), but one writer is used by one thread at a time.  One
- * process uses a repository at a time (repo_gc knows the writers of its
- * own process only).
+ * process uses a repository at a time, through one struct repo that all
+ * its users share (the rules that name the same directory): repo_gc and
+ * repo_point_delete know the writers of their own struct repo only.
  *
  * Errors: 0, or -1 with *err (malloc'd, the caller frees it) naming the
  * file, chunk or point and the reason; never a secret. */
@@ -163,8 +164,8 @@ int repo_point_read(struct repo *r, const char *rule, const char *vm, uint64_t s
     char **err);
 void repo_point_free(struct repo_point *p);
 
-/* Deletes one point (refused while a writer in this process reads against
- * it); its chunks stay until repo_gc. */
+/* Deletes one point (refused while a writer on r reads against it); its
+ * chunks stay until repo_gc. */
 int repo_point_delete(struct repo *r, const char *rule, const char *vm, uint64_t seq, char **err);
 
 /* ---- garbage collection and verification ---- */
@@ -178,11 +179,12 @@ struct repo_gc_stats {
 
 /* Mark and sweep: every chunk that a complete point's index uses stays,
  * so does every chunk whose time is not before the cut-off (the earlier of
- * started and the start of the oldest writer open in this process, so a
- * backup running meanwhile loses nothing); the rest is deleted, and so is
- * what crashes left in tmp/ before the cut-off.  A point whose manifest
- * or index cannot be read stops it before anything is deleted.  Memory:
- * 16 to 32 bytes per chunk in use (an 8-byte prefix of its id). */
+ * started and the start of the oldest writer open on r, less two seconds,
+ * so a backup running meanwhile loses nothing); the rest is deleted, and
+ * so is what crashes left in tmp/ an hour before the cut-off.  A point
+ * whose manifest or index cannot be read stops it before anything is
+ * deleted.  Memory: 16 to 32 bytes per chunk in use (an 8-byte prefix of
+ * its id). */
 int repo_gc(struct repo *r, time_t started, struct repo_gc_stats *st, char **err);
 
 struct repo_point_ref {
