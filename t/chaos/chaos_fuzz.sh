@@ -2,8 +2,9 @@
 # libFuzzer runs of every parser that reads outside input
 # (docs/RELIABILITY.md, "Hostile input"): YAML rule files (fuzz_config),
 # SOAP replies with VM properties and changed areas (fuzz_soap), status
-# socket requests (fuzz_request), VMDK descriptors (fuzz_vmdk) and
-# multi-range answers from a datastore (fuzz_byteranges), each
+# socket requests (fuzz_request), VMDK descriptors (fuzz_vmdk),
+# multi-range answers from a datastore (fuzz_byteranges) and backup
+# repository manifests and indexes (fuzz_repo_manifest, fuzz_repo_index), each
 # under ASan + UBSan + LeakSanitizer with its invariants checked, starting
 # from the corpora in t/fuzz/corpus/ (which ctest replays on every run).
 # CI size: 8 s per target; CHAOS_FULL=1: 5,000,000 executions per target.

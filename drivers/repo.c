@@ -1,0 +1,814 @@
+/* The backup repository: opening (and making) one, its key, its chunks,
+ * and the file helpers repo_point.c and repo_gc.c share.
+ * docs/REPOSITORY.md describes every byte written here. */
+#include "drivers/repo.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "drivers/compress.h"
+#include "drivers/crypto.h"
+#include "drivers/repo_private.h"
+#include "engine/core/util.h"
+
+#define REPO_FORMAT "vmferry-repository"
+#define REPO_VERSION 1
+
+/* A chunk file: "VFCK", version, flags, 2 reserved bytes, the plain
+ * length and the payload's length (both big-endian), then the payload. */
+#define CHUNK_HEAD 16
+#define CHUNK_VERSION 1
+#define CHUNK_ZSTD 0x01
+#define CHUNK_AES_GCM 0x02
+
+/* Sub-keys of the repository key, so that no key serves two purposes
+ * (docs/REPOSITORY.md "Encryption"). */
+static const char label_id[] = "vmferry-repository chunk id";
+static const char label_enc[] = "vmferry-repository chunk encryption";
+static const char label_check[] = "vmferry-repository key check";
+
+/* ---- small helpers ---- */
+
+int
+repo_name_ok(const char *s)
+{
+	return file_name_is_safe(s) && strlen(s) <= 255;
+}
+
+static void
+hex_of(const uint8_t *p, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		out[2 * i] = digits[p[i] >> 4];
+		out[2 * i + 1] = digits[p[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+int
+repo_unhex(const char *s, size_t slen, uint8_t *out, size_t n, int lower_only)
+{
+	size_t i;
+
+	if (slen != 2 * n)
+		return -1;
+	for (i = 0; i < 2 * n; i++) {
+		int c = (unsigned char)s[i], v = -1;
+
+		if (c >= '0' && c <= '9')
+			v = c - '0';
+		else if (c >= 'a' && c <= 'f')
+			v = c - 'a' + 10;
+		else if (c >= 'A' && c <= 'F' && !lower_only)
+			v = c - 'A' + 10;
+		if (v < 0)
+			return -1;
+		out[i / 2] = i % 2 == 0 ? (uint8_t)(v << 4) : (uint8_t)(out[i / 2] | v);
+	}
+	return 0;
+}
+
+void
+repo_id_hex(const uint8_t id[REPO_ID_LEN], char hex[2 * REPO_ID_LEN + 1])
+{
+	hex_of(id, REPO_ID_LEN, hex);
+}
+
+char *
+repo_tmp_name(const char *prefix)
+{
+	uint8_t rnd[8];
+	char hex[17];
+
+	if (crypto_random(rnd, sizeof(rnd)) != 0)
+		fatal("no random bytes for a temporary name");
+	hex_of(rnd, sizeof(rnd), hex);
+	return xasprintf("tmp/%s-%s", prefix, hex);
+}
+
+int
+repo_fsync_dir(const struct repo *r, const char *rel, char **err)
+{
+	int fd = openat(r->dfd, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0 || fsync(fd) != 0) {
+		*err = xasprintf("%s/%s: %s", r->dir, rel, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+static int
+pread_all(int fd, void *buf, size_t len, uint64_t off)
+{
+	uint8_t *p = buf;
+
+	while (len > 0) {
+		ssize_t n = pread(fd, p, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0) {
+			errno = EIO; /* the file shrank under us */
+			return -1;
+		}
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int
+repo_read_file(const struct repo *r, const char *rel, size_t max, uint8_t **buf, size_t *len, int *missing,
+    char **err)
+{
+	struct stat st;
+	int fd;
+
+	*buf = NULL;
+	*len = 0;
+	*missing = 0;
+	if ((fd = openat(r->dfd, rel, O_RDONLY | O_CLOEXEC)) < 0) {
+		*missing = errno == ENOENT;
+		*err = xasprintf("%s/%s: %s", r->dir, rel, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) != 0) {
+		*err = xasprintf("%s/%s: %s", r->dir, rel, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > max) {
+		*err = xasprintf("%s/%s: not a file of at most %zu bytes", r->dir, rel, max);
+		close(fd);
+		return -1;
+	}
+	*buf = xmalloc((size_t)st.st_size + 1);
+	if (pread_all(fd, *buf, (size_t)st.st_size, 0) != 0) {
+		*err = xasprintf("%s/%s: %s", r->dir, rel, strerror(errno));
+		close(fd);
+		free(*buf);
+		*buf = NULL;
+		return -1;
+	}
+	close(fd);
+	(*buf)[st.st_size] = 0;
+	*len = (size_t)st.st_size;
+	return 0;
+}
+
+int
+repo_write_new(const struct repo *r, const char *rel, const struct repo_piece *pieces, size_t n, char **err)
+{
+	int fd = openat(r->dfd, rel, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	size_t i;
+
+	if (fd < 0)
+		goto fail;
+	for (i = 0; i < n; i++) {
+		const uint8_t *p = pieces[i].p;
+		size_t left = pieces[i].n;
+
+		while (left > 0) {
+			ssize_t w = write(fd, p, left);
+
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0)
+				goto fail;
+			p += w;
+			left -= (size_t)w;
+		}
+	}
+	if (fdatasync(fd) != 0)
+		goto fail;
+	if (close(fd) != 0) {
+		fd = -1;
+		goto fail;
+	}
+	return 0;
+fail:
+	*err = xasprintf("%s/%s: %s", r->dir, rel, strerror(errno));
+	if (fd >= 0) {
+		close(fd);
+		unlinkat(r->dfd, rel, 0);
+	}
+	return -1;
+}
+
+void
+repo_remove(const struct repo *r, const char *rel)
+{
+	int fd;
+	DIR *d;
+	struct dirent *e;
+
+	if (unlinkat(r->dfd, rel, 0) == 0 || (errno != EISDIR && errno != EPERM))
+		return;
+	if ((fd = openat(r->dfd, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return;
+	if ((d = fdopendir(fd)) == NULL) {
+		close(fd);
+		return;
+	}
+	while ((e = readdir(d)) != NULL)
+		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+			unlinkat(fd, e->d_name, 0);
+	closedir(d);
+	unlinkat(r->dfd, rel, AT_REMOVEDIR);
+}
+
+int
+repo_sync_chunk_dirs(const struct repo *r, char **err)
+{
+	char rel[16];
+	int i;
+
+	for (i = 0; i < 256; i++) {
+		snprintf(rel, sizeof(rel), "chunks/%02x", i);
+		if (repo_fsync_dir(r, rel, err) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* ---- opening ---- */
+
+/* The key file: 32 raw bytes, or 64 hex digits with optional white space
+ * after them.  Messages never quote the file's bytes. */
+static int
+read_key(const char *path, uint8_t key[CRYPTO_KEY_LEN], char **err)
+{
+	uint8_t buf[160];
+	size_t n = 0;
+	ssize_t got;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0) {
+		*err = xasprintf("key file %s: %s", path, strerror(errno));
+		return -1;
+	}
+	while (n < sizeof(buf)) {
+		if ((got = read(fd, buf + n, sizeof(buf) - n)) < 0 && errno == EINTR)
+			continue;
+		if (got < 0) {
+			*err = xasprintf("key file %s: %s", path, strerror(errno));
+			close(fd);
+			explicit_bzero(buf, sizeof(buf));
+			return -1;
+		}
+		if (got == 0)
+			break;
+		n += (size_t)got;
+	}
+	close(fd);
+	if (n == CRYPTO_KEY_LEN) {
+		memcpy(key, buf, CRYPTO_KEY_LEN);
+		explicit_bzero(buf, sizeof(buf));
+		return 0;
+	}
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+		n--;
+	if (repo_unhex((const char *)buf, n, key, CRYPTO_KEY_LEN, 0) != 0) {
+		explicit_bzero(buf, sizeof(buf));
+		*err = xasprintf("key file %s: neither 32 bytes nor 64 hex digits", path);
+		return -1;
+	}
+	explicit_bzero(buf, sizeof(buf));
+	return 0;
+}
+
+static void
+subkey(const uint8_t key[CRYPTO_KEY_LEN], const char *label, uint8_t out[CRYPTO_HASH_LEN])
+{
+	crypto_hmac_sha256(key, label, strlen(label), out);
+}
+
+static int
+mkdir_p(const char *path, char **err)
+{
+	char *p = xstrdup(path), *s;
+	int rc = 0;
+
+	for (s = p + 1;; s++) {
+		if (*s != '/' && *s != '\0')
+			continue;
+		{
+			char c = *s;
+
+			*s = '\0';
+			if (mkdir(p, 0700) != 0 && errno != EEXIST) {
+				*err = xasprintf("%s: %s", p, strerror(errno));
+				rc = -1;
+				break;
+			}
+			*s = c;
+		}
+		if (*s == '\0')
+			break;
+	}
+	free(p);
+	return rc;
+}
+
+/* Checks repo.json against the key given: 0, or -1 with *err. */
+static int
+check_config(struct repo *r, const uint8_t *text, size_t len, const uint8_t *key, const char *key_file, char **err)
+{
+	json_error_t je;
+	json_t *root = json_loadb((const char *)text, len, JSON_REJECT_DUPLICATES, &je), *enc;
+	const char *fmt = NULL, *cipher = NULL, *ids = NULL, *check = NULL;
+	json_int_t version = 0, chunk = 0;
+	uint8_t want[CRYPTO_HASH_LEN], have[CRYPTO_HASH_LEN];
+	int rc = -1;
+
+	if (root == NULL || json_unpack(root, "{s:s,s:I,s:I,s:o}", "format", &fmt, "version", &version, "chunk_size",
+	    &chunk, "encryption", &enc) != 0 || strcmp(fmt, REPO_FORMAT) != 0) {
+		*err = xasprintf("%s/repo.json: not a vmferry repository", r->dir);
+		goto done;
+	}
+	if (version != REPO_VERSION || chunk != REPO_CHUNK_SIZE) {
+		*err = xasprintf("%s/repo.json: version %lld with %lld-byte chunks, this vmferry knows version %d with %u",
+		    r->dir, (long long)version, (long long)chunk, REPO_VERSION, REPO_CHUNK_SIZE);
+		goto done;
+	}
+	if (json_is_null(enc)) {
+		if (key != NULL) {
+			*err = xasprintf("repository %s is not encrypted, but a key file (%s) was given", r->dir, key_file);
+			goto done;
+		}
+		rc = 0;
+		goto done;
+	}
+	if (json_unpack(enc, "{s:s,s:s,s:s}", "cipher", &cipher, "ids", &ids, "key_check", &check) != 0 ||
+	    strcmp(cipher, "aes-256-gcm") != 0 || strcmp(ids, "hmac-sha256") != 0 ||
+	    repo_unhex(check, strlen(check), want, sizeof(want), 1) != 0) {
+		*err = xasprintf("%s/repo.json: unknown encryption", r->dir);
+		goto done;
+	}
+	if (key == NULL) {
+		*err = xasprintf("repository %s is encrypted: its key file is needed", r->dir);
+		goto done;
+	}
+	subkey(key, label_check, have);
+	if (memcmp(have, want, sizeof(have)) != 0) {
+		*err = xasprintf("repository %s: the key in %s is not the repository's key", r->dir, key_file);
+		goto done;
+	}
+	r->encrypted = 1;
+	rc = 0;
+done:
+	json_decref(root);
+	return rc;
+}
+
+/* A new repository's repo.json, created only if there is none (link()
+ * fails on an existing name, so two openers cannot both make one). */
+static int
+create_config(struct repo *r, const uint8_t *key, int *exists, char **err)
+{
+	json_t *root, *enc = json_null();
+	char *text, *tmp = repo_tmp_name("repo.json");
+	struct repo_piece piece;
+	int rc = -1;
+
+	*exists = 0;
+	if (key != NULL) {
+		uint8_t check[CRYPTO_HASH_LEN];
+		char hex[2 * CRYPTO_HASH_LEN + 1];
+
+		subkey(key, label_check, check);
+		hex_of(check, sizeof(check), hex);
+		enc = json_pack("{s:s,s:s,s:s}", "cipher", "aes-256-gcm", "ids", "hmac-sha256", "key_check", hex);
+	}
+	root = json_pack("{s:s,s:i,s:i,s:o}", "format", REPO_FORMAT, "version", REPO_VERSION, "chunk_size",
+	    REPO_CHUNK_SIZE, "encryption", enc);
+	text = json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS);
+	json_decref(root);
+	piece.p = text;
+	piece.n = strlen(text);
+	if (repo_write_new(r, tmp, &piece, 1, err) != 0)
+		goto done;
+	if (linkat(r->dfd, tmp, r->dfd, "repo.json", 0) != 0) {
+		if (errno == EEXIST)
+			*exists = 1;
+		else
+			*err = xasprintf("%s/repo.json: %s", r->dir, strerror(errno));
+		unlinkat(r->dfd, tmp, 0);
+		goto done;
+	}
+	unlinkat(r->dfd, tmp, 0);
+	rc = repo_fsync_dir(r, ".", err);
+done:
+	free(text);
+	free(tmp);
+	return rc;
+}
+
+/* The directories every repository has. */
+static int
+make_dirs(struct repo *r, char **err)
+{
+	static const char *const top[] = { "chunks", "points", "tmp", "damaged" };
+	char rel[16];
+	size_t i;
+
+	for (i = 0; i < ARRAY_LEN(top); i++)
+		if (mkdirat(r->dfd, top[i], 0700) != 0 && errno != EEXIST)
+			goto fail;
+	for (i = 0; i < 256; i++) {
+		snprintf(rel, sizeof(rel), "chunks/%02zx", i);
+		if (mkdirat(r->dfd, rel, 0700) != 0 && errno != EEXIST)
+			goto fail;
+	}
+	return repo_fsync_dir(r, "chunks", err) == 0 && repo_fsync_dir(r, ".", err) == 0 ? 0 : -1;
+fail:
+	*err = xasprintf("%s: cannot make its directories: %s", r->dir, strerror(errno));
+	return -1;
+}
+
+/* A directory that is not a repository may be made one only when it is
+ * empty (or holds what an interrupted repo_open made). */
+static int
+dir_is_fresh(struct repo *r, char **err)
+{
+	int fd = openat(r->dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *e;
+	int fresh = 1;
+
+	if (d == NULL) {
+		*err = xasprintf("%s: %s", r->dir, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	while ((e = readdir(d)) != NULL)
+		if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 && strcmp(e->d_name, "chunks") != 0 &&
+		    strcmp(e->d_name, "points") != 0 && strcmp(e->d_name, "tmp") != 0 &&
+		    strcmp(e->d_name, "damaged") != 0)
+			fresh = 0;
+	closedir(d);
+	if (!fresh)
+		*err = xasprintf("%s is not empty and not a vmferry repository (no repo.json)", r->dir);
+	return fresh ? 0 : -1;
+}
+
+int
+repo_open(const char *dir, const char *key_file, struct repo **out, char **err)
+{
+	struct repo *r = xcalloc(1, sizeof(*r));
+	uint8_t keybuf[CRYPTO_KEY_LEN], *key = NULL, *text = NULL;
+	size_t len;
+	int missing, exists, tries;
+
+	*out = NULL;
+	*err = NULL;
+	r->dfd = -1;
+	r->dir = xstrdup(dir);
+	pthread_mutex_init(&r->lock, NULL);
+	if (key_file != NULL) {
+		if (read_key(key_file, keybuf, err) != 0)
+			goto fail;
+		key = keybuf;
+	}
+	if (mkdir_p(dir, err) != 0)
+		goto fail;
+	if ((r->dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+		*err = xasprintf("%s: %s", dir, strerror(errno));
+		goto fail;
+	}
+	for (tries = 0;; tries++) {
+		char *why = NULL;
+
+		if (repo_read_file(r, "repo.json", 65536, &text, &len, &missing, &why) == 0) {
+			free(why);
+			if (check_config(r, text, len, key, key_file, err) != 0)
+				goto fail;
+			if (make_dirs(r, err) != 0)
+				goto fail;
+			break;
+		}
+		if (!missing || tries > 0) {
+			*err = why;
+			goto fail;
+		}
+		free(why);
+		if (dir_is_fresh(r, err) != 0 || make_dirs(r, err) != 0)
+			goto fail;
+		if (create_config(r, key, &exists, err) != 0) {
+			if (!exists)
+				goto fail;
+			continue; /* made meanwhile by another opener: check it */
+		}
+		r->encrypted = key != NULL;
+		break;
+	}
+	if (key != NULL) {
+		subkey(key, label_id, r->id_key);
+		subkey(key, label_enc, r->enc_key);
+		explicit_bzero(keybuf, sizeof(keybuf));
+	}
+	free(text);
+	*out = r;
+	return 0;
+fail:
+	explicit_bzero(keybuf, sizeof(keybuf));
+	free(text);
+	repo_close(r);
+	return -1;
+}
+
+void
+repo_close(struct repo *r)
+{
+	if (r == NULL)
+		return;
+	if (r->writers != NULL)
+		fatal("repo_close: a point of %s is still being written", r->dir);
+	if (r->dfd >= 0)
+		close(r->dfd);
+	explicit_bzero(r->id_key, sizeof(r->id_key));
+	explicit_bzero(r->enc_key, sizeof(r->enc_key));
+	pthread_mutex_destroy(&r->lock);
+	free(r->dir);
+	free(r);
+}
+
+int
+repo_encrypted(const struct repo *r)
+{
+	return r->encrypted;
+}
+
+/* ---- chunks ---- */
+
+static int
+all_zero(const uint8_t *p, size_t len)
+{
+	/* Compares the buffer with itself shifted by one byte: memcmp's
+	 * speed, no second buffer. */
+	return len == 0 || (p[0] == 0 && memcmp(p, p + 1, len - 1) == 0);
+}
+
+int
+repo_chunk_id_is_zero(const uint8_t id[REPO_ID_LEN])
+{
+	return all_zero(id, REPO_ID_LEN);
+}
+
+void
+repo_chunk_id(const struct repo *r, const void *buf, size_t len, uint8_t id[REPO_ID_LEN])
+{
+	if (all_zero(buf, len))
+		memset(id, 0, REPO_ID_LEN);
+	else if (r->encrypted)
+		crypto_hmac_sha256(r->id_key, buf, len, id);
+	else
+		crypto_sha256(buf, len, id);
+}
+
+void
+repo_chunk_path(const uint8_t id[REPO_ID_LEN], char path[80])
+{
+	char hex[2 * REPO_ID_LEN + 1];
+
+	repo_id_hex(id, hex);
+	snprintf(path, 80, "chunks/%02x/%s", id[0], hex);
+}
+
+int
+repo_chunk_has(const struct repo *r, const uint8_t id[REPO_ID_LEN])
+{
+	char path[80];
+	struct stat st;
+
+	if (repo_chunk_id_is_zero(id))
+		return 1;
+	repo_chunk_path(id, path);
+	/* One call both finds the chunk and renews its time. */
+	if (utimensat(r->dfd, path, NULL, 0) == 0)
+		return 1;
+	if (errno == ENOENT)
+		return 0;
+	return fstatat(r->dfd, path, &st, 0) == 0;
+}
+
+static void
+chunk_head(uint8_t h[CHUNK_HEAD], uint8_t flags, size_t plain, size_t payload)
+{
+	memcpy(h, "VFCK", 4);
+	h[4] = CHUNK_VERSION;
+	h[5] = flags;
+	h[6] = h[7] = 0;
+	put_be32(h + 8, (uint32_t)plain);
+	put_be32(h + 12, (uint32_t)payload);
+}
+
+/* What AES-GCM authenticates besides the payload: the header and the id,
+ * so that no chunk file can stand in for another. */
+static void
+chunk_aad(uint8_t aad[CHUNK_HEAD + REPO_ID_LEN], const uint8_t h[CHUNK_HEAD], const uint8_t id[REPO_ID_LEN])
+{
+	memcpy(aad, h, CHUNK_HEAD);
+	memcpy(aad + CHUNK_HEAD, id, REPO_ID_LEN);
+}
+
+int
+repo_chunk_put(const struct repo *r, const void *buf, size_t len, uint8_t id[REPO_ID_LEN], uint64_t *stored_bytes,
+    char **err)
+{
+	uint8_t aad[CHUNK_HEAD + REPO_ID_LEN], *file, *payload;
+	size_t n, over = r->encrypted ? CRYPTO_NONCE_LEN + CRYPTO_TAG_LEN : 0;
+	char path[80], hex[2 * REPO_ID_LEN + 1], *tmp;
+	struct repo_piece pieces[2];
+	uint8_t flags = 0;
+	int rc = -1;
+
+	*stored_bytes = 0;
+	*err = NULL;
+	if (len == 0 || len > REPO_CHUNK_SIZE) {
+		*err = xasprintf("a chunk of %zu bytes (1 to %u)", len, REPO_CHUNK_SIZE);
+		return -1;
+	}
+	repo_chunk_id(r, buf, len, id);
+	if (repo_chunk_has(r, id))
+		return 0;
+
+	file = xmalloc(CHUNK_HEAD + over + len);
+	payload = file + CHUNK_HEAD + (r->encrypted ? CRYPTO_NONCE_LEN : 0);
+	if ((n = compress_zstd(buf, len, payload, len - 1)) > 0)
+		flags |= CHUNK_ZSTD;
+	else
+		n = len;
+	if (r->encrypted)
+		flags |= CHUNK_AES_GCM;
+	chunk_head(file, flags, len, n + over);
+	if (r->encrypted) {
+		uint8_t *nonce = file + CHUNK_HEAD;
+
+		chunk_aad(aad, file, id);
+		if (crypto_random(nonce, CRYPTO_NONCE_LEN) != 0 ||
+		    crypto_gcm_seal(r->enc_key, nonce, aad, sizeof(aad), flags & CHUNK_ZSTD ? payload : buf, n, payload,
+		    payload + n) != 0) {
+			repo_id_hex(id, hex);
+			*err = xasprintf("chunk %s: encryption failed", hex);
+			free(file);
+			return -1;
+		}
+	}
+	/* Plain bytes go straight from the caller's buffer. */
+	pieces[0].p = file;
+	pieces[0].n = flags == 0 ? CHUNK_HEAD : CHUNK_HEAD + n + over;
+	pieces[1].p = buf;
+	pieces[1].n = len;
+	repo_id_hex(id, hex);
+	tmp = repo_tmp_name(hex);
+	if (repo_write_new(r, tmp, pieces, flags == 0 ? 2 : 1, err) != 0)
+		goto done;
+	repo_chunk_path(id, path);
+	if (renameat(r->dfd, tmp, r->dfd, path) != 0) {
+		*err = xasprintf("%s/%s: %s", r->dir, path, strerror(errno));
+		unlinkat(r->dfd, tmp, 0);
+		goto done;
+	}
+	*stored_bytes = CHUNK_HEAD + n + over;
+	rc = 0;
+done:
+	free(tmp);
+	free(file);
+	return rc;
+}
+
+int
+repo_chunk_load(const struct repo *r, const uint8_t id[REPO_ID_LEN], void *buf, size_t len, int *bad, char **err)
+{
+	char path[80], hex[2 * REPO_ID_LEN + 1];
+	uint8_t head[CHUNK_HEAD], aad[CHUNK_HEAD + REPO_ID_LEN], got[REPO_ID_LEN], *payload = NULL;
+	uint8_t want_flags;
+	size_t plen, n;
+	struct stat st;
+	char *why = NULL;
+	int fd;
+
+	*bad = 0;
+	*err = NULL;
+	repo_id_hex(id, hex);
+	repo_chunk_path(id, path);
+	if ((fd = openat(r->dfd, path, O_RDONLY | O_CLOEXEC)) < 0) {
+		*err = errno == ENOENT ? xasprintf("chunk %s: missing", hex) :
+		    xasprintf("chunk %s: %s/%s: %s", hex, r->dir, path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) != 0 || (st.st_size >= CHUNK_HEAD && pread_all(fd, head, CHUNK_HEAD, 0) != 0)) {
+		*err = xasprintf("chunk %s: %s/%s: %s", hex, r->dir, path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	*bad = 1;
+	if (st.st_size < CHUNK_HEAD) {
+		why = xasprintf("a file of %lld bytes, shorter than a chunk header", (long long)st.st_size);
+		goto fail;
+	}
+	plen = get_be32(head + 12);
+	want_flags = r->encrypted ? CHUNK_AES_GCM : 0;
+	if (memcmp(head, "VFCK", 4) != 0 || head[4] != CHUNK_VERSION || (head[5] & ~CHUNK_ZSTD) != want_flags ||
+	    head[6] != 0 || head[7] != 0) {
+		why = xstrdup("not a chunk header of this repository");
+		goto fail;
+	}
+	if (get_be32(head + 8) != len) {
+		why = xasprintf("holds %u bytes, %zu expected", get_be32(head + 8), len);
+		goto fail;
+	}
+	if ((uint64_t)st.st_size != CHUNK_HEAD + (uint64_t)plen) {
+		why = xasprintf("a file of %lld bytes, its header says %llu", (long long)st.st_size,
+		    (unsigned long long)(CHUNK_HEAD + (uint64_t)plen));
+		goto fail;
+	}
+	n = plen - (r->encrypted ? CRYPTO_NONCE_LEN + CRYPTO_TAG_LEN : 0);
+	if (plen < (r->encrypted ? CRYPTO_NONCE_LEN + CRYPTO_TAG_LEN : 0) ||
+	    (head[5] & CHUNK_ZSTD ? n == 0 || n >= len : n != len)) {
+		why = xasprintf("a payload of %zu bytes for %zu plain bytes", plen, len);
+		goto fail;
+	}
+	if (head[5] == 0) {
+		/* Plain: read straight into the caller's buffer. */
+		if (pread_all(fd, buf, len, CHUNK_HEAD) != 0)
+			goto io;
+	} else {
+		uint8_t *data;
+
+		payload = xmalloc(plen);
+		if (pread_all(fd, payload, plen, CHUNK_HEAD) != 0)
+			goto io;
+		data = payload;
+		if (r->encrypted) {
+			data = payload + CRYPTO_NONCE_LEN;
+			chunk_aad(aad, head, id);
+			if (crypto_gcm_open(r->enc_key, payload, aad, sizeof(aad), data, n, data + n,
+			    head[5] & CHUNK_ZSTD ? data : buf) != 0) {
+				why = xstrdup("does not decrypt (damaged, or not this chunk)");
+				goto fail;
+			}
+		}
+		if (head[5] & CHUNK_ZSTD && compress_unzstd(data, n, buf, len, &why) != 0)
+			goto fail;
+	}
+	close(fd);
+	free(payload);
+	repo_chunk_id(r, buf, len, got);
+	if (memcmp(got, id, REPO_ID_LEN) != 0) {
+		*err = xasprintf("chunk %s: damaged: its bytes do not have its id", hex);
+		return -1;
+	}
+	*bad = 0;
+	return 0;
+io:
+	*bad = 0;
+	*err = xasprintf("chunk %s: %s/%s: %s", hex, r->dir, path, strerror(errno));
+	close(fd);
+	free(payload);
+	return -1;
+fail:
+	*err = xasprintf("chunk %s: damaged: %s", hex, why);
+	free(why);
+	close(fd);
+	free(payload);
+	return -1;
+}
+
+int
+repo_chunk_get(const struct repo *r, const uint8_t id[REPO_ID_LEN], void *buf, size_t len, char **err)
+{
+	int bad;
+
+	*err = NULL;
+	if (len == 0 || len > REPO_CHUNK_SIZE) {
+		*err = xasprintf("a chunk of %zu bytes (1 to %u)", len, REPO_CHUNK_SIZE);
+		return -1;
+	}
+	if (repo_chunk_id_is_zero(id)) {
+		memset(buf, 0, len);
+		return 0;
+	}
+	return repo_chunk_load(r, id, buf, len, &bad, err);
+}
