@@ -128,8 +128,12 @@ point_made(struct vmjob *rt, const char *moref)
 	pt->sent = rt->rep.cycle_sent;
 	pt->ncids = n;
 	pt->cids = xcalloc(n ? n : 1, sizeof(char *));
-	for (i = 0; i < n; i++)
-		pt->cids[i] = p->snap_cids != NULL && p->snap_cids[i] != NULL ? xstrdup(p->snap_cids[i]) : NULL;
+	for (i = 0; i < n; i++) {
+		/* The pass's changeIds, also when its snapshot is gone (pass_gone). */
+		const char *cid = p->snap_cids != NULL ? p->snap_cids[i] : rt->d.sync.disks[i].pass_cid;
+
+		pt->cids[i] = cid != NULL ? xstrdup(cid) : NULL;
+	}
 	rt->rep.landed = 2;
 	rt->rep.point_asked_at = 0;
 	job_log(rt->j, LOG_INFO, "restore point %u made on the target VM (%s): %llu bytes read, %llu written",
@@ -295,6 +299,46 @@ rep_transferred(struct sync_pass *p)
 	}
 }
 
+/* The cycle ends with the pass that landed: its changeIds recorded, as
+ * the sync pass records them when it ends. */
+static void
+gone_pass_recorded(struct sync_pass *p)
+{
+	struct vmjob *rt = vmjob_of(p->j);
+	size_t i;
+
+	for (i = 0; i < rt->d.sync.ndisks; i++) {
+		struct sync_disk *d = &rt->d.sync.disks[i];
+
+		free(rt->d.change_ids[i]);
+		rt->d.change_ids[i] = d->pass_cid != NULL ? xstrdup(d->pass_cid) : NULL;
+		d->full = 0;
+		free(d->prev_cid);
+		d->prev_cid = NULL;
+		d->prev_ckpt = 0;
+	}
+	rep_transferred(p);
+}
+
+/* The pass's snapshot is gone although the cycle's bytes are in the
+ * target (landed): its removal at the cycle's end went through before a
+ * crash could record it (or someone removed it).  The cycle ends with
+ * that pass — its restore point made if it was not, the retention, its
+ * changeIds recorded — instead of in a new pass, whose changes since
+ * would be recorded without having landed (the landing is skipped once
+ * landed) and never sent. */
+static int
+rep_pass_gone(struct vmjob *rt)
+{
+	if (rt->rep.landed == 0)
+		return 0;
+	job_log(rt->j, LOG_INFO, "cycle %u landed before its source snapshot went: it ends with what landed",
+	    rt->rep.cycles + 1);
+	rt->land_then = gone_pass_recorded;
+	point_step(rt);
+	return 1;
+}
+
 const struct vmjob_kind vmjob_replication = {
 	.encode = rep_encode,
 	.decode = rep_decode,
@@ -302,6 +346,7 @@ const struct vmjob_kind vmjob_replication = {
 	.requery_event = REP_EV_REQUERY,
 	.land_top = rep_land_top,
 	.landed = rep_landed,
+	.pass_gone = rep_pass_gone,
 };
 
 /* ---- show ---- */

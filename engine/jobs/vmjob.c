@@ -470,10 +470,14 @@ vmjob_enter_querying_changes(struct job *j, int event)
 static void
 transfer_prepared(struct sync_pass *p, int gone)
 {
+	struct vmjob *rt = vmjob_of(p->j);
+
+	if (gone && rt->kind->pass_gone != NULL && rt->kind->pass_gone(rt))
+		return;
 	if (gone)
-		fsm_dispatch(p->j, vmjob_of(p->j)->kind->requery_event, "the pass's snapshot is gone; querying again");
+		fsm_dispatch(p->j, rt->kind->requery_event, "the pass's snapshot is gone; querying again");
 	else
-		sync_copy(p, vmjob_of(p->j)->kind->transferred);
+		sync_copy(p, rt->kind->transferred);
 }
 
 void

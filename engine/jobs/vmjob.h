@@ -53,6 +53,10 @@ struct vmjob_kind {
 	 * changeIds are recorded and the source's snapshot goes.  NULL:
 	 * nothing. */
 	void (*landed)(struct vmjob *rt, void (*done)(struct sync_pass *p));
+	/* The transferring state's pass found its snapshot gone: 1 when the
+	 * kind ends the pass itself (its bytes landed before the snapshot
+	 * went), 0 to query again.  NULL: always query again. */
+	int (*pass_gone)(struct vmjob *rt);
 };
 
 extern const struct vmjob_kind vmjob_migration;

@@ -107,7 +107,8 @@ mig_rule() {
 	mv "$CONF/.20-$name.yaml.tmp" "$CONF/20-$name.yaml"
 }
 
-# rep_rule NAME "VM VM" "OPTIONS" KEEP [NODE]: a replication rule onto dst.
+# rep_rule NAME "VM VM" "OPTIONS" KEEP [NODE] [BANDWIDTH_FLOW_LIST]: a
+# replication rule onto dst.
 rep_rule() {
 	{
 		echo "kind: replication"
@@ -117,6 +118,7 @@ rep_rule() {
 		echo "target: { platform: ${MIG_DST:-dst}, datacenter: DC0, host: H0, datastore: ds0 }"
 		echo "options: { $3 }"
 		echo "keep_history: $4"
+		[ -z "${6:-}" ] || echo "bandwidth: $6"
 	} >"$CONF/.20-$1.yaml.tmp"
 	mv "$CONF/.20-$1.yaml.tmp" "$CONF/20-$1.yaml"
 }
@@ -204,6 +206,74 @@ target_equal() {
 	done
 }
 fault() { curl -sf -XPOST "$1/fault" -d "$2" >/dev/null || fail "fault injection $2 refused"; }
+# Replication (SPEC §9).  rep_keep_source DIR VM NDISKS: the source's disks
+# as they are now (what a cycle that starts now must bring to the target):
+# DIR/VM.N.sha (the peer's hash) and DIR/VM.N.raw (read by qemu-img).
+rep_keep_source() {
+	local d=0 f
+	mkdir -p "$1"
+	for f in $(peer_vm "$S_CTL" "$2" | jq -r '.[0].disks[] | .current // .file | sub("^\\[ds0\\] "; "")'); do
+		src_sha "$2" $d >"$1/$2.$d.sha"
+		qemu-img convert -f vmdk -O raw "$S_DIR/ds0/$f" "$1/$2.$d.raw" || fail "qemu-img could not read source $2 disk $d"
+		d=$((d + 1))
+	done
+	[ "$d" = "$3" ] || fail "source $2 has $d disks, not $3"
+}
+# qchain_check FILE: qemu-img check finds every image of FILE's chain
+# clean (it checks one image, not the ones below it).
+qchain_check() {
+	local f
+	for f in $(qemu-img info -f vmdk --backing-chain --output=json "$1" | jq -r '.[].filename'); do
+		qemu-img check -q -f vmdk "$f" || return 1
+	done
+}
+# The restore points on the target VM, "N moref" a line, oldest first: as
+# the target's snapshots vmferry-replication-RULE-rpN have them
+# (rep_target_points RULE VM), as `vmferryctl points` lists them
+# (rep_ctl_points RULE VM).
+rep_target_points() {
+	curl -sf "$D_CTL/snapshots?vm=$2" | jq -r --arg p "vmferry-replication-$1-rp" \
+		'.[] | select(.name | startswith($p)) | "\(.name | ltrimstr($p)) \(.moref)"'
+}
+rep_ctl_points() { ctl points "$1" "$2" | awk 'NR > 1 && $1 ~ /^[0-9]+$/ { print $1, $4 }'; }
+# rep_check WHAT RULE VM NDISKS DIR "POINTS" CYCLES [STATES]: after a
+# replication cycle or operation: the job rests (complete, or one of
+# STATES, a regex); the target's disks hold what rep_keep_source kept in
+# DIR (peer hashes; qemu-img finds each image of each chain clean, and
+# the chain equal); no
+# snapshot is left on the source; the target's snapshots are exactly the
+# restore points POINTS ("3 4", oldest first), none twice, and `vmferryctl
+# points` lists the same with the same snapshots; the job counts CYCLES
+# cycles, one success each and no failure; one target VM, with NDISKS disks.
+rep_check() {
+	local what=$1 rule=$2 vm=$3 n=$4 dir=$5 points=$6 cycles=$7 states=${8:-complete} d f want got vms
+	assert_match "$(job_state "$rule" "$vm")" "^($states)\$" "$what: $vm: the job rests ($states)"
+	want= got=
+	for ((d = 0; d < n; d++)); do want+="$(cat "$dir/$vm.$d.sha") "; got+="$(dst_sha "$vm" $d) "; done
+	assert_eq "$got" "$want" "$what: $vm: every target disk holds the source as that cycle read it (peer hashes)"
+	vms=$(peer_vm "$D_CTL" "$vm")
+	assert_eq "$(jq length <<<"$vms")" 1 "$what: $vm: exactly one target VM"
+	d=0
+	for f in $(jq -r '.[0].disks[] | .current // .file | sub("^\\[ds0\\] "; "")' <<<"$vms"); do
+		f=$D_DIR/ds0/$f
+		qchain_check "$f" || fail "$what: $vm: qemu-img check finds target disk $d's chain broken ($f)"
+		qemu-img compare -q -f vmdk -F raw "$f" "$dir/$vm.$d.raw" ||
+			fail "$what: $vm: qemu-img finds target disk $d different from the source as that cycle read it"
+		d=$((d + 1))
+	done
+	assert_eq "$d" "$n" "$what: $vm: the target VM has $n disks"
+	ok "$what: $vm: qemu-img finds every target disk's chain clean and equal to the source as that cycle read it"
+	assert_eq "$(snap_count "$vm")" 0 "$what: $vm: no engine snapshot left on the source ($(snap_names "$vm"))"
+	want=$(for d in $points; do printf 'vmferry-replication-%s-rp%s ' "$rule" "$d"; done)
+	assert_eq "$(curl -sf "$D_CTL/snapshots?vm=$vm" | jq -r '[.[].name] | join(" ")')" "${want% }" \
+		"$what: $vm: the target's snapshots are the restore points $points, each once"
+	assert_eq "$(rep_ctl_points "$rule" "$vm")" "$(rep_target_points "$rule" "$vm")" \
+		"$what: $vm: vmferryctl points agrees with the target's snapshots"
+	assert_eq "$(ctl --json show "$rule" "$vm" --kind replication | jq -r .details.cycles)" "$cycles" \
+		"$what: $vm: the job counts $cycles cycles"
+	assert_eq "$(ctl --json stats "$rule" "$vm" | jq -r '.jobs[0] | "\(.successes) \(.failures)"')" "$cycles 0" \
+		"$what: $vm: one success per cycle, no failure"
+}
 gwrite() { curl -sf -XPOST "$S_CTL/write" -d "$1" || fail "guest write $1 refused"; }
 
 job_json() { ctl --json jobs "$1" | jq -c --arg vm "$2" '[.jobs[] | select(.vm == $vm)][0]'; }

@@ -1009,8 +1009,30 @@ func (p *Peer) writeMemoryImage(file string, vm *simulator.VirtualMachine) {
 	}
 }
 
+// forgetSnapshotFileKeys runs before vcsim removes a snapshot of the VM.
+// vcsim deletes a removed snapshot's files by the layoutEx.file keys it
+// noted when the snapshot was made (its .vmsn), but renumbers layoutEx.file
+// on every storage refresh (each removal), so by then such a key may name
+// a disk's flat or delta file, which it would delete with the snapshot.
+// The keys are dropped here; afterRemoveSnapshots removes the .vmsn.
+func (p *Peer) forgetSnapshotFileKeys(vmRef types.ManagedObjectReference) {
+	vm := vmObject(vmRef)
+	if vm == nil {
+		return
+	}
+	simulator.Map.WithLock(vm, func() {
+		if vm.LayoutEx == nil {
+			return
+		}
+		for i := range vm.LayoutEx.Snapshot {
+			vm.LayoutEx.Snapshot[i].DataKey = -1
+			vm.LayoutEx.Snapshot[i].MemoryKey = -1
+		}
+	})
+}
+
 // afterRemoveSnapshots consolidates every snapshot the model knows that
-// vcsim no longer has.
+// vcsim no longer has, and removes its .vmsn file.
 func (p *Peer) afterRemoveSnapshots(vmRef types.ManagedObjectReference) {
 	vm := vmObject(vmRef)
 	if vm == nil {
@@ -1034,6 +1056,9 @@ func (p *Peer) afterRemoveSnapshots(vmRef types.ManagedObjectReference) {
 					logf("consolidate %s disk %d: %v", s.Ref.Value, d.key, err)
 				}
 				d.mu.Unlock()
+			}
+			if s.Vmsn != "" {
+				os.Remove(s.Vmsn)
 			}
 		}
 		p.snaps[vmRef] = keep

@@ -639,6 +639,56 @@ func TestSnapshotFreezeAndConsolidate(t *testing.T) {
 	}
 }
 
+// A rolling chain of snapshots, as replication keeps its restore points:
+// each round writes, makes a snapshot and removes the oldest, sometimes
+// asking for a removal twice (a client that restarted).  vcsim removes a
+// snapshot's files by the layoutEx keys it noted at its creation but
+// renumbers layoutEx.file on every storage refresh, so such a key could by
+// then name a disk's flat or delta file: no removal may take a disk file
+// with it, and the content stays the guest's.
+func TestSnapshotRollingRemovalKeepsDisks(t *testing.T) {
+	p := startPeer(t, `{"datacenters":[{"name":"DC0","hosts":["H0"],"datastores":["ds0"]}],
+ "vms":[{"name":"roll","host":"H0","power":"on","disks":[
+   {"capacity":2101248,"seed":3,"allocated":0.5},{"capacity":1051136,"seed":4},{"capacity":3148288,"seed":5,"allocated":0.3}]}]}`)
+	ctx := context.Background()
+	c := p.client(ctx)
+	vm := findVM(ctx, t, c.Client, "roll")
+	dir := filepath.Join(p.Dir, "ds0", "roll")
+	var snaps []types.ManagedObjectReference
+	for i := 1; i <= 12; i++ {
+		for d := 0; d < 3; d++ {
+			p.write(map[string]interface{}{"vm": "roll", "disk": d, "percent": 3, "seed": 10*i + d})
+		}
+		snaps = append(snaps, createSnapshot(ctx, t, vm, fmt.Sprintf("rp%d", i), false, false))
+		if len(snaps) <= 2 {
+			continue
+		}
+		var want [3]string
+		for d := range want {
+			want[d] = p.diskHash("roll", d)
+		}
+		removeSnapshot(ctx, t, c.Client, snaps[0])
+		if i%3 == 0 {
+			// asked again: the snapshot is gone, nothing else changes
+			res, err := methods.RemoveSnapshot_Task(ctx, c.Client, &types.RemoveSnapshot_Task{This: snaps[0]})
+			if err == nil {
+				object.NewTask(c.Client, res.Returnval).Wait(ctx)
+			}
+		}
+		snaps = snaps[1:]
+		for _, f := range []string{"roll-flat.vmdk", "roll_1-flat.vmdk", "roll_2-flat.vmdk", "roll.vmdk", "roll_1.vmdk", "roll_2.vmdk"} {
+			if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+				t.Fatalf("round %d: removing a snapshot took %s with it: %v", i, f, err)
+			}
+		}
+		for d := range want {
+			if got := p.diskHash("roll", d); got != want[d] {
+				t.Fatalf("round %d: disk %d changed by a snapshot removal", i, d)
+			}
+		}
+	}
+}
+
 func TestSnapshotRevertNestedMemory(t *testing.T) {
 	p := startPeer(t, stdFixture)
 	ctx := context.Background()

@@ -220,6 +220,12 @@ func (p *Peer) answerSDK(w http.ResponseWriter, r *http.Request, body []byte, na
 		return
 	}
 	defer release()
+	switch name {
+	case "RemoveSnapshot_Task":
+		p.forgetSnapshotFileKeys(related)
+	case "RemoveAllSnapshots_Task":
+		p.forgetSnapshotFileKeys(this)
+	}
 
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	rec := httptest.NewRecorder()
