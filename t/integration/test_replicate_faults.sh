@@ -123,9 +123,11 @@ wait_invalid() {
 }
 
 # --- A 20 s source outage in the middle of cycle 2's copy.
-start_cycle routs 1; end_cycle routs 1 "source outage"
+# The rule is paced from its first cycle (a cycle's progress starts from
+# nothing, so the outage lands in cycle 2's copy, not before it).
+start_cycle routs 1 "$slow"; end_cycle routs 1 "source outage"
 WRITE_PCT=60
-start_cycle routs 2 "$slow"
+start_cycle routs 2
 WRITE_PCT=
 wait_until 60 sh -c "[ \$('$BIN/vmferryctl' -s '$SOCK' --json jobs routs | jq '.jobs[0].bytes_done') -gt 2097152 ]" ||
 	fail "source outage: cycle 2's copy did not get past 2 MiB"
