@@ -172,30 +172,6 @@ wait_cb(evutil_socket_t fd, short what, void *arg)
 	point_step(arg);
 }
 
-static void
-removed(struct vs_out *out, void *arg)
-{
-	struct vmjob *rt = vmjob_of(token_take(arg));
-	struct rep_point *pt;
-
-	if (rt == NULL)
-		return;
-	rt->op = NULL;
-	/* One removed before a crash is gone already: that is done too. */
-	if (out->status != VS_OK && !(out->status == VS_FAULT && str_eq(out->fault_type, "ManagedObjectNotFound"))) {
-		rt_vs_failed(rt->j, "removing the oldest restore point", out);
-		return;
-	}
-	pt = &rt->rep.points[0];
-	job_log(rt->j, LOG_INFO, "restore point %u removed (keep_history %d): consolidated into the next", pt->cycle,
-	    keep_of(rt->j));
-	rep_point_free(pt);
-	memmove(rt->rep.points, rt->rep.points + 1, (rt->rep.npoints - 1) * sizeof(*rt->rep.points));
-	rt->rep.npoints--;
-	vmjob_save(rt);
-	point_step(rt);
-}
-
 /* The target VM as it is: the restore point found by its name (made
  * before a crash), waited for (asked for and maybe still coming), or
  * asked for. */
@@ -243,7 +219,10 @@ point_step(struct vmjob *rt)
 		return;
 	}
 	if (rt->rep.npoints > (size_t)keep_of(rt->j)) {
-		rt->op = vs_remove_snapshot(dst, rt->rep.points[0].snap, removed, token_new(rt->j));
+		char why[64];
+
+		snprintf(why, sizeof(why), "(keep_history %d): consolidated into the next", keep_of(rt->j));
+		rep_remove_point(rt, 0, why, point_step);
 		return;
 	}
 	rt->land_then(&rt->pass);

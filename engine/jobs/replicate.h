@@ -5,8 +5,10 @@
 #define VMFERRY_JOBS_REPLICATE_H
 
 #include <jansson.h>
+#include <stddef.h>
 
 struct job;
+struct vmjob;
 
 /* For `show`: the target VM, the cycles, each restore point (its cycle,
  * snapshot, time, bytes read and written), each disk's transport. */
@@ -17,6 +19,11 @@ json_t *rep_details(const struct job *j);
  * transition; -1 with *why when there is no such point (nothing
  * changes).  Other events: 0. */
 int rep_before_command(struct job *j, int event, const char *point, char **why);
+
+/* Remove restore point k of the record (its snapshot first; one removed
+ * before a crash is gone already), logged with why ("(consolidated)"),
+ * then then(rt). */
+void rep_remove_point(struct vmjob *rt, size_t k, const char *why, void (*then)(struct vmjob *rt));
 
 /* The operations' states (replicate_ops.c). */
 void rep_enter_reverting(struct job *j, int event);

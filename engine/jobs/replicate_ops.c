@@ -171,10 +171,6 @@ stage_done(struct vmjob *rt, uint8_t stage)
 	vmjob_save(rt);
 }
 
-/* Remove the restore point at index k of the record (its snapshot first;
- * one removed before a crash is gone already), then then(rt). */
-static void (*removed_then)(struct vmjob *rt);
-
 static void
 point_removed(struct vs_out *out, void *arg)
 {
@@ -183,23 +179,26 @@ point_removed(struct vs_out *out, void *arg)
 
 	if (rt == NULL)
 		return;
+	/* One removed before a crash is gone already: that is done too. */
 	if (out->status != VS_OK && !(out->status == VS_FAULT && str_eq(out->fault_type, "ManagedObjectNotFound"))) {
 		op_failed(rt, "removing a restore point", out);
 		return;
 	}
 	pt = &rt->rep.points[rt->i];
-	job_log(rt->j, LOG_INFO, "restore point %u removed (consolidated)", pt->cycle);
+	job_log(rt->j, LOG_INFO, "restore point %u removed %s", pt->cycle, rt->removing_why);
 	rep_point_free(pt);
 	memmove(rt->rep.points + rt->i, rt->rep.points + rt->i + 1, (rt->rep.npoints - rt->i - 1) * sizeof(*pt));
 	rt->rep.npoints--;
 	vmjob_save(rt);
-	removed_then(rt);
+	rt->removed_then(rt);
 }
 
-static void
-remove_point(struct vmjob *rt, size_t k, void (*then)(struct vmjob *rt))
+void
+rep_remove_point(struct vmjob *rt, size_t k, const char *why, void (*then)(struct vmjob *rt))
 {
-	removed_then = then;
+	free(rt->removing_why);
+	rt->removing_why = xstrdup(why);
+	rt->removed_then = then;
 	rt->i = k;
 	rt->op = vs_remove_snapshot(rt_dst_client(rt->j), rt->rep.points[k].snap, point_removed, token_new(rt->j));
 }
@@ -266,7 +265,7 @@ cleanup_step(struct vmjob *rt)
 	size_t i;
 
 	if (rt->rep.op_point != 0 && (pt = latest(&rt->rep)) != NULL && pt->cycle > rt->rep.op_point) {
-		remove_point(rt, rt->rep.npoints - 1, cleanup_step);
+		rep_remove_point(rt, rt->rep.npoints - 1, "(consolidated)", cleanup_step);
 		return;
 	}
 	if (rt->rep.op_point != 0 && (pt = latest(&rt->rep)) != NULL) {
@@ -473,7 +472,7 @@ permanent_step(struct vmjob *rt)
 	case 1:
 	case 2:
 		if (rt->rep.npoints > 0) {
-			remove_point(rt, rt->rep.npoints - 1, permanent_step);
+			rep_remove_point(rt, rt->rep.npoints - 1, "(consolidated)", permanent_step);
 			return;
 		}
 		stage_done(rt, 3);

@@ -56,6 +56,7 @@ rt_free(void *p)
 	free(rt->land);
 	mig_data_free(&rt->d);
 	rep_data_free(&rt->rep);
+	free(rt->removing_why);
 	free(rt);
 }
 

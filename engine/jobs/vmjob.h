@@ -81,6 +81,8 @@ struct vmjob {
 	size_t nland_img;
 	void (*land_then)(struct sync_pass *p);
 	void (*before_then)(struct sync_pass *p);
+	void (*removed_then)(struct vmjob *rt); /* a restore point's removal (rep_remove_point) */
+	char *removing_why;
 };
 
 /* The job's runtime, or NULL. */
