@@ -120,15 +120,8 @@ rep_before_command(struct job *j, int event, const char *point, char **why)
 		rt->rep.op_stage = 0;
 	}
 	rt->rep.op_point = cycle;
-	{
-		struct sbuf b;
-
-		/* Persisted with the transition that follows, in one commit. */
-		sbuf_init(&b);
-		rt->kind->encode(rt, &b);
-		job_set_data(j, b.data, b.len);
-		sbuf_free(&b);
-	}
+	/* Persisted with the transition that follows, in one commit. */
+	vmjob_set_record(rt);
 	return 0;
 }
 

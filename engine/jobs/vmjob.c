@@ -75,17 +75,22 @@ vmjob_config_changed(struct job *j)
 		sync_wake(&vmjob_of(j)->pass);
 }
 
-static void
-rt_save_job(struct job *j)
+void
+vmjob_set_record(struct vmjob *rt)
 {
-	struct vmjob *rt = j->priv;
 	struct sbuf b;
 
 	sbuf_init(&b);
 	rt->kind->encode(rt, &b);
-	job_set_data(j, b.data, b.len);
-	job_persist(j);
+	job_set_data(rt->j, b.data, b.len);
 	sbuf_free(&b);
+}
+
+static void
+rt_save_job(struct job *j)
+{
+	vmjob_set_record(j->priv);
+	job_persist(j);
 }
 
 void

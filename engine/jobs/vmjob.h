@@ -95,6 +95,9 @@ struct vmjob *vmjob_enter(struct job *j);
 struct vmjob *vmjob_get(struct job *j);
 /* Persist the record. */
 void vmjob_save(struct vmjob *rt);
+/* Put the record in the job without committing it (it goes with the
+ * transition that follows). */
+void vmjob_set_record(struct vmjob *rt);
 /* Stop what is in flight; keep what was learnt. */
 void vmjob_stop_work(struct vmjob *rt);
 /* Disk i's staging image in temp_dir (malloc'd), or NULL with *err. */
