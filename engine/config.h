@@ -166,6 +166,7 @@ struct cfg_rule {
 		char *resource_pool;    /* pool path below the host's root pool, or NULL */
 	} target;                   /* migration, replication */
 	char *repository;           /* backup: path on the node; defaults to the node's repository */
+	char *key_file;             /* backup: encryption.key_file as written, or NULL (no encryption) */
 	char *template_name;        /* NULL if none; already applied */
 	struct cfg_options options;
 	struct cfg_window *windows;
@@ -186,6 +187,7 @@ struct cfg_rule {
 		struct cfg_loc target_platform;
 		struct cfg_loc target_name;
 		struct cfg_loc template_name;
+		struct cfg_loc key_file;
 		struct cfg_loc *vms;    /* nvms entries */
 	} locs;
 };

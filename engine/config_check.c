@@ -1,7 +1,8 @@
 /* Configuration loader, second stage: cfg_loader_reload() reads every
  * file of the directory, cross-checks them (names, VM claims, references,
- * templates) and keeps the last good version of each file, so that a
- * broken edit never takes a running rule away. */
+ * templates, the keys of shared repositories) and keeps the last good
+ * version of each file, so that a broken edit never takes a running rule
+ * away. */
 #include "engine/config_int.h"
 
 #include <dirent.h>
@@ -249,36 +250,111 @@ check_references(struct cfg_file *f, const struct config *acc, struct xerr *x)
 	return (int)x->local.n;
 }
 
-/* One pass over the files being tried.  Returns the index of the first
- * file with an error (its errors are reported), or -1 when all agree. */
+/* Whether two paths of the loader (as written: relative ones are against
+ * the state directory) name one place, ignoring repeated "/", "."
+ * components and a trailing "/".  NULL equals only NULL. */
+static int
+same_path(const char *a, const char *b)
+{
+	size_t la, lb;
+
+	if (a == NULL || b == NULL)
+		return a == b;
+	if ((*a == '/') != (*b == '/'))
+		return 0;
+	for (;;) {
+		while (*a == '/' || (a[0] == '.' && (a[1] == '/' || a[1] == '\0')))
+			a++;
+		while (*b == '/' || (b[0] == '.' && (b[1] == '/' || b[1] == '\0')))
+			b++;
+		la = strcspn(a, "/");
+		lb = strcspn(b, "/");
+		if (la != lb || strncmp(a, b, la) != 0)
+			return 0;
+		if (la == 0)
+			return 1;
+		a += la;
+		b += lb;
+	}
+}
+
+/* "with key_file \"k\"" or "without encryption"; malloc'd. */
+static char *
+key_desc(const struct cfg_rule *r)
+{
+	if (r->key_file == NULL)
+		return xstrdup("without encryption");
+	return xasprintf("with key_file \"%s\"", r->key_file);
+}
+
+/* SPEC §10: a repository is encrypted with one key or not at all, so the
+ * backup rules that share one must name the same key_file (or none).  Run
+ * once every rule has its effective repository (the node's by default);
+ * the later rule is the error. */
+static int
+check_repository_keys(struct cfg_file *f, const struct config *acc, struct xerr *x)
+{
+	size_t i, k;
+
+	for (i = 0; i < f->nrules; i++) {
+		const struct cfg_rule *r = &f->rules[i];
+
+		if (r->kind != CFG_BACKUP || r->repository == NULL)
+			continue;
+		/* acc->rules is in file order: the rules before r */
+		for (k = 0; k < acc->nrules && acc->rules[k] != r; k++) {
+			const struct cfg_rule *o = acc->rules[k];
+			char *rd, *od;
+
+			if (o->kind != CFG_BACKUP || o->repository == NULL ||
+			    !same_path(o->repository, r->repository) || same_path(o->key_file, r->key_file))
+				continue;
+			rd = key_desc(r);
+			od = key_desc(o);
+			xadd(x, r->key_file ? &r->locs.key_file : &r->locs.name,
+			    "backup rule \"%s\" uses repository \"%s\" %s, but backup rule \"%s\" (%s:%d) uses it %s; "
+			    "backup rules that share a repository must name the same encryption.key_file",
+			    r->name, r->repository, rd, o->name, o->loc.file, o->loc.line, od);
+			free(rd);
+			free(od);
+			break;
+		}
+	}
+	return (int)x->local.n;
+}
+
+/* One round over the files being tried, in three passes: definitions,
+ * then references (which apply templates and nodes), then what needs
+ * every rule's effective settings.  Returns the index of the first file
+ * with an error (its errors are reported), or -1 when all agree. */
 static ssize_t
 check_round(struct slot *s, size_t n, struct config *acc, const struct cfg_system **sys,
     struct cfg_errors *errs, size_t first)
 {
 	struct xerr x;
 	size_t i;
+	int pass, bad;
 
 	config_reset(acc);
 	*sys = NULL;
 	memset(&x, 0, sizeof(x));
 	x.errs = errs;
 	x.first = first;
-	for (i = 0; i < n; i++) {
-		if (s[i].cur == NULL)
-			continue;
-		x.suffix = s[i].cur != s[i].newf ? OLD_NOTE : NULL;
-		if (check_definitions(s[i].cur, acc, sys, &x) != 0) {
-			xflush(&x);
-			return (ssize_t)i;
-		}
-	}
-	for (i = 0; i < n; i++) {
-		if (s[i].cur == NULL)
-			continue;
-		x.suffix = s[i].cur != s[i].newf ? OLD_NOTE : NULL;
-		if (check_references(s[i].cur, acc, &x) != 0) {
-			xflush(&x);
-			return (ssize_t)i;
+	for (pass = 0; pass < 3; pass++) {
+		for (i = 0; i < n; i++) {
+			if (s[i].cur == NULL)
+				continue;
+			x.suffix = s[i].cur != s[i].newf ? OLD_NOTE : NULL;
+			if (pass == 0)
+				bad = check_definitions(s[i].cur, acc, sys, &x);
+			else if (pass == 1)
+				bad = check_references(s[i].cur, acc, &x);
+			else
+				bad = check_repository_keys(s[i].cur, acc, &x);
+			if (bad != 0) {
+				xflush(&x);
+				return (ssize_t)i;
+			}
 		}
 	}
 	return -1;

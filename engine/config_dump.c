@@ -254,6 +254,8 @@ config_dump(const struct config *c, FILE *out)
 		} else {
 			fprintf(out, "  repository: %s%s\n", r->repository ? r->repository : "-",
 			    (r->written & CFG_W_REPOSITORY) ? "" : " (node)");
+			if (r->key_file != NULL)
+				fprintf(out, "  encryption: key_file %s\n", r->key_file);
 		}
 		fprintf(out, "  template: %s\n", r->template_name ? r->template_name : "none");
 		dump_options(out, &r->options, 1u << r->kind, r->options.set, t);

@@ -181,6 +181,7 @@ rule_free(struct cfg_rule *r)
 	free(r->target.folder);
 	free(r->target.resource_pool);
 	free(r->repository);
+	free(r->key_file);
 	free(r->template_name);
 	free(r->windows);
 	cfg_schedule_free(&r->schedule);
@@ -1254,11 +1255,26 @@ parse_target(struct pctx *c, yaml_node_t *n, struct cfg_rule *r)
 		r->target.resource_pool = get_inventory_path(c, f[6].val, "target.resource_pool");
 }
 
+/* encryption: { key_file: PATH }.  The loader does not read the key:
+ * the repository does when it opens (drivers/repo.c). */
+static void
+parse_encryption(struct pctx *c, yaml_node_t *n, struct cfg_rule *r)
+{
+	struct field f[] = {
+		{ "key_file", 1, NULL, NULL },
+	};
+
+	if (cfg_map_fields(c, n, "encryption", f, ARRAY_LEN(f)) != 0 || f[0].val == NULL)
+		return;
+	r->key_file = get_path(c, f[0].val, "encryption.key_file", 0);
+	r->locs.key_file = loc_of(c, f[0].val);
+}
+
 static void
 parse_rule(struct pctx *c, yaml_node_t *n, enum cfg_kind kind, struct cfg_file *out)
 {
 	enum { F_KIND, F_NAME, F_SOURCE, F_NODE, F_TARGET, F_TEMPLATE, F_OPTIONS, F_BW, F_SCHED,
-		F_HIST, F_RETENTION, F_REPO };
+		F_HIST, F_RETENTION, F_REPO, F_ENC };
 	struct field f[] = {
 		{ "kind", 1, NULL, NULL },
 		{ "name", 1, NULL, NULL },
@@ -1272,6 +1288,7 @@ parse_rule(struct pctx *c, yaml_node_t *n, enum cfg_kind kind, struct cfg_file *
 		{ "keep_history", 0, NULL, NULL },
 		{ "retention", 0, NULL, NULL },
 		{ "repository", 0, NULL, NULL },
+		{ "encryption", 0, NULL, NULL },
 	};
 	char where[32];
 	struct cfg_rule r;
@@ -1285,6 +1302,7 @@ parse_rule(struct pctx *c, yaml_node_t *n, enum cfg_kind kind, struct cfg_file *
 	if (kind != CFG_BACKUP) {
 		f[F_RETENTION].key = NULL;
 		f[F_REPO].key = NULL;
+		f[F_ENC].key = NULL;
 	}
 	if (kind == CFG_MIGRATION) {
 		f[F_SCHED].key = NULL;
@@ -1335,6 +1353,8 @@ parse_rule(struct pctx *c, yaml_node_t *n, enum cfg_kind kind, struct cfg_file *
 		r.repository = get_path(c, f[F_REPO].val, "repository", 0);
 		r.written |= CFG_W_REPOSITORY;
 	}
+	if (f[F_ENC].val != NULL)
+		parse_encryption(c, f[F_ENC].val, &r);
 	if (c->nerr != before) {
 		rule_free(&r);
 		return;

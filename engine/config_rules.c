@@ -836,6 +836,8 @@ rule_digest(const struct cfg_rule *r)
 	if (r->target.resource_pool != NULL)
 		h_str(&h, r->target.resource_pool);
 	h_str(&h, r->repository);
+	if (r->key_file != NULL)
+		h_str(&h, r->key_file);
 	for (i = 0; i < ARRAY_LEN(cfg_optdefs); i++) {
 		int v = cfg_opt_get(&r->options, cfg_optdefs[i].bit);
 

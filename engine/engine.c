@@ -398,6 +398,8 @@ rule_to_json(const struct cfg_rule *r)
 		        r->target.resource_pool));
 	if (r->kind == CFG_BACKUP) {
 		json_object_set_new(obj, "repository", r->repository ? json_string(r->repository) : json_null());
+		json_object_set_new(obj, "encryption",
+		    r->key_file ? json_pack("{s:s}", "key_file", r->key_file) : json_null());
 		json_object_set_new(obj, "retention", json_integer(r->retention));
 	}
 	if (r->kind == CFG_REPLICATION)

@@ -481,6 +481,158 @@ test_digest(void **state)
 	cfg_file_free(&f1);
 }
 
+/* ---- backup encryption ------------------------------------------------ */
+
+static const char backup_base[] = "kind: backup\nname: b\nsource: { platform: p, vms: [a] }\nnode: n\n"
+    "schedule: { once: \"2030-01-01 00:00\" }\n";
+
+static void
+test_encryption_parsed(void **state)
+{
+	struct cfg_file f1, f2;
+	char *msgs, *t;
+
+	(void)state;
+	assert_int_equal(parse(backup_base, NULL, &f1, &msgs), 0);
+	free(msgs);
+	assert_null(f1.rules[0].key_file);
+	t = xasprintf("%sencryption: { key_file: keys/b.key }\n", backup_base);
+	assert_int_equal(parse(t, NULL, &f2, &msgs), 0);
+	assert_string_equal(msgs, "");
+	free(msgs);
+	free(t);
+	/* stored as written, relative to the state directory like repository */
+	assert_string_equal(f2.rules[0].key_file, "keys/b.key");
+	assert_int_equal(f2.rules[0].locs.key_file.line, 6);
+	assert_int_equal(f2.rules[0].locs.key_file.col, 25);
+	/* a key is a change of the rule */
+	assert_true(f1.rules[0].digest != f2.rules[0].digest);
+	cfg_file_free(&f2);
+	cfg_file_free(&f1);
+}
+
+static void
+test_encryption_errors(void **state)
+{
+	char *t;
+
+	(void)state;
+	t = xasprintf("%sencryption: { key_file: k, cipher: aes }\n", backup_base);
+	expect_error(t, "t.yaml:6:28: unknown key \"cipher\" in encryption");
+	free(t);
+	t = xasprintf("%sencryption: { }\n", backup_base);
+	expect_error(t, "t.yaml:6:13: missing required key \"key_file\" in encryption");
+	free(t);
+	t = xasprintf("%sencryption: { key_file: \"\" }\n", backup_base);
+	expect_error(t, "encryption.key_file: empty path");
+	free(t);
+	t = xasprintf("%sencryption: keys/b.key\n", backup_base);
+	expect_error(t, "encryption: expected a mapping");
+	free(t);
+	expect_error("kind: replication\nname: r\nsource: { platform: p, vms: [a] }\nnode: n\n"
+	    "target: { platform: p, datacenter: d, host: h, datastore: s }\n"
+	    "schedule: { type: daily, start: \"01:00\" }\nencryption: { key_file: k }\n",
+	    "t.yaml:7:1: unknown key \"encryption\" in replication rule");
+	expect_error("kind: migration\nname: m\nsource: { platform: p, vms: [a] }\nnode: n\n"
+	    "target: { platform: p, datacenter: d, host: h, datastore: s }\nencryption: { key_file: k }\n",
+	    "unknown key \"encryption\" in migration rule");
+}
+
+/* Writes a file holding one backup rule: vc-a, node local (repository /r). */
+static void
+write_backup(struct tdir *d, const char *file, const char *name, const char *vm, const char *extra)
+{
+	char *t = xasprintf("kind: backup\nname: %s\nsource: { platform: vc-a, vms: [%s] }\nnode: local\n"
+	    "schedule: { once: \"2030-01-01 00:00\" }\n%s", name, vm, extra);
+
+	tdir_write(d, file, t);
+	free(t);
+}
+
+static void
+test_loader_repository_keys_differ(void **state)
+{
+	struct tdir *d = *state;
+	struct cfg_loader ld;
+	char *msgs, *t;
+
+	write_backup(d, "30-a.yaml", "b1", "x", "encryption: { key_file: /k/one }\n");
+	/* the node's repository /r, written as /r/: the same repository */
+	write_backup(d, "40-b.yaml", "b2", "y", "repository: /r/\nencryption: { key_file: /k/two }\n");
+	cfg_loader_init(&ld, d->path);
+	assert_int_equal(reload(&ld, &msgs), 1);
+	/* on the later rule's key, naming the earlier rule and where it is */
+	assert_non_null(strstr(msgs, "40-b.yaml:7:25: backup rule \"b2\" uses repository \"/r/\" with key_file "
+	    "\"/k/two\", but backup rule \"b1\" ("));
+	assert_non_null(strstr(msgs, "30-a.yaml:1) uses it with key_file \"/k/one\"; backup rules that "
+	    "share a repository must name the same encryption.key_file"));
+	free(msgs);
+	assert_non_null(config_rule(&ld.cur, CFG_BACKUP, "b1"));
+	assert_null(config_rule(&ld.cur, CFG_BACKUP, "b2"));
+
+	/* one with a key, one without: refused too, at the rule's name */
+	write_backup(d, "40-b.yaml", "b2", "y", "");
+	assert_int_equal(reload(&ld, &msgs), 1);
+	assert_non_null(strstr(msgs, "40-b.yaml:2:7: backup rule \"b2\" uses repository \"/r\" without "
+	    "encryption, but backup rule \"b1\" ("));
+	assert_non_null(strstr(msgs, "30-a.yaml:1) uses it with key_file \"/k/one\";"));
+	free(msgs);
+	assert_null(config_rule(&ld.cur, CFG_BACKUP, "b2"));
+
+	/* within one file: the later rule is the error */
+	tdir_remove(d, "40-b.yaml");
+	t = xasprintf("kind: backup\nname: b3\nsource: { platform: vc-a, vms: [z] }\nnode: local\n"
+	    "schedule: { once: \"2030-01-01 00:00\" }\nrepository: ./r2\n"
+	    "---\n"
+	    "kind: backup\nname: b4\nsource: { platform: vc-a, vms: [w] }\nnode: local\n"
+	    "schedule: { once: \"2030-01-01 00:00\" }\nrepository: r2\nencryption: { key_file: k }\n");
+	tdir_write(d, "50-c.yaml", t);
+	free(t);
+	assert_int_equal(reload(&ld, &msgs), 1);
+	assert_non_null(strstr(msgs, "50-c.yaml:14:25: backup rule \"b4\" uses repository \"r2\" with key_file "
+	    "\"k\", but backup rule \"b3\" ("));
+	assert_non_null(strstr(msgs, "50-c.yaml:1) uses it without encryption;"));
+	free(msgs);
+	assert_null(config_rule(&ld.cur, CFG_BACKUP, "b3"));
+	assert_non_null(config_rule(&ld.cur, CFG_BACKUP, "b1"));
+	cfg_loader_free(&ld);
+}
+
+static void
+test_loader_repository_keys_agree(void **state)
+{
+	struct tdir *d = *state;
+	struct cfg_loader ld;
+	const struct cfg_rule *r;
+	char *msgs, *dump;
+
+	/* one repository, one key (written twice alike) */
+	write_backup(d, "30-a.yaml", "b1", "x", "encryption: { key_file: /k/one }\n");
+	write_backup(d, "40-b.yaml", "b2", "y", "repository: /r\nencryption: { key_file: /k//one }\n");
+	/* other repositories, other keys, or none */
+	write_backup(d, "50-c.yaml", "b3", "z", "repository: /r3\nencryption: { key_file: /k/three }\n");
+	write_backup(d, "60-d.yaml", "b4", "w", "repository: r4\n");
+	cfg_loader_init(&ld, d->path);
+	assert_int_equal(reload(&ld, &msgs), 0);
+	assert_string_equal(msgs, "");
+	free(msgs);
+	assert_int_equal(ld.cur.nrules, 4);
+	assert_non_null(r = config_rule(&ld.cur, CFG_BACKUP, "b1"));
+	assert_string_equal(r->repository, "/r");
+	assert_string_equal(r->key_file, "/k/one");
+	assert_non_null(r = config_rule(&ld.cur, CFG_BACKUP, "b3"));
+	assert_string_equal(r->key_file, "/k/three");
+	assert_non_null(r = config_rule(&ld.cur, CFG_BACKUP, "b4"));
+	assert_null(r->key_file);
+
+	dump = dump_string(&ld.cur);
+	assert_non_null(strstr(dump, "backup b3: # "));
+	assert_non_null(strstr(dump, "  repository: /r3\n  encryption: key_file /k/three\n"));
+	assert_non_null(strstr(dump, "  repository: r4\n  template: none\n"));
+	free(dump);
+	cfg_loader_free(&ld);
+}
+
 /* ---- the loader ------------------------------------------------------- */
 
 static void
@@ -802,6 +954,8 @@ main(void)
 		cmocka_unit_test(test_schedules),
 		cmocka_unit_test(test_window_limit),
 		cmocka_unit_test(test_digest),
+		cmocka_unit_test(test_encryption_parsed),
+		cmocka_unit_test(test_encryption_errors),
 		cmocka_unit_test_setup_teardown(test_loader_basic_and_dump, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_loader_keeps_last_good, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_loader_old_version_dropped_too, setup_dir, teardown_dir),
@@ -810,6 +964,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_loader_cascade, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_loader_claims_and_duplicates, setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_loader_template_reapplied, setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(test_loader_repository_keys_differ, setup_dir, teardown_dir),
+		cmocka_unit_test_setup_teardown(test_loader_repository_keys_agree, setup_dir, teardown_dir),
 		cmocka_unit_test(test_loader_missing_dir),
 		cmocka_unit_test(test_examples),
 	};
