@@ -163,6 +163,10 @@ int repo_points(struct repo *r, const char *rule, const char *vm, uint64_t **seq
 int repo_point_read(struct repo *r, const char *rule, const char *vm, uint64_t seq, struct repo_point **out,
     char **err);
 void repo_point_free(struct repo_point *p);
+/* Only a point's manifest (its disks carry no ids): what a listing
+ * shows, without reading the indexes. */
+int repo_point_manifest(struct repo *r, const char *rule, const char *vm, uint64_t seq, struct repo_point **out,
+    char **err);
 
 /* Deletes one point (refused while a writer on r reads against it); its
  * chunks stay until repo_gc. */

@@ -468,6 +468,20 @@ done:
 	return rc;
 }
 
+int
+repo_point_manifest(struct repo *r, const char *rule, const char *vm, uint64_t seq, struct repo_point **out,
+    char **err)
+{
+	int missing = 0;
+
+	if (!repo_name_ok(rule) || !repo_name_ok(vm)) {
+		*out = NULL;
+		*err = xasprintf("%s/%s: not a name a point can have", rule, vm);
+		return -1;
+	}
+	return repo_manifest_read(r, rule, vm, seq, out, &missing, err);
+}
+
 /* ---- listing ---- */
 
 void

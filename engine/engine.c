@@ -20,7 +20,9 @@
 #include "engine/config_store.h"
 #include "engine/ctl.h"
 #include "engine/core/http.h"
+#include "engine/core/workers.h"
 #include "engine/jobs/job.h"
+#include "engine/jobs/repos.h"
 #include "engine/core/log.h"
 #include "engine/core/loop.h"
 #include "engine/jobs/kinds.h"
@@ -799,7 +801,7 @@ op_dispatch(const struct request *req, int event, enum cfg_kind only_kind, int k
 		if (job_kind_of(j->kind)->before_command != NULL) {
 			char *refused = NULL;
 
-			if (job_kind_of(j->kind)->before_command(j, event, req->point, &refused) != 0) {
+			if (job_kind_of(j->kind)->before_command(j, event, req, &refused) != 0) {
 				rejected++;
 				if (why == NULL)
 					why = refused;
@@ -874,7 +876,9 @@ engine_handle(struct ctl_client *c, const struct request *req)
 		if (str_eq(req->kind, "backup") ||
 		    (config_rule(&eng.loader.cur, CFG_REPLICATION, req->rule) == NULL &&
 		        config_rule(&eng.loader.cur, CFG_BACKUP, req->rule) != NULL))
-			return resp_error("run: backup jobs cannot run yet in this version of vmferry");
+			return op_dispatch(req, BAK_EV_RUN, CFG_BACKUP, 1);
+		if (req->mode != NULL)
+			return resp_error("run: --mode applies to backup rules only");
 		return op_dispatch(req, REP_EV_RUN, CFG_REPLICATION, 1);
 	case OP_FAILOVER:
 		return op_dispatch(req, req->permanent ? REP_EV_FAILOVER_PERM : REP_EV_FAILOVER_TEMP, CFG_REPLICATION, 1);
@@ -965,6 +969,7 @@ engine_run(const struct engine_opts *o)
 		return -1;
 	}
 	eng.base = loop_init();
+	workers_init(eng.base, 0);
 	store_dir = xasprintf("%s/store", o->state_dir);
 	if (store_open(store_dir, eng.base) != 0) {
 		free(store_dir);
@@ -1028,6 +1033,8 @@ out_jobs:
 	if (store_commit() != 0)
 		rc = -1;
 	job_shutdown();
+	workers_free();
+	repos_close_all();
 	platform_shutdown();
 	http_shutdown();
 out_store:

@@ -127,6 +127,8 @@ due(const struct calendar_run *run, void *arg)
 
 		if (j->kind != run->kind || strcmp(j->rule, run->rule) != 0 || k == NULL || k->run_event < 0)
 			continue;
+		if (k->before_run != NULL)
+			k->before_run(j, (int)run->mode);
 		res = fsm_dispatch(j, k->run_event, "its schedule is due");
 		if (res == FSM_DONE) {
 			job_log(j, LOG_INFO, "scheduled run of %s%s (%s)", when, run->late ? ", missed while the daemon was down" : "",

@@ -2,6 +2,7 @@
  * saves the VM configuration, queries changes, checks the repository for
  * the parent restore point and transfers; restores run from rest. */
 #include "fsm/tables.h"
+#include "engine/jobs/backup.h"
 #include "engine/jobs/job.h"
 
 static const struct fsm_state_info bak_states[] = { BACKUP_STATES(FSM_STATE_INFO) };
@@ -50,12 +51,17 @@ static const struct fsm_row bak_rows[] = {
 };
 
 static fsm_action bak_enter[BAK_NSTATES] = {
-	[BAK_STARTING] = job_enter_starting,
+	[BAK_STARTING] = bak_enter_starting,
 	[BAK_QUEUED] = job_enter_queued,
-	[BAK_PREPARING] = job_enter_not_built,
-	[BAK_STOPPING] = job_enter_stopping,
+	[BAK_PREPARING] = bak_enter_preparing,
+	[BAK_SAVING_CONFIG] = bak_enter_saving_config,
+	[BAK_QUERYING_CHANGES] = bak_enter_querying_changes,
+	[BAK_CHECKING_DATA] = bak_enter_checking_data,
+	[BAK_TRANSFERRING] = bak_enter_transferring,
+	[BAK_STOPPING] = bak_enter_stopping,
 	[BAK_UNKNOWN] = job_enter_invalid,
-	[BAK_DELETING] = job_enter_deleting,
+	[BAK_FAILED] = bak_enter_failed,
+	[BAK_DELETING] = bak_enter_deleting,
 };
 
 const struct fsm_table fsm_backup = {

@@ -1,6 +1,7 @@
 #include "engine/core/loop.h"
 
 #include <event2/event.h>
+#include <event2/thread.h>
 
 #include "engine/core/util.h"
 
@@ -9,6 +10,9 @@ static struct event_base *base;
 struct event_base *
 loop_init(void)
 {
+	/* Worker threads hand their results back through events (workers.c). */
+	if (base == NULL && evthread_use_pthreads() != 0)
+		fatal("cannot enable the event loop's thread support");
 	if (base == NULL && (base = event_base_new()) == NULL)
 		fatal("cannot create the event loop");
 	return base;

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "engine/jobs/backup.h"
 #include "engine/jobs/migrate.h"
 #include "engine/jobs/replicate.h"
 #include "fsm/tables.h"
@@ -27,7 +28,10 @@ static const struct job_kind replication = {
 static const struct job_kind backup = {
 	.kind = CFG_BACKUP,
 	.table = &fsm_backup,
+	.before_command = bak_before_command,
 	.run_event = BAK_EV_RUN,
+	.before_run = bak_before_run,
+	.details = bak_details,
 };
 
 const struct job_kind *const job_kinds[] = { &migration, &replication, &backup, NULL };

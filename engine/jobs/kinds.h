@@ -11,6 +11,7 @@
 
 struct fsm_table;
 struct job;
+struct request;
 
 struct job_kind {
 	enum cfg_kind kind;
@@ -20,9 +21,12 @@ struct job_kind {
 	 * with the command's restore point (or NULL).  -1 with *why: the
 	 * command is refused for that job, nothing changed.  NULL: nothing to
 	 * add. */
-	int (*before_command)(struct job *j, int event, const char *point, char **why);
+	int (*before_command)(struct job *j, int event, const struct request *req, char **why);
 	/* The event its schedule sends (立即执行 too); -1: it has none. */
 	int run_event;
+	/* The schedule is about to send run_event, for an entry of that mode
+	 * (enum cfg_backup_mode).  NULL: runs have no mode. */
+	void (*before_run)(struct job *j, int mode);
 	/* What its persisted data says of one job, for `show` (a JSON
 	 * object, new reference); NULL when the record cannot be read. */
 	json_t *(*details)(const struct job *j);

@@ -123,7 +123,7 @@ mig_details(const struct job *j)
 }
 
 int
-mig_before_command(struct job *j, int event, const char *point, char **why)
+mig_before_command(struct job *j, int event, const struct request *req, char **why)
 {
 	*why = NULL;
 	if (event == MIG_EV_MIGRATE && j->fsm.state == MIG_READY)

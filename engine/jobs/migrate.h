@@ -6,6 +6,8 @@
 
 #include <jansson.h>
 
+struct request;
+
 struct job;
 
 /* Its other states' actions are the ones it shares with replication
@@ -15,7 +17,7 @@ void mig_enter_cutting_over(struct job *j, int event);
 
 /* Before a user command reaches a migration job: 开始迁移 in 迁移就绪
  * records that the cutover was asked for. */
-int mig_before_command(struct job *j, int event, const char *point, char **why);
+int mig_before_command(struct job *j, int event, const struct request *req, char **why);
 
 /* For `show`: the target VM, the passes, how the target's disks are
  * written (in place, deltas, whole uploads and why), the cutover stage. */

@@ -7,6 +7,8 @@
 #include <jansson.h>
 #include <stddef.h>
 
+struct request;
+
 struct job;
 struct vmjob;
 
@@ -18,7 +20,7 @@ json_t *rep_details(const struct job *j);
  * "rp3", "latest"; NULL: the latest, for failover) recorded with the
  * transition; -1 with *why when there is no such point (nothing
  * changes).  Other events: 0. */
-int rep_before_command(struct job *j, int event, const char *point, char **why);
+int rep_before_command(struct job *j, int event, const struct request *req, char **why);
 
 /* Remove restore point k of the record (its snapshot first; one removed
  * before a crash is gone already), logged with why ("(consolidated)"),

@@ -25,6 +25,7 @@
 #include "engine/jobs/job.h"
 #include "engine/jobs/runtime.h"
 #include "engine/jobs/vmjob.h"
+#include "engine/request.h"
 #include "fsm/fsm.h"
 #include "fsm/tables.h"
 
@@ -83,8 +84,9 @@ points_list(const struct rep_data *x)
 }
 
 int
-rep_before_command(struct job *j, int event, const char *point, char **why)
+rep_before_command(struct job *j, int event, const struct request *req, char **why)
 {
+	const char *point = req != NULL ? req->point : NULL;
 	const struct fsm_row *row = fsm_lookup(j->fsm.table, j->fsm.state, event);
 	struct vmjob *rt;
 	uint32_t cycle;

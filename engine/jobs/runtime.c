@@ -380,11 +380,12 @@ rt_vm_set(struct vs_vm **slot, const struct vs_vm *vm)
 static void found_source(const struct vs_inventory *inv, const char *error, int refused, double age, void *arg);
 
 static void
-look_up_source(struct job *j, int refresh, int may_be_gone)
+look_up_source(struct job *j, int refresh, int may_be_gone, void (*found)(struct job *j, const struct vs_vm *vm))
 {
 	struct token *t = token_new(j);
 
 	t->flag = refresh | (may_be_gone << 1);
+	t->found = found;
 	if (platform_inventory(j->cfg->source_platform, refresh, found_source, t) != 0) {
 		token_take(t);
 		rt_fail(j, "source platform %s is not configured", j->cfg->source_platform);
@@ -395,6 +396,7 @@ static void
 found_source(const struct vs_inventory *inv, const char *error, int refused, double age, void *arg)
 {
 	int flag = ((struct token *)arg)->flag;
+	void (*then)(struct job *j, const struct vs_vm *vm) = ((struct token *)arg)->found;
 	struct job *j = token_take(arg);
 	const struct vs_vm *vm;
 
@@ -406,7 +408,7 @@ found_source(const struct vs_inventory *inv, const char *error, int refused, dou
 	}
 	vm = vs_inventory_vm(inv, j->vm);
 	if (vm == NULL && !(flag & 1)) {
-		look_up_source(j, 1, flag >> 1);
+		look_up_source(j, 1, flag >> 1, then);
 		return;
 	}
 	if (vm == NULL && !(flag >> 1)) {
@@ -414,13 +416,22 @@ found_source(const struct vs_inventory *inv, const char *error, int refused, dou
 		return;
 	}
 	slots_set_host(&j->slot, vm != NULL && vm->host_name ? vm->host_name : "");
-	fsm_dispatch(j, EV_STARTED, NULL);
+	if (then != NULL)
+		then(j, vm);
+	else
+		fsm_dispatch(j, EV_STARTED, NULL);
 }
 
 void
 rt_find_source(struct job *j, int may_be_gone)
 {
-	look_up_source(j, 0, may_be_gone != 0);
+	look_up_source(j, 0, may_be_gone != 0, NULL);
+}
+
+void
+rt_find_source_then(struct job *j, int may_be_gone, void (*found)(struct job *j, const struct vs_vm *vm))
+{
+	look_up_source(j, 0, may_be_gone != 0, found);
 }
 
 /* ---- the source's configuration ---- */

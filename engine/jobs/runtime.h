@@ -23,6 +23,7 @@ struct token {
 	unsigned epoch;
 	void *ctx; /* the work's owner inside the job's runtime: valid while the token is */
 	int flag;  /* for the caller (an inventory lookup: asked afresh) */
+	void (*found)(struct job *j, const struct vs_vm *vm); /* an inventory lookup's continuation */
 };
 
 struct token *token_new(struct job *j);
@@ -84,6 +85,9 @@ void rt_sync_settings(struct job *j, struct sync_settings *s);
  * max_tasks_per_host slot; then EV_STARTED.  may_be_gone: a missing VM
  * is no error (after a cutover the source may be gone or renamed). */
 void rt_find_source(struct job *j, int may_be_gone);
+/* The same lookup, then found(j, vm) (vm NULL: gone, with may_be_gone)
+ * instead of EV_STARTED. */
+void rt_find_source_then(struct job *j, int may_be_gone, void (*found)(struct job *j, const struct vs_vm *vm));
 
 /* The source VM's configuration saved as vm-config.json in the job's
  * temp_dir directory (atomically); 0, or -1 with the job made 失效. */

@@ -142,6 +142,16 @@ sync_state_adopt(struct sync_state *st, const struct vs_vm *vm)
 }
 
 void
+sync_disk_restart(struct sync_disk *d, int full)
+{
+	d->full = (uint8_t)full;
+	d->checkpoint = 0;
+	free(d->prev_cid);
+	d->prev_cid = NULL;
+	d->prev_ckpt = 0;
+}
+
+void
 sync_state_reset_checkpoints(struct sync_state *st)
 {
 	size_t i;
@@ -625,11 +635,7 @@ prep_areas(struct sync_pass *p)
 		/* Never trust a checkpoint or a changeId for bytes that are gone. */
 		job_log(p->j, LOG_WARN, "disk %zu: %s; copying it in full", p->i, why);
 		free(why);
-		d->full = 1;
-		d->checkpoint = 0;
-		free(d->prev_cid);
-		d->prev_cid = NULL;
-		d->prev_ckpt = 0;
+		sync_disk_restart(d, 1);
 		save(p);
 	}
 	if (d->checkpoint == SYNC_DISK_DONE && p->kind->land == NULL) {
@@ -733,8 +739,8 @@ prep_snapshot(struct sync_pass *p)
 	free(num);
 }
 
-static void
-prep_done(struct sync_pass *p)
+void
+sync_areas_changed(struct sync_pass *p)
 {
 	size_t k;
 
@@ -748,6 +754,12 @@ prep_done(struct sync_pass *p)
 		p->total += all;
 		p->base += all - copy_bytes_from(p->areas[k], p->nareas[k], p->st->disks[k].checkpoint);
 	}
+}
+
+static void
+prep_done(struct sync_pass *p)
+{
+	sync_areas_changed(p);
 	p->then(p, 0);
 }
 

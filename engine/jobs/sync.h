@@ -57,6 +57,9 @@ void sync_state_put(const struct sync_state *st, struct sbuf *b);
 int sync_state_get(struct rec_reader *r, struct sync_state *st);
 /* The source VM as read before the first pass: its disks, in order. */
 void sync_state_adopt(struct sync_state *st, const struct vs_vm *vm);
+/* Disk d owes nothing to an earlier pass: no checkpoint, no interrupted
+ * pass's changeId; full says whether it is copied in full. */
+void sync_disk_restart(struct sync_disk *d, int full);
 /* Forget the checkpoints of the pass (its snapshot is gone). */
 void sync_state_reset_checkpoints(struct sync_state *st);
 
@@ -183,6 +186,9 @@ void sync_refresh(struct sync_pass *p);
 /* A reload may have changed the bandwidth windows. */
 void sync_wake(struct sync_pass *p);
 
+/* The kind changed the prepared pass's areas or checkpoints (a backup
+ * reads again what its repository lacks): its byte counts follow. */
+void sync_areas_changed(struct sync_pass *p);
 /* Forget the prepared pass (its areas are computed again): a disk's base
  * changeId or checkpoint was changed by the kind. */
 void sync_forget_prepared(struct sync_pass *p);

@@ -1,0 +1,177 @@
+/* The worker pool (see workers.h): one queue under a mutex, threads that
+ * take from it, and a list of finished work that one libevent event,
+ * activated from the workers (libevent's pthreads locking is on, see
+ * loop.c), hands back to the loop. */
+#include "engine/core/workers.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/queue.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "engine/core/util.h"
+
+struct work {
+	TAILQ_ENTRY(work) link;
+	work_fn fn, done, release;
+	void *arg;
+	int running;
+	int cancelled;
+};
+TAILQ_HEAD(work_list, work);
+
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t more;
+	struct work_list queue, finished;
+	pthread_t *threads;
+	int nthreads;
+	int quit;
+	struct event *ev;
+} pool = { .lock = PTHREAD_MUTEX_INITIALIZER, .more = PTHREAD_COND_INITIALIZER };
+
+static void *
+worker_main(void *unused)
+{
+	struct work *w;
+
+	pthread_mutex_lock(&pool.lock);
+	for (;;) {
+		while (!pool.quit && TAILQ_EMPTY(&pool.queue))
+			pthread_cond_wait(&pool.more, &pool.lock);
+		if (pool.quit)
+			break;
+		w = TAILQ_FIRST(&pool.queue);
+		TAILQ_REMOVE(&pool.queue, w, link);
+		w->running = 1;
+		pthread_mutex_unlock(&pool.lock);
+		w->fn(w->arg);
+		pthread_mutex_lock(&pool.lock);
+		TAILQ_INSERT_TAIL(&pool.finished, w, link);
+		event_active(pool.ev, EV_READ, 0);
+	}
+	pthread_mutex_unlock(&pool.lock);
+	return NULL;
+}
+
+static void
+work_free(struct work *w)
+{
+	if (w->release != NULL)
+		w->release(w->arg);
+	free(w);
+}
+
+/* On the loop: hand every finished work to its done. */
+static void
+finished_cb(evutil_socket_t fd, short what, void *unused)
+{
+	struct work_list done = TAILQ_HEAD_INITIALIZER(done);
+	struct work *w;
+
+	pthread_mutex_lock(&pool.lock);
+	TAILQ_CONCAT(&done, &pool.finished, link);
+	pthread_mutex_unlock(&pool.lock);
+	while ((w = TAILQ_FIRST(&done)) != NULL) {
+		TAILQ_REMOVE(&done, w, link);
+		if (!w->cancelled && w->done != NULL)
+			w->done(w->arg);
+		work_free(w);
+	}
+}
+
+void
+workers_init(struct event_base *base, int n)
+{
+	int i;
+
+	if (pool.threads != NULL)
+		return;
+	if (n <= 0) {
+		long c = sysconf(_SC_NPROCESSORS_ONLN);
+
+		n = c > 0 ? (int)c : 1;
+	}
+	TAILQ_INIT(&pool.queue);
+	TAILQ_INIT(&pool.finished);
+	pool.quit = 0;
+	if ((pool.ev = event_new(base, -1, 0, finished_cb, NULL)) == NULL)
+		fatal("cannot create the worker pool's event");
+	pool.threads = xcalloc((size_t)n, sizeof(*pool.threads));
+	for (i = 0; i < n; i++)
+		if (pthread_create(&pool.threads[i], NULL, worker_main, NULL) != 0)
+			fatal("cannot start worker thread %d", i);
+	pool.nthreads = n;
+}
+
+void
+workers_free(void)
+{
+	struct work *w;
+	int i;
+
+	if (pool.threads == NULL)
+		return;
+	pthread_mutex_lock(&pool.lock);
+	pool.quit = 1;
+	pthread_cond_broadcast(&pool.more);
+	pthread_mutex_unlock(&pool.lock);
+	for (i = 0; i < pool.nthreads; i++)
+		pthread_join(pool.threads[i], NULL);
+	while ((w = TAILQ_FIRST(&pool.queue)) != NULL) {
+		TAILQ_REMOVE(&pool.queue, w, link);
+		work_free(w);
+	}
+	while ((w = TAILQ_FIRST(&pool.finished)) != NULL) {
+		TAILQ_REMOVE(&pool.finished, w, link);
+		work_free(w);
+	}
+	event_free(pool.ev);
+	free(pool.threads);
+	pool.threads = NULL;
+	pool.nthreads = 0;
+	pool.ev = NULL;
+}
+
+int
+workers_count(void)
+{
+	return pool.nthreads;
+}
+
+struct work *
+work_submit(work_fn fn, work_fn done, work_fn release, void *arg)
+{
+	struct work *w = xcalloc(1, sizeof(*w));
+
+	if (pool.threads == NULL)
+		fatal("work submitted before the worker pool started");
+	w->fn = fn;
+	w->done = done;
+	w->release = release;
+	w->arg = arg;
+	pthread_mutex_lock(&pool.lock);
+	TAILQ_INSERT_TAIL(&pool.queue, w, link);
+	pthread_cond_signal(&pool.more);
+	pthread_mutex_unlock(&pool.lock);
+	return w;
+}
+
+void
+work_cancel(struct work *w)
+{
+	int queued;
+
+	if (w == NULL)
+		return;
+	pthread_mutex_lock(&pool.lock);
+	w->cancelled = 1;
+	queued = !w->running;
+	if (queued)
+		TAILQ_REMOVE(&pool.queue, w, link);
+	pthread_mutex_unlock(&pool.lock);
+	if (queued)
+		work_free(w);
+}

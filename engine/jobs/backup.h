@@ -1,0 +1,50 @@
+/* Backup jobs (seed 002): each run makes one restore point of a VM in the
+ * rule's repository (drivers/repo.h, SPEC §10), through the states of
+ * fsm/backup.c:
+ *
+ *   备份准备 preparing        the source VM found, the repository opened,
+ *                             the point chosen: its number, its mode
+ *                             (full, incremental, differential) and parent
+ *   备份虚拟机配置 saving_config  the VM's configuration read and kept for
+ *                             the point's manifest; each disk's base
+ *                             changeId taken from the parent
+ *   查询变化数据 querying_changes the sync pass's snapshot and the areas to
+ *                             read (changes since the parent, or every
+ *                             allocated area)
+ *   检查数据 checking_data     the point opened in the repository, the
+ *                             parent's index read, its chunks checked: one
+ *                             that is missing (set aside by verify) is read
+ *                             from the source again
+ *   执行中 transferring        the areas copied into the repository sink
+ *                             (backup_sink.c), the point committed, the
+ *                             snapshot removed, retention and garbage
+ *                             collection; then 空闲 or 已完成
+ *
+ * A crash or a lost peer resumes the point in progress where its partial
+ * indexes say it got; a stop or a failure forgets it (the next run makes
+ * a new one).  Every blocking repository call runs on the worker pool. */
+#ifndef VMFERRY_JOBS_BACKUP_H
+#define VMFERRY_JOBS_BACKUP_H
+
+#include <jansson.h>
+
+struct ctl_client;
+struct job;
+struct request;
+
+void bak_enter_starting(struct job *j, int event);
+void bak_enter_preparing(struct job *j, int event);
+void bak_enter_saving_config(struct job *j, int event);
+void bak_enter_querying_changes(struct job *j, int event);
+void bak_enter_checking_data(struct job *j, int event);
+void bak_enter_transferring(struct job *j, int event);
+void bak_enter_stopping(struct job *j, int event);
+void bak_enter_failed(struct job *j, int event);
+void bak_enter_deleting(struct job *j, int event);
+
+/* The kind's hooks (kinds.h). */
+int bak_before_command(struct job *j, int event, const struct request *req, char **why);
+void bak_before_run(struct job *j, int mode);
+json_t *bak_details(const struct job *j);
+
+#endif
