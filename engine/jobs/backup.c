@@ -19,6 +19,7 @@
 #include "engine/core/workers.h"
 #include "engine/jobs/backup_data.h"
 #include "engine/jobs/backup_sink.h"
+#include "engine/jobs/backup_steps.h"
 #include "engine/jobs/copy.h"
 #include "engine/jobs/job.h"
 #include "engine/jobs/repos.h"
@@ -81,18 +82,11 @@ forget_checked(struct bak_rt *rt)
 	rt->checked_snap = NULL;
 }
 
-static void
-abort_writer_fn(void *arg)
-{
-	repo_point_abort(arg);
-}
-
 /* The point being written is given up (its chunks stay until gc). */
 static void
 drop_writer(struct bak_rt *rt)
 {
-	if (rt->w != NULL)
-		work_submit(abort_writer_fn, NULL, NULL, rt->w);
+	bak_abort_writer(rt->w);
 	rt->w = NULL;
 }
 
@@ -280,54 +274,6 @@ rt_enter(struct job *j)
  * and touches only the step, done runs on the loop when the job's work
  * is still the one that asked. */
 
-struct step_disk {
-	uint32_t key;
-	uint64_t capacity;
-	char *ids_path;
-	char *cid;                       /* commit: the changeId read */
-	char *file;
-	int against_parent;              /* check: read against the parent's index */
-	uint8_t (*base)[REPO_ID_LEN];    /* results: the parent's ids (against_parent) */
-	uint8_t *done;                   /* chunks stored already */
-	uint64_t *missing;               /* parent chunks not in the repository: read again */
-	size_t nmissing;
-};
-
-struct bak_step {
-	struct token *t;
-	struct repo *repo;
-	char *rule, *vm;
-	void (*fn)(struct bak_step *s);
-	void (*done)(struct bak_rt *rt, struct bak_step *s);
-	int rc;
-	char *err;
-	/* the point */
-	uint64_t seq, parent;
-	int mode;
-	int64_t start;
-	uint32_t pass;
-	char *config_path;
-	struct repo_writer *w;           /* check: the writer (made here when NULL); commit: used up */
-	int made_writer;
-	size_t ndisks;
-	struct step_disk *disks;
-	/* choose */
-	int next_mode;
-	/* parent manifest */
-	struct repo_point *manifest;
-	/* commit */
-	uint64_t bytes_read, stored;
-	int existed;
-	/* retention */
-	int retention;
-	uint64_t *deleted;
-	size_t ndeleted;
-	struct repo_gc_stats gc;
-	int gc_ran;
-	struct bak_point *points;
-	size_t npoints;
-	char *warn;
-};
 
 static void
 step_run(void *arg)
@@ -355,31 +301,10 @@ static void
 step_release(void *arg)
 {
 	struct bak_step *s = arg;
-	size_t i;
 
 	if (s->t != NULL)
 		token_take(s->t);
-	/* A writer made by a step nobody took any more. */
-	if (s->made_writer && s->w != NULL)
-		work_submit(abort_writer_fn, NULL, NULL, s->w);
-	for (i = 0; i < s->ndisks; i++) {
-		free(s->disks[i].ids_path);
-		free(s->disks[i].cid);
-		free(s->disks[i].file);
-		free(s->disks[i].base);
-		free(s->disks[i].done);
-		free(s->disks[i].missing);
-	}
-	free(s->disks);
-	free(s->rule);
-	free(s->vm);
-	free(s->err);
-	free(s->config_path);
-	repo_point_free(s->manifest);
-	free(s->deleted);
-	free(s->points);
-	free(s->warn);
-	free(s);
+	bak_step_free(s);
 }
 
 static struct bak_step *
@@ -408,43 +333,6 @@ step_go(struct bak_rt *rt, struct bak_step *s)
 	rt->work = work_submit(step_run, step_done, step_release, s);
 }
 
-/* The complete points and their manifests, for the job's listing. */
-static int
-list_points(struct bak_step *s, uint64_t **seqs, size_t *n)
-{
-	size_t i;
-
-	if (repo_points(s->repo, s->rule, s->vm, seqs, n, &s->err) != 0)
-		return -1;
-	free(s->points);
-	s->points = xcalloc(*n ? *n : 1, sizeof(*s->points));
-	s->npoints = 0;
-	for (i = 0; i < *n; i++) {
-		struct repo_point *m = NULL;
-		char *e = NULL;
-		struct bak_point *pt;
-
-		if (repo_point_manifest(s->repo, s->rule, s->vm, (*seqs)[i], &m, &e) != 0) {
-			/* Listed all the same: verify names what is wrong. */
-			free(s->warn);
-			s->warn = e;
-			pt = &s->points[s->npoints++];
-			memset(pt, 0, sizeof(*pt));
-			pt->seq = (*seqs)[i];
-			continue;
-		}
-		pt = &s->points[s->npoints++];
-		pt->seq = m->seq;
-		pt->parent = m->parent;
-		pt->mode = (uint8_t)m->mode;
-		pt->start = m->start;
-		pt->end = m->end;
-		pt->read = m->bytes_read;
-		pt->stored = m->bytes_stored;
-		repo_point_free(m);
-	}
-	return 0;
-}
 
 static void
 adopt_points(struct bak_rt *rt, struct bak_step *s)
@@ -481,34 +369,6 @@ bak_enter_starting(struct job *j, int event)
 
 /* ---- preparing: the VM, the repository, the point ---- */
 
-static void
-choose_fn(struct bak_step *s)
-{
-	uint64_t *seqs = NULL;
-	size_t n = 0, k;
-	int mode = s->next_mode;
-
-	if (list_points(s, &seqs, &n) != 0) {
-		s->rc = -1;
-		return;
-	}
-	s->seq = n ? seqs[n - 1] + 1 : 1;
-	s->parent = 0;
-	if (mode == BAK_MODE_ANY)
-		mode = REPO_INCREMENTAL;
-	if (mode == REPO_INCREMENTAL && n > 0)
-		s->parent = seqs[n - 1];
-	for (k = n; mode == REPO_DIFFERENTIAL && k > 0; k--) {
-		if (s->points[k - 1].mode == REPO_FULL && s->points[k - 1].end != 0) {
-			s->parent = seqs[k - 1];
-			break;
-		}
-	}
-	s->mode = s->parent != 0 ? mode : REPO_FULL;
-	if (mode != REPO_FULL && s->parent == 0)
-		s->next_mode = -2; /* said below: there was no base */
-	free(seqs);
-}
 
 static void
 chosen(struct bak_rt *rt, struct bak_step *s)
@@ -575,7 +435,7 @@ source_found(struct job *j, const struct vs_vm *vm)
 		fsm_dispatch(j, EV_OK, NULL);
 		return;
 	}
-	s = step_new(rt, choose_fn, chosen);
+	s = step_new(rt, bak_choose_fn, chosen);
 	s->next_mode = rt->d.next_mode;
 	step_go(rt, s);
 }
@@ -601,12 +461,6 @@ bak_enter_preparing(struct job *j, int event)
 
 /* ---- saving_config: the VM's configuration, each disk's base ---- */
 
-static void
-manifest_fn(struct bak_step *s)
-{
-	if (repo_point_manifest(s->repo, s->rule, s->vm, s->parent, &s->manifest, &s->err) != 0)
-		s->rc = -1;
-}
 
 static void
 bases_read(struct bak_rt *rt, struct bak_step *s)
@@ -670,7 +524,7 @@ config_read(struct vs_out *out, void *arg)
 		fsm_dispatch(rt->j, EV_OK, NULL);
 		return;
 	}
-	s = step_new(rt, manifest_fn, bases_read);
+	s = step_new(rt, bak_manifest_fn, bases_read);
 	step_go(rt, s);
 }
 
@@ -709,91 +563,6 @@ bak_enter_querying_changes(struct job *j, int event)
 
 /* ---- checking_data: the point opened, the parent's chunks checked ---- */
 
-static void
-check_fn(struct bak_step *s)
-{
-	struct repo_point *parent = NULL;
-	size_t i, k;
-
-	if (s->w == NULL) {
-		struct repo_point p;
-		uint8_t *cfg = NULL;
-		size_t len = 0;
-		char *text = NULL;
-		FILE *f;
-
-		/* The configuration saved in 备份虚拟机配置. */
-		if (s->config_path != NULL && (f = fopen(s->config_path, "r")) != NULL) {
-			cfg = xmalloc(1 << 20);
-			len = fread(cfg, 1, (1 << 20) - 1, f);
-			cfg[len] = '\0';
-			text = (char *)cfg;
-			fclose(f);
-		}
-		memset(&p, 0, sizeof(p));
-		p.rule = s->rule;
-		p.vm = s->vm;
-		p.seq = s->seq;
-		p.mode = (enum repo_mode)s->mode;
-		p.parent = s->parent;
-		p.start = s->start;
-		p.config = text;
-		s->rc = repo_point_begin(s->repo, &p, &s->w, &s->err);
-		free(cfg);
-		if (s->rc != 0)
-			return;
-		s->made_writer = 1;
-	}
-	if (s->parent != 0 && repo_point_read(s->repo, s->rule, s->vm, s->parent, &parent, &s->err) != 0) {
-		s->rc = -1;
-		return;
-	}
-	for (i = 0; i < s->ndisks; i++) {
-		struct step_disk *d = &s->disks[i];
-		struct bak_ids ids;
-		uint64_t n = repo_disk_chunks(d->capacity);
-
-		if (d->against_parent && parent != NULL) {
-			for (k = 0; k < parent->ndisks; k++)
-				if ((uint32_t)parent->disks[k].key == d->key && parent->disks[k].capacity == d->capacity)
-					break;
-			if (k < parent->ndisks) {
-				d->base = xcalloc(n ? n : 1, REPO_ID_LEN);
-				memcpy(d->base, parent->disks[k].ids, n * REPO_ID_LEN);
-				for (k = 0; k < n; k++) {
-					if (repo_chunk_id_is_zero(d->base[k]) || repo_chunk_has(s->repo, d->base[k]))
-						continue;
-					d->missing = xreallocarray(d->missing, d->nmissing + 1, sizeof(uint64_t));
-					d->missing[d->nmissing++] = k;
-				}
-			}
-		}
-		if (bak_ids_load(d->ids_path, s->seq, s->pass, d->capacity, &ids, &s->err) != 0) {
-			s->rc = -1;
-			break;
-		}
-		/* What was stored before a restart must still be there (a
-		 * gc in between spares only what it saw in use). */
-		for (k = 0; k < n; k++) {
-			char *e = NULL;
-
-			if (!ids.set[k] || repo_chunk_has(s->repo, ids.ids[k]))
-				continue;
-			ids.set[k] = 0;
-			if (bak_ids_clear(d->ids_path, k, &e) != 0) {
-				s->rc = -1;
-				s->err = e;
-				break;
-			}
-		}
-		d->done = ids.set;
-		ids.set = NULL;
-		bak_ids_free(&ids);
-		if (s->rc != 0)
-			break;
-	}
-	repo_point_free(parent);
-}
 
 /* Sorted, non-overlapping union of two lists of extents. */
 static struct vs_extent *
@@ -910,7 +679,7 @@ check(struct bak_rt *rt, void (*then)(struct bak_rt *rt))
 		then(rt);
 		return;
 	}
-	s = step_new(rt, check_fn, checked);
+	s = step_new(rt, bak_check_fn, checked);
 	s->w = rt->w;
 	s->config_path = rt_staging_file(rt->j, "vm-config.json", &e, &en);
 	free(e);
@@ -965,50 +734,13 @@ bak_enter_checking_data(struct job *j, int event)
 
 static void retained(struct bak_rt *rt, struct bak_step *s);
 
-static void
-retain_fn(struct bak_step *s)
-{
-	uint64_t *seqs = NULL;
-	size_t n = 0, i;
-
-	if (repo_points(s->repo, s->rule, s->vm, &seqs, &n, &s->err) != 0) {
-		s->rc = -1;
-		return;
-	}
-	for (i = 0; n > (size_t)s->retention && i < n - (size_t)s->retention; i++) {
-		char *e = NULL;
-
-		if (repo_point_delete(s->repo, s->rule, s->vm, seqs[i], &e) != 0) {
-			free(s->warn);
-			s->warn = e;
-			break;
-		}
-		s->deleted = xreallocarray(s->deleted, s->ndeleted + 1, sizeof(uint64_t));
-		s->deleted[s->ndeleted++] = seqs[i];
-	}
-	free(seqs);
-	if (s->ndeleted > 0) {
-		char *e = NULL;
-
-		if (repo_gc(s->repo, time(NULL), &s->gc, &e) != 0) {
-			free(s->warn);
-			s->warn = e;
-		} else {
-			s->gc_ran = 1;
-		}
-	}
-	seqs = NULL;
-	if (list_points(s, &seqs, &n) != 0)
-		s->rc = -1;
-	free(seqs);
-}
 
 static void
 point_done(struct bak_rt *rt)
 {
 	struct job *j = rt->j;
 	const struct cfg_rule *r = j->cfg;
-	struct bak_step *s = step_new(rt, retain_fn, retained);
+	struct bak_step *s = step_new(rt, bak_retain_fn, retained);
 
 	s->retention = r != NULL && r->retention > 0 ? r->retention : 7;
 	step_go(rt, s);
@@ -1057,60 +789,6 @@ retained(struct bak_rt *rt, struct bak_step *s)
 		fsm_dispatch(j, BAK_EV_CYCLE_DONE, NULL);
 }
 
-static void
-commit_fn(struct bak_step *s)
-{
-	uint64_t *seqs = NULL;
-	size_t n = 0, i, k;
-
-	/* Committed before a crash: nothing to do. */
-	if (repo_points(s->repo, s->rule, s->vm, &seqs, &n, &s->err) != 0) {
-		s->rc = -1;
-		return;
-	}
-	for (i = 0; i < n; i++)
-		s->existed |= seqs[i] == s->seq;
-	free(seqs);
-	if (s->existed)
-		return;
-	if (s->w == NULL) {
-		s->rc = -1;
-		s->err = xstrdup("the point is not open in the repository");
-		return;
-	}
-	for (i = 0; i < s->ndisks; i++) {
-		struct step_disk *d = &s->disks[i];
-		struct repo_disk rd;
-		struct bak_ids ids;
-		uint64_t nch = repo_disk_chunks(d->capacity);
-
-		if (bak_ids_load(d->ids_path, s->seq, s->pass, d->capacity, &ids, &s->err) != 0) {
-			s->rc = -1;
-			return;
-		}
-		for (k = 0; k < nch; k++) {
-			if (ids.set[k])
-				continue;
-			if (d->base != NULL)
-				memcpy(ids.ids[k], d->base[k], REPO_ID_LEN);
-			else
-				memset(ids.ids[k], 0, REPO_ID_LEN);
-		}
-		memset(&rd, 0, sizeof(rd));
-		rd.key = (int)d->key;
-		rd.capacity = d->capacity;
-		rd.change_id = d->cid;
-		rd.file = d->file;
-		rd.nchunks = nch;
-		rd.ids = (const uint8_t(*)[REPO_ID_LEN])ids.ids;
-		s->rc = repo_point_put_index(s->w, &rd, &s->err);
-		bak_ids_free(&ids);
-		if (s->rc != 0)
-			return;
-	}
-	s->rc = repo_point_commit(s->w, (int64_t)time(NULL), s->bytes_read, s->stored, &s->err);
-	s->w = NULL; /* gone, whatever the result */
-}
 
 static void
 committed(struct bak_rt *rt, struct bak_step *s)
@@ -1151,7 +829,7 @@ land(struct job *j, struct sync_pass *p, void (*done)(struct sync_pass *p))
 		done(p);
 		return;
 	}
-	s = step_new(rt, commit_fn, committed);
+	s = step_new(rt, bak_commit_fn, committed);
 	s->w = rt->w;
 	rt->w = NULL;
 	s->stored = rt->d.stored;
@@ -1284,27 +962,6 @@ bak_enter_failed(struct job *j, int event)
 	sync_abandon(&rt->pass, failed_cleaned);
 }
 
-static void
-delete_fn(struct bak_step *s)
-{
-	uint64_t *seqs = NULL;
-	size_t n = 0, i;
-
-	if (repo_points(s->repo, s->rule, s->vm, &seqs, &n, &s->err) != 0) {
-		s->rc = -1;
-		return;
-	}
-	for (i = 0; i < n; i++) {
-		if (repo_point_delete(s->repo, s->rule, s->vm, seqs[i], &s->err) != 0) {
-			s->rc = -1;
-			break;
-		}
-		s->ndeleted++;
-	}
-	free(seqs);
-	if (s->rc == 0 && repo_gc(s->repo, time(NULL), &s->gc, &s->err) != 0)
-		s->rc = -1;
-}
 
 static void
 data_deleted(struct bak_rt *rt, struct bak_step *s)
@@ -1331,7 +988,7 @@ delete_after_snapshot(struct sync_pass *p)
 	forget_point(rt);
 	if (r != NULL && r->options.delete_backup_data_on_rule_delete) {
 		if ((rt->repo = repos_get(r, &err)) != NULL) {
-			step_go(rt, step_new(rt, delete_fn, data_deleted));
+			step_go(rt, step_new(rt, bak_delete_fn, data_deleted));
 			return;
 		}
 		job_log(j, LOG_WARN, "delete_backup_data_on_rule_delete: %s", err);
