@@ -8,17 +8,14 @@
 static const struct fsm_state_info bak_states[] = { BACKUP_STATES(FSM_STATE_INFO) };
 static const char *const bak_events[] = { FSM_COMMON_EVENTS(FSM_EVENT_NAME) BACKUP_EVENTS(FSM_EVENT_NAME) };
 
-/* The data path of backup is not built yet: a run would hold in
- * preparing (job_enter_not_built), and nothing sends run today.  The work
- * of its states sends only schedule (starting), admit (queued), peer_lost
- * (slot states, when the store's commits keep failing), ok (stopping),
- * peer_back (unknown) and cleaned (deleting).  The other completion rows
- * (ok, fail, peer_lost of a run's and a restore's states, cycle_done,
- * last_done) describe the machine as designed, for the work still to
- * come; t/unit/test_fsm.c lists them. */
+/* The work of each state is engine/jobs/backup.c's (restoring is still
+ * to come: its completion rows describe the machine as designed;
+ * t/unit/test_fsm.c lists what each state's work sends). */
 static const struct fsm_row bak_rows[] = {
 	/* Backups wait for their schedule, not for a slot. */
 	{ BAK_STARTING, EV_STARTED, BAK_IDLE, NULL },
+	/* Only an unreadable record fails it (the source is not asked). */
+	{ BAK_STARTING, EV_FAIL, BAK_FAILED, NULL },
 	{ BAK_IDLE, BAK_EV_RUN, BAK_QUEUED, NULL },
 	{ BAK_COMPLETE, BAK_EV_RUN, BAK_QUEUED, NULL },
 	{ FSM_ANY, BAK_EV_RUN, FSM_REJECT, NULL },

@@ -165,8 +165,9 @@ is_completion(const struct fsm_table *t, int event)
  * - starting: rule_removed (no rule) and started (job_enter_starting;
  *   migration and replication: rt_find_source), and for those fail (an
  *   unreadable record, VM not found, platform refused) and peer_lost
- *   (platform unreachable);
- * - migration's and replication's slot states: ok or their kind's
+ *   (platform unreachable); backup: fail (an unreadable record; its
+ *   source is looked up in preparing);
+ * - the slot states of every kind: ok or their kind's
  *   completions, fail, peer_lost (driver calls, temp_dir, copies and
  *   uploads);
  * - ready: fail (an unreadable record), migrate (auto_migrate);
@@ -177,7 +178,7 @@ is_completion(const struct fsm_table *t, int event)
  *   target_destroy, which never fail).
  *
  * "sent" rows must exist (and not reject); "designed" rows are the work
- * replication and backup do not have yet.  A completion row found in
+ * not built yet (backup's restoring).  A completion row found in
  * neither list is a row for something that cannot happen. */
 struct sends {
 	const struct fsm_table *t;
@@ -221,14 +222,14 @@ static const struct sends sends[] = {
 	{ &fsm_replication, "failed", "fail", "" },
 	{ &fsm_replication, "deleting", "cleaned", "" },
 
-	{ &fsm_backup, "starting", "rule_removed started", "" },
+	{ &fsm_backup, "starting", "rule_removed started fail", "" },
 	{ &fsm_backup, "idle", "", "" },
 	{ &fsm_backup, "queued", "admit", "" },
-	{ &fsm_backup, "preparing", "peer_lost", "ok fail" },
-	{ &fsm_backup, "saving_config", "peer_lost", "ok fail" },
-	{ &fsm_backup, "querying_changes", "peer_lost", "ok fail" },
-	{ &fsm_backup, "checking_data", "peer_lost", "ok fail" },
-	{ &fsm_backup, "transferring", "peer_lost", "cycle_done last_done fail" },
+	{ &fsm_backup, "preparing", "ok fail peer_lost", "" },
+	{ &fsm_backup, "saving_config", "ok fail peer_lost", "" },
+	{ &fsm_backup, "querying_changes", "ok fail peer_lost", "" },
+	{ &fsm_backup, "checking_data", "ok fail peer_lost", "" },
+	{ &fsm_backup, "transferring", "cycle_done last_done fail peer_lost", "" },
 	{ &fsm_backup, "restoring", "peer_lost", "ok fail" },
 	{ &fsm_backup, "stopping", "ok", "" },
 	{ &fsm_backup, "stopped", "", "" },
