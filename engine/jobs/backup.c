@@ -46,6 +46,7 @@ struct bak_rt {
 	uint8_t (**base)[REPO_ID_LEN];
 	uint8_t **done;
 	size_t nchecked;
+	int fresh;               /* ... and no copy used it since: the partial indexes are as read */
 	void (*then)(struct bak_rt *rt);
 	void (*land_done)(struct sync_pass *p);
 };
@@ -80,6 +81,7 @@ forget_checked(struct bak_rt *rt)
 	rt->nchecked = 0;
 	free(rt->checked_snap);
 	rt->checked_snap = NULL;
+	rt->fresh = 0;
 }
 
 /* The point being written is given up (its chunks stay until gc). */
@@ -660,6 +662,7 @@ checked(struct bak_rt *rt, struct bak_step *s)
 		lower_checkpoint(rt, i);
 	}
 	rt->checked_snap = xstrdup(rt->d.sync.snap);
+	rt->fresh = 1;
 	sync_areas_changed(p);
 	save(rt);
 	rt->then(rt);
@@ -674,7 +677,10 @@ check(struct bak_rt *rt, void (*then)(struct bak_rt *rt))
 	int en = 0;
 
 	rt->then = then;
-	if (rt->w != NULL && rt->checked_snap != NULL && str_eq(rt->checked_snap, rt->d.sync.snap) &&
+	/* Straight from 检查数据 to 执行中: what it found still holds.  After
+	 * a copy (stopped by a lost peer, say) the partial indexes moved on
+	 * and are read again. */
+	if (rt->fresh && rt->w != NULL && rt->checked_snap != NULL && str_eq(rt->checked_snap, rt->d.sync.snap) &&
 	    rt->nchecked == rt->d.sync.ndisks) {
 		then(rt);
 		return;
@@ -871,6 +877,7 @@ pass_finished(struct sync_pass *p)
 static void
 copy_checked(struct bak_rt *rt)
 {
+	rt->fresh = 0;
 	sync_copy(&rt->pass, pass_finished);
 }
 
