@@ -1,0 +1,309 @@
+/* The repository sink of a backup (engine/jobs/backup_sink.c): writes of
+ * any size and alignment, in any order, straddling chunks, become whole
+ * chunks filed on the worker pool; a chunk the areas touch only in part
+ * takes its other bytes from the parent's chunk (an incremental) or is
+ * zeros (a full); chunks stored before (a resumed pass) are not written
+ * again; each write is done only once every chunk it went into is
+ * stored, and the partial index then holds their ids.  The image the
+ * index describes is read back through the repository and compared with
+ * the image the writes make. */
+#define _XOPEN_SOURCE 700
+#define _DEFAULT_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <event2/event.h>
+
+#include "drivers/repo.h"
+#include "drivers/transport.h"
+#include "drivers/vsops.h"
+#include "engine/core/loop.h"
+#include "engine/core/workers.h"
+#include "engine/jobs/backup_sink.h"
+
+#define MiB (1024u * 1024u)
+#define CAP (10 * MiB + 12345)
+
+static char dir[64];
+static struct repo *repo;
+static uint64_t seed = 88172645463325252ull;
+
+static uint64_t
+rnd(void)
+{
+	seed ^= seed << 13;
+	seed ^= seed >> 7;
+	seed ^= seed << 17;
+	return seed;
+}
+
+static void
+fill(uint8_t *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		p[i] = (uint8_t)rnd();
+}
+
+static int
+setup(void **unused)
+{
+	char *err = NULL, rdir[80];
+
+	strcpy(dir, "/tmp/vmferry-sink.XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	snprintf(rdir, sizeof(rdir), "%s/repo", dir);
+	if (repo_open(rdir, NULL, &repo, &err) != 0)
+		fail_msg("repo_open: %s", err);
+	loop_init();
+	workers_init(loop_base(), 2);
+	return 0;
+}
+
+static int
+teardown(void **unused)
+{
+	char cmd[128];
+
+	workers_free();
+	repo_close(repo);
+	loop_free();
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+	return 0;
+}
+
+/* The ids of every chunk of an image, filed now. */
+static uint8_t (*file_image(const uint8_t *img))[REPO_ID_LEN]
+{
+	uint64_t n = repo_disk_chunks(CAP), i, grown;
+	uint8_t(*ids)[REPO_ID_LEN] = calloc(n, REPO_ID_LEN);
+	char *err = NULL;
+
+	for (i = 0; i < n; i++)
+		if (repo_chunk_put(repo, img + i * REPO_CHUNK_SIZE, repo_chunk_len(CAP, i), ids[i], &grown, &err) != 0)
+			fail_msg("repo_chunk_put: %s", err);
+	return ids;
+}
+
+struct wstate {
+	int outstanding;
+	int failed;
+};
+
+static void
+written(void *arg, enum xfer_status st, const char *error)
+{
+	struct wstate *w = arg;
+
+	if (st != XFER_OK)
+		w->failed++;
+	if (--w->outstanding == 0)
+		event_base_loopbreak(loop_base());
+}
+
+static void
+keep_alive(evutil_socket_t fd, short what, void *arg)
+{
+	fail_msg("the writes were not done within 60 s");
+}
+
+/* Writes the areas of given (img, or what a chunk stored before is not
+ * read from) into a sink in pieces of up to 300 KiB, in a
+ * shuffled order, then reads the image back through the index. */
+static void
+run(const uint8_t *img, const uint8_t *given, const struct vs_extent *areas, size_t nareas, const uint8_t (*base)[REPO_ID_LEN],
+    const uint8_t *done, const uint8_t (*base_or_zero)[REPO_ID_LEN], uint64_t *stored)
+{
+	struct bak_sink_params sp;
+	struct wstate w = { 0, 0 };
+	struct {
+		uint64_t off;
+		size_t len;
+	} piece[512];
+	size_t np = 0, i, k;
+	struct disk *d;
+	struct bak_ids ids;
+	char path[96], *err = NULL;
+	uint8_t *back = malloc(CAP);
+
+	snprintf(path, sizeof(path), "%s/disk0.ids", dir);
+	unlink(path);
+	if (bak_ids_load(path, 7, 1, CAP, &ids, &err) != 0)
+		fail_msg("bak_ids_load: %s", err);
+	bak_ids_free(&ids);
+	for (i = 0; i < nareas; i++) {
+		uint64_t at = areas[i].start, end = areas[i].start + areas[i].length;
+
+		while (at < end) {
+			size_t len = 1 + (size_t)(rnd() % (300 * 1024));
+
+			if (len > end - at)
+				len = (size_t)(end - at);
+			assert_true(np < 512);
+			piece[np].off = at;
+			piece[np].len = len;
+			np++;
+			at += len;
+		}
+	}
+	for (i = np; i > 1; i--) {
+		size_t j = (size_t)(rnd() % i);
+		uint64_t o = piece[i - 1].off;
+		size_t l = piece[i - 1].len;
+
+		piece[i - 1] = piece[j];
+		piece[j].off = o;
+		piece[j].len = l;
+	}
+	memset(&sp, 0, sizeof(sp));
+	sp.repo = repo;
+	sp.capacity = CAP;
+	sp.areas = areas;
+	sp.nareas = nareas;
+	sp.base = base;
+	sp.done = done;
+	sp.ids_path = path;
+	sp.stored = stored;
+	d = bak_sink_open(&sp, &err);
+	assert_non_null(d);
+	for (i = 0; i < np; i++) {
+		uint8_t *copy = malloc(piece[i].len);
+
+		/* The copier frees its buffer once the write returns. */
+		memcpy(copy, given + piece[i].off, piece[i].len);
+		w.outstanding++;
+		assert_non_null(disk_write(d, piece[i].off, piece[i].len, copy, written, &w));
+		free(copy);
+	}
+	if (w.outstanding > 0) {
+		/* The daemon's loop always has events (its socket, signals);
+		 * here a far timer keeps it running until the writes are done. */
+		struct event *keep = evtimer_new(loop_base(), keep_alive, NULL);
+		struct timeval tv = { 60, 0 };
+
+		evtimer_add(keep, &tv);
+		event_base_dispatch(loop_base());
+		event_free(keep);
+	}
+	assert_int_equal(w.outstanding, 0);
+	assert_int_equal(w.failed, 0);
+	assert_int_equal(d->ops->flush(d), 0);
+	disk_close(d);
+
+	/* Every write is done: the index names every chunk the areas touch. */
+	if (bak_ids_load(path, 7, 1, CAP, &ids, &err) != 0)
+		fail_msg("bak_ids_load: %s", err);
+	for (k = 0; k < ids.nchunks; k++) {
+		const uint8_t *id = ids.set[k] ? ids.ids[k] : base_or_zero[k];
+
+		if (repo_chunk_get(repo, id, back + k * REPO_CHUNK_SIZE, repo_chunk_len(CAP, k), &err) != 0)
+			fail_msg("chunk %llu: %s", (unsigned long long)k, err);
+	}
+	for (k = 0; k < ids.nchunks; k++)
+		if (memcmp(back + k * REPO_CHUNK_SIZE, img + k * REPO_CHUNK_SIZE, repo_chunk_len(CAP, k)) != 0)
+			fail_msg("chunk %llu does not hold the image's bytes", (unsigned long long)k);
+	bak_ids_free(&ids);
+	free(back);
+}
+
+static const struct vs_extent areas[] = {
+	{ 1000, 5000 },                  /* inside chunk 0 */
+	{ 4 * MiB - 100, 300 },          /* across chunks 0 and 1 */
+	{ 5 * MiB, 3 * MiB + 7 },        /* chunk 1 into 2 */
+	{ 10 * MiB + 10000, 2345 },      /* the short last chunk, not to its end */
+};
+
+/* An incremental: the areas changed since the parent; the rest of each
+ * chunk is the parent's. */
+static void
+test_incremental_completes_from_parent(void **unused)
+{
+	uint8_t *parent = malloc(CAP), *img = malloc(CAP);
+	uint8_t(*pids)[REPO_ID_LEN];
+	uint64_t stored = 0;
+	size_t i;
+
+	fill(parent, CAP);
+	pids = file_image(parent);
+	memcpy(img, parent, CAP);
+	for (i = 0; i < sizeof(areas) / sizeof(areas[0]); i++)
+		fill(img + areas[i].start, (size_t)areas[i].length);
+	run(img, img, areas, 4, (const uint8_t(*)[REPO_ID_LEN])pids, NULL, (const uint8_t(*)[REPO_ID_LEN])pids,
+	    &stored);
+	/* Chunks 0, 1, 2 and the last changed: each stored once, new. */
+	assert_true(stored > 0);
+	free(pids);
+	free(parent);
+	free(img);
+}
+
+/* A full with fast_transfer: the areas are the allocated ones; the rest
+ * is zeros. */
+static void
+test_full_zeros_elsewhere(void **unused)
+{
+	uint8_t *img = calloc(1, CAP);
+	uint8_t(*zero)[REPO_ID_LEN] = calloc(repo_disk_chunks(CAP), REPO_ID_LEN);
+	uint64_t stored = 0;
+	size_t i;
+
+	for (i = 0; i < sizeof(areas) / sizeof(areas[0]); i++)
+		fill(img + areas[i].start, (size_t)areas[i].length);
+	run(img, img, areas, 4, NULL, NULL, (const uint8_t(*)[REPO_ID_LEN])zero, &stored);
+	free(zero);
+	free(img);
+}
+
+/* A resumed pass: a chunk stored before (its id already in the index)
+ * is not written again: the bytes given for it now are not used. */
+static void
+test_done_chunks_skipped(void **unused)
+{
+	uint8_t *parent = malloc(CAP), *img = malloc(CAP), *given = malloc(CAP);
+	uint8_t(*pids)[REPO_ID_LEN], (*iids)[REPO_ID_LEN], (*expect)[REPO_ID_LEN];
+	uint8_t done[3] = { 0, 1, 0 };
+	uint64_t stored = 0;
+	size_t i;
+
+	fill(parent, CAP);
+	pids = file_image(parent);
+	memcpy(img, parent, CAP);
+	for (i = 0; i < sizeof(areas) / sizeof(areas[0]); i++)
+		fill(img + areas[i].start, (size_t)areas[i].length);
+	iids = file_image(img);
+	/* Chunk 1 was stored before the restart: the index has its id. */
+	expect = calloc(3, REPO_ID_LEN);
+	memcpy(expect, pids, 3 * REPO_ID_LEN);
+	memcpy(expect[1], iids[1], REPO_ID_LEN);
+	memcpy(given, img, CAP);
+	fill(given + 4 * MiB, 4 * MiB);
+	run(img, given, areas, 4, (const uint8_t(*)[REPO_ID_LEN])pids, done, (const uint8_t(*)[REPO_ID_LEN])expect,
+	    &stored);
+	free(expect);
+	free(iids);
+	free(pids);
+	free(parent);
+	free(img);
+	free(given);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_incremental_completes_from_parent, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_full_zeros_elsewhere, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_done_chunks_skipped, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
