@@ -42,6 +42,10 @@ static const struct fsm_row rep_rows[] = {
 	{ REP_IDLE, REP_EV_FAILOVER_PERM, REP_FAILOVER_PERMANENT, NULL },
 	{ REP_COMPLETE, REP_EV_FAILOVER_PERM, REP_FAILOVER_PERMANENT, NULL },
 	{ REP_FAILOVER_TEMPORARY, REP_EV_FAILOVER_PERM, REP_FAILOVER_PERMANENT, NULL },
+	/* An operation cut half-way (rule gone, peer lost, failure) is
+	 * finished when the job starts again (rep_started), before a cycle. */
+	{ REP_STARTING, REP_EV_REVERT, REP_REVERTING, NULL },
+	{ REP_STARTING, REP_EV_FAILBACK, REP_FAILING_BACK, NULL },
 	{ FSM_ANY, REP_EV_REVERT, FSM_REJECT, NULL },
 	{ FSM_ANY, REP_EV_CLEANUP, FSM_REJECT, NULL },
 	{ FSM_ANY, REP_EV_FAILOVER_TEMP, FSM_REJECT, NULL },

@@ -326,6 +326,7 @@ const struct vmjob_kind vmjob_replication = {
 	.land_top = rep_land_top,
 	.landed = rep_landed,
 	.pass_gone = rep_pass_gone,
+	.started = rep_started,
 };
 
 /* ---- show ---- */

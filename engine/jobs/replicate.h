@@ -20,6 +20,11 @@ json_t *rep_details(const struct job *j);
  * "rp3", "latest"; NULL: the latest, for failover) recorded with the
  * transition; -1 with *why when there is no such point (nothing
  * changes).  Other events: 0. */
+/* starting found the source: an operation on restore points that was cut
+ * (its rule went away, its peer was lost, it failed) is finished before
+ * anything else, else the job is started. */
+struct vs_vm;
+void rep_started(struct job *j, const struct vs_vm *vm);
 int rep_before_command(struct job *j, int event, const struct request *req, char **why);
 
 /* Remove restore point k of the record (its snapshot first; one removed

@@ -92,6 +92,12 @@ rep_before_command(struct job *j, int event, const struct request *req, char **w
 	uint32_t cycle;
 
 	*why = NULL;
+	if (j->fsm.state == REP_STARTING && (event == REP_EV_REVERT || event == REP_EV_FAILBACK)) {
+		/* Only the job itself goes there from starting (rep_started). */
+		*why = xasprintf("%s is starting; %s is possible once it rests", j->vm,
+		    event == REP_EV_REVERT ? "revert" : "failback");
+		return -1;
+	}
 	if (event != REP_EV_REVERT && event != REP_EV_FAILOVER_TEMP && event != REP_EV_FAILOVER_PERM)
 		return 0;
 	if (row == NULL || row->to < 0)
@@ -125,6 +131,25 @@ rep_before_command(struct job *j, int event, const struct request *req, char **w
 	/* Persisted with the transition that follows, in one commit. */
 	vmjob_set_record(rt);
 	return 0;
+}
+
+void
+rep_started(struct job *j, const struct vs_vm *vm)
+{
+	struct vmjob *rt = vmjob_of(j);
+
+	/* A revert (stages 0, 1) or a failback (2, 3) left half-way: the
+	 * target is neither where the record's next cycle would count from
+	 * nor where the user asked; it goes there first. */
+	if (rt != NULL && rt->rep.op_point != 0 && rt->rep.op_stage <= 1) {
+		fsm_dispatch(j, REP_EV_REVERT, "its revert to a restore point was cut; it is finished first");
+		return;
+	}
+	if (rt != NULL && rt->rep.op_point != 0 && rt->rep.op_stage <= 3) {
+		fsm_dispatch(j, REP_EV_FAILBACK, "its failback was cut; it is finished first");
+		return;
+	}
+	fsm_dispatch(j, EV_STARTED, NULL);
 }
 
 /* ---- steps ---- */

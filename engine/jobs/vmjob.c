@@ -379,7 +379,7 @@ vmjob_enter_starting(struct job *j, int event)
 	job_reset_backoff(j, event);
 	if ((rt = vmjob_enter(j)) == NULL)
 		return;
-	rt_find_source(j, rt->d.stage >= 1);
+	rt_find_source_then(j, rt->d.stage >= 1, rt->kind->started);
 }
 
 static void

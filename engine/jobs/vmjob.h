@@ -28,6 +28,7 @@ struct event;
 struct job;
 struct sbuf;
 struct vs_op;
+struct vs_vm;
 
 struct vmjob;
 
@@ -57,6 +58,9 @@ struct vmjob_kind {
 	 * kind ends the pass itself (its bytes landed before the snapshot
 	 * went), 0 to query again.  NULL: always query again. */
 	int (*pass_gone)(struct vmjob *rt);
+	/* starting found the source VM (vm NULL: gone, and allowed): what
+	 * comes next.  NULL: the job is started (EV_STARTED). */
+	void (*started)(struct job *j, const struct vs_vm *vm);
 };
 
 extern const struct vmjob_kind vmjob_migration;
