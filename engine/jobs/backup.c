@@ -464,6 +464,23 @@ bak_enter_preparing(struct job *j, int event)
 /* ---- saving_config: the VM's configuration, each disk's base ---- */
 
 
+/* The parent cannot be read (damaged, or deleted by hand): this point is
+ * a full, so that backups go on. */
+static void
+no_parent(struct bak_rt *rt, const char *why)
+{
+	size_t i;
+
+	job_log(rt->j, LOG_WARN, "point %llu cannot be read against point %llu (%s): it is a full",
+	    (unsigned long long)rt->d.seq, (unsigned long long)rt->d.parent, why);
+	rt->d.mode = REPO_FULL;
+	rt->d.parent = 0;
+	for (i = 0; i < rt->d.nbase; i++) {
+		free(rt->d.base_cids[i]);
+		rt->d.base_cids[i] = NULL;
+	}
+}
+
 static void
 bases_read(struct bak_rt *rt, struct bak_step *s)
 {
@@ -471,7 +488,9 @@ bases_read(struct bak_rt *rt, struct bak_step *s)
 	size_t i, k;
 
 	if (s->rc != 0) {
-		rt_fail(j, "the parent point %llu cannot be read: %s", (unsigned long long)rt->d.parent, s->err);
+		no_parent(rt, s->err);
+		save(rt);
+		fsm_dispatch(j, EV_OK, NULL);
 		return;
 	}
 	for (i = 0; i < rt->d.sync.ndisks; i++) {
@@ -616,6 +635,20 @@ lower_checkpoint(struct bak_rt *rt, size_t i)
 	}
 }
 
+static void check(struct bak_rt *rt, void (*then)(struct bak_rt *rt));
+
+static void
+recheck(struct sync_pass *p, int gone)
+{
+	struct bak_rt *rt = rt_of(p->j);
+
+	if (gone) {
+		rt_lost(p->j, "the backup's snapshot is gone; the point starts over from a new one");
+		return;
+	}
+	check(rt, rt->then);
+}
+
 static void
 checked(struct bak_rt *rt, struct bak_step *s)
 {
@@ -626,6 +659,19 @@ checked(struct bak_rt *rt, struct bak_step *s)
 	if (s->made_writer) {
 		rt->w = s->w;
 		s->made_writer = 0;
+	}
+	if (s->parent_bad) {
+		/* The point was opened against that parent: made again as a
+		 * full, its areas asked for again (every allocated area).
+		 * Chunks stored so far hold the disk's bytes whatever the mode:
+		 * they stay in the partial index. */
+		drop_writer(rt);
+		forget_checked(rt);
+		no_parent(rt, s->err);
+		save(rt);
+		sync_forget_prepared(p);
+		sync_prepare(p, 0, recheck);
+		return;
 	}
 	if (s->rc != 0) {
 		rt_fail(j, "checking the repository: %s", s->err);

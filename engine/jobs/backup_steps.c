@@ -163,6 +163,7 @@ bak_check_fn(struct bak_step *s)
 	}
 	if (s->parent != 0 && repo_point_read(s->repo, s->rule, s->vm, s->parent, &parent, &s->err) != 0) {
 		s->rc = -1;
+		s->parent_bad = 1;
 		return;
 	}
 	for (i = 0; i < s->ndisks; i++) {

@@ -55,6 +55,8 @@ struct bak_step {
 	/* commit */
 	uint64_t bytes_read, stored;
 	int existed;
+	/* check: the parent's manifest or index cannot be read */
+	int parent_bad;
 	/* retention */
 	int retention;
 	uint64_t *deleted;

@@ -68,5 +68,18 @@ disk=$((8 * MiB + 512 + 3 * MiB + 13 * MiB + 4096))
 bak_point_equal bak bak01 5 3 "second full"
 "$REPO_READ" "$(BAK_REPO)" check bak bak01 5 >/dev/null && ok "repo_read.py checks every chunk id of point 5" ||
 	fail "repo_read.py check of point 5"
+
+# The newest point's index damaged (a byte flipped): the next incremental
+# cannot read against it; it becomes a full, says why, and is right.
+idx="$(BAK_REPO)/points/bak/bak01/5/disk1.idx"
+printf '\xff' | dd of="$idx" bs=1 seek=100 conv=notrunc status=none
+gwrite '{"vm":"bak01","disk":1,"percent":3,"seed":99}' >/dev/null
+ctl run bak bak01 --mode incremental >/dev/null
+wait_job bak bak01 complete 120
+assert_match "$(ctl log bak bak01 -n 60)" "point 6 cannot be read against point 5 \(.*disk1.idx.*\): it is a full" \
+	"a damaged parent index turns the incremental into a full, naming the file"
+assert_eq "$(ctl --json show bak bak01 | jq -r '.details.points[-1] | "\(.point) \(.mode) \(.parent)"')" "6 full 0" \
+	"point 6 is recorded as a full"
+bak_point_equal bak bak01 6 3 "after a damaged parent"
 stop_daemon
 echo "1..$NTEST"
