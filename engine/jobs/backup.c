@@ -365,6 +365,10 @@ bak_enter_starting(struct job *j, int event)
 		job_log(j, LOG_INFO, "restore point %llu (%s) was in progress: it goes on",
 		    (unsigned long long)rt->d.seq, mode_name(rt->d.mode));
 		j->run_pending = 1;
+	} else if (event == EV_PEER_BACK) {
+		/* 未知 comes only from a run's states: the run goes on. */
+		job_log(j, LOG_INFO, "the run that lost its peer goes on");
+		j->run_pending = 1;
 	}
 	fsm_dispatch(j, EV_STARTED, NULL);
 }
