@@ -642,6 +642,13 @@ read_descriptor(struct target *t)
 	free(path);
 }
 
+/* A replica's disks live under its restore points, and vSphere resizes,
+ * adds or removes no disk under snapshots. */
+#define RESEED_HINT                                                                                           \
+	": the source's disks changed since the replica was made, and a replica's disks under its restore "   \
+	"points cannot follow; to seed it again, delete the job with delete_target_on_rule_delete: true "     \
+	"(or fail over permanently to keep it) and start it again"
+
 static void
 target_vm_read(struct vs_out *out, void *arg)
 {
@@ -653,7 +660,8 @@ target_vm_read(struct vs_out *out, void *arg)
 	if (landing_left(t, out->vm))
 		return;
 	if (out->vm->ndisks != t->st->ndisks) {
-		rt_fail(t->j, "target VM %s has %zu disks, the source %zu", out->vm->name, out->vm->ndisks, t->st->ndisks);
+		rt_fail(t->j, "target VM %s has %zu disks, the source %zu%s", out->vm->name, out->vm->ndisks, t->st->ndisks,
+		    t->whole_never ? RESEED_HINT : "");
 		return;
 	}
 	if (t->src != NULL && t->src->version != NULL && !str_eq(t->src->version, out->vm->version))
@@ -661,8 +669,9 @@ target_vm_read(struct vs_out *out, void *arg)
 		    out->vm->version ? out->vm->version : "unknown");
 	for (i = 0; i < t->st->ndisks; i++) {
 		if (out->vm->disks[i].capacity != t->src_caps[i]) {
-			rt_fail(t->j, "target disk %zu holds %llu bytes, the source's %llu", i,
-			    (unsigned long long)out->vm->disks[i].capacity, (unsigned long long)t->src_caps[i]);
+			rt_fail(t->j, "target disk %zu holds %llu bytes, the source's %llu%s", i,
+			    (unsigned long long)out->vm->disks[i].capacity, (unsigned long long)t->src_caps[i],
+			    t->whole_never ? RESEED_HINT : "");
 			return;
 		}
 		free(t->st->disks[i].file);
