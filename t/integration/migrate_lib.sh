@@ -355,3 +355,26 @@ mig_temp_dir() {
 	sed -i "s|^temp_dir: .*\$|temp_dir: $1|" "$CONF/10-platforms.yaml"
 	grep -qx "temp_dir: $1" "$CONF/10-platforms.yaml" || fail "temp_dir could not be set to $1"
 }
+
+# A guest that boots (SPEC §14).  need_boot: skip the test where Debian's
+# qemu-system-x86_64 is missing (tools/setup installs qemu-system-x86).
+need_boot() {
+	command -v qemu-system-x86_64 >/dev/null ||
+		skip_test "qemu-system-x86_64 not found (apt-get install qemu-system-x86)"
+}
+# boot_disk S|D VM DISK GEN: boot disk DISK of VM as a peer's datastore
+# holds it now (the descriptor of its current chain, read in place; a
+# seSparse chain through qreadable) under qemu with t/tools/boot_check.sh;
+# its exit status (0: the guest printed VMFERRY-BOOT-OK gen=GEN), its
+# output in $T/boot.out.
+boot_disk() {
+	local dir ctl f
+	case $1 in
+	S) dir=$S_DIR ctl=$S_CTL ;;
+	D) dir=$D_DIR ctl=$D_CTL ;;
+	*) fail "boot_disk: no peer $1" ;;
+	esac
+	f=$dir/ds0/$(vmdk_of "$ctl" "$2" "$3")
+	if grep -aq 'createType="seSparse"' "$f"; then f=$(qreadable "$f") || return 2; fi
+	"$SRC/t/tools/boot_check.sh" "$f" vmdk "$4" >"$T/boot.out" 2>&1
+}

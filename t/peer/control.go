@@ -11,8 +11,8 @@ import (
 	"math/rand"
 	"net/http"
 	"sort"
-	"strings"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/vmware/govmomi/object"
@@ -108,6 +108,7 @@ type writeRequest struct {
 	Seed    int64    `json:"seed"`
 	Fill    string   `json:"fill"`    // "random" (default) or "zero"
 	Running bool     `json:"running"` // only while the VM is powered on (409 otherwise)
+	Gen     *int64   `json:"gen"`     // rewrite the generation sector (LBA 1) of a bootable disk (boot.go)
 }
 
 func (p *Peer) diskByIndex(w http.ResponseWriter, vmName string, index int) (*simulator.VirtualMachine, *vdisk, bool) {
@@ -126,7 +127,8 @@ func (p *Peer) diskByIndex(w http.ResponseWriter, vmName string, index int) (*si
 
 // ctlWrite performs a guest write: stream bytes for seed at the given disk
 // offsets (byte o of the disk gets stream byte o), or percent% of the
-// disk's grains, chosen by seed, rewritten whole.
+// disk's grains, chosen by seed, rewritten whole, or the generation sector
+// of a bootable disk rewritten for gen.
 func (p *Peer) ctlWrite(w http.ResponseWriter, r *http.Request) {
 	var req writeRequest
 	dec := json.NewDecoder(r.Body)
@@ -165,6 +167,24 @@ func (p *Peer) ctlWrite(w http.ResponseWriter, r *http.Request) {
 	var total int64
 	var grains int64
 	switch {
+	case req.Gen != nil:
+		if req.Offset != nil || req.Percent != nil || req.Fill != "" {
+			jsonError(w, http.StatusBadRequest, "gen goes alone: no offset, percent or fill")
+			return
+		}
+		if err := checkGen(*req.Gen); err != nil {
+			jsonError(w, http.StatusBadRequest, "%v", err)
+			return
+		}
+		if d.capacity < bootMin {
+			jsonError(w, http.StatusBadRequest, "disk of %d bytes has no generation sector", d.capacity)
+			return
+		}
+		if err := d.write(genLBA*sectorSize, genSector(uint32(*req.Gen))); err != nil {
+			jsonError(w, http.StatusInternalServerError, "%v", err)
+			return
+		}
+		total, grains = sectorSize, 1
 	case req.Percent != nil:
 		if *req.Percent < 0 || *req.Percent > 100 {
 			jsonError(w, http.StatusBadRequest, "percent must be 0..100")
@@ -337,8 +357,8 @@ type vmJSON struct {
 	CBT        bool       `json:"cbt"`
 	Snapshots  int        `json:"snapshots"`
 	Disks      []diskJSON `json:"disks"`
-	Folder     string     `json:"folder"`   // below the datacenter's VM folder
-	Hardware   hardware   `json:"hardware"` // what config.hardware.device and its neighbours say
+	Folder     string     `json:"folder"`                   // below the datacenter's VM folder
+	Hardware   hardware   `json:"hardware"`                 // what config.hardware.device and its neighbours say
 	Suspend    string     `json:"suspend_sha256,omitempty"` // the memory state of a suspended VM
 	Resumed    string     `json:"resumed_sha256,omitempty"` // the memory state it last resumed from
 }

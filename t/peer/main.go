@@ -207,6 +207,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "hardware" {
 		os.Exit(hardwareQuery(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == "bootdisk" {
+		os.Exit(bootDisk(os.Args[2:]))
+	}
 	var (
 		fixtureFile = flag.String("fixture", "", "fixture JSON file (default: DC0/H0/ds0, no VMs)")
 		port        = flag.Int("port", 0, "HTTPS port on 127.0.0.1 (0 = any free port)")

@@ -31,6 +31,8 @@ type fixtureDisk struct {
 	Seed      int64    `json:"seed"`
 	Allocated *float64 `json:"allocated"`
 	Mode      string   `json:"mode"`
+	Boot      bool     `json:"boot"` // a BIOS boot sector in LBA 0, a generation sector in LBA 1 (boot.go)
+	Gen       *int64   `json:"gen"`  // the generation a bootable disk prints (default 1)
 }
 
 type fixtureVM struct {
@@ -171,7 +173,7 @@ type Peer struct {
 	snaps      map[types.ManagedObjectReference][]*snapRec
 	adapter    map[types.ManagedObjectReference]string
 	given      map[types.ManagedObjectReference]hardware // what CreateVM_Task was given
-	resumed    map[types.ManagedObjectReference]string // sha256 of the memory state a VM last resumed from
+	resumed    map[types.ManagedObjectReference]string   // sha256 of the memory state a VM last resumed from
 
 	// guestMu orders guest writes that need a running VM against power
 	// changes: such a write lands wholly before a power-off, or is refused.
@@ -510,6 +512,17 @@ func (p *Peer) createFixtureVM(ctx context.Context, fv *fixtureVM, folders *obje
 		default:
 			return fmt.Errorf("disk %d: unknown fill %q", i, fd.Fill)
 		}
+		if fd.Gen != nil && !fd.Boot {
+			return fmt.Errorf("disk %d: gen needs boot", i)
+		}
+		if fd.Gen != nil {
+			if err := checkGen(*fd.Gen); err != nil {
+				return fmt.Errorf("disk %d: %v", i, err)
+			}
+		}
+		if fd.Boot && fd.Capacity < bootMin {
+			return fmt.Errorf("disk %d: a bootable disk needs a capacity of at least %d bytes", i, bootMin)
+		}
 		disk := devices.CreateDisk(ctrl.(types.BaseVirtualController), dsRef, "")
 		disk.Backing.(*types.VirtualDiskFlatVer2BackingInfo).FileName = "[" + dsn + "]"
 		if fd.Mode != "" {
@@ -806,6 +819,15 @@ func (p *Peer) newDisk(vm *simulator.VirtualMachine, dev *types.VirtualDisk, fd 
 		}
 		if err := d.fillFixture(fill, fd.Seed, alloc); err != nil {
 			return nil, err
+		}
+		if fd.Boot {
+			gen := int64(1)
+			if fd.Gen != nil {
+				gen = *fd.Gen
+			}
+			if err := d.makeBootable(uint32(gen)); err != nil {
+				return nil, err
+			}
 		}
 	}
 	dev.CapacityInBytes = capacity
