@@ -336,13 +336,16 @@ func main() {
 			hl.HotaddError = h.mountErr
 		}
 	}
+	// Signals are caught before anyone learns the peer is up: a SIGTERM
+	// sent right after the hello line must still unmount the hot-add
+	// directory (Go's default action would exit on the spot).
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	hello, _ := json.Marshal(hl)
 	os.Stdout.Write(append(hello, '\n'))
 	os.Stdout.Sync()
 	logf("ready in %v: %s", time.Since(start).Round(time.Millisecond), hello)
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	s := <-sig
 	logf("%v: shutting down", s)
 	p.https.close()
