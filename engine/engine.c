@@ -21,6 +21,7 @@
 #include "engine/ctl.h"
 #include "engine/core/http.h"
 #include "engine/core/workers.h"
+#include "engine/jobs/backup.h"
 #include "engine/jobs/job.h"
 #include "engine/jobs/repos.h"
 #include "engine/core/log.h"
@@ -870,6 +871,8 @@ engine_handle(struct ctl_client *c, const struct request *req)
 	case OP_RESTORE:
 		return ctl_error("%s: backup restores cannot be used yet in this version of vmferry",
 		    request_op_name(req->op));
+	case OP_VERIFY:
+		return bak_verify(c, req);
 	case OP_INVENTORY:
 		return op_inventory(c, req);
 	case OP_COUNT:
