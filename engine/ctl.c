@@ -1,6 +1,7 @@
 #include "engine/ctl.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -480,6 +481,22 @@ uint64_t
 ctl_client_id(const struct ctl_client *c)
 {
 	return c->id;
+}
+
+json_t *
+ctl_error(const char *fmt, ...)
+{
+	va_list ap;
+	char *msg;
+	json_t *o;
+
+	va_start(ap, fmt);
+	msg = xvasprintf(fmt, ap);
+	va_end(ap);
+	str_make_utf8(msg);
+	o = json_pack("{s:b,s:s}", "ok", 0, "error", msg);
+	free(msg);
+	return o;
 }
 
 void

@@ -22,6 +22,9 @@ int ctl_open(struct event_base *base, const char *path, ctl_handler_fn handler);
 void ctl_close(void);
 
 uint64_t ctl_client_id(const struct ctl_client *c);
+/* An error answer, {"ok":false,"error":MESSAGE}: the message made valid
+ * UTF-8 (it may quote a client's bytes or a file's name). */
+json_t *ctl_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Send a late answer; dropped if the client has gone.  Steals resp. */
 void ctl_reply(uint64_t client_id, json_t *resp);
 /* Turn the connection into an event stream, optionally for one rule/kind. */

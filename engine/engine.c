@@ -21,6 +21,7 @@
 #include "engine/ctl.h"
 #include "engine/core/http.h"
 #include "engine/core/workers.h"
+#include "engine/jobs/backup.h"
 #include "engine/jobs/job.h"
 #include "engine/jobs/repos.h"
 #include "engine/core/log.h"
@@ -279,25 +280,6 @@ engine_signal_cb(evutil_socket_t sig, short what, void *arg)
 
 /* ---- status socket requests ---- */
 
-static json_t *
-resp_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static json_t *
-resp_error(const char *fmt, ...)
-{
-	va_list ap;
-	char *msg;
-	json_t *o;
-
-	va_start(ap, fmt);
-	msg = xvasprintf(fmt, ap);
-	va_end(ap);
-	str_make_utf8(msg);
-	o = json_pack("{s:b,s:s}", "ok", 0, "error", msg);
-	free(msg);
-	return o;
-}
-
 static int
 kind_from_name(const char *s, enum cfg_kind *out)
 {
@@ -330,15 +312,15 @@ resolve_rule(const struct request *req, enum cfg_kind *kind, json_t **err)
 		if (!exists || (have_kind && k != want))
 			continue;
 		if (found) {
-			*err = resp_error("rule name %s is used by more than one kind; say which with --kind", req->rule);
+			*err = ctl_error("rule name %s is used by more than one kind; say which with --kind", req->rule);
 			return 0;
 		}
 		*kind = k;
 		found = 1;
 	}
 	if (!found) {
-		*err = have_kind ? resp_error("no %s rule named %s", req->kind, req->rule)
-		                 : resp_error("no rule named %s", req->rule);
+		*err = have_kind ? ctl_error("no %s rule named %s", req->kind, req->rule)
+		                 : ctl_error("no rule named %s", req->rule);
 		return 0;
 	}
 	return 1;
@@ -528,7 +510,7 @@ op_show(const struct request *req)
 			json_array_append_new(jobs, job_to_json(j));
 	if (req->vm != NULL && json_array_size(jobs) == 0) {
 		json_decref(jobs);
-		return resp_error("rule %s has no job for VM %s", req->rule, req->vm);
+		return ctl_error("rule %s has no job for VM %s", req->rule, req->vm);
 	}
 	resp = json_pack("{s:b,s:o,s:o}", "ok", 1, "rule", r ? rule_to_json(r) : json_null(), "jobs", jobs);
 	if (req->vm != NULL) {
@@ -553,7 +535,7 @@ op_log(const struct request *req)
 	if (!resolve_rule(req, &kind, &err))
 		return err;
 	if ((j = job_find(kind, req->rule, req->vm)) == NULL)
-		return resp_error("rule %s has no job for VM %s", req->rule, req->vm);
+		return ctl_error("rule %s has no job for VM %s", req->rule, req->vm);
 	return json_pack("{s:b,s:s,s:s,s:o}", "ok", 1, "rule", j->rule, "vm", j->vm, "log",
 	    job_log_to_json(j, (size_t)req->limit));
 }
@@ -656,7 +638,7 @@ inventory_answer(const struct vs_inventory *inv, const char *error, int refused,
 	size_t i, k;
 
 	if (inv == NULL) {
-		resp = resp_error("inventory of %s: %s", ir->platform, error);
+		resp = ctl_error("inventory of %s: %s", ir->platform, error);
 	} else {
 		vms = json_array();
 		hosts = json_array();
@@ -708,7 +690,7 @@ op_inventory(struct ctl_client *c, const struct request *req)
 	struct inv_req *ir;
 
 	if (config_platform(&eng.loader.cur, req->platform) == NULL)
-		return resp_error("no platform named %s", req->platform);
+		return ctl_error("no platform named %s", req->platform);
 	ir = xcalloc(1, sizeof(*ir));
 	ir->client = ctl_client_id(c);
 	ir->platform = xstrdup(req->platform);
@@ -717,7 +699,7 @@ op_inventory(struct ctl_client *c, const struct request *req)
 		free(ir->platform);
 		free(ir->id);
 		free(ir);
-		return resp_error("platform %s has no client", req->platform);
+		return ctl_error("platform %s has no client", req->platform);
 	}
 	/* Answered from the cache at once, or later by inventory_answer. */
 	return NULL;
@@ -746,7 +728,7 @@ op_dispatch(const struct request *req, int event, enum cfg_kind only_kind, int k
 	if (kind_fixed) {
 		if (req->kind != NULL && !str_eq(req->kind, cfg_kind_name(only_kind))) {
 			json_decref(results);
-			return resp_error("%s applies to %s rules only", request_op_name(req->op), cfg_kind_name(only_kind));
+			return ctl_error("%s applies to %s rules only", request_op_name(req->op), cfg_kind_name(only_kind));
 		}
 		kind = only_kind;
 		if (config_rule(&eng.loader.cur, kind, req->rule) == NULL && job_find(kind, req->rule, req->vm ? req->vm : "") == NULL) {
@@ -756,7 +738,7 @@ op_dispatch(const struct request *req, int event, enum cfg_kind only_kind, int k
 				any |= j->kind == kind && strcmp(j->rule, req->rule) == 0;
 			if (!any) {
 				json_decref(results);
-				return resp_error("no %s rule named %s", cfg_kind_name(kind), req->rule);
+				return ctl_error("no %s rule named %s", cfg_kind_name(kind), req->rule);
 			}
 		}
 	} else if (!resolve_rule(req, &kind, &err)) {
@@ -829,12 +811,12 @@ op_dispatch(const struct request *req, int event, enum cfg_kind only_kind, int k
 		json_decref(results);
 		free(why);
 		if (req->vm != NULL)
-			return resp_error("rule %s has no job for VM %s", req->rule, req->vm);
-		return resp_error("rule %s has no jobs", req->rule);
+			return ctl_error("rule %s has no job for VM %s", req->rule, req->vm);
+		return ctl_error("rule %s has no jobs", req->rule);
 	}
 	if (rejected == matched) {
 		json_decref(results);
-		resp = resp_error("%s", why);
+		resp = ctl_error("%s", why);
 		free(why);
 		return resp;
 	}
@@ -878,7 +860,7 @@ engine_handle(struct ctl_client *c, const struct request *req)
 		        config_rule(&eng.loader.cur, CFG_BACKUP, req->rule) != NULL))
 			return op_dispatch(req, BAK_EV_RUN, CFG_BACKUP, 1);
 		if (req->mode != NULL)
-			return resp_error("run: --mode applies to backup rules only");
+			return ctl_error("run: --mode applies to backup rules only");
 		return op_dispatch(req, REP_EV_RUN, CFG_REPLICATION, 1);
 	case OP_FAILOVER:
 		return op_dispatch(req, req->permanent ? REP_EV_FAILOVER_PERM : REP_EV_FAILOVER_TEMP, CFG_REPLICATION, 1);
@@ -887,14 +869,16 @@ engine_handle(struct ctl_client *c, const struct request *req)
 	case OP_REVERT:
 		return op_dispatch(req, REP_EV_REVERT, CFG_REPLICATION, 1);
 	case OP_RESTORE:
-		return resp_error("%s: backup restores cannot be used yet in this version of vmferry",
+		return ctl_error("%s: backup restores cannot be used yet in this version of vmferry",
 		    request_op_name(req->op));
+	case OP_VERIFY:
+		return bak_verify(c, req);
 	case OP_INVENTORY:
 		return op_inventory(c, req);
 	case OP_COUNT:
 		break;
 	}
-	return resp_error("unsupported op");
+	return ctl_error("unsupported op");
 }
 
 /* ---- job changes to watchers ---- */

@@ -49,6 +49,7 @@ static const struct {
 	[OP_FAILBACK] = { F_RULE | F_VM, F_RULE | F_VM },
 	[OP_REVERT] = { F_RULE | F_VM | F_POINT, F_RULE | F_VM },
 	[OP_RESTORE] = { F_RULE | F_VM | F_POINT | F_TARGET, F_RULE },
+	[OP_VERIFY] = { F_RULE | F_VM | F_POINT, F_RULE },
 	[OP_INVENTORY] = { F_PLATFORM | F_REFRESH, F_PLATFORM },
 	[OP_RELOAD] = { 0, 0 },
 };

@@ -24,6 +24,7 @@
 	X(FAILBACK, "failback")                                     \
 	X(REVERT, "revert")                                         \
 	X(RESTORE, "restore")                                       \
+	X(VERIFY, "verify")                                         \
 	X(INVENTORY, "inventory")                                   \
 	X(RELOAD, "reload")
 

@@ -34,11 +34,12 @@ usage(void)
 	    "  start|stop|delete RULE [VM]   启动 / 停止 / 删除\n"
 	    "  migrate RULE [VM]             开始迁移: catch up and cut over a ready migration\n"
 	    "  run RULE [VM] [--mode M]      立即执行 (replication, backup)\n"
-	    "  points RULE VM                a replication's restore points\n"
+	    "  points RULE VM                a replication's or a backup's restore points\n"
 	    "  failover RULE VM [--point P] [--permanent]\n"
 	    "  failback RULE VM\n"
 	    "  revert RULE VM --point P\n"
 	    "  restore RULE [VM] [--point P] [--target original|new|instant]\n"
+	    "  verify RULE [VM] [--point P]  re-read a backup's chunks (exit 1: some are damaged)\n"
 	    "  log RULE VM [-n N]            查看日志\n"
 	    "  stats [RULE [VM]]             查看统计信息 (clears the unviewed-error count)\n"
 	    "  watch [RULE] [--until STATE[,STATE...]]  live progress\n"
@@ -439,31 +440,100 @@ cmd_show(json_t *resp)
 	return 0;
 }
 
-/* points: the restore points from a replication job's details. */
+/* The kind of the jobs an answer of show lists. */
+static const char *
+shown_kind(const json_t *resp)
+{
+	const json_t *r = json_object_get(resp, "rule");
+
+	if (json_is_object(r))
+		return jstr(r, "kind");
+	return jstr(json_array_get(json_object_get(resp, "jobs"), 0), "kind");
+}
+
+/* points: the restore points from a replication or backup job's details. */
 static int
 cmd_points(json_t *resp)
 {
 	json_t *d = json_object_get(resp, "details"), *pts = json_object_get(d, "points"), *e;
+	const char *kind = shown_kind(resp);
+	int backup = strcmp(kind, "backup") == 0;
 	size_t i;
 
-	if (!json_is_array(pts)) {
-		fprintf(stderr, "vmferryctl: points: not a replication job, or its record cannot be read\n");
+	if (!json_is_array(pts) || (!backup && strcmp(kind, "replication") != 0)) {
+		fprintf(stderr, "vmferryctl: points: not a replication or backup job, or its record cannot be read\n");
 		return 1;
 	}
-	printf("%-6s %-20s %-16s %16s %16s\n", "POINT", "TIME", "SNAPSHOT", "BYTES READ", "BYTES WRITTEN");
+	if (backup)
+		printf("%-6s %-20s %-13s %-6s %16s %16s\n", "POINT", "TIME", "MODE", "PARENT", "BYTES-READ",
+		    "BYTES-STORED");
+	else
+		printf("%-6s %-20s %-16s %16s %16s\n", "POINT", "TIME", "SNAPSHOT", "BYTES READ", "BYTES WRITTEN");
 	json_array_foreach(pts, i, e) {
 		time_t t = (time_t)(jint(e, "time_ms") / 1000);
 		struct tm tm;
-		char when[32];
+		char when[32], parent[24];
 
 		localtime_r(&t, &tm);
 		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
-		printf("%-6lld %-20s %-16s %16lld %16lld\n", jint(e, "point"), when, jstr(e, "snapshot"),
-		    jint(e, "bytes_read"), jint(e, "bytes_written"));
+		if (!backup) {
+			printf("%-6lld %-20s %-16s %16lld %16lld\n", jint(e, "point"), when, jstr(e, "snapshot"),
+			    jint(e, "bytes_read"), jint(e, "bytes_written"));
+			continue;
+		}
+		/* A point whose manifest could not be read is listed bare. */
+		if (jint(e, "time_ms") <= 0)
+			snprintf(when, sizeof(when), "-");
+		if (jint(e, "parent") > 0)
+			snprintf(parent, sizeof(parent), "%lld", jint(e, "parent"));
+		else
+			snprintf(parent, sizeof(parent), "-");
+		printf("%-6lld %-20s %-13s %-6s %16lld %16lld\n", jint(e, "point"), when, jstr(e, "mode"), parent,
+		    jint(e, "bytes_read"), jint(e, "bytes_stored"));
 	}
 	if (json_array_size(pts) == 0)
 		printf("(no restore point yet)\n");
 	return 0;
+}
+
+/* verify: a summary, then every damaged chunk with the points that use
+ * it; 1 when anything is damaged. */
+static int
+cmd_verify(json_t *resp, const char *rule)
+{
+	json_t *dmg = json_object_get(resp, "damaged"), *e, *p;
+	char sz[32], *shown = str_printable(rule);
+	size_t i, k;
+
+	fmt_size(jint(resp, "bytes"), sz, sizeof(sz));
+	printf("%s: %lld points verified, %lld chunks (%s) re-read: ", shown, jint(resp, "points"),
+	    jint(resp, "chunks"), sz);
+	free(shown);
+	if (json_array_size(dmg) == 0) {
+		printf("all sound\n");
+		return 0;
+	}
+	printf("%zu damaged\n", json_array_size(dmg));
+	json_array_foreach(dmg, i, e) {
+		const char *chunk = jstr(e, "chunk"), *why = jstr(e, "why");
+		size_t n = strlen(chunk);
+
+		if (*chunk != '\0') {
+			printf("chunk %s used by", chunk);
+			/* The daemon's reason names the chunk again. */
+			if (strncmp(why, "chunk ", 6) == 0 && strncmp(why + 6, chunk, n) == 0 &&
+			    strncmp(why + 6 + n, ": ", 2) == 0)
+				why += 8 + n;
+		} else {
+			printf("point");
+		}
+		json_array_foreach(json_object_get(e, "points"), k, p)
+			printf("%s %s/%s/%lld", k ? "," : "", jstr(p, "rule"), jstr(p, "vm"), jint(p, "point"));
+		printf(": %s\n", why);
+	}
+	printf("damaged chunks were moved to the repository's damaged/: the next backup of each VM reads their "
+	       "bytes from the source again\n");
+	return 1;
 }
 
 static int
@@ -717,6 +787,12 @@ main(int argc, char **argv)
 		req_str(req, "mode", mode);
 		req_str(req, "point", point);
 		req_str(req, "target", target);
+	} else if (strcmp(cmd, "verify") == 0) {
+		if (a1 == NULL)
+			usage();
+		req_str(req, "rule", a1);
+		req_str(req, "vm", a2);
+		req_str(req, "point", point);
 	} else if (strcmp(cmd, "failover") == 0 || strcmp(cmd, "failback") == 0 || strcmp(cmd, "revert") == 0 ||
 	           strcmp(cmd, "log") == 0 || strcmp(cmd, "points") == 0) {
 		if (a1 == NULL || a2 == NULL)
@@ -727,7 +803,7 @@ main(int argc, char **argv)
 		if (permanent)
 			json_object_set_new(req, "permanent", json_true());
 		if (strcmp(cmd, "points") == 0)
-			req_str(req, "kind", "replication");
+			req_str(req, "kind", kind);
 		if (strcmp(cmd, "log") == 0) {
 			req_str(req, "kind", kind);
 			if (limit > 0)
@@ -745,6 +821,11 @@ main(int argc, char **argv)
 		rc = cmd_watch(resp, until);
 	} else if (opt_json) {
 		print_json(resp);
+		/* As without --json: a damaged chunk fails the command. */
+		if (strcmp(cmd, "verify") == 0 && json_array_size(json_object_get(resp, "damaged")) > 0)
+			rc = 1;
+	} else if (strcmp(cmd, "verify") == 0) {
+		rc = cmd_verify(resp, a1);
 	} else if (strcmp(cmd, "rules") == 0) {
 		rc = cmd_rules(resp);
 	} else if (strcmp(cmd, "jobs") == 0) {

@@ -47,4 +47,9 @@ int bak_before_command(struct job *j, int event, const struct request *req, char
 void bak_before_run(struct job *j, int mode);
 json_t *bak_details(const struct job *j);
 
+/* The status socket's verify op (backup_verify.c): the rule's points (a
+ * VM's, one point) re-read on the worker pool; an error answered at once,
+ * else NULL and the answer sent when the check ends. */
+json_t *bak_verify(struct ctl_client *c, const struct request *req);
+
 #endif

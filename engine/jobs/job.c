@@ -568,6 +568,13 @@ job_stat_failure(struct job *j, const char *reason)
 }
 
 void
+job_stat_error(struct job *j)
+{
+	j->stats.unviewed_errors++;
+	stats_persist(j);
+}
+
+void
 job_stats_viewed(struct job *j)
 {
 	if (j->stats.unviewed_errors == 0)

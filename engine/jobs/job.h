@@ -96,6 +96,9 @@ void job_log(struct job *j, enum log_level lvl, const char *fmt, ...) __attribut
 /* Statistics. */
 void job_stat_success(struct job *j, uint64_t bytes);
 void job_stat_failure(struct job *j, const char *reason);
+/* An error that is not a failed run (verify found the job's points
+ * damaged): counted as unviewed, the failures stay as they are. */
+void job_stat_error(struct job *j);
 /* Viewing clears the unviewed-error count. */
 void job_stats_viewed(struct job *j);
 

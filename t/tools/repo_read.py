@@ -9,6 +9,8 @@ python3-zstandard.
   repo_read.py REPO points [RULE [VM]]       complete points, one per line
   repo_read.py REPO manifest RULE VM SEQ     the manifest's body, checked, as JSON
   repo_read.py REPO check RULE VM SEQ        every chunk of the point read and its id checked
+  repo_read.py REPO ids RULE VM SEQ          the point's chunk ids from its checked indexes,
+                                             "DISK CHUNK ID" a line (ID in hex; chunks not read)
   repo_read.py REPO image RULE VM SEQ DISK OUT
                                              disk DISK of the point as a raw image in OUT
 
@@ -165,6 +167,13 @@ def main(argv):
                     read_chunk(repo, cid, chunk_len(capacity, i))
                     count += 1
             print(f"{rule}/{vm}/{seq}: {len(m['disks'])} disks, {count} chunks, all ids match")
+        elif cmd == "ids" and len(args) == 3:
+            rule, vm, seq = args[0], args[1], int(args[2])
+            m = read_manifest(repo, rule, vm, seq)
+            for n, disk in enumerate(m["disks"]):
+                capacity, ids = read_index(repo, rule, vm, seq, n, disk)
+                for i, cid in enumerate(ids):
+                    print(f"{n} {i} {cid.hex()}")
         elif cmd == "image" and len(args) == 5:
             rule, vm, seq, n, out = args[0], args[1], int(args[2]), int(args[3]), args[4]
             m = read_manifest(repo, rule, vm, seq)

@@ -39,6 +39,15 @@ got=$("$py" "$reader" "$repo" points)
 [ "$got" = "$(printf 'r1/%s/1\nr1/%s/2' "$vm" "$vm")" ] || die "points: $got"
 ok "the reader lists the two points"
 
+# ids: one line per chunk of every disk, as the images' sizes say.
+want=0
+for disk in 0 1; do
+	size=$(stat -c %s "$dir/want-2-$disk.raw")
+	want=$((want + (size + 4194303) / 4194304))
+done
+[ "$("$py" "$reader" "$repo" ids r1 "$vm" 2 | wc -l)" = $want ] || die "ids of point 2: not $want lines"
+ok "ids lists every chunk of point 2 ($want)"
+
 for seq in 1 2; do
 	for disk in 0 1; do
 		"$py" "$reader" "$repo" image r1 "$vm" $seq $disk "$dir/got.raw" || die "image $seq/$disk"
@@ -58,14 +67,18 @@ id=$(basename "$chunk")
 flip "$chunk" 200
 failed=0
 for seq in 1 2; do
+	# ids lists the chunk exactly in the points whose check fails.
+	uses=$("$py" "$reader" "$repo" ids r1 "$vm" $seq | awk -v id="$id" '$3 == id' | wc -l)
 	if "$py" "$reader" "$repo" check r1 "$vm" $seq 2>"$dir/err"; then
+		[ "$uses" = 0 ] || die "point $seq uses chunk $id ($uses times), yet its check passes"
 		continue
 	fi
+	[ "$uses" -gt 0 ] || die "point $seq fails its check but ids does not list chunk $id"
 	grep -q "chunk $id" "$dir/err" || die "the damaged chunk is not named: $(cat "$dir/err")"
 	failed=$((failed + 1))
 done
 [ $failed -ge 1 ] || die "a flipped byte in chunk $id went unnoticed"
-ok "a flipped byte in chunk $id is found and named"
+ok "a flipped byte in chunk $id is found and named; ids lists it in exactly the points that fail"
 
 # A byte flipped in a manifest.
 flip "$repo/points/r1/$vm/1/manifest.json" 120

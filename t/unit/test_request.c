@@ -79,8 +79,8 @@ static void
 test_every_op_parses(void **unused)
 {
 	static const char *const ops[] = { "ping", "rules", "jobs", "show", "log", "stats", "watch", "start",
-		"stop", "delete", "migrate", "run", "failover", "failback", "revert", "restore", "inventory",
-		"reload" };
+		"stop", "delete", "migrate", "run", "failover", "failback", "revert", "restore", "verify",
+		"inventory", "reload" };
 	/* each with its required fields */
 	static const char *const lines[] = {
 		"{\"op\":\"ping\"}",
@@ -99,6 +99,7 @@ test_every_op_parses(void **unused)
 		"{\"op\":\"failback\",\"rule\":\"r\",\"vm\":\"v\"}",
 		"{\"op\":\"revert\",\"rule\":\"r\",\"vm\":\"v\"}",
 		"{\"op\":\"restore\",\"rule\":\"r\"}",
+		"{\"op\":\"verify\",\"rule\":\"r\"}",
 		"{\"op\":\"inventory\",\"platform\":\"vc-a\"}",
 		"{\"op\":\"reload\"}",
 	};
@@ -135,6 +136,12 @@ test_fields_are_returned(void **unused)
 	assert_string_equal(r.vm, "web01");
 	assert_string_equal(r.kind, "migration");
 	assert_string_equal(r.id, "c-1");
+	request_free(&r);
+
+	parse_ok("{\"op\":\"verify\",\"rule\":\"bak\",\"vm\":\"web01\",\"point\":\"3\"}", &r);
+	assert_string_equal(r.rule, "bak");
+	assert_string_equal(r.vm, "web01");
+	assert_string_equal(r.point, "3");
 	request_free(&r);
 
 	parse_ok("{\"op\":\"log\",\"rule\":\"r\",\"vm\":\"v\",\"kind\":\"backup\",\"limit\":10}", &r);
@@ -189,6 +196,7 @@ test_missing_required_field(void **unused)
 	parse_err("{\"op\":\"revert\",\"rule\":\"r\",\"point\":\"p\"}", "\"vm\"");
 	parse_err("{\"op\":\"inventory\"}", "\"platform\"");
 	parse_err("{\"op\":\"inventory\",\"refresh\":true}", "\"platform\"");
+	parse_err("{\"op\":\"verify\",\"vm\":\"v\",\"point\":\"1\"}", "\"rule\"");
 }
 
 static void
@@ -215,6 +223,9 @@ test_unknown_field_for_op(void **unused)
 	parse_err("{\"op\":\"jobs\",\"limit\":5}", "\"limit\"");
 	parse_err("{\"op\":\"stop\",\"rule\":\"r\",\"mode\":\"full\"}", "\"mode\"");
 	parse_err("{\"op\":\"restore\",\"rule\":\"r\",\"permanent\":true}", "\"permanent\"");
+	/* verify is for backup rules: no kind, no mode. */
+	parse_err("{\"op\":\"verify\",\"rule\":\"r\",\"kind\":\"backup\"}", "\"kind\"");
+	parse_err("{\"op\":\"verify\",\"rule\":\"r\",\"mode\":\"full\"}", "\"mode\"");
 	parse_err("{\"op\":\"jobs\",\"Rule\":\"r\"}", "\"Rule\"");
 }
 
