@@ -465,8 +465,8 @@ cmd_points(json_t *resp)
 		return 1;
 	}
 	if (backup)
-		printf("%-6s %-20s %-13s %-6s %16s %16s\n", "POINT", "TIME", "MODE", "PARENT", "BYTES-READ",
-		    "BYTES-STORED");
+		printf("%-6s %-20s %-13s %-6s %16s %16s  %s\n", "POINT", "TIME", "MODE", "PARENT", "BYTES-READ",
+		    "BYTES-STORED", "STATE");
 	else
 		printf("%-6s %-20s %-16s %16s %16s\n", "POINT", "TIME", "SNAPSHOT", "BYTES READ", "BYTES WRITTEN");
 	json_array_foreach(pts, i, e) {
@@ -488,8 +488,8 @@ cmd_points(json_t *resp)
 			snprintf(parent, sizeof(parent), "%lld", jint(e, "parent"));
 		else
 			snprintf(parent, sizeof(parent), "-");
-		printf("%-6lld %-20s %-13s %-6s %16lld %16lld\n", jint(e, "point"), when, jstr(e, "mode"), parent,
-		    jint(e, "bytes_read"), jint(e, "bytes_stored"));
+		printf("%-6lld %-20s %-13s %-6s %16lld %16lld  %s\n", jint(e, "point"), when, jstr(e, "mode"), parent,
+		    jint(e, "bytes_read"), jint(e, "bytes_stored"), jstr(e, "state"));
 	}
 	if (json_array_size(pts) == 0)
 		printf("(no restore point yet)\n");

@@ -339,6 +339,13 @@ step_go(struct bak_rt *rt, struct bak_step *s)
 static void
 adopt_points(struct bak_rt *rt, struct bak_step *s)
 {
+	size_t i, k;
+
+	/* What verify found stays until a verify finds it sound. */
+	for (i = 0; i < s->npoints; i++)
+		for (k = 0; k < rt->d.npoints; k++)
+			if (rt->d.points[k].seq == s->points[i].seq)
+				s->points[i].damaged = rt->d.points[k].damaged;
 	free(rt->d.points);
 	rt->d.points = s->points;
 	rt->d.npoints = s->npoints;
@@ -1064,6 +1071,29 @@ bak_enter_deleting(struct job *j, int event)
 	sync_abandon(&rt->pass, delete_after_snapshot);
 }
 
+/* ---- verify's findings ---- */
+
+void
+bak_mark_damaged(struct job *j, uint64_t only, const uint64_t *seqs, size_t n)
+{
+	/* The runtime's data is the newest (a running point's counts). */
+	struct bak_rt *rt = j->priv != NULL ? j->priv : rt_get(j);
+	size_t i, k;
+
+	if (rt->bad_data)
+		return;
+	for (i = 0; i < rt->d.npoints; i++) {
+		struct bak_point *pt = &rt->d.points[i];
+
+		if (only != 0 && pt->seq != only)
+			continue;
+		pt->damaged = 0;
+		for (k = 0; k < n; k++)
+			pt->damaged |= seqs[k] == pt->seq;
+	}
+	save(rt);
+}
+
 /* ---- commands ---- */
 
 static int
@@ -1117,10 +1147,11 @@ bak_details(const struct job *j)
 	for (i = 0; i < d.npoints; i++) {
 		const struct bak_point *pt = &d.points[i];
 
-		json_array_append_new(pts, json_pack("{s:I,s:s,s:I,s:I,s:I,s:I,s:I}", "point", (json_int_t)pt->seq, "mode",
-		                               mode_name(pt->mode), "parent", (json_int_t)pt->parent, "time_ms",
+		json_array_append_new(pts, json_pack("{s:I,s:s,s:I,s:I,s:I,s:I,s:I,s:s}", "point", (json_int_t)pt->seq,
+		                               "mode", mode_name(pt->mode), "parent", (json_int_t)pt->parent, "time_ms",
 		                               (json_int_t)pt->end * 1000, "start", (json_int_t)pt->start,
-		                               "bytes_read", (json_int_t)pt->read, "bytes_stored", (json_int_t)pt->stored));
+		                               "bytes_read", (json_int_t)pt->read, "bytes_stored", (json_int_t)pt->stored,
+		                               "state", pt->damaged ? "damaged" : "complete"));
 	}
 	o = json_pack("{s:o}", "points", pts);
 	if (d.stage != BAK_STAGE_NONE)

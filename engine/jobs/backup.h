@@ -27,6 +27,8 @@
 #define VMFERRY_JOBS_BACKUP_H
 
 #include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
 
 struct ctl_client;
 struct job;
@@ -41,6 +43,11 @@ void bak_enter_transferring(struct job *j, int event);
 void bak_enter_stopping(struct job *j, int event);
 void bak_enter_failed(struct job *j, int event);
 void bak_enter_deleting(struct job *j, int event);
+
+/* verify found the points seqs[0..n) of the job damaged among those it
+ * re-read (only: that point, 0: every point): they are marked, the
+ * others re-read are sound again. */
+void bak_mark_damaged(struct job *j, uint64_t only, const uint64_t *seqs, size_t n);
 
 /* The kind's hooks (kinds.h). */
 int bak_before_command(struct job *j, int event, const struct request *req, char **why);

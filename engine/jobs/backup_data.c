@@ -74,6 +74,7 @@ bak_data_put(const struct bak_data *x, struct sbuf *b)
 		rec_put_u64(b, (uint64_t)pt->end);
 		rec_put_u64(b, pt->read);
 		rec_put_u64(b, pt->stored);
+		rec_put_u8(b, pt->damaged);
 	}
 }
 
@@ -118,6 +119,7 @@ bak_data_get(const uint8_t *p, size_t n, struct bak_data *x)
 		pt->end = (int64_t)rec_get_u64(&r);
 		pt->read = rec_get_u64(&r);
 		pt->stored = rec_get_u64(&r);
+		pt->damaged = rec_get_u8(&r);
 	}
 	if (r.bad || x->stage > BAK_STAGE_COMMITTED || x->mode > 2)
 		goto bad;

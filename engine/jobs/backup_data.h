@@ -26,6 +26,7 @@ struct bak_point {
 	uint8_t mode;
 	int64_t start, end;
 	uint64_t read, stored;
+	uint8_t damaged;      /* the last verify found a chunk of it (or its index) damaged */
 };
 
 struct bak_data {

@@ -126,9 +126,23 @@ tell_jobs(const struct verify_run *v)
 
 	TAILQ_FOREACH(j, job_all(), link) {
 		int told = 0;
+		uint64_t *bad = NULL;
+		size_t nbad = 0, k;
+		const json_t *p;
 
 		if (j->kind != CFG_BACKUP || strcmp(j->rule, v->rule) != 0 || (v->vm != NULL && strcmp(j->vm, v->vm) != 0))
 			continue;
+		json_array_foreach(v->damaged, i, e) {
+			json_array_foreach(json_object_get(e, "points"), k, p) {
+				if (!str_eq(json_string_value(json_object_get(p, "rule")), j->rule) ||
+				    !str_eq(json_string_value(json_object_get(p, "vm")), j->vm))
+					continue;
+				bad = xreallocarray(bad, nbad + 1, sizeof(*bad));
+				bad[nbad++] = (uint64_t)json_integer_value(json_object_get(p, "point"));
+			}
+		}
+		bak_mark_damaged(j, v->seq, bad, nbad);
+		free(bad);
 		json_array_foreach(v->damaged, i, e) {
 			const json_t *chunk = json_object_get(e, "chunk");
 			const char *why = json_string_value(json_object_get(e, "why"));

@@ -93,7 +93,8 @@ point bak01 incremental 2
 
 # ---- points ----
 out=$(ctl points bak bak01)
-assert_match "$(head -n1 <<<"$out")" "^POINT +TIME +MODE +PARENT +BYTES-READ +BYTES-STORED$" "points: a backup's table"
+assert_match "$(head -n1 <<<"$out")" "^POINT +TIME +MODE +PARENT +BYTES-READ +BYTES-STORED +STATE$" "points: a backup's table"
+assert_eq "$(awk 'NR > 1 { print $NF }' <<<"$out" | paste -sd, -)" "complete,complete" "points: both complete"
 rows=$(awk 'NR > 1 { print $1, $4, $5 }' <<<"$out" | paste -sd';' -)
 assert_eq "$rows" "1 full -;2 incremental 1" "points: the two points of bak01, their modes and parents"
 want=$(ctl --json show bak bak01 | jq -r '[.details.points[] | "\(.point) \(.bytes_read) \(.bytes_stored)"] | join(";")')
@@ -147,6 +148,9 @@ assert_eq "$named" "$want_users" "verify names exactly the points the reader fin
 assert_eq "$(grep -c '^chunk ' <<<"$out")" 1 "verify names one damaged chunk"
 [ ! -e "$file" ] && [ -f "$repo/damaged/$victim" ] && ok "the damaged chunk was moved to damaged/$victim" ||
 	fail "chunk $victim was not moved to damaged/"
+assert_eq "$(ctl points bak bak01 | awk 'NR > 1 { print $1 "=" $NF }' | paste -sd, -)" "1=damaged,2=damaged" \
+	"points marks the points that use the chunk damaged"
+assert_eq "$(ctl points bak bak02 | awk 'NR > 1 { print $NF }' | paste -sd, -)" "complete" "... and bak02's point not"
 
 set +e
 json=$(ctl --json verify bak)
@@ -198,6 +202,8 @@ read=$(flat_bytes bak01)
 verify bak
 assert_eq "$rc" 0 "verify bak after the backup: exit 0"
 assert_match "$out" "^bak: 4 points verified, .* all sound$" "verify bak after the backup: all sound"
+assert_eq "$(ctl points bak bak01 | awk 'NR > 1 { print $NF }' | paste -sd, -)" "complete,complete,complete" \
+	"a verify that finds them sound marks the points complete again"
 for s in 1 2 3; do
 	"$REPO_READ" "$repo" check bak bak01 $s >/dev/null && ok "repo_read.py check of point $s passes" ||
 		fail "repo_read.py check of point $s"
