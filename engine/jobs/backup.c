@@ -268,6 +268,24 @@ rt_enter(struct job *j)
 	return rt;
 }
 
+/* rt_enter for the states that use the repository: after a restart the
+ * job resumes in them without passing preparing, which opened it. */
+static struct bak_rt *
+rt_enter_repo(struct job *j)
+{
+	struct bak_rt *rt = rt_enter(j);
+	char *err = NULL;
+
+	if (rt == NULL || rt->repo != NULL)
+		return rt;
+	if ((rt->repo = repos_get(j->cfg, &err)) == NULL) {
+		rt_fail(j, "%s", err);
+		free(err);
+		return NULL;
+	}
+	return rt;
+}
+
 /* ---- worker steps ----
  *
  * One struct carries a step's inputs and results; fn runs on a worker
@@ -531,7 +549,7 @@ config_read(struct vs_out *out, void *arg)
 void
 bak_enter_saving_config(struct job *j, int event)
 {
-	struct bak_rt *rt = rt_enter(j);
+	struct bak_rt *rt = rt_enter_repo(j);
 
 	if (rt == NULL)
 		return;
@@ -724,7 +742,7 @@ check_prepared(struct sync_pass *p, int gone)
 void
 bak_enter_checking_data(struct job *j, int event)
 {
-	struct bak_rt *rt = rt_enter(j);
+	struct bak_rt *rt = rt_enter_repo(j);
 
 	if (rt != NULL)
 		sync_prepare(&rt->pass, 0, check_prepared);
@@ -898,7 +916,7 @@ transfer_prepared(struct sync_pass *p, int gone)
 void
 bak_enter_transferring(struct job *j, int event)
 {
-	struct bak_rt *rt = rt_enter(j);
+	struct bak_rt *rt = rt_enter_repo(j);
 
 	if (rt != NULL)
 		sync_prepare(&rt->pass, 0, transfer_prepared);
