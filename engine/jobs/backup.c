@@ -648,6 +648,19 @@ checked(struct bak_rt *rt, struct bak_step *s)
 		return;
 	}
 	forget_checked(rt);
+	if (s->existed) {
+		/* Committed before a crash that lost the job's record of it:
+		 * nothing is left to copy; the pass ends as after a commit. */
+		job_log(j, LOG_INFO, "restore point %llu was complete in the repository before the restart",
+		    (unsigned long long)rt->d.seq);
+		rt->d.stage = BAK_STAGE_COMMITTED;
+		for (i = 0; i < rt->d.sync.ndisks; i++)
+			rt->d.sync.disks[i].checkpoint = SYNC_DISK_DONE;
+		sync_areas_changed(p);
+		save(rt);
+		rt->then(rt);
+		return;
+	}
 	rt->nchecked = s->ndisks;
 	rt->base = xcalloc(s->ndisks ? s->ndisks : 1, sizeof(*rt->base));
 	rt->done = xcalloc(s->ndisks ? s->ndisks : 1, sizeof(*rt->done));
