@@ -270,6 +270,24 @@ rt_enter(struct job *j)
 	return rt;
 }
 
+/* rt_enter for the states that use the repository: after a restart the
+ * job resumes in them without passing preparing, which opened it. */
+static struct bak_rt *
+rt_enter_repo(struct job *j)
+{
+	struct bak_rt *rt = rt_enter(j);
+	char *err = NULL;
+
+	if (rt == NULL || rt->repo != NULL)
+		return rt;
+	if ((rt->repo = repos_get(j->cfg, &err)) == NULL) {
+		rt_fail(j, "%s", err);
+		free(err);
+		return NULL;
+	}
+	return rt;
+}
+
 /* ---- worker steps ----
  *
  * One struct carries a step's inputs and results; fn runs on a worker
@@ -563,7 +581,7 @@ config_read(struct vs_out *out, void *arg)
 void
 bak_enter_saving_config(struct job *j, int event)
 {
-	struct bak_rt *rt = rt_enter(j);
+	struct bak_rt *rt = rt_enter_repo(j);
 
 	if (rt == NULL)
 		return;
@@ -689,6 +707,19 @@ checked(struct bak_rt *rt, struct bak_step *s)
 		return;
 	}
 	forget_checked(rt);
+	if (s->existed) {
+		/* Committed before a crash that lost the job's record of it:
+		 * nothing is left to copy; the pass ends as after a commit. */
+		job_log(j, LOG_INFO, "restore point %llu was complete in the repository before the restart",
+		    (unsigned long long)rt->d.seq);
+		rt->d.stage = BAK_STAGE_COMMITTED;
+		for (i = 0; i < rt->d.sync.ndisks; i++)
+			rt->d.sync.disks[i].checkpoint = SYNC_DISK_DONE;
+		sync_areas_changed(p);
+		save(rt);
+		rt->then(rt);
+		return;
+	}
 	rt->nchecked = s->ndisks;
 	rt->base = xcalloc(s->ndisks ? s->ndisks : 1, sizeof(*rt->base));
 	rt->done = xcalloc(s->ndisks ? s->ndisks : 1, sizeof(*rt->done));
@@ -787,7 +818,7 @@ check_prepared(struct sync_pass *p, int gone)
 void
 bak_enter_checking_data(struct job *j, int event)
 {
-	struct bak_rt *rt = rt_enter(j);
+	struct bak_rt *rt = rt_enter_repo(j);
 
 	if (rt != NULL)
 		sync_prepare(&rt->pass, 0, check_prepared);
@@ -962,7 +993,7 @@ transfer_prepared(struct sync_pass *p, int gone)
 void
 bak_enter_transferring(struct job *j, int event)
 {
-	struct bak_rt *rt = rt_enter(j);
+	struct bak_rt *rt = rt_enter_repo(j);
 
 	if (rt != NULL)
 		sync_prepare(&rt->pass, 0, transfer_prepared);

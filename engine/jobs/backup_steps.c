@@ -126,12 +126,32 @@ bak_manifest_fn(struct bak_step *s)
 		s->rc = -1;
 }
 
+/* Whether the point is in the repository already (s->existed): a crash
+ * came after its commit, before the job recorded it. */
+static int
+point_listed(struct bak_step *s)
+{
+	uint64_t *seqs = NULL;
+	size_t n = 0, i;
+
+	if (repo_points(s->repo, s->rule, s->vm, &seqs, &n, &s->err) != 0) {
+		s->rc = -1;
+		return -1;
+	}
+	for (i = 0; i < n; i++)
+		s->existed |= seqs[i] == s->seq;
+	free(seqs);
+	return 0;
+}
+
 void
 bak_check_fn(struct bak_step *s)
 {
 	struct repo_point *parent = NULL;
 	size_t i, k;
 
+	if (s->w == NULL && (point_listed(s) != 0 || s->existed))
+		return;
 	if (s->w == NULL) {
 		struct repo_point p;
 		uint8_t *cfg = NULL;
@@ -254,18 +274,10 @@ bak_retain_fn(struct bak_step *s)
 void
 bak_commit_fn(struct bak_step *s)
 {
-	uint64_t *seqs = NULL;
-	size_t n = 0, i, k;
+	size_t i, k;
 
 	/* Committed before a crash: nothing to do. */
-	if (repo_points(s->repo, s->rule, s->vm, &seqs, &n, &s->err) != 0) {
-		s->rc = -1;
-		return;
-	}
-	for (i = 0; i < n; i++)
-		s->existed |= seqs[i] == s->seq;
-	free(seqs);
-	if (s->existed)
+	if (point_listed(s) != 0 || s->existed)
 		return;
 	if (s->w == NULL) {
 		s->rc = -1;

@@ -76,7 +76,9 @@ void bak_choose_fn(struct bak_step *s);
 /* The parent's manifest in s->manifest. */
 void bak_manifest_fn(struct bak_step *s);
 /* The point opened (s->w, made when NULL), per disk the parent's ids,
- * its missing chunks and the partial index's stored chunks. */
+ * its missing chunks and the partial index's stored chunks; or, when no
+ * writer was open and the point is in the repository already (committed
+ * before a crash), s->existed and nothing else. */
 void bak_check_fn(struct bak_step *s);
 /* The point's indexes and manifest written: it is complete (s->existed:
  * it was before). */
