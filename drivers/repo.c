@@ -537,6 +537,38 @@ fail:
 	return -1;
 }
 
+int
+repo_check_key(const struct repo *r, const char *key_file, char **err)
+{
+	uint8_t key[CRYPTO_KEY_LEN], id_key[CRYPTO_HASH_LEN], diff = 0;
+	size_t i;
+
+	*err = NULL;
+	if (key_file == NULL) {
+		if (!r->encrypted)
+			return 0;
+		*err = xasprintf("repository %s is encrypted: its key file is needed", r->dir);
+		return -1;
+	}
+	if (read_key(key_file, key, err) != 0)
+		return -1;
+	if (!r->encrypted) {
+		explicit_bzero(key, sizeof(key));
+		*err = xasprintf("repository %s is not encrypted, but a key file (%s) was given", r->dir, key_file);
+		return -1;
+	}
+	subkey(key, label_id, id_key);
+	explicit_bzero(key, sizeof(key));
+	for (i = 0; i < sizeof(id_key); i++)
+		diff |= id_key[i] ^ r->id_key[i];
+	explicit_bzero(id_key, sizeof(id_key));
+	if (diff != 0) {
+		*err = xasprintf("repository %s: the key in %s is not the repository's key", r->dir, key_file);
+		return -1;
+	}
+	return 0;
+}
+
 void
 repo_close(struct repo *r)
 {

@@ -59,6 +59,11 @@ struct repo;
  * or with another one, or an unencrypted one opened with a key, is refused
  * before anything is written. */
 int repo_open(const char *dir, const char *key_file, struct repo **out, char **err);
+/* Reads key_file again (NULL: none) and checks that it still holds the
+ * key r was opened with: 0, or -1 with *err as repo_open words it (a key
+ * file replaced while the repository is open is refused, as it would be
+ * at the next opening). */
+int repo_check_key(const struct repo *r, const char *key_file, char **err);
 /* Every writer must have been committed or aborted. */
 void repo_close(struct repo *r);
 int repo_encrypted(const struct repo *r);

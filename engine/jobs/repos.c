@@ -50,7 +50,8 @@ repos_get(const struct cfg_rule *rule, char **err)
 			*err = xasprintf("repository %s is open with %s; rule %s names %s", dir,
 			    open_repos[i].key ? open_repos[i].key : "no key", rule->name, key ? key : "no key");
 			r = NULL;
-		} else {
+		} else if (repo_check_key(open_repos[i].r, key, err) == 0) {
+			/* The key file may have been replaced since it was opened. */
 			r = open_repos[i].r;
 		}
 		free(dir);

@@ -14,8 +14,10 @@ struct repo;
 char *repos_dir_of(const struct cfg_rule *r, char **key);
 /* The open repository of the rule, opening it (creating it when the
  * directory is new or empty) on first use; NULL with *err (a wrong or
- * missing key, a directory that is not a repository).  Blocking, but only
- * on first use: a few small files. */
+ * missing key, a directory that is not a repository).  An encrypted one
+ * already open is given only while its key file still holds its key (a
+ * replaced key file is refused, as at the next opening).  Blocking: a few
+ * small files on first use, then the key file. */
 struct repo *repos_get(const struct cfg_rule *r, char **err);
 /* At shutdown, once no job uses them. */
 void repos_close_all(void);

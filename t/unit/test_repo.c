@@ -611,6 +611,22 @@ test_wrong_key(void **state)
 	assert_int_equal(repo_open(edir, good, &r, &err), 0);
 	fill_text(buf, sizeof(buf), 1);
 	assert_int_equal(repo_chunk_put(r, buf, sizeof(buf), id, &stored, &err), 0);
+	/* Open with the good key: the key files are checked again. */
+	assert_int_equal(repo_check_key(r, good, &err), 0);
+	assert_int_equal(repo_check_key(r, bad, &err), -1);
+	assert_non_null(strstr(err, "not the repository's key"));
+	assert_null(strstr(err, "ff01"));
+	free(err);
+	assert_int_equal(repo_check_key(r, NULL, &err), -1);
+	assert_non_null(strstr(err, "encrypted"));
+	free(err);
+	assert_int_equal(repo_check_key(r, junk, &err), -1);
+	assert_non_null(strstr(err, "64 hex digits"));
+	free(err);
+	assert_int_equal(repo_check_key(plain, NULL, &err), 0);
+	assert_int_equal(repo_check_key(plain, good, &err), -1);
+	assert_non_null(strstr(err, "not encrypted"));
+	free(err);
 	repo_close(r);
 	before = snapshot(edir);
 
