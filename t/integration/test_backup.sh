@@ -14,11 +14,13 @@
 MiB=1048576
 cat >"$T/fixture.json" <<JSON
 {"datacenters":[{"name":"DC0","hosts":["H0"],"datastores":["ds0"]}],
- "vms":[{"name":"bak01","host":"H0","power":"on","disks":[{"capacity":$((8 * MiB + 512)),"seed":71,"allocated":0.3},{"capacity":$((3 * MiB)),"seed":72,"allocated":0.5},{"capacity":$((13 * MiB + 4096)),"seed":73,"allocated":0.2}]}]}
+ "vms":[{"name":"bak01","host":"H0","power":"on","disks":[{"capacity":$((8 * MiB + 512)),"seed":71,"allocated":0.3},{"capacity":$((3 * MiB)),"seed":72,"allocated":0.5},{"capacity":$((13 * MiB + 4096)),"seed":73,"allocated":0.2}]},
+        {"name":"bak02","host":"H0","power":"on","disks":[{"capacity":$((12 * MiB)),"seed":74,"allocated":0.4}]}]}
 JSON
 mig_start_peers "$T/fixture.json"
 mig_config
 bak_rule bak bak01 "fast_transfer: true"
+bak_rule whole bak02 "fast_transfer: false"
 start_daemon "$CONF"
 wait_job bak bak01 idle 30
 ok "the backup job rests in 空闲 until it is run"
@@ -68,6 +70,24 @@ disk=$((8 * MiB + 512 + 3 * MiB + 13 * MiB + 4096))
 bak_point_equal bak bak01 5 3 "second full"
 "$REPO_READ" "$(BAK_REPO)" check bak bak01 5 >/dev/null && ok "repo_read.py checks every chunk id of point 5" ||
 	fail "repo_read.py check of point 5"
+
+# Without fast_transfer every backup reads whole disks (seed 002: 不勾选则
+# 只能进行整盘备份); the repository still stores only new chunks.
+for mode in full incremental; do
+	stats_reset
+	before=$(repo_chunk_bytes)
+	ctl run whole bak02 --mode $mode >/dev/null
+	wait_job whole bak02 complete 120
+	assert_eq "$(flat_bytes bak02)" $((12 * MiB)) "fast_transfer off: the $mode read the whole disk"
+	grown=$(($(repo_chunk_bytes) - before))
+	if [ $mode = incremental ]; then
+		# One 4 MiB chunk changed (64 KiB of it): one chunk file more, compressed or not.
+		[ "$grown" -le $((4 * MiB + 4096)) ] && ok "fast_transfer off: the incremental stored $grown bytes, one chunk" ||
+			fail "fast_transfer off: the incremental stored $grown bytes"
+	fi
+	bak_point_equal whole bak02 $([ $mode = full ] && echo 1 || echo 2) 1 "fast_transfer off, $mode"
+	gwrite '{"vm":"bak02","disk":0,"offset":4194304,"length":65536,"seed":77}' >/dev/null
+done
 
 # The newest point's index damaged (a byte flipped): the next incremental
 # cannot read against it; it becomes a full, says why, and is right.
