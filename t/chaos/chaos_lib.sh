@@ -46,6 +46,28 @@ guest_write() {
 	esac
 }
 
+# chaos_writes: the running guest writes to every disk of the VMs in
+# $VMS (ndisks[VM] disks each): a share of grains (1-25 %) or a run of up
+# to 400 KB somewhere, drawn by rnd.
+chaos_writes() {
+	local vm d cap off len pct
+	for vm in $VMS; do
+		for ((d = 0; d < ${ndisks[$vm]}; d++)); do
+			rnd 2
+			if [ $REPLY = 0 ]; then
+				rnd 25; pct=$((REPLY + 1))
+				rnd 100000; gwrite "{\"vm\":\"$vm\",\"disk\":$d,\"percent\":$pct,\"seed\":$REPLY}" >/dev/null
+			else
+				cap=$(curl -sf "$S_CTL/disk?vm=$vm&disk=$d" | jq -r .capacity)
+				rnd "$cap"; off=$REPLY
+				len=$((cap - off < 400000 ? cap - off : 400000))
+				rnd "$len"; len=$((REPLY + 1))
+				rnd 100000; gwrite "{\"vm\":\"$vm\",\"disk\":$d,\"offset\":$off,\"length\":$len,\"seed\":$REPLY}" >/dev/null
+			fi
+		done
+	done
+}
+
 # chaos_dump: everything needed to understand a failed or stuck run.
 chaos_dump() {
 	local j

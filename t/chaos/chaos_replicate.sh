@@ -100,27 +100,6 @@ remember() {
 	for vm in $VMS; do rep_keep_source "$T/at/$1" "$vm" "${ndisks[$vm]}"; done
 }
 
-# Guest writes to every disk of the rule's VMs: a share of grains, or a run
-# of bytes somewhere.
-writes() {
-	local vm d cap off len pct
-	for vm in $VMS; do
-		for ((d = 0; d < ${ndisks[$vm]}; d++)); do
-			rnd 2
-			if [ $REPLY = 0 ]; then
-				rnd 25; pct=$((REPLY + 1))
-				rnd 100000; gwrite "{\"vm\":\"$vm\",\"disk\":$d,\"percent\":$pct,\"seed\":$REPLY}" >/dev/null
-			else
-				cap=$(curl -sf "$S_CTL/disk?vm=$vm&disk=$d" | jq -r .capacity)
-				rnd "$cap"; off=$REPLY
-				len=$((cap - off < 400000 ? cap - off : 400000))
-				rnd "$len"; len=$((REPLY + 1))
-				rnd 100000; gwrite "{\"vm\":\"$vm\",\"disk\":$d,\"offset\":$off,\"length\":$len,\"seed\":$REPLY}" >/dev/null
-			fi
-		done
-	done
-}
-
 # cycle_ran VM C: the job ran a cycle (campaign cycle C): a new point, the
 # oldest beyond KEEP gone.
 cycle_ran() {
@@ -248,7 +227,7 @@ cycle() {
 	local run=$1 start=$2 span=$3 step=${4:-} vm ev k i stepped=0 events=()
 	c=$((c + 1))
 	C="cycle $c"
-	[ "$start" = rule ] || writes
+	[ "$start" = rule ] || chaos_writes
 	remember $c
 	# (Not with src_remove: its write must come after the cycle's snapshot.)
 	if [ "$span" -gt 0 ] && [ $kills -lt $want ] && [ "$step" != src_remove ]; then
