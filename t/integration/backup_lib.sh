@@ -18,7 +18,9 @@ bak_rule() {
 	mv "$CONF/.20-$1.yaml.tmp" "$CONF/20-$1.yaml"
 }
 
-BAK_REPO() { echo "$STATE/repo"; }
+# The repository the helpers read: the node's (STATE_DIR/repo) unless
+# BAK_REPO_DIR names another.
+BAK_REPO() { echo "${BAK_REPO_DIR:-$STATE/repo}"; }
 
 # The complete points of RULE/VM as the independent reader lists them.
 repo_points() { "$REPO_READ" "${3:-$(BAK_REPO)}" points "$1" "$2" | awk -F/ "{print \$3}" | sort -n | paste -sd, -; }
@@ -45,3 +47,12 @@ bak_point_equal() {
 
 # Bytes in the repository's chunk files.
 repo_chunk_bytes() { du -sb "$(BAK_REPO)/chunks" | cut -f1; }
+
+# The chunk files in a repository (default BAK_REPO): their ids, sorted,
+# one a line; with SIZES=1 "id size".
+repo_chunk_files() {
+	find "${1:-$(BAK_REPO)}/chunks" -type f -printf "%f${SIZES:+ %s}\n" | sort
+}
+# The distinct chunk ids that complete points name (repo_read.py chunks):
+# repo_chunk_refs REPO [RULE [VM [SEQ]]].
+repo_chunk_refs() { local r=$1; shift; "$REPO_READ" "$r" chunks "$@"; }

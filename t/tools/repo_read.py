@@ -11,6 +11,10 @@ python3-zstandard.
   repo_read.py REPO check RULE VM SEQ        every chunk of the point read and its id checked
   repo_read.py REPO ids RULE VM SEQ          the point's chunk ids from its checked indexes,
                                              "DISK CHUNK ID" a line (ID in hex; chunks not read)
+  repo_read.py REPO chunks [RULE [VM [SEQ]]] the distinct chunk ids (hex, not the zero
+                                             chunk) the indexes of those complete points name,
+                                             sorted, one per line (manifests and indexes checked,
+                                             chunks not read)
   repo_read.py REPO image RULE VM SEQ DISK OUT
                                              disk DISK of the point as a raw image in OUT
 
@@ -174,6 +178,16 @@ def main(argv):
                 capacity, ids = read_index(repo, rule, vm, seq, n, disk)
                 for i, cid in enumerate(ids):
                     print(f"{n} {i} {cid.hex()}")
+        elif cmd == "chunks" and len(args) <= 3:
+            ids = set()
+            points = ([(args[0], args[1], int(args[2]))] if len(args) == 3
+                      else list_points(repo, *args))
+            for rule, vm, seq in points:
+                m = read_manifest(repo, rule, vm, seq)
+                for n, disk in enumerate(m["disks"]):
+                    ids.update(cid for cid in read_index(repo, rule, vm, seq, n, disk)[1] if cid != ZERO_ID)
+            for cid in sorted(ids):
+                print(cid.hex())
         elif cmd == "image" and len(args) == 5:
             rule, vm, seq, n, out = args[0], args[1], int(args[2]), int(args[3]), args[4]
             m = read_manifest(repo, rule, vm, seq)
