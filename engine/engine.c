@@ -36,7 +36,7 @@
 #include "engine/core/util.h"
 #include "fsm/tables.h"
 
-#define VMFERRY_VERSION "0.1.0"
+/* VMFERRY_VERSION comes from CMakeLists.txt (project VERSION). */
 #define RELOAD_DEBOUNCE_MS 200
 /* Commits failing this long (the state directory is full or broken) make
  * the working jobs 失效: a short hiccup does not interrupt transfers. */
