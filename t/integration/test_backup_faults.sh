@@ -159,8 +159,16 @@ max=$(awk '$1 == "transferring" && $3 > m { m = $3 } END { print m + 0 }' "$T/pi
 	fail "ping: only $n pings while the backup transferred"
 [ "$moved" -ge $((GiB / 2)) ] && ok "ping: the backup moved $moved bytes while they were asked" ||
 	fail "ping: the backup moved only $moved bytes while the pings were asked"
-awk -v m="$max" 'BEGIN { exit !(m < 100) }' && ok "ping: every ping was answered within 100 ms (the slowest in $max ms)" ||
-	fail "ping: the slowest ping took $max ms: $(sort -k3 -n -r "$T/pings" | head -5 | paste -sd';' -)"
+# The 100 ms of SPEC §8 hold for the build users run; under ASan+UBSan
+# every instruction of the loop costs several times more, so there the
+# bound is not asserted (the figure is tools/bench's, docs/BENCHMARKS.md).
+if grep -qs '^VMFERRY_SANITIZE:BOOL=ON' "$BIN/CMakeCache.txt"; then
+	NTEST=$((NTEST + 1))
+	echo "ok $NTEST # SKIP ping within 100 ms: a sanitizer build (the slowest ping took $max ms)"
+else
+	awk -v m="$max" 'BEGIN { exit !(m < 100) }' && ok "ping: every ping was answered within 100 ms (the slowest in $max ms)" ||
+		fail "ping: the slowest ping took $max ms: $(sort -k3 -n -r "$T/pings" | head -5 | paste -sd';' -)"
+fi
 assert_eq "$(repo_sha bigr big01 1 0)" "$want" "ping: the 1 GiB point reads back as the source was"
 stop_daemon
 echo "1..$NTEST"
