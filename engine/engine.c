@@ -519,6 +519,7 @@ op_show(const struct request *req)
 
 		j = job_find(kind, req->rule, req->vm);
 		json_object_set_new(resp, "log", job_log_to_json(j, 20));
+		json_object_set_new(resp, "traffic", job_traffic_to_json(j, (int64_t)time(NULL)));
 		if (k->details != NULL && (details = k->details(j)) != NULL)
 			json_object_set_new(resp, "details", details);
 	}

@@ -164,6 +164,7 @@ job_free(struct job *j)
 	free(j->key);
 	free(j->error);
 	free(j->data);
+	free(j->traffic);
 	free(j->stats.last_error);
 	free(j);
 }
@@ -415,11 +416,55 @@ job_resume_all(void)
 		fsm_dispatch(j, EV_RESUME, NULL);
 }
 
+struct job_traffic {
+	int64_t last;                     /* the newest step written (Unix time / step) */
+	uint64_t bytes[JOB_TRAFFIC_SLOTS];/* step k at k % JOB_TRAFFIC_SLOTS */
+};
+
+static void
+traffic_add(struct job *j, uint64_t bytes, int64_t now)
+{
+	struct job_traffic *t = j->traffic;
+	int64_t step = now / JOB_TRAFFIC_STEP_S, k;
+
+	if (bytes == 0 && t == NULL)
+		return;
+	if (t == NULL) {
+		t = j->traffic = xcalloc(1, sizeof(*t));
+		t->last = step;
+	}
+	/* Steps nothing was written in since the last (at most a lap). */
+	for (k = t->last + 1; k <= step && k <= t->last + JOB_TRAFFIC_SLOTS; k++)
+		t->bytes[k % JOB_TRAFFIC_SLOTS] = 0;
+	if (step > t->last)
+		t->last = step;
+	else if (step <= t->last - JOB_TRAFFIC_SLOTS)
+		return; /* the clock went back more than an hour */
+	t->bytes[step % JOB_TRAFFIC_SLOTS] += bytes;
+}
+
+json_t *
+job_traffic_to_json(const struct job *j, int64_t now)
+{
+	const struct job_traffic *t = j->traffic;
+	int64_t step = now / JOB_TRAFFIC_STEP_S, k;
+	json_t *a = json_array();
+
+	for (k = step - JOB_TRAFFIC_SLOTS + 1; k <= step; k++)
+		json_array_append_new(a, json_integer(t != NULL && k <= t->last && k > t->last - JOB_TRAFFIC_SLOTS
+		                                          ? (json_int_t)t->bytes[k % JOB_TRAFFIC_SLOTS]
+		                                          : 0));
+	return json_pack("{s:i,s:I,s:o}", "step_s", JOB_TRAFFIC_STEP_S, "end", (json_int_t)((step + 1) * JOB_TRAFFIC_STEP_S),
+	    "bytes", a);
+}
+
 void
 job_progress(struct job *j, uint64_t done, uint64_t total, double rate_bps)
 {
 	double now = now_mono();
 
+	/* Less done than before: a new transfer (pass, disk) began. */
+	traffic_add(j, done >= j->bytes_done ? done - j->bytes_done : done, (int64_t)time(NULL));
 	j->bytes_done = done;
 	j->bytes_total = total;
 	j->rate_bps = rate_bps;
