@@ -652,6 +652,35 @@ job_flags(const struct job *j)
 	return job_state_info(j)->flags;
 }
 
+/* The commands the job's state machine takes now (a dashboard enables
+ * their buttons): the request op and the event it sends. */
+static const struct {
+	const char *op;
+	const char *event;
+} actions[] = {
+	{ "start", "start" }, { "stop", "stop" }, { "delete", "delete" }, { "migrate", "migrate" },
+	{ "run", "run" }, { "revert", "revert" }, { "failover", "failover_temp" }, { "failback", "failback" },
+	{ "restore", "restore" },
+};
+
+static json_t *
+job_actions(const struct job *j)
+{
+	const struct fsm_row *row;
+	json_t *a = json_array();
+	size_t i;
+	int ev;
+
+	for (i = 0; i < ARRAY_LEN(actions); i++) {
+		if ((ev = fsm_event_by_name(j->fsm.table, actions[i].event)) < 0)
+			continue;
+		row = fsm_lookup(j->fsm.table, j->fsm.state, ev);
+		if (row != NULL && row->to != FSM_REJECT && row->to != FSM_IGNORE)
+			json_array_append_new(a, json_string(actions[i].op));
+	}
+	return a;
+}
+
 json_t *
 job_to_json(const struct job *j)
 {
@@ -660,13 +689,14 @@ job_to_json(const struct job *j)
 
 	if (j->bytes_total > 0)
 		progress = j->bytes_done >= j->bytes_total ? 100 : (int)(j->bytes_done * 100 / j->bytes_total);
-	return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:I,s:I,s:I,s:s?,s:b,s:i,s:s,s:I,s:I}",
+	return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:I,s:I,s:I,s:s?,s:b,s:i,s:s,s:I,s:I,s:o}",
 	    "rule", j->rule, "vm", j->vm, "kind", cfg_kind_name(j->kind), "state", si->id,
 	    "label_zh", si->label_zh, "label_en", si->label_en, "progress", progress, "bytes_done",
 	    (json_int_t)j->bytes_done, "bytes_total", (json_int_t)j->bytes_total, "rate_bps",
 	    (json_int_t)j->rate_bps, "error", j->error, "pending", (si->flags & FSM_F_QUEUED) != 0,
 	    "queue_position", slots_position(&j->slot), "host", j->slot.host, "updated",
-	    (json_int_t)j->updated, "unviewed_errors", (json_int_t)j->stats.unviewed_errors);
+	    (json_int_t)j->updated, "unviewed_errors", (json_int_t)j->stats.unviewed_errors, "actions",
+	    job_actions(j));
 }
 
 void

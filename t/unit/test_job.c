@@ -633,6 +633,37 @@ test_traffic_last_hour(void **unused)
 	assert_int_equal(traffic_sum(j, now + 3600 + JOB_TRAFFIC_STEP_S, NULL), 0);
 }
 
+static int
+has_action(const struct job *j, const char *op)
+{
+	json_t *o = job_to_json(j), *v;
+	size_t i;
+	int found = 0;
+
+	json_array_foreach(json_object_get(o, "actions"), i, v)
+		found |= strcmp(json_string_value(v), op) == 0;
+	json_decref(o);
+	return found;
+}
+
+/* The commands a job takes are its state machine's (the dashboard's
+ * buttons follow them). */
+static void
+test_actions_follow_the_fsm(void **unused)
+{
+	struct job *j = job_create(CFG_BACKUP, "bk", "web01", &mig_rule);
+
+	assert_false(has_action(j, "run"));
+	assert_true(has_action(j, "delete"));
+	fsm_dispatch(j, EV_STARTED, NULL);
+	assert_string_equal(job_state_info(j)->id, "idle");
+	assert_true(has_action(j, "run"));
+	assert_true(has_action(j, "restore"));
+	assert_true(has_action(j, "stop"));
+	assert_false(has_action(j, "migrate"));
+	assert_false(has_action(j, "failback"));
+}
+
 /* A crash after 删除中 was committed, before the clean-up finished: after
  * the restart the job must finish deleting itself. */
 static void
@@ -685,6 +716,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_to_json_fields, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_progress_stays_in_range, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_traffic_last_hour, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_actions_follow_the_fsm, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_while_deleting_resumes, setup, teardown),
 	};
 
