@@ -46,6 +46,14 @@ char *cfg_path_join(const char *dir, const char *name);
 /* Opens a regular file to read it and fills *st.  Returns the descriptor,
  * -1 when open fails (errno says why) or -2 when it is not a regular file. */
 int cfg_open_regular(const char *path, struct stat *st);
+/* The first line of a regular file (a secret).  Returns 0 and *out
+ * (malloc'd), or -1 with *why; *sys tells whether why is strerror's. */
+int cfg_read_secret(const char *path, char **out, const char **why, int *sys);
+/* ---- config_http.c --------------------------------------------------- */
+
+/* kind: system's http: mapping. */
+void cfg_parse_http(struct pctx *c, yaml_node_t *n, struct cfg_http *out);
+void cfg_http_free(struct cfg_http *h);
 
 /* Node helpers: each reports its own errors at the node and counts them
  * in c->nerr; the getters return -1 or NULL after an error. */

@@ -207,6 +207,7 @@ cfg_file_free(struct cfg_file *f)
 	for (i = 0; i < f->nrules; i++)
 		rule_free(&f->rules[i]);
 	free(f->rules);
+	cfg_http_free(&f->system.http);
 	free(f->path);
 	free(f->text);
 	memset(f, 0, sizeof(*f));
@@ -626,8 +627,8 @@ cfg_open_regular(const char *path, struct stat *st)
 
 /* Reads the first line of a regular file (the secret), at most SECRET_MAX
  * bytes. */
-static int
-read_secret(const char *path, char **out, const char **why, int *sys)
+int
+cfg_read_secret(const char *path, char **out, const char **why, int *sys)
 {
 	char buf[SECRET_MAX + 1];
 	struct stat st;
@@ -699,13 +700,14 @@ cfg_system_defaults(struct cfg_system *s)
 static void
 parse_system(struct pctx *c, yaml_node_t *n, struct cfg_file *out)
 {
-	enum { F_KIND, F_MAX, F_PERHOST, F_BUF, F_CAP };
+	enum { F_KIND, F_MAX, F_PERHOST, F_BUF, F_CAP, F_HTTP };
 	struct field f[] = {
 		{ "kind", 1, NULL, NULL },
 		{ "max_tasks", 0, NULL, NULL },
 		{ "max_tasks_per_host", 0, NULL, NULL },
 		{ "transfer_buffer", 0, NULL, NULL },
 		{ "host_buffer_cap", 0, NULL, NULL },
+		{ "http", 0, NULL, NULL },
 	};
 	struct cfg_system s;
 	char a[32], b[32], d[32];
@@ -732,7 +734,10 @@ parse_system(struct pctx *c, yaml_node_t *n, struct cfg_file *out)
 		    "of 4KiB, got %llu bytes", (unsigned long long)s.transfer_buffer);
 	if (f[F_CAP].val != NULL)
 		get_size(c, f[F_CAP].val, "host_buffer_cap", &s.host_buffer_cap);
+	if (f[F_HTTP].val != NULL)
+		cfg_parse_http(c, f[F_HTTP].val, &s.http);
 	if (c->nerr != before) {
+		cfg_http_free(&s.http);
 		out->system.present = 1;   /* still remember there was one */
 		out->system.loc = s.loc;
 		return;
@@ -749,6 +754,10 @@ parse_system(struct pctx *c, yaml_node_t *n, struct cfg_file *out)
 		units_format_size(s.host_buffer_cap, d, sizeof(d));
 		cfg_perr(c, at, "max_tasks_per_host x transfer_buffer = %d x %s = %s exceeds host_buffer_cap %s",
 		    s.max_tasks_per_host, b, a, d);
+	}
+	if (c->nerr != before) {
+		cfg_http_free(&s.http);
+		s.http.enabled = 0;
 	}
 	out->system = s;
 }
@@ -915,7 +924,7 @@ parse_platform(struct pctx *c, yaml_node_t *n, struct cfg_file *out)
 
 			if (*s == '\0')
 				cfg_perr(c, f[F_PWFILE].val, "password_file: empty path");
-			else if (read_secret(full, &p.password, &why, &sys) != 0)
+			else if (cfg_read_secret(full, &p.password, &why, &sys) != 0)
 				cfg_perr(c, f[F_PWFILE].val, sys ? "password_file: cannot read %s: %s" :
 				    "password_file: %s %s", s, why);
 			else
