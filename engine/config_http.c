@@ -51,11 +51,9 @@ cfg_parse_http(struct pctx *c, yaml_node_t *n, struct cfg_http *out)
 		return;
 	if (f[F_LISTEN].val != NULL) {
 		if ((listen = cfg_get_str(c, f[F_LISTEN].val, "listen")) == NULL)
-			return;
-		if (http_listen_parse(listen, host, sizeof(host), &out->port, &out->loopback, &why) != 0) {
+			listen = HTTP_DEFAULT_LISTEN;
+		else if (http_listen_parse(listen, host, sizeof(host), &out->port, &out->loopback, &why) != 0)
 			cfg_perr(c, f[F_LISTEN].val, "listen: %s, got \"%.64s\"", why, listen);
-			return;
-		}
 	} else {
 		http_listen_parse(listen, host, sizeof(host), &out->port, &out->loopback, &why);
 	}
