@@ -6,6 +6,7 @@
 
 #include "engine/core/prom.h"
 #include "engine/core/store.h"
+#include "engine/core/util.h"
 #include "engine/engine.h"
 #include "engine/jobs/job.h"
 #include "engine/jobs/kinds.h"
@@ -66,7 +67,8 @@ metrics_jobs(struct evbuffer *b)
 {
 	const struct job_kind *const *k;
 	struct job *j;
-	size_t f;
+	size_t f, i, n;
+	char **labels;
 	int s;
 
 	prom_family(b, "vmferry_jobs", "gauge", "Jobs by kind and state.");
@@ -75,11 +77,11 @@ metrics_jobs(struct evbuffer *b)
 
 		for (s = 0; s < t->nstates; s++) {
 			const char *lab[] = { "kind", t->kind, "state", t->states[s].id, NULL };
-			uint64_t n = 0;
+			uint64_t count = 0;
 
 			TAILQ_FOREACH(j, job_all(), link)
-				n += j->kind == (*k)->kind && job_state_info(j) == &t->states[s];
-			prom_sample_u64(b, "vmferry_jobs", lab, n);
+				count += j->kind == (*k)->kind && job_state_info(j) == &t->states[s];
+			prom_sample_u64(b, "vmferry_jobs", lab, count);
 		}
 	}
 	prom_family(b, "vmferry_job_state", "gauge", "Each job's state (1), with both labels of it.");
@@ -90,14 +92,23 @@ metrics_jobs(struct evbuffer *b)
 
 		prom_sample_u64(b, "vmferry_job_state", lab, 1);
 	}
+	/* Each job's labels are escaped once for all its families. */
+	labels = xcalloc(job_count() + 1, sizeof(*labels));
+	n = 0;
+	TAILQ_FOREACH(j, job_all(), link) {
+		const char *lab[] = { "kind", cfg_kind_name(j->kind), "rule", j->rule, "vm", j->vm, NULL };
+
+		labels[n++] = prom_labels(lab);
+	}
 	for (f = 0; f < sizeof(job_families) / sizeof(job_families[0]); f++) {
 		prom_family(b, job_families[f].name, job_families[f].type, job_families[f].help);
-		TAILQ_FOREACH(j, job_all(), link) {
-			const char *lab[] = { "kind", cfg_kind_name(j->kind), "rule", j->rule, "vm", j->vm, NULL };
-
-			prom_sample_u64(b, job_families[f].name, lab, job_value(j, job_families[f].v));
-		}
+		n = 0;
+		TAILQ_FOREACH(j, job_all(), link)
+			prom_sample_with(b, job_families[f].name, labels[n++], job_value(j, job_families[f].v));
 	}
+	for (i = 0; i < n; i++)
+		free(labels[i]);
+	free(labels);
 }
 
 static void

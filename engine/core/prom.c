@@ -71,3 +71,25 @@ prom_sample_u64(struct evbuffer *b, const char *name, const char *const *labels,
 	prom_name_labels(b, name, labels);
 	evbuffer_add_printf(b, " %llu\n", (unsigned long long)value);
 }
+
+char *
+prom_labels(const char *const *labels)
+{
+	struct evbuffer *b = evbuffer_new();
+	size_t n;
+	char *s;
+
+	prom_name_labels(b, "", labels);
+	n = evbuffer_get_length(b);
+	s = xmalloc(n + 1);
+	evbuffer_remove(b, s, n);
+	s[n] = '\0';
+	evbuffer_free(b);
+	return s;
+}
+
+void
+prom_sample_with(struct evbuffer *b, const char *name, const char *labels, uint64_t value)
+{
+	evbuffer_add_printf(b, "%s%s %llu\n", name, labels, (unsigned long long)value);
+}

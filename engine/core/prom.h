@@ -17,6 +17,10 @@ void prom_family(struct evbuffer *b, const char *name, const char *type, const c
 /* name{k="v",...} value; labels is NULL or { key, value, ..., NULL }. */
 void prom_sample(struct evbuffer *b, const char *name, const char *const *labels, double value);
 void prom_sample_u64(struct evbuffer *b, const char *name, const char *const *labels, uint64_t value);
+/* A label set written once, {k="v",...} (malloc'd; "" without labels),
+ * for many samples: a job's labels for each of its families. */
+char *prom_labels(const char *const *labels);
+void prom_sample_with(struct evbuffer *b, const char *name, const char *labels, uint64_t value);
 /* A label value as the format writes it between its quotes. */
 void prom_escape(struct evbuffer *b, const char *value);
 
