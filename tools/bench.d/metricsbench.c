@@ -15,7 +15,6 @@
  * ms_max. */
 #define _GNU_SOURCE
 #include <event2/buffer.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,25 +22,11 @@
 #include <unistd.h>
 
 #include "engine/core/log.h"
+#include "tools/bench.d/bench_util.h"
 #include "engine/core/store.h"
 #include "engine/jobs/job.h"
 #include "engine/metrics.h"
 #include "engine/slots.h"
-
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int
-rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
 
 static int
 cmp_double(const void *a, const void *b)
@@ -109,10 +94,10 @@ main(int argc, char **argv)
 	ms = calloc((size_t)scrapes, sizeof(*ms));
 	for (i = 0; i < scrapes; i++) {
 		struct evbuffer *b = evbuffer_new();
-		double t0 = now();
+		double t0 = bench_now();
 
 		metrics_write(b);
-		ms[i] = (now() - t0) * 1000;
+		ms[i] = (bench_now() - t0) * 1000;
 		bytes = evbuffer_get_length(b);
 		evbuffer_free(b);
 	}
@@ -122,6 +107,6 @@ main(int argc, char **argv)
 	job_shutdown();
 	store_close();
 	slots_free();
-	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	bench_rm_tree(dir);
 	return 0;
 }
