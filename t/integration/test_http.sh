@@ -249,4 +249,8 @@ r=$("$BIN/vmferryd" -n -c "$CONF" 2>&1 || true)
 assert_match "$r" '00-system.yaml:[0-9]+:[0-9]+: listen: 0.0.0.0:[0-9]+ is beyond loopback; give a token_file' \
 	"vmferryd -n refuses an address beyond loopback without a token file"
 stop_daemon
+# Under ASan+UBSan (build-asan) a report would be in the daemon's log.
+{ grep -E 'AddressSanitizer|LeakSanitizer|runtime error' "$T/daemon.log" || true; } | head -5 | sed 's/^/# /'
+grep -qE 'AddressSanitizer|LeakSanitizer|runtime error' "$T/daemon.log" && fail "a sanitizer report in the daemon's log" ||
+	ok "no sanitizer report in the daemon's log"
 echo "1..$NTEST"
