@@ -6,6 +6,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
@@ -39,6 +40,10 @@
 #define HTTP_OUT_BUDGET (64u << 20)
 /* Dashboard files are small; anything larger is not served. */
 #define HTTP_MAX_FILE (8u << 20)
+/* Accepting ran out of descriptors: wait this long before trying again
+ * (the waiting connections stay in the backlog) instead of spinning. */
+#define HTTP_ACCEPT_PAUSE_MS 500
+#define HTTP_BACKLOG 512
 #define CHART_JS "/usr/share/javascript/chart.js/chart.min.js"
 #define SECURITY_CSP "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; " \
 	"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
@@ -68,6 +73,8 @@ static struct {
 	int ncalls;
 	size_t out_total;
 	struct event *keepalive_ev;
+	struct event *resume_ev;
+	int accept_logged;    /* an accept failure was logged (once per shortage) */
 	time_t refused_at;    /* refusals logged this second, at most a few */
 	int refused_n;
 } ha;
@@ -465,6 +472,10 @@ http_request_cb(struct evhttp_request *req, void *arg)
 
 	if (evhttp_request_get_connection(req) == NULL)
 		return;
+	if (ha.accept_logged) {
+		log_info("http: descriptors available again, accepting");
+		ha.accept_logged = 0;
+	}
 	call = call_new(req);
 	if (ha.out_total > HTTP_OUT_BUDGET) {
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
@@ -519,6 +530,56 @@ http_api_set_token(const struct cfg_http *h)
 		memset(ha.token_digest, 0, sizeof(ha.token_digest));
 }
 
+static void
+accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	if (ha.bound != NULL)
+		evconnlistener_enable(evhttp_bound_socket_get_listener(ha.bound));
+}
+
+/* Out of descriptors (EMFILE, ENFILE) or memory: stop accepting for a
+ * moment; evhttp's own listener would retry at once, forever. */
+static void
+accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct timeval tv = { 0, HTTP_ACCEPT_PAUSE_MS * 1000 };
+	int err = EVUTIL_SOCKET_ERROR();
+
+	if (!ha.accept_logged)
+		log_warn("http: accept failed (%s); new connections wait, retried every %d ms",
+		    evutil_socket_error_to_string(err), HTTP_ACCEPT_PAUSE_MS);
+	ha.accept_logged = 1;
+	evconnlistener_disable(l);
+	evtimer_add(ha.resume_ev, &tv);
+}
+
+static struct evhttp_bound_socket *
+http_bind(const struct cfg_http *h)
+{
+	struct sockaddr_storage ss;
+	int sslen = (int)sizeof(ss);
+	char *spec = strchr(h->host, ':') != NULL ? xasprintf("[%s]:%d", h->host, h->port) :
+	                                           xasprintf("%s:%d", h->host, h->port);
+	struct evconnlistener *l;
+	struct evhttp_bound_socket *b;
+
+	memset(&ss, 0, sizeof(ss));
+	if (evutil_parse_sockaddr_port(spec, (struct sockaddr *)&ss, &sslen) != 0) {
+		free(spec);
+		errno = EINVAL;
+		return NULL;
+	}
+	free(spec);
+	l = evconnlistener_new_bind(ha.base, NULL, NULL, LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
+	    HTTP_BACKLOG, (struct sockaddr *)&ss, sslen);
+	if (l == NULL)
+		return NULL;
+	evconnlistener_set_error_cb(l, accept_error_cb);
+	if ((b = evhttp_bind_listener(ha.http, l)) == NULL)
+		evconnlistener_free(l);
+	return b;
+}
+
 static int
 http_api_start(struct event_base *base)
 {
@@ -535,6 +596,7 @@ http_api_start(struct event_base *base)
 	evhttp_set_gencb(ha.http, http_request_cb, NULL);
 	ha.dashboard = dashboard_dir();
 	ha.keepalive_ev = event_new(base, -1, EV_PERSIST, keepalive_cb, NULL);
+	ha.resume_ev = evtimer_new(base, accept_resume_cb, NULL);
 	event_add(ha.keepalive_ev, &ka);
 	return 0;
 }
@@ -555,7 +617,7 @@ http_api_apply(struct event_base *base, const struct cfg_http *h)
 	http_api_set_token(h);
 	if (ha.bound != NULL && strcmp(ha.listen, h->listen) == 0)
 		return 0;
-	b = evhttp_bind_socket_with_handle(ha.http, h->host, (ev_uint16_t)h->port);
+	b = http_bind(h);
 	if (b == NULL) {
 		log_err("http: cannot listen on %s: %s", h->listen, strerror(errno));
 		if (ha.bound == NULL)
@@ -589,6 +651,8 @@ http_api_close(void)
 	}
 	if (ha.keepalive_ev != NULL)
 		event_free(ha.keepalive_ev);
+	if (ha.resume_ev != NULL)
+		event_free(ha.resume_ev);
 	free(ha.listen);
 	free(ha.dashboard);
 	memset(&ha, 0, sizeof(ha));

@@ -249,6 +249,38 @@ r=$("$BIN/vmferryd" -n -c "$CONF" 2>&1 || true)
 assert_match "$r" '00-system.yaml:[0-9]+:[0-9]+: listen: 0.0.0.0:[0-9]+ is beyond loopback; give a token_file' \
 	"vmferryd -n refuses an address beyond loopback without a token file"
 stop_daemon
+
+# --- out of descriptors: accepting pauses instead of spinning --------------
+PORT3=$(free_port)
+mkdir -p "$T/fd/conf"
+printf 'kind: system\nhttp: { listen: "127.0.0.1:%s" }\n' "$PORT3" >"$T/fd/conf/system.yaml"
+(
+	ulimit -Sn 80
+	ulimit -Hn 80
+	exec "$BIN/vmferryd" -c "$T/fd/conf" -d "$T/fd/state" -s "$T/fd/sock"
+) >"$T/fd.log" 2>&1 &
+FDPID=$!
+PIDS+=($FDPID)
+wait_until 20 "$BIN/vmferryctl" -s "$T/fd/sock" ping || fail "the vmferryd limited to 80 descriptors did not start"
+"$TOOL" idle "$PORT3" 150 6 >"$T/fd-idle.txt" &
+FDIDLE=$!
+wait_until 20 test -s "$T/fd-idle.txt" || fail "the idle clients did not connect"
+c0=$(awk '{ print $14 + $15 }' "/proc/$FDPID/stat")
+sleep 2
+c1=$(awk '{ print $14 + $15 }' "/proc/$FDPID/stat")
+[ $((c1 - c0)) -le 20 ] && ok "out of descriptors with 150 connections, vmferryd does not spin ($((c1 - c0)) ticks in 2 s)" ||
+	fail "out of descriptors, vmferryd took $((c1 - c0)) ticks of CPU in 2 s"
+grep -q 'http: accept failed (Too many open files); new connections wait' "$T/fd.log" && ok "and says so once" ||
+	fail "no accept failure in the log: $(tail -3 "$T/fd.log")"
+"$BIN/vmferryctl" -s "$T/fd/sock" ping >/dev/null && ok "the status socket answers meanwhile" || fail "no ping meanwhile"
+wait $FDIDLE || true
+wait_until 10 sh -c "[ \$(curl -s -m 2 -o /dev/null -w '%{http_code}' http://127.0.0.1:$PORT3/api/v1/ping) = 200 ]" ||
+	fail "HTTP does not answer once the connections are gone"
+ok "HTTP answers again once the connections are gone"
+kill -TERM $FDPID
+wait $FDPID || true
+cat "$T/fd.log" >>"$T/daemon.log"
+
 # Under ASan+UBSan (build-asan) a report would be in the daemon's log.
 { grep -E 'AddressSanitizer|LeakSanitizer|runtime error' "$T/daemon.log" || true; } | head -5 | sed 's/^/# /'
 grep -qE 'AddressSanitizer|LeakSanitizer|runtime error' "$T/daemon.log" && fail "a sanitizer report in the daemon's log" ||
