@@ -257,9 +257,10 @@ static const struct ctl_sink http_sink = { sink_send, sink_backlog, sink_drop };
 static void
 keepalive_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct http_call *call;
+	struct http_call *call, *next;
 
-	for (call = ha.calls; call != NULL; call = call->next)
+	for (call = ha.calls; call != NULL; call = next) {
+		next = call->next;
 		if (call->streaming && call->evcon != NULL) {
 			struct evbuffer *b = evbuffer_new();
 
@@ -267,6 +268,7 @@ keepalive_cb(evutil_socket_t fd, short what, void *arg)
 			evhttp_send_reply_chunk(call->req, b);
 			evbuffer_free(b);
 		}
+	}
 }
 
 /* ---- who may do what ---- */
