@@ -198,15 +198,43 @@ function onEvent(msg) {
   }
 }
 
-function connect() {
-  if (state.events) state.events.close();
-  const es = new EventSource(`${API}events`);
-  state.events = es;
-  es.onopen = () => { $("conn").textContent = "已连接 live"; $("conn").className = "conn up"; };
-  es.onerror = () => { $("conn").textContent = "断开 reconnecting"; $("conn").className = "conn down"; };
-  const handle = (e) => { try { onEvent(JSON.parse(e.data)); } catch (err) { say(`event: ${err.message}`, true); } };
-  es.onmessage = handle;
-  for (const t of ["state", "progress", "created", "deleted", "hello", "jobs"]) es.addEventListener(t, handle);
+/* /api/v1/events read with fetch, so that the token goes in a header
+ * (EventSource cannot send one): "data: JSON" lines, an empty line after
+ * each event, ": keepalive" comments.  Reconnects after a second when the
+ * stream ends. */
+async function connect() {
+  if (state.events) state.events.abort();
+  const ctrl = new AbortController();
+  state.events = ctrl;
+  const live = (up, text) => { $("conn").textContent = text; $("conn").className = `conn ${up ? "up" : "down"}`; };
+  try {
+    const r = await fetch(`${API}events`, { headers: headers(false), signal: ctrl.signal });
+    if (!r.ok) {
+      live(false, r.status === 401 || r.status === 403 ? "需要令牌 token needed" : `HTTP ${r.status}`);
+      if (r.status === 401 || r.status === 403) return; /* again once a token is given */
+      throw new Error(`events: HTTP ${r.status}`);
+    }
+    live(true, "已连接 live");
+    const reader = r.body.getReader(), dec = new TextDecoder();
+    let buf = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += dec.decode(value, { stream: true });
+      let at;
+      while ((at = buf.indexOf("\n\n")) >= 0) {
+        const block = buf.slice(0, at);
+        buf = buf.slice(at + 2);
+        const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim()).join("\n");
+        if (data) onEvent(JSON.parse(data));
+      }
+    }
+  } catch (err) {
+    if (ctrl.signal.aborted) return;
+  }
+  if (state.events !== ctrl) return;
+  live(false, "断开 reconnecting");
+  setTimeout(() => { if (state.events === ctrl) connect(); }, 1000);
 }
 
 /* ---- detail: traffic graph, restore points, log ---- */
@@ -242,6 +270,7 @@ async function loadDetail(key) {
 }
 
 function drawPoints(points) {
+  $("pointsbox").hidden = points.length === 0;
   const tb = $("points").querySelector("tbody");
   tb.replaceChildren(...points.map((p) => {
     const tr = el("tr");
@@ -279,8 +308,8 @@ function drawTraffic() {
     return;
   }
   state.charts.traffic = new Chart($("traffic"), {
-    type: "line",
-    data: { labels, datasets: [{ label: "流量 traffic (MiB/s), last hour", data, pointRadius: 0, borderWidth: 1, fill: true }] },
+    type: "bar",
+    data: { labels, datasets: [{ label: "流量 traffic (MiB/s per 10 s), last hour", data, backgroundColor: "#1f6fbf", barPercentage: 1, categoryPercentage: 1, minBarLength: 0 }] },
     options: { animation: false, maintainAspectRatio: false, scales: { x: { ticks: { maxTicksLimit: 6 } }, y: { beginAtZero: true } } },
   });
 }
@@ -289,7 +318,7 @@ function drawTraffic() {
 
 async function showStats() {
   try {
-    const s = await get("stats");
+    const s = await post("stats", {});
     state.stats = s;
     $("stats").hidden = false;
     const rules = s.rules || [];
@@ -361,21 +390,27 @@ async function command(op, job) {
 
 /* ---- start ---- */
 
-async function init() {
-  $("token").value = state.token;
-  $("tokenform").addEventListener("submit", (e) => {
-    e.preventDefault();
-    state.token = $("token").value.trim();
-    sessionStorage.setItem("vmferry-token", state.token);
-    say(state.token ? "令牌已设置 token set" : "令牌已清除 token cleared");
-  });
-  $("errors").addEventListener("click", showStats);
+/* Jobs and the event stream; again whenever a token is given. */
+async function load() {
   try {
     setJobs((await get("jobs")).jobs || []);
   } catch (err) {
     say(err.message, true);
   }
   connect();
+}
+
+function init() {
+  $("token").value = state.token;
+  $("tokenform").addEventListener("submit", (e) => {
+    e.preventDefault();
+    state.token = $("token").value.trim();
+    sessionStorage.setItem("vmferry-token", state.token);
+    say(state.token ? "令牌已设置 token set" : "令牌已清除 token cleared");
+    if (state.token && (state.jobs.size === 0 || !$("conn").classList.contains("up"))) load();
+  });
+  $("errors").addEventListener("click", showStats);
+  load();
 }
 
 document.addEventListener("DOMContentLoaded", init);

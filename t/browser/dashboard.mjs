@@ -39,6 +39,11 @@ try {
   // ---- the page loads and goes live ----
   await page.goto(env.URL);
   ok((await page.title()) === "vmferry", "the page loads (title vmferry)");
+  await page.waitForSelector("#message.error", { timeout: 10000 }).catch(() => {});
+  const first = await page.locator("#message").innerText();
+  ok(/401/.test(first) && await page.locator("tr.job").count() === 0, `without the token the page shows no job: ${first}`);
+  await page.fill("#token", env.TOKEN);
+  await page.click('#tokenform button[type="submit"]');
   await page.waitForSelector("#conn.up", { timeout: 10000 }).catch(() => {});
   ok(await page.locator("#conn.up").count() === 1, "the event stream is connected (/api/v1/events)");
   await row(mig).waitFor({ timeout: 10000 });
@@ -79,6 +84,8 @@ try {
   const migrate = row(mig).locator('button[data-op="migrate"]');
   ok(await migrate.isEnabled(), "开始迁移 is enabled in 迁移就绪");
   ok(await row(mig).locator('button[data-op="start"]').isDisabled(), "start is disabled while the job is ready (its FSM would ignore it)");
+  await page.fill("#token", "");
+  await page.click('#tokenform button[type="submit"]');
   await migrate.click();
   await page.waitForSelector("#message.error", { timeout: 10000 }).catch(() => {});
   const refusal = await page.locator("#message").innerText();
@@ -103,24 +110,28 @@ try {
   ok(await page.locator("#jobs img").count() === 0 && !dialogs.some((d) => d === "1"), "and no markup of it ran (no img element, no alert)");
 
   // ---- statistics: the charts count what vmferryctl stats counts ----
-  const before = ctl("stats");
+  const badge = Number(await page.locator("#unviewed").innerText());
+  ok(badge >= 1, `the unviewed-error count shows the failed job's error (${badge})`);
+  const before = ctl("jobs");
+  ok(before.jobs.reduce((a, j) => a + j.unviewed_errors, 0) === badge, "as many as vmferryctl jobs counts");
   await page.click("#errors");
   await page.waitForFunction(() => window.vmferry.charts.bar !== undefined, null, { timeout: 10000 }).catch(() => {});
   const charts = await page.evaluate(() => {
     const b = window.vmferry.charts.bar, p = window.vmferry.charts.pie;
     return b && p ? { labels: b.data.labels, s: b.data.datasets[0].data, f: b.data.datasets[1].data, pie: p.data.datasets[0].data } : null;
   });
-  const rules = before.rules.map((r) => `${r.rule} (${r.kind})`);
+  const stats = ctl("stats");
+  const rules = stats.rules.map((r) => `${r.rule} (${r.kind})`);
   ok(charts && JSON.stringify(charts.labels) === JSON.stringify(rules) &&
-    JSON.stringify(charts.s) === JSON.stringify(before.rules.map((r) => r.successes)) &&
-    JSON.stringify(charts.f) === JSON.stringify(before.rules.map((r) => r.failures)),
+    JSON.stringify(charts.s) === JSON.stringify(stats.rules.map((r) => r.successes)) &&
+    JSON.stringify(charts.f) === JSON.stringify(stats.rules.map((r) => r.failures)),
     `the bar chart counts equal vmferryctl stats: ${JSON.stringify(charts && [charts.s, charts.f])}`);
-  const totS = before.rules.reduce((a, r) => a + r.successes, 0), totF = before.rules.reduce((a, r) => a + r.failures, 0);
+  const totS = stats.rules.reduce((a, r) => a + r.successes, 0), totF = stats.rules.reduce((a, r) => a + r.failures, 0);
   ok(charts && charts.pie[0] === totS && charts.pie[1] === totF, `the pie chart: ${totS} successes, ${totF} failures`);
   ok((await page.locator("#unviewed").innerText()) === "0", "viewing the statistics clears the unviewed-error count");
 
   // ---- usable at 1366x768 and on a phone ----
-  await page.screenshot({ path: env.SHOT, fullPage: false });
+  await page.screenshot({ path: env.SHOT, fullPage: true });
   const wide = await page.evaluate(() => document.documentElement.scrollWidth <= window.innerWidth + 1);
   ok(wide, "at 1366x768 nothing runs off the page's width");
   await page.setViewportSize({ width: 390, height: 844 });
