@@ -103,6 +103,36 @@ try {
   ok(done === "完成 Complete", `with the token 开始迁移 runs the cutover: the row shows ${done}`);
   ok(ctl("jobs", env.MIG_RULE).jobs[0].state === "complete", "vmferryctl jobs says complete too");
 
+  // ---- replication: a restore point, 临时切换 and 回切 from the buttons ----
+  const stateOf = async (k) => row(k).locator("td.state").getAttribute("data-state");
+  const waitState = (k, states, ms) => page.waitForFunction(([k, states]) => {
+    const td = document.querySelector(`tr.job[data-key="${CSS.escape(k)}"] td.state`);
+    return td && states.includes(td.dataset.state);
+  }, [k, states], { timeout: ms }).then(() => true, () => false);
+  const rep = key("replication", env.REP_RULE, env.REP_VM);
+  ok(await waitState(rep, ["complete", "idle"], 120000), `the replication's first cycle ends (${await stateOf(rep)})`);
+  await row(rep).locator("td.vm").click();
+  await page.waitForFunction(() => document.querySelectorAll("#points tbody tr").length >= 1, null, { timeout: 10000 }).catch(() => {});
+  ok(await page.locator("#points tbody tr").count() === 1, "its restore point is listed in the detail");
+  await row(rep).locator('button[data-op="failover"]').click();
+  const fo = await waitState(rep, ["failover_temporary"], 60000);
+  ok(fo && (await row(rep).locator("td.state").innerText()).replace(/\s+/g, " ").trim() === "临时切换 Temporary failover",
+    "临时切换 from its button: the row shows 临时切换 Temporary failover");
+  ok(await row(rep).locator('button[data-op="failback"]').isEnabled() && await row(rep).locator('button[data-op="run"]').isDisabled(),
+    "in 临时切换 回切 is enabled and 立即执行 is not");
+  await row(rep).locator('button[data-op="failback"]').click();
+  ok(await waitState(rep, ["complete", "idle"], 60000), `回切 from its button: the job is back at rest (${await stateOf(rep)})`);
+
+  // ---- backup: 立即执行 makes a point ----
+  const bak = key("backup", env.BAK_RULE, env.BAK_VM);
+  await row(bak).locator("td.vm").click();
+  await row(bak).locator('button[data-op="run"]').click();
+  const ran = await waitState(bak, ["transferring", "querying_changes", "checking_data", "saving_config", "preparing", "queued"], 20000);
+  ok(ran && await waitState(bak, ["idle", "complete"], 120000), `立即执行 on the backup job: it ran and rests (${await stateOf(bak)})`);
+  await page.waitForFunction(() => document.querySelectorAll("#points tbody tr").length >= 1, null, { timeout: 10000 }).catch(() => {});
+  ok(await page.locator("#points tbody tr").count() === 1 && /full/.test(await page.locator("#points tbody tr").first().innerText()),
+    "the backup's restore point (a full) is listed in the detail");
+
   // ---- a hostile VM name is text ----
   const xss = row(key("backup", env.XSS_RULE, env.XSS_VM));
   ok(await xss.count() === 1 && (await xss.locator("td.vm").innerText()) === env.XSS_VM,

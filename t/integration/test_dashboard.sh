@@ -8,7 +8,9 @@
 # bar moves; its state labels (Chinese and English) follow the migration's
 # state machine to 迁移就绪; its traffic graph shows what moved; 开始迁移
 # without the token is refused (401) and changes nothing, with the token
-# it takes the job to 完成; the hostile name is shown as text and runs no
+# it takes the job to 完成; a replication rule's restore point is listed and
+# its 临时切换 and 回切 buttons work; a backup rule's 立即执行 makes a point
+# that the page lists; the hostile name is shown as text and runs no
 # script; the statistics charts count what `vmferryctl stats` counts and
 # viewing them clears the unviewed errors; the page fits 1366x768 and a
 # phone.  Screenshots go to build/Testing/artifacts/ (the README's is one).
@@ -25,6 +27,8 @@ XSS='<img src=x onerror=alert(1)>'
 cat >"$T/fixture.json" <<JSON
 {"datacenters":[{"name":"DC0","hosts":["H0"],"datastores":["ds0"]}],
  "vms":[{"name":"web01","host":"H0","power":"on","disks":[{"capacity":$((40 * MiB + 4096)),"seed":81,"allocated":0.9}]},
+        {"name":"rp01","host":"H0","power":"on","disks":[{"capacity":$((3 * MiB + 512)),"seed":83,"allocated":0.7}]},
+        {"name":"bk01","host":"H0","power":"on","disks":[{"capacity":$((5 * MiB + 4096)),"seed":84,"allocated":0.6}]},
         {"name":$(jq -n --arg n "$XSS" '$n'),"host":"H0","power":"on","disks":[{"capacity":$((2 * MiB)),"seed":82}]}]}
 JSON
 mig_start_peers "$T/fixture.json"
@@ -39,6 +43,17 @@ chmod 600 "$CONF/secrets/http-token"
 mig_rule dash web01 "fast_transfer: true" '[ { days: [mon, tue, wed, thu, fri, sat, sun], from: "00:00", to: "24:00", limit: 3MiB/s } ]'
 # A VM the source has not got: its job fails, one unviewed error.
 mig_rule ghost nosuch01 "fast_transfer: true"
+# A replication rule (its first cycle runs at once) and a backup rule
+# whose point the page's 立即执行 makes.
+rep_rule rp rp01 "fast_transfer: true, auto_sync: false" 2
+cat >"$CONF/20-bk.yaml" <<YAML
+kind: backup
+name: bk
+source: { platform: src, vms: [bk01] }
+node: local
+options: { fast_transfer: true }
+schedule: { once: "2099-01-01 00:00" }
+YAML
 cat >"$CONF/20-xss.yaml" <<YAML
 kind: backup
 name: xss
@@ -58,6 +73,7 @@ wait_until 30 sh -c "'$BIN/vmferryctl' -s '$SOCK' --json jobs dash | jq -e '.job
 ART="$BIN/Testing/artifacts"
 mkdir -p "$ART"
 out=$(cd "$SRC/t/browser" && URL="http://127.0.0.1:$PORT/" TOKEN="$TOKEN" MIG_RULE=dash MIG_VM=web01 XSS_RULE=xss XSS_VM="$XSS" \
+	REP_RULE=rp REP_VM=rp01 BAK_RULE=bk BAK_VM=bk01 \
 	CTL="'$BIN/vmferryctl' -s '$SOCK'" SHOT="$ART/dashboard.png" CHROMIUM="$CHROMIUM" \
 	timeout 300 node dashboard.mjs 2>"$T/browser.err") || true
 # The browser's TAP lines, renumbered into this test's.
@@ -71,6 +87,8 @@ done <<<"$out"
 	fail "the browser run ended early: $(tail -5 "$T/browser.err")"
 [ -s "$ART/dashboard.png" ] && ok "a screenshot of the dashboard: $ART/dashboard.png" || fail "no screenshot"
 assert_eq "$(dst_sha web01 0)" "$(src_sha web01 0)" "the migration the browser finished: the target's disk equals the source's"
+assert_eq "$(ctl --json show bk bk01 | jq '[.details.points[] | select(.state == "complete")] | length')" 1 \
+	"the backup point the page's 立即执行 made is in the repository (vmferryctl show)"
 assert_eq "$(ctl --json stats ghost | jq '.rules[0].failures, .rules[0].unviewed_errors' | paste -sd' ')" "1 0" \
 	"the page's viewing of the statistics cleared ghost's unviewed error (vmferryctl stats)"
 stop_daemon
