@@ -1,0 +1,194 @@
+#!/usr/bin/env bash
+# Instant recovery (瞬时恢复, SPEC §11, issue #16): `restore RULE VM
+# --target instant` serves each disk of a backup point as an NBD export
+# (nbdkit with the project's plugin under the cow filter), straight from
+# the repository.
+#  - the bootable guest backed up at gen=1, bumped to gen=2 and backed up:
+#    the second point, served, boots under qemu-system-x86_64 (software
+#    emulation) from the export and prints gen=2;
+#  - nbdinfo sees every export with its disk's size; qemu-img compare finds
+#    each export identical to the point's disk as t/tools/repo_read.py reads
+#    it — for an encrypted repository too (on a loopback port);
+#  - writes into the exports (qemu-io, nbdcopy) land in the overlay: no
+#    file of either repository changes (checksums), verify stays clean;
+#  - kill -9 of the daemon: the exports serve on, adopted, not doubled; an
+#    nbdkit that died meanwhile is started again; `instant --stop` ends the
+#    processes and removes the overlay;
+#  - refusals: restore to the original VM (the restore work), an unknown
+#    point, an address that is not loopback.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/migrate_lib.sh"
+. "$(dirname "$0")/backup_lib.sh"
+need_boot
+for t in nbdkit nbdinfo nbdcopy qemu-img qemu-io; do
+	command -v $t >/dev/null || skip_test "$t not found (tools/setup installs nbdkit, libnbd-bin, qemu-utils)"
+done
+[ -f "$BIN/nbdkit-vmferry-plugin.so" ] || skip_test "$BIN/nbdkit-vmferry-plugin.so was not built (nbdkit-plugin-dev)"
+/usr/bin/python3 -c "import cryptography" 2>/dev/null || skip_test "python3-cryptography is not installed"
+
+# The nbdkit processes live on their own: end them with the test.
+instant_pids() { cat "$STATE"/instant/*/d*.pid 2>/dev/null || true; }
+instant_cleanup() {
+	local p
+	for p in $(instant_pids); do kill -9 "$p" 2>/dev/null || true; done
+}
+trap 'instant_cleanup; it_cleanup' EXIT
+# nbdkit processes serving from this test's state directory.
+nbdkits() { pgrep -f -- "-P $STATE/instant/" | wc -l; }
+# (pgrep lists no zombies: their command line is gone)
+
+C0=6303089   # 6 MiB + 12401
+C1=3149825   # 3 MiB + 4097
+C2=5243879   # 5 MiB + 999
+cat >"$T/fixture.json" <<JSON
+{"datacenters":[{"name":"DC0","hosts":["H0"],"datastores":["ds0"]}],
+ "vms":[{"name":"boot01","host":"H0","power":"on",
+         "disks":[{"capacity":$C0,"seed":61,"allocated":0.4,"boot":true,"gen":1},
+                  {"capacity":$C1,"seed":62,"allocated":0.5}]},
+        {"name":"enc01","host":"H0","power":"on","disks":[{"capacity":$C2,"seed":63,"allocated":0.6}]}]}
+JSON
+mig_start_peers "$T/fixture.json"
+mig_config
+head -c 32 /dev/urandom | od -An -v -tx1 | tr -d ' \n' >"$T/enc.key"
+chmod 600 "$T/enc.key"
+bak_rule ibak boot01 "fast_transfer: true"
+bak_rule ienc enc01 "fast_transfer: true" 7 "repository: $T/encrepo
+encryption: { key_file: $T/enc.key }"
+start_daemon "$CONF"
+wait_job ibak boot01 idle 30
+wait_job ienc enc01 idle 30
+
+# ---- the points: gen=1, then gen=2; an encrypted one
+ctl run ibak boot01 --mode full >/dev/null
+wait_job ibak boot01 complete 120
+assert_eq "$(gwrite '{"vm":"boot01","disk":0,"gen":2}' | jq .bytes)" 512 "the guest bumps its generation to 2"
+gwrite '{"vm":"boot01","disk":1,"percent":5,"seed":64}' >/dev/null
+ctl run ibak boot01 --mode incremental >/dev/null
+wait_job ibak boot01 complete 120
+ctl run ienc enc01 --mode full >/dev/null
+wait_job ienc enc01 complete 120
+assert_eq "$(repo_points ibak boot01)" "1,2" "two points of boot01 (gen=1, gen=2)"
+assert_eq "$(jq -c .encryption.cipher "$T/encrepo/repo.json")" '"aes-256-gcm"' "ienc's repository is encrypted"
+
+# Every file of both repositories, before anything is served.
+repo_sums() { (cd "$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum); }
+repo_sums "$(BAK_REPO)" >"$T/repo.before"
+repo_sums "$T/encrepo" >"$T/enc.before"
+
+# ---- refusals
+rc=0; out=$(ctl restore ibak boot01 2>&1) || rc=$?
+assert_eq "$rc" 1 "restore to the original VM is refused here"
+assert_match "$out" "see the restore work" "... naming the restore work"
+rc=0; out=$(ctl restore ibak boot01 --point 9 --target instant 2>&1) || rc=$?
+assert_eq "$rc" 1 "an instant recovery of a point that is not there is refused"
+assert_match "$out" "no point 9 \(its points: 1, 2\)" "... naming the points there are"
+rc=0; out=$(ctl restore ibak boot01 --target instant --listen 10.1.2.3:10809 2>&1) || rc=$?
+assert_eq "$rc" 1 "an address that is not loopback is refused"
+assert_match "$out" "only a loopback address" "... saying why"
+assert_eq "$(nbdkits)" 0 "no nbdkit runs after the refusals"
+
+# ---- point 2 of boot01 served on Unix sockets
+out=$(ctl restore ibak boot01 --point 2 --target instant) || fail "restore --target instant was refused: $out"
+assert_match "$out" "nbd\+unix:///\?socket=$STATE/instant/[0-9]+/d1.sock" "restore --target instant answers with the NBD URIs"
+list=$(ctl --json instant)
+ID=$(jq -r '.instant[] | select(.rule == "ibak") | .id' <<<"$list")
+uri() { ctl --json instant | jq -r --argjson id "$1" --argjson d "$2" '.instant[] | select(.id == $id) | .disks[$d].uri'; }
+U0=$(uri "$ID" 0) U1=$(uri "$ID" 1)
+assert_eq "$(nbdkits)" 2 "one nbdkit per disk"
+assert_match "$(ctl instant)" "^$ID +ibak +boot01 +2 +1 .* running +nbd\+unix" "vmferryctl instant lists the exports"
+
+for d in 0 1; do
+	u=$(uri "$ID" $d)
+	want=$(curl -sf "$S_CTL/vms" | jq --arg n boot01 --argjson d $d '.[] | select(.name == $n) | .disks[$d].capacity')
+	assert_eq "$(nbdinfo --json "$u" | jq '.exports[0]."export-size"')" "$want" "nbdinfo: disk $d is served with its size"
+	"$REPO_READ" "$(BAK_REPO)" image ibak boot01 2 $d "$T/p2-$d.raw" || fail "repo_read.py cannot read point 2 disk $d"
+	qemu-img compare -q -f raw -F raw "$u" "$T/p2-$d.raw" && ok "qemu-img compare: disk $d's export is point 2's disk" ||
+		fail "qemu-img compare: disk $d's export differs from point 2's disk"
+	"$REPO_READ" "$(BAK_REPO)" image ibak boot01 1 $d "$T/p1-$d.raw" || fail "repo_read.py cannot read point 1 disk $d"
+	rc=0; qemu-img compare -q -f raw -F raw "$u" "$T/p1-$d.raw" || rc=$?
+	assert_eq "$rc" 1 "qemu-img compare: disk $d's export is not point 1's (the comparison can fail)"
+done
+
+"$SRC/t/tools/boot_check.sh" "$U0" raw 2 >"$T/boot.out" 2>&1 &&
+	ok "the export of point 2 boots under qemu and prints gen=2 ($(cat "$T/boot.out"))" ||
+	fail "the export of point 2 does not boot with gen=2: $(cat "$T/boot.out")"
+rc=0; BOOT_TIMEOUT=20 "$SRC/t/tools/boot_check.sh" "$U0" raw 1 >"$T/boot.out" 2>&1 || rc=$?
+assert_eq "$rc" 1 "the boot check expecting gen=1 from point 2's export fails"
+
+# ---- the encrypted repository, on loopback ports
+PORT=$((20000 + $$ % 20000))
+out=$(ctl restore ienc enc01 --target instant --listen 127.0.0.1:$PORT) || fail "instant recovery of ienc refused: $out"
+EID=$(ctl --json instant | jq -r '.instant[] | select(.rule == "ienc") | .id')
+E0=$(uri "$EID" 0)
+assert_eq "$E0" "nbd://127.0.0.1:$PORT" "the encrypted point is served on the loopback port asked for"
+"$REPO_READ" --key "$T/enc.key" "$T/encrepo" image ienc enc01 1 0 "$T/e1.raw" || fail "repo_read.py --key cannot read ienc"
+assert_eq "$(sha256sum <"$T/e1.raw" | cut -d' ' -f1)" "$(src_sha enc01 0)" "repo_read.py --key reads the encrypted point as the source is"
+qemu-img compare -q -f raw -F raw "$E0" "$T/e1.raw" && ok "qemu-img compare: the encrypted point's export is its disk" ||
+	fail "qemu-img compare: the encrypted point's export differs"
+
+# ---- writes land in the overlays, never in the repository
+qemu-io -f raw -c "write -P 0xa5 0 1M" "$U1" >/dev/null || fail "qemu-io could not write into disk 1's export"
+qemu-io -f raw -c "read -P 0xa5 0 1M" "$U1" | grep -q 'read 1048576' && ok "qemu-io reads back what it wrote into the export" ||
+	fail "the export does not give back what qemu-io wrote"
+head -c 1048576 /dev/urandom >"$T/rand"
+nbdcopy "$T/rand" "$E0" || fail "nbdcopy into the encrypted export failed"
+assert_eq "$(nbdcopy "$E0" - | head -c 1048576 | sha256sum | cut -d' ' -f1)" "$(sha256sum <"$T/rand" | cut -d' ' -f1)" \
+	"nbdcopy wrote into the encrypted export"
+ls -l /proc/"$(ctl --json instant | jq -r --argjson id "$EID" '.instant[] | select(.id == $id) | .disks[0].pid')"/fd |
+	grep -q "$STATE/instant/$EID/overlay/.*(deleted)" && ok "the cow overlay is a file under the recovery's own overlay/" ||
+	fail "no overlay file of nbdkit under $STATE/instant/$EID/overlay"
+repo_sums "$(BAK_REPO)" | diff "$T/repo.before" - >/dev/null && ok "no file of the repository changed" ||
+	fail "files of the repository changed: $(repo_sums "$(BAK_REPO)" | diff "$T/repo.before" - | head -5)"
+repo_sums "$T/encrepo" | diff "$T/enc.before" - >/dev/null && ok "no file of the encrypted repository changed" ||
+	fail "files of the encrypted repository changed"
+ctl verify ibak >/dev/null && ok "verify ibak stays clean" || fail "verify ibak: $(ctl verify ibak)"
+ctl verify ienc >/dev/null && ok "verify ienc stays clean" || fail "verify ienc: $(ctl verify ienc)"
+
+# ---- statistics and log like any restore
+assert_match "$(ctl log ibak boot01)" "瞬时恢复 $ID \(point 2\): disk 1 served by nbdkit" "the job's log tells of the instant recovery"
+assert_eq "$(ctl --json stats ienc enc01 | jq -r '.jobs[0] | "\(.successes) \(.failures)"')" "2 0" \
+	"the instant recovery counts as a success (a backup and a recovery)"
+
+# ---- kill -9 of the daemon: the exports serve on, adopted, not doubled
+before=$(ctl --json instant | jq -c '[.instant[].disks[].pid] | sort')
+crash_daemon
+qemu-io -f raw -c "read -P 0xa5 0 1M" "$U1" | grep -q 'read 1048576' && ok "with the daemon dead the export serves on, with its overlay" ||
+	fail "the export stopped with the daemon"
+start_daemon "$CONF"
+wait_until 20 bash -c "[ \"\$($BIN/vmferryctl -s $SOCK --json instant | jq '[.instant[].disks[] | select(.running)] | length')\" = 3 ]" ||
+	fail "after the restart the exports are not all running: $(ctl instant)"
+assert_eq "$(ctl --json instant | jq -c '[.instant[].disks[].pid] | sort')" "$before" "after kill -9 the same nbdkit processes are adopted"
+assert_eq "$(nbdkits)" 3 "no nbdkit is doubled"
+qemu-io -f raw -c "read -P 0xa5 0 1M" "$U1" | grep -q 'read 1048576' && ok "what was written before the crash is still in the overlay" ||
+	fail "the overlay lost what was written"
+
+# An nbdkit that dies while the daemon is down is started again.
+kill -9 "$(ctl --json instant | jq -r --argjson id "$EID" '.instant[] | select(.id == $id) | .disks[0].pid')"
+crash_daemon
+start_daemon "$CONF"
+wait_until 30 qemu-img compare -q -f raw -F raw "$E0" "$T/e1.raw" ||
+	fail "the encrypted export is not back after the restart: $(ctl instant)"
+ok "an nbdkit gone with the daemon is started again at restart, serving the point (its overlay is new)"
+assert_eq "$(nbdkits)" 3 "three nbdkit processes, none doubled"
+"$SRC/t/tools/boot_check.sh" "$U0" raw 2 >"$T/boot.out" 2>&1 && ok "after the restarts point 2 still boots with gen=2" ||
+	fail "after the restarts point 2 does not boot: $(cat "$T/boot.out")"
+
+# ---- instant --stop
+pids=$(ctl --json instant | jq -r --argjson id "$ID" '.instant[] | select(.id == $id) | .disks[].pid')
+assert_match "$(ctl instant --stop "$ID")" "instant recovery $ID stopped" "instant --stop $ID"
+# (a zombie waiting for its reaper, PID 1 here, has ended)
+alive() { [ -r "/proc/$1/stat" ] && ! sed 's/.*) //' "/proc/$1/stat" | grep -q '^[ZX]'; }
+for p in $pids; do
+	alive "$p" && fail "nbdkit $p still runs after instant --stop"
+done
+ok "its nbdkit processes are gone"
+[ ! -e "$STATE/instant/$ID" ] && ok "its directory (sockets, overlay) is removed" || fail "$STATE/instant/$ID is still there"
+assert_eq "$(ctl --json instant | jq --argjson id "$ID" '[.instant[] | select(.id == $id)] | length')" 0 "instant no longer lists it"
+nbdinfo "$U0" >/dev/null 2>&1 && fail "its export still answers" || ok "its export no longer answers"
+rc=0; out=$(ctl instant --stop "$ID" 2>&1) || rc=$?
+assert_match "$out" "no instant recovery $ID" "stopping it again is refused"
+assert_match "$(ctl log ibak boot01)" "瞬时恢复 $ID \(point 2\): stopped" "the job's log tells of the stop"
+assert_eq "$(ctl instant --stop "$EID" | grep -c stopped)" 1 "instant --stop of the encrypted one"
+assert_eq "$(nbdkits)" 0 "no nbdkit is left"
+repo_sums "$(BAK_REPO)" | diff "$T/repo.before" - >/dev/null && ok "after everything, no file of the repository changed" ||
+	fail "files of the repository changed"
