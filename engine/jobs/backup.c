@@ -21,6 +21,7 @@
 #include "engine/jobs/backup_sink.h"
 #include "engine/jobs/backup_steps.h"
 #include "engine/jobs/copy.h"
+#include "engine/jobs/instant.h"
 #include "engine/jobs/job.h"
 #include "engine/jobs/repos.h"
 #include "engine/jobs/runtime.h"
@@ -835,8 +836,13 @@ point_done(struct bak_rt *rt)
 	struct job *j = rt->j;
 	const struct cfg_rule *r = j->cfg;
 	struct bak_step *s = step_new(rt, bak_retain_fn, retained);
+	char *key = NULL, *dir = r != NULL ? repos_dir_of(r, &key) : NULL;
 
 	s->retention = r != NULL && r->retention > 0 ? r->retention : 7;
+	if (dir != NULL)
+		s->nkeep = instant_points(dir, j->rule, j->vm, &s->keep);
+	free(dir);
+	free(key);
 	step_go(rt, s);
 }
 
@@ -858,6 +864,9 @@ retained(struct bak_rt *rt, struct bak_step *s)
 		job_log(j, LOG_WARN, "%s", s->warn);
 	for (i = 0; i < s->ndeleted; i++)
 		job_log(j, LOG_INFO, "retention %d: point %llu deleted", s->retention, (unsigned long long)s->deleted[i]);
+	for (i = 0; i < s->nkept; i++)
+		job_log(j, LOG_INFO, "retention %d: point %llu kept: an instant recovery serves it", s->retention,
+		    (unsigned long long)s->kept[i]);
 	if (s->gc_ran)
 		job_log(j, LOG_INFO, "garbage collection: %llu chunks in use, %llu freed (%llu bytes)",
 		    (unsigned long long)s->gc.chunks_used, (unsigned long long)s->gc.chunks_freed,

@@ -47,6 +47,8 @@ bak_step_free(struct bak_step *s)
 	free(s->config_path);
 	repo_point_free(s->manifest);
 	free(s->deleted);
+	free(s->keep);
+	free(s->kept);
 	free(s->points);
 	free(s->warn);
 	free(s);
@@ -245,7 +247,15 @@ bak_retain_fn(struct bak_step *s)
 	}
 	for (i = 0; n > (size_t)s->retention && i < n - (size_t)s->retention; i++) {
 		char *e = NULL;
+		size_t k;
 
+		for (k = 0; k < s->nkeep && s->keep[k] != seqs[i]; k++)
+			;
+		if (k < s->nkeep) {
+			s->kept = xreallocarray(s->kept, s->nkept + 1, sizeof(uint64_t));
+			s->kept[s->nkept++] = seqs[i];
+			continue;
+		}
 		if (repo_point_delete(s->repo, s->rule, s->vm, seqs[i], &e) != 0) {
 			free(s->warn);
 			s->warn = e;

@@ -747,16 +747,19 @@ instant_shutdown(void)
 	memset(&in, 0, sizeof(in));
 }
 
-int
-instant_serves(const char *dir, const char *rule, const char *vm, uint64_t seq)
+size_t
+instant_points(const char *dir, const char *rule, const char *vm, uint64_t **seqs)
 {
 	const struct inst *x;
+	size_t n = 0;
 
+	*seqs = NULL;
 	for (x = in.list; x != NULL; x = x->next)
-		if (x->rec.point == seq && strcmp(x->rec.rule, rule) == 0 && strcmp(x->rec.vm, vm) == 0 &&
-		    strcmp(x->rec.repo, dir) == 0)
-			return 1;
-	return 0;
+		if (strcmp(x->rec.rule, rule) == 0 && strcmp(x->rec.vm, vm) == 0 && strcmp(x->rec.repo, dir) == 0) {
+			*seqs = xgrow(*seqs, n, sizeof(uint64_t));
+			(*seqs)[n++] = x->rec.point;
+		}
+	return n;
 }
 
 /* ---- requests ---- */

@@ -33,8 +33,9 @@ json_t *instant_restore(struct ctl_client *c, const struct request *req);
 /* `instant` (the list) and `instant --stop ID`. */
 json_t *instant_op(struct ctl_client *c, const struct request *req);
 
-/* Whether an instant recovery serves point seq of rule/vm from the
- * repository in dir: retention keeps such a point. */
-int instant_serves(const char *dir, const char *rule, const char *vm, uint64_t seq);
+/* The points of rule/vm in the repository in dir that instant recoveries
+ * serve (malloc'd in *seqs; their count): retention keeps them, so that
+ * garbage collection cannot take their chunks from a running VM. */
+size_t instant_points(const char *dir, const char *rule, const char *vm, uint64_t **seqs);
 
 #endif

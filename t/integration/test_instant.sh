@@ -173,6 +173,26 @@ assert_eq "$(nbdkits)" 3 "three nbdkit processes, none doubled"
 "$SRC/t/tools/boot_check.sh" "$U0" raw 2 >"$T/boot.out" 2>&1 && ok "after the restarts point 2 still boots with gen=2" ||
 	fail "after the restarts point 2 does not boot: $(cat "$T/boot.out")"
 
+repo_sums "$(BAK_REPO)" | diff "$T/repo.before" - >/dev/null && ok "after the crashes and restarts, no file of the repository changed" ||
+	fail "files of the repository changed"
+
+# ---- retention keeps a point that is served (its chunks stay for the VM)
+bak_rule ibak boot01 "fast_transfer: true" 1
+ctl reload >/dev/null
+assert_eq "$(gwrite '{"vm":"boot01","disk":0,"gen":3}' | jq .bytes)" 512 "the guest bumps its generation to 3"
+gwrite '{"vm":"boot01","disk":1,"percent":5,"seed":65}' >/dev/null
+ctl run ibak boot01 --mode incremental >/dev/null
+wait_job ibak boot01 complete 120
+assert_eq "$(repo_points ibak boot01)" "2,3" "retention 1: point 1 deleted, point 2 kept while an instant recovery serves it"
+assert_match "$(ctl log ibak boot01)" "retention 1: point 2 kept: an instant recovery serves it" "the job's log says why point 2 stays"
+"$REPO_READ" "$(BAK_REPO)" check ibak boot01 2 >/dev/null && ok "every chunk of point 2 is still in the repository" ||
+	fail "chunks of the served point 2 are gone"
+for d in 0 1; do
+	"$REPO_READ" "$(BAK_REPO)" image ibak boot01 2 $d "$T/p2b-$d.raw" && cmp -s "$T/p2-$d.raw" "$T/p2b-$d.raw" ||
+		fail "point 2 disk $d does not read back as it did"
+done
+ok "point 2 reads back as before the retention"
+
 # ---- instant --stop
 pids=$(ctl --json instant | jq -r --argjson id "$ID" '.instant[] | select(.id == $id) | .disks[].pid')
 assert_match "$(ctl instant --stop "$ID")" "instant recovery $ID stopped" "instant --stop $ID"
@@ -190,5 +210,6 @@ assert_match "$out" "no instant recovery $ID" "stopping it again is refused"
 assert_match "$(ctl log ibak boot01)" "瞬时恢复 $ID \(point 2\): stopped" "the job's log tells of the stop"
 assert_eq "$(ctl instant --stop "$EID" | grep -c stopped)" 1 "instant --stop of the encrypted one"
 assert_eq "$(nbdkits)" 0 "no nbdkit is left"
-repo_sums "$(BAK_REPO)" | diff "$T/repo.before" - >/dev/null && ok "after everything, no file of the repository changed" ||
-	fail "files of the repository changed"
+ctl run ibak boot01 --mode incremental >/dev/null
+wait_job ibak boot01 complete 120
+assert_eq "$(repo_points ibak boot01)" "4" "once nothing serves it, retention 1 deletes point 2 too"
