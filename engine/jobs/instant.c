@@ -10,6 +10,7 @@
 #define _GNU_SOURCE
 #include "engine/jobs/instant.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
@@ -139,6 +140,29 @@ ours(pid_t pid, const char *pidfile)
 		if (strcmp(p, pidfile) == 0)
 			return 1;
 	return 0;
+}
+
+/* A process (other than pid) started with pidfile among its arguments:
+ * an nbdkit of ours that is starting, or whatever started it (the daemon
+ * that spawned it may have died meanwhile).  0 when there is none. */
+static pid_t
+starting(const char *pidfile, pid_t pid)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	pid_t found = 0;
+
+	if (d == NULL)
+		return 0;
+	while (found == 0 && (e = readdir(d)) != NULL) {
+		char *end;
+		long v = strtol(e->d_name, &end, 10);
+
+		if (*end == '\0' && v > 1 && v != (long)pid && v != (long)getpid() && ours((pid_t)v, pidfile))
+			found = (pid_t)v;
+	}
+	closedir(d);
+	return found;
 }
 
 static int
@@ -381,6 +405,21 @@ ensure_fn(void *arg)
 		char *pidfile = disk_path(w->dir, w->rec.id, d, "pid");
 		pid_t pid = read_pidfile(pidfile);
 
+		pid_t other;
+		double until;
+
+		/* One that was starting when a daemon died: its pid file comes
+		 * soon, else it is ended; never a second one beside it. */
+		if (!ours(pid, pidfile) && (other = starting(pidfile, pid)) != 0) {
+			for (until = now_mono() + READY_S; now_mono() < until && !ours(pid, pidfile) && ours(other, pidfile);
+			     usleep(50000))
+				pid = read_pidfile(pidfile);
+			if (!ours(pid, pidfile))
+				while ((other = starting(pidfile, 0)) != 0) {
+					kill(other, SIGKILL);
+					usleep(50000);
+				}
+		}
 		if (ours(pid, pidfile)) {
 			w->pids[d] = pid;
 			w->adopted[d] = 1;

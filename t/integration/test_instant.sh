@@ -26,6 +26,16 @@ done
 [ -f "$BIN/nbdkit-vmferry-plugin.so" ] || skip_test "$BIN/nbdkit-vmferry-plugin.so was not built (nbdkit-plugin-dev)"
 /usr/bin/python3 -c "import cryptography" 2>/dev/null || skip_test "python3-cryptography is not installed"
 
+# nbdkit as the daemon starts it: through a wrapper that, while $T/slow
+# exists, waits 3 s first (a daemon killed while an nbdkit starts).
+cat >"$T/nbdkit" <<SH
+#!/bin/sh
+[ ! -e "$T/slow" ] || sleep 3
+exec nbdkit "\$@"
+SH
+chmod +x "$T/nbdkit"
+export VMFERRY_NBDKIT=$T/nbdkit
+
 # The nbdkit processes live on their own: end them with the test.
 instant_pids() { cat "$STATE"/instant/*/d*.pid 2>/dev/null || true; }
 instant_cleanup() {
@@ -192,6 +202,27 @@ for d in 0 1; do
 		fail "point 2 disk $d does not read back as it did"
 done
 ok "point 2 reads back as before the retention"
+
+# ---- kill -9 while an nbdkit starts: it is adopted once up, never doubled
+"$REPO_READ" "$(BAK_REPO)" image ibak boot01 3 0 "$T/p3-0.raw" || fail "repo_read.py cannot read point 3"
+touch "$T/slow"
+ctl restore ibak boot01 --point 3 --target instant >/dev/null 2>&1 &
+PIDS+=($!)
+wait_until 10 bash -c "$BIN/vmferryctl -s $SOCK --json instant | jq -e '.instant[] | select(.point == 3)'" ||
+	fail "the instant recovery of point 3 is not recorded"
+SID=$(ctl --json instant | jq -r '.instant[] | select(.point == 3) | .id')
+crash_daemon
+rm -f "$T/slow"
+start_daemon "$CONF"
+wait_until 30 bash -c "[ \"\$($BIN/vmferryctl -s $SOCK --json instant | jq --argjson id $SID '[.instant[] | select(.id == \$id) | .disks[] | select(.running)] | length')\" = 2 ]" ||
+	fail "the recovery started before the crash is not served after the restart: $(ctl instant)"
+for d in 0 1; do
+	assert_eq "$(pgrep -fc -- "-P $STATE/instant/$SID/d$d.pid")" 1 "kill -9 while starting: one nbdkit for disk $d"
+done
+assert_eq "$(nbdkits)" 5 "five nbdkit processes for five disks"
+qemu-img compare -q -f raw -F raw "$(uri "$SID" 0)" "$T/p3-0.raw" && ok "the recovery started across the crash serves point 3" ||
+	fail "the recovery started across the crash does not serve point 3"
+assert_match "$(ctl instant --stop "$SID")" "stopped" "instant --stop $SID"
 
 # ---- instant --stop
 pids=$(ctl --json instant | jq -r --argjson id "$ID" '.instant[] | select(.id == $id) | .disks[].pid')
