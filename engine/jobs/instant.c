@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <ftw.h>
 #include <limits.h>
 #include <signal.h>
@@ -35,6 +36,7 @@
 #include "engine/core/workers.h"
 #include "engine/ctl.h"
 #include "engine/engine.h"
+#include "engine/jobs/backup.h"
 #include "engine/jobs/instant_data.h"
 #include "engine/jobs/job.h"
 #include "engine/jobs/repos.h"
@@ -106,36 +108,38 @@ read_pidfile(const char *path)
 	return v > 1 && v < INT_MAX ? (pid_t)v : 0;
 }
 
+/* A small file of /proc/PID/ (NUL after it): its length, or -1. */
+static ssize_t
+proc_read(pid_t pid, const char *name, char *buf, size_t size)
+{
+	char path[64];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%ld/%s", (long)pid, name);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return -1;
+	n = read(fd, buf, size - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	return n > 0 ? n : -1;
+}
+
 /* Whether pid is an nbdkit of ours that still runs: alive (not a zombie)
  * and started with this pid file (a pid reused by another process is not
  * ours). */
 static int
 ours(pid_t pid, const char *pidfile)
 {
-	char path[64], buf[8192], *p, *end;
+	char buf[8192], *p, *end;
 	ssize_t n;
-	int fd;
 
-	if (pid <= 1)
+	if (pid <= 1 || proc_read(pid, "stat", buf, sizeof(buf)) < 0)
 		return 0;
-	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
 	if ((p = strrchr(buf, ')')) == NULL || p[1] != ' ' || p[2] == 'Z' || p[2] == 'X')
 		return 0;
-	snprintf(path, sizeof(path), "/proc/%ld/cmdline", (long)pid);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+	if ((n = proc_read(pid, "cmdline", buf, sizeof(buf))) < 0)
 		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
 	for (p = buf, end = buf + n; p < end; p += strlen(p) + 1)
 		if (strcmp(p, pidfile) == 0)
 			return 1;
@@ -893,51 +897,21 @@ prepare_done(void *arg)
 	queue_after_commit(x, w->client, w->req_id, 1, 0);
 }
 
-/* A point is named by its number (1, 2, ...), as `points` lists it. */
-static int
-point_number(const char *s, uint64_t *out)
-{
-	char *end;
-	unsigned long long n;
-
-	if (*s < '1' || *s > '9')
-		return -1;
-	errno = 0;
-	n = strtoull(s, &end, 10);
-	if (errno != 0 || *end != '\0')
-		return -1;
-	*out = n;
-	return 0;
-}
-
 json_t *
 instant_restore(struct ctl_client *c, const struct request *req)
 {
-	const struct config *cfg = engine_config();
-	const struct cfg_rule *r = config_rule(cfg, CFG_BACKUP, req->rule), *other;
+	const struct cfg_rule *r;
 	struct instant_listen l;
 	struct repo *repo;
 	struct run *w;
 	char *err = NULL, *key = NULL, *dir;
-	uint64_t seq = 0;
-	size_t i;
-	int known = 0;
+	uint64_t seq;
+	json_t *refused;
 
-	if (r == NULL) {
-		if ((other = config_rule_any(cfg, req->rule)) != NULL)
-			return ctl_error("rule %s is a %s rule: instant recovery serves a backup rule's points",
-			    req->rule, cfg_kind_name(other->kind));
-		return ctl_error("no backup rule named %s", req->rule);
-	}
 	if (req->vm == NULL)
 		return ctl_error("restore --target instant needs a VM: it serves one VM's disks");
-	for (i = 0; i < r->nvms; i++)
-		known |= strcmp(r->vms[i], req->vm) == 0;
-	if (!known && job_find(CFG_BACKUP, r->name, req->vm) == NULL)
-		return ctl_error("rule %s has no VM %s", r->name, req->vm);
-	if (req->point != NULL && (point_number(req->point, &seq) != 0 || seq == 0))
-		return ctl_error("--point %s is not a restore point's number (1, 2, ...: `points` lists them)",
-		    req->point);
+	if ((refused = bak_request_point(req, "instant recovery", &r, &seq)) != NULL)
+		return refused;
 	if (instant_listen_parse(req->listen != NULL ? req->listen : "unix", 0, &l, &err) != 0) {
 		json_t *resp = ctl_error("%s", err);
 
@@ -979,7 +953,7 @@ instant_op(struct ctl_client *c, const struct request *req)
 			json_array_append_new(list, inst_json(x));
 		return json_pack("{s:b,s:o}", "ok", 1, "instant", list);
 	}
-	if (point_number(req->stop, &id) != 0 || (x = inst_find(id)) == NULL)
+	if (sscanf(req->stop, "%" SCNu64 "%c", &id, &(char){ 0 }) != 1 || (x = inst_find(id)) == NULL)
 		return ctl_error("no instant recovery %s (`vmferryctl instant` lists them)", req->stop);
 	if (x->rec.state == INSTANT_STOPPING)
 		return ctl_error("instant recovery %s is already stopping", req->stop);

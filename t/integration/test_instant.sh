@@ -244,3 +244,6 @@ assert_eq "$(nbdkits)" 0 "no nbdkit is left"
 ctl run ibak boot01 --mode incremental >/dev/null
 wait_job ibak boot01 complete 120
 assert_eq "$(repo_points ibak boot01)" "4" "once nothing serves it, retention 1 deletes point 2 too"
+stop_daemon
+grep -q 'Sanitizer' "$T/daemon.log" && fail "the daemon reported: $(grep -A5 Sanitizer "$T/daemon.log" | head -20)" ||
+	ok "the daemon stops cleanly (no sanitizer report in an ASan build)"
