@@ -830,19 +830,28 @@ bak_enter_checking_data(struct job *j, int event)
 static void retained(struct bak_rt *rt, struct bak_step *s);
 
 
+/* The points of the job that instant recoveries serve: a step that
+ * deletes points keeps them (their chunks serve a running VM). */
+static void
+keep_served(struct job *j, struct bak_step *s)
+{
+	char *key = NULL, *dir = j->cfg != NULL ? repos_dir_of(j->cfg, &key) : NULL;
+
+	if (dir != NULL)
+		s->nkeep = instant_points(dir, j->rule, j->vm, &s->keep);
+	free(dir);
+	free(key);
+}
+
 static void
 point_done(struct bak_rt *rt)
 {
 	struct job *j = rt->j;
 	const struct cfg_rule *r = j->cfg;
 	struct bak_step *s = step_new(rt, bak_retain_fn, retained);
-	char *key = NULL, *dir = r != NULL ? repos_dir_of(r, &key) : NULL;
 
 	s->retention = r != NULL && r->retention > 0 ? r->retention : 7;
-	if (dir != NULL)
-		s->nkeep = instant_points(dir, j->rule, j->vm, &s->keep);
-	free(dir);
-	free(key);
+	keep_served(j, s);
 	step_go(rt, s);
 }
 
@@ -1077,6 +1086,9 @@ data_deleted(struct bak_rt *rt, struct bak_step *s)
 	else
 		job_log(j, LOG_INFO, "delete_backup_data_on_rule_delete: %zu points deleted, %llu chunks freed",
 		    s->ndeleted, (unsigned long long)s->gc.chunks_freed);
+	for (size_t i = 0; i < s->nkept; i++)
+		job_log(j, LOG_WARN, "delete_backup_data_on_rule_delete: point %llu kept: an instant recovery serves it",
+		    (unsigned long long)s->kept[i]);
 	rt_staging_remove(j);
 	fsm_dispatch(j, EV_CLEANED, NULL);
 }
@@ -1092,7 +1104,10 @@ delete_after_snapshot(struct sync_pass *p)
 	forget_point(rt);
 	if (r != NULL && r->options.delete_backup_data_on_rule_delete) {
 		if ((rt->repo = repos_get(r, &err)) != NULL) {
-			step_go(rt, step_new(rt, bak_delete_fn, data_deleted));
+			struct bak_step *s = step_new(rt, bak_delete_fn, data_deleted);
+
+			keep_served(j, s);
+			step_go(rt, s);
 			return;
 		}
 		job_log(j, LOG_WARN, "delete_backup_data_on_rule_delete: %s", err);

@@ -235,6 +235,21 @@ bak_check_fn(struct bak_step *s)
 	repo_point_free(parent);
 }
 
+/* Whether seq is one of s->keep (then noted in s->kept). */
+static int
+bak_step_keeps(struct bak_step *s, uint64_t seq)
+{
+	size_t k;
+
+	for (k = 0; k < s->nkeep && s->keep[k] != seq; k++)
+		;
+	if (k == s->nkeep)
+		return 0;
+	s->kept = xreallocarray(s->kept, s->nkept + 1, sizeof(uint64_t));
+	s->kept[s->nkept++] = seq;
+	return 1;
+}
+
 void
 bak_retain_fn(struct bak_step *s)
 {
@@ -247,15 +262,9 @@ bak_retain_fn(struct bak_step *s)
 	}
 	for (i = 0; n > (size_t)s->retention && i < n - (size_t)s->retention; i++) {
 		char *e = NULL;
-		size_t k;
 
-		for (k = 0; k < s->nkeep && s->keep[k] != seqs[i]; k++)
-			;
-		if (k < s->nkeep) {
-			s->kept = xreallocarray(s->kept, s->nkept + 1, sizeof(uint64_t));
-			s->kept[s->nkept++] = seqs[i];
+		if (bak_step_keeps(s, seqs[i]))
 			continue;
-		}
 		if (repo_point_delete(s->repo, s->rule, s->vm, seqs[i], &e) != 0) {
 			free(s->warn);
 			s->warn = e;
@@ -339,6 +348,8 @@ bak_delete_fn(struct bak_step *s)
 		return;
 	}
 	for (i = 0; i < n; i++) {
+		if (bak_step_keeps(s, seqs[i]))
+			continue;
 		if (repo_point_delete(s->repo, s->rule, s->vm, seqs[i], &s->err) != 0) {
 			s->rc = -1;
 			break;

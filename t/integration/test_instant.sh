@@ -239,7 +239,19 @@ nbdinfo "$U0" >/dev/null 2>&1 && fail "its export still answers" || ok "its expo
 rc=0; out=$(ctl instant --stop "$ID" 2>&1) || rc=$?
 assert_match "$out" "no instant recovery $ID" "stopping it again is refused"
 assert_match "$(ctl log ibak boot01)" "瞬时恢复 $ID \(point 2\): stopped" "the job's log tells of the stop"
-assert_eq "$(ctl instant --stop "$EID" | grep -c stopped)" 1 "instant --stop of the encrypted one"
+# Deleting a rule with its data keeps the point a recovery serves.
+bak_rule ienc enc01 "fast_transfer: true, delete_backup_data_on_rule_delete: true" 7 "repository: $T/encrepo
+encryption: { key_file: $T/enc.key }"
+ctl reload >/dev/null
+assert_match "$(ctl delete ienc)" "enc01" "vmferryctl delete ienc (delete_backup_data_on_rule_delete)"
+wait_until 60 sh -c "[ \"\$('$BIN/vmferryctl' -s '$SOCK' --json jobs ienc | jq '.jobs | length')\" = 0 ]" ||
+	fail "the job of ienc is not forgotten"
+assert_eq "$("$REPO_READ" --key "$T/enc.key" "$T/encrepo" points ienc enc01)" "ienc/enc01/1" \
+	"delete_backup_data_on_rule_delete keeps the point an instant recovery serves"
+assert_match "$(cat "$T/daemon.log")" "point 1 kept: an instant recovery serves it" "... and says so"
+qemu-img compare -q -f raw -F raw "$E0" "$T/e1.raw" && ok "the encrypted export still serves its point" ||
+	fail "the encrypted export no longer serves its point"
+assert_eq "$(ctl instant --stop "$EID" | grep -c stopped)" 1 "instant --stop of the encrypted one (its rule deleted)"
 assert_eq "$(nbdkits)" 0 "no nbdkit is left"
 ctl run ibak boot01 --mode incremental >/dev/null
 wait_job ibak boot01 complete 120
