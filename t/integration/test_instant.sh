@@ -136,6 +136,15 @@ assert_eq "$(sha256sum <"$T/e1.raw" | cut -d' ' -f1)" "$(src_sha enc01 0)" "repo
 qemu-img compare -q -f raw -F raw "$E0" "$T/e1.raw" && ok "qemu-img compare: the encrypted point's export is its disk" ||
 	fail "qemu-img compare: the encrypted point's export differs"
 
+# A recovery that cannot be served (its port is taken) fails whole.
+rc=0; out=$(ctl restore ibak boot01 --point 1 --target instant --listen 127.0.0.1:$PORT 2>&1) || rc=$?
+assert_eq "$rc" 1 "an instant recovery whose port is taken fails"
+assert_match "$out" "disk 0: nbdkit failed: .*(in use|bind)" "... with nbdkit's reason"
+assert_eq "$(ctl --json instant | jq '.instant | length')" 2 "... and is not listed"
+assert_eq "$(nbdkits)" 3 "... and leaves no nbdkit"
+assert_eq "$(ctl --json stats ibak boot01 | jq -r '.jobs[0] | "\(.successes) \(.failures)"')" "3 1" \
+	"ibak counts two backups and a recovery as successes, the failed recovery as a failure"
+
 # ---- writes land in the overlays, never in the repository
 qemu-io -f raw -c "write -P 0xa5 0 1M" "$U1" >/dev/null || fail "qemu-io could not write into disk 1's export"
 qemu-io -f raw -c "read -P 0xa5 0 1M" "$U1" | grep -q 'read 1048576' && ok "qemu-io reads back what it wrote into the export" ||
