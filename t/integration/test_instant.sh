@@ -189,6 +189,14 @@ wait_until 30 qemu-img compare -q -f raw -F raw "$E0" "$T/e1.raw" ||
 	fail "the encrypted export is not back after the restart: $(ctl instant)"
 ok "an nbdkit gone with the daemon is started again at restart, serving the point (its overlay is new)"
 assert_eq "$(nbdkits)" 3 "three nbdkit processes, none doubled"
+# ... and one that dies while the daemon runs, by the watchdog.
+old=$(ctl --json instant | jq -r --argjson id "$EID" '.instant[] | select(.id == $id) | .disks[0].pid')
+kill -9 "$old"
+wait_until 20 bash -c "p=\$($BIN/vmferryctl -s $SOCK --json instant | jq -r --argjson id $EID '.instant[] | select(.id == \$id) | .disks[0] | select(.running) | .pid'); [ -n \"\$p\" ] && [ \"\$p\" != $old ]" ||
+	fail "the watchdog did not start the killed nbdkit again: $(ctl instant)"
+qemu-img compare -q -f raw -F raw "$E0" "$T/e1.raw" && ok "an nbdkit killed while the daemon runs is started again by the watchdog" ||
+	fail "the restarted export does not serve the point"
+assert_match "$(ctl log ienc enc01)" "disk 0: nbdkit $old is gone; it is started again" "the job's log says so"
 "$SRC/t/tools/boot_check.sh" "$U0" raw 2 >"$T/boot.out" 2>&1 && ok "after the restarts point 2 still boots with gen=2" ||
 	fail "after the restarts point 2 does not boot: $(cat "$T/boot.out")"
 
