@@ -18,7 +18,6 @@
  *
  * Prints one JSON line: jobs, transitions, commits, seconds, per_s. */
 #define _GNU_SOURCE
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,24 +26,10 @@
 
 #include "engine/jobs/job.h"
 #include "engine/core/log.h"
+#include "tools/bench.d/bench_util.h"
 #include "engine/slots.h"
 #include "engine/core/store.h"
 #include "fsm/tables.h"
-
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int
-rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
 
 static const char *
 state_id(const struct job *j)
@@ -118,7 +103,7 @@ main(int argc, char **argv)
 		store_commit();
 
 	store_get_stats(&st0);
-	t0 = now();
+	t0 = bench_now();
 	for (c = 0; c < cycles; c++) {
 		int ev, b;
 
@@ -146,7 +131,7 @@ main(int argc, char **argv)
 			store_commit();
 		}
 	}
-	t1 = now();
+	t1 = bench_now();
 	store_get_stats(&st1);
 
 	for (i = 0; i < njobs; i++) {
@@ -165,6 +150,6 @@ main(int argc, char **argv)
 	store_close();
 	slots_free();
 	if (!keep)
-		nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		bench_rm_tree(dir);
 	return 0;
 }
