@@ -791,6 +791,17 @@ instant_shutdown(void)
 }
 
 size_t
+instant_running(void)
+{
+	const struct inst *x;
+	size_t n = 0;
+
+	for (x = in.list; x != NULL; x = x->next)
+		n += x->rec.state == INSTANT_RUNNING;
+	return n;
+}
+
+size_t
 instant_points(const char *dir, const char *rule, const char *vm, uint64_t **seqs)
 {
 	const struct inst *x;

@@ -15,6 +15,7 @@
 #define VMFERRY_JOBS_INSTANT_H
 
 #include <jansson.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct event_base;
@@ -33,6 +34,8 @@ json_t *instant_restore(struct ctl_client *c, const struct request *req);
 /* `instant` (the list) and `instant --stop ID`. */
 json_t *instant_op(struct ctl_client *c, const struct request *req);
 
+/* Instant recoveries recorded and not being stopped (/metrics). */
+size_t instant_running(void);
 /* The points of rule/vm in the repository in dir that instant recoveries
  * serve (malloc'd in *seqs; their count): retention keeps them, so that
  * garbage collection cannot take their chunks from a running VM. */

@@ -163,6 +163,15 @@ repo_sums "$T/encrepo" | diff "$T/enc.before" - >/dev/null && ok "no file of the
 ctl verify ibak >/dev/null && ok "verify ibak stays clean" || fail "verify ibak: $(ctl verify ibak)"
 ctl verify ienc >/dev/null && ok "verify ienc stays clean" || fail "verify ienc: $(ctl verify ienc)"
 
+# ---- /metrics counts them
+cat >>"$CONF/00-system.yaml" <<YAML
+http: { listen: "127.0.0.1:$((PORT + 7))" }
+YAML
+ctl reload >/dev/null
+wait_until 10 curl -sf "http://127.0.0.1:$((PORT + 7))/metrics" || fail "no /metrics on 127.0.0.1:$((PORT + 7))"
+assert_match "$(curl -sf "http://127.0.0.1:$((PORT + 7))/metrics")" '^vmferry_instant_recoveries_running 2$' \
+	"/metrics: two instant recoveries running"
+
 # ---- statistics and log like any restore
 assert_match "$(ctl log ibak boot01)" "瞬时恢复 $ID \(point 2\): disk 1 served by nbdkit" "the job's log tells of the instant recovery"
 assert_eq "$(ctl --json stats ienc enc01 | jq -r '.jobs[0] | "\(.successes) \(.failures)"')" "2 0" \
