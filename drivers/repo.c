@@ -472,8 +472,10 @@ dir_is_fresh(struct repo *r, char **err)
 	return fresh ? 0 : -1;
 }
 
-int
-repo_open(const char *dir, const char *key_file, struct repo **out, char **err)
+/* readonly: an existing repository only, and nothing made or written
+ * (an instant recovery's nbdkit reads what the daemon writes). */
+static int
+open_repo(const char *dir, const char *key_file, int readonly, struct repo **out, char **err)
 {
 	struct repo *r = xcalloc(1, sizeof(*r));
 	uint8_t keybuf[CRYPTO_KEY_LEN], *key = NULL, *text = NULL;
@@ -490,7 +492,7 @@ repo_open(const char *dir, const char *key_file, struct repo **out, char **err)
 			goto fail;
 		key = keybuf;
 	}
-	if (mkdir_p(dir, err) != 0)
+	if (!readonly && mkdir_p(dir, err) != 0)
 		goto fail;
 	if ((r->dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
 		*err = xasprintf("%s: %s", dir, strerror(errno));
@@ -503,12 +505,14 @@ repo_open(const char *dir, const char *key_file, struct repo **out, char **err)
 			free(why);
 			if (check_config(r, text, len, key, key_file, err) != 0)
 				goto fail;
-			if (make_dirs(r, err) != 0)
+			if (!readonly && make_dirs(r, err) != 0)
 				goto fail;
 			break;
 		}
-		if (!missing || tries > 0) {
-			*err = why;
+		if (!missing || tries > 0 || readonly) {
+			*err = missing && readonly ? xasprintf("%s is not a vmferry repository (no repo.json)", dir) : why;
+			if (*err != why)
+				free(why);
 			goto fail;
 		}
 		free(why);
@@ -535,6 +539,18 @@ fail:
 	free(text);
 	repo_close(r);
 	return -1;
+}
+
+int
+repo_open(const char *dir, const char *key_file, struct repo **out, char **err)
+{
+	return open_repo(dir, key_file, 0, out, err);
+}
+
+int
+repo_open_readonly(const char *dir, const char *key_file, struct repo **out, char **err)
+{
+	return open_repo(dir, key_file, 1, out, err);
 }
 
 int

@@ -59,6 +59,10 @@ struct repo;
  * or with another one, or an unencrypted one opened with a key, is refused
  * before anything is written. */
 int repo_open(const char *dir, const char *key_file, struct repo **out, char **err);
+/* The same for readers that must change nothing (an instant recovery's
+ * nbdkit): the repository must exist, nothing is made or written.  Use
+ * only the reading functions on it (repo_point_read, repo_chunk_get). */
+int repo_open_readonly(const char *dir, const char *key_file, struct repo **out, char **err);
 /* Reads key_file again (NULL: none) and checks that it still holds the
  * key r was opened with: 0, or -1 with *err as repo_open words it (a key
  * file replaced while the repository is open is refused, as it would be

@@ -23,6 +23,7 @@
 #include "engine/core/http.h"
 #include "engine/core/workers.h"
 #include "engine/jobs/backup.h"
+#include "engine/jobs/instant.h"
 #include "engine/jobs/job.h"
 #include "engine/jobs/repos.h"
 #include "engine/core/log.h"
@@ -872,8 +873,13 @@ engine_handle(struct ctl_client *c, const struct request *req)
 	case OP_REVERT:
 		return op_dispatch(req, REP_EV_REVERT, CFG_REPLICATION, 1);
 	case OP_RESTORE:
-		return ctl_error("%s: backup restores cannot be used yet in this version of vmferry",
+		if (str_eq(req->target, "instant"))
+			return instant_restore(c, req);
+		return ctl_error("%s: restore to the original or a new VM cannot be used yet in this version of vmferry "
+		                 "(see the restore work); --target instant serves a point at once",
 		    request_op_name(req->op));
+	case OP_INSTANT:
+		return instant_op(c, req);
 	case OP_VERIFY:
 		return bak_verify(c, req);
 	case OP_INVENTORY:
@@ -983,6 +989,7 @@ engine_run(const struct engine_opts *o)
 	    eng.loader.cur.nrules);
 	engine_apply_config(1);
 	job_resume_all();
+	instant_init(eng.base);
 	runs_apply(&eng.loader.cur);
 
 	if (ctl_open(eng.base, o->socket_path, engine_handle) != 0) {
@@ -1023,6 +1030,7 @@ out_jobs:
 		rc = -1;
 	job_shutdown();
 	workers_free();
+	instant_shutdown();
 	repos_close_all();
 	platform_shutdown();
 	http_shutdown();

@@ -8,6 +8,7 @@
 #include "engine/core/store.h"
 #include "engine/core/util.h"
 #include "engine/engine.h"
+#include "engine/jobs/instant.h"
 #include "engine/jobs/job.h"
 #include "engine/jobs/kinds.h"
 #include "engine/slots.h"
@@ -156,7 +157,8 @@ metrics_write(struct evbuffer *b)
 	prom_sample_u64(b, "vmferry_slots", NULL, c != NULL ? (uint64_t)c->system.max_tasks : 0);
 	prom_family(b, "vmferry_jobs_queued", "gauge", "Jobs waiting for a slot (ping: pending).");
 	prom_sample_u64(b, "vmferry_jobs_queued", NULL, (uint64_t)slots_queued_total());
-	prom_family(b, "vmferry_instant_recoveries_running", "gauge", "Instant recoveries running (none yet).");
-	prom_sample_u64(b, "vmferry_instant_recoveries_running", NULL, 0);
+	prom_family(b, "vmferry_instant_recoveries_running", "gauge",
+	    "Instant recoveries serving their exports (vmferryctl instant).");
+	prom_sample_u64(b, "vmferry_instant_recoveries_running", NULL, (uint64_t)instant_running());
 	metrics_store(b);
 }

@@ -27,6 +27,8 @@ enum {
 	F_REFRESH = 1 << 7,
 	F_PERMANENT = 1 << 8,
 	F_LIMIT = 1 << 9,
+	F_LISTEN = 1 << 10,
+	F_STOP = 1 << 11,
 };
 
 static const struct {
@@ -48,8 +50,9 @@ static const struct {
 	[OP_FAILOVER] = { F_RULE | F_VM | F_POINT | F_PERMANENT, F_RULE | F_VM },
 	[OP_FAILBACK] = { F_RULE | F_VM, F_RULE | F_VM },
 	[OP_REVERT] = { F_RULE | F_VM | F_POINT, F_RULE | F_VM },
-	[OP_RESTORE] = { F_RULE | F_VM | F_POINT | F_TARGET, F_RULE },
+	[OP_RESTORE] = { F_RULE | F_VM | F_POINT | F_TARGET | F_LISTEN, F_RULE },
 	[OP_VERIFY] = { F_RULE | F_VM | F_POINT, F_RULE },
+	[OP_INSTANT] = { F_STOP, 0 },
 	[OP_INVENTORY] = { F_PLATFORM | F_REFRESH, F_PLATFORM },
 	[OP_RELOAD] = { 0, 0 },
 };
@@ -69,6 +72,8 @@ static const struct {
 	{ "refresh", F_REFRESH, 0 },
 	{ "permanent", F_PERMANENT, 0 },
 	{ "limit", F_LIMIT, 0 },
+	{ "listen", F_LISTEN, 1 },
+	{ "stop", F_STOP, 1 },
 };
 
 const char *
@@ -88,6 +93,8 @@ field_slot(struct request *r, unsigned flag)
 	case F_POINT: return &r->point;
 	case F_MODE: return &r->mode;
 	case F_TARGET: return &r->target;
+	case F_LISTEN: return &r->listen;
+	case F_STOP: return &r->stop;
 	default: return NULL;
 	}
 }
@@ -224,6 +231,10 @@ request_parse_raw(const char *line, size_t len, struct request *out, char **err)
 		*err = xstrdup("\"target\" must be original, new or instant");
 		goto fail;
 	}
+	if (out->listen != NULL && !str_eq(out->target, "instant")) {
+		*err = xstrdup("\"listen\" goes with \"target\":\"instant\" only");
+		goto fail;
+	}
 	json_decref(root);
 	return 0;
 fail:
@@ -253,6 +264,8 @@ request_free(struct request *r)
 	free(r->point);
 	free(r->mode);
 	free(r->target);
+	free(r->listen);
+	free(r->stop);
 	free(r->id);
 	memset(r, 0, sizeof(*r));
 }

@@ -25,6 +25,7 @@
 	X(REVERT, "revert")                                         \
 	X(RESTORE, "restore")                                       \
 	X(VERIFY, "verify")                                         \
+	X(INSTANT, "instant")                                       \
 	X(INVENTORY, "inventory")                                   \
 	X(RELOAD, "reload")
 
@@ -44,6 +45,8 @@ struct request {
 	char *point;    /* restore point */
 	char *mode;     /* run: full | incremental | differential */
 	char *target;   /* restore: "original" | "new" | "instant" */
+	char *listen;   /* restore --target instant: "unix" | "127.0.0.1:PORT" */
+	char *stop;     /* instant: the id of the instant recovery to stop */
 	int refresh;
 	int permanent;
 	long limit;     /* log: entries, default 50 */

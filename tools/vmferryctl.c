@@ -38,7 +38,8 @@ usage(void)
 	    "  failover RULE VM [--point P] [--permanent]\n"
 	    "  failback RULE VM\n"
 	    "  revert RULE VM --point P\n"
-	    "  restore RULE [VM] [--point P] [--target original|new|instant]\n"
+	    "  restore RULE [VM] [--point P] [--target original|new|instant] [--listen unix|127.0.0.1:PORT]\n"
+	    "  instant [--stop ID]           瞬时恢复: running instant recoveries (NBD exports), or stop one\n"
 	    "  verify RULE [VM] [--point P]  re-read a backup's chunks (exit 1: some are damaged)\n"
 	    "  log RULE VM [-n N]            查看日志\n"
 	    "  stats [RULE [VM]]             查看统计信息 (clears the unviewed-error count)\n"
@@ -536,6 +537,37 @@ cmd_verify(json_t *resp, const char *rule)
 	return 1;
 }
 
+/* Instant recoveries, one line per disk (restore --target instant answers
+ * with one, `instant` with all). */
+static int
+cmd_instant(json_t *list)
+{
+	json_t *x, *d;
+	size_t i, k;
+	char sz[32];
+
+	printf("%-4s %-16s %-16s %-6s %-4s %10s %-8s %s\n", "ID", "RULE", "VM", "POINT", "DISK", "SIZE", "STATE",
+	    "NBD URI");
+	json_array_foreach(list, i, x) {
+		char *rule = str_printable(jstr(x, "rule")), *vm = str_printable(jstr(x, "vm"));
+
+		json_array_foreach(json_object_get(x, "disks"), k, d) {
+			const char *state = jstr(x, "state");
+
+			fmt_size(jint(d, "capacity"), sz, sizeof(sz));
+			if (strcmp(state, "running") == 0 && !json_is_true(json_object_get(d, "running")))
+				state = "down";
+			printf("%-4lld %-16s %-16s %-6lld %-4lld %10s %-8s %s\n", jint(x, "id"), rule, vm, jint(x, "point"),
+			    jint(d, "disk"), sz, state, jstr(d, "uri"));
+		}
+		free(rule);
+		free(vm);
+	}
+	if (json_array_size(list) == 0)
+		printf("(no instant recovery running)\n");
+	return 0;
+}
+
 static int
 cmd_results(json_t *resp)
 {
@@ -718,6 +750,8 @@ main(int argc, char **argv)
 		{ "mode", required_argument, NULL, 'm' },
 		{ "point", required_argument, NULL, 'p' },
 		{ "target", required_argument, NULL, 't' },
+		{ "listen", required_argument, NULL, 'L' },
+		{ "stop", required_argument, NULL, 'S' },
 		{ "permanent", no_argument, NULL, 'P' },
 		{ "until", required_argument, NULL, 'u' },
 		{ "socket", required_argument, NULL, 's' },
@@ -725,7 +759,7 @@ main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = getenv("VMFERRY_SOCKET"), *kind = NULL, *mode = NULL, *point = NULL,
-	           *target = NULL, *until = NULL, *cmd, *a1, *a2;
+	           *target = NULL, *until = NULL, *listen = NULL, *stop = NULL, *cmd, *a1, *a2;
 	int ch, refresh = 0, permanent = 0, rc = 0;
 	long limit = 0;
 	json_t *req, *resp;
@@ -742,6 +776,8 @@ main(int argc, char **argv)
 		case 'm': mode = optarg; break;
 		case 'p': point = optarg; break;
 		case 't': target = optarg; break;
+		case 'L': listen = optarg; break;
+		case 'S': stop = optarg; break;
 		case 'P': permanent = 1; break;
 		case 'u': until = optarg; break;
 		case 'n': limit = strtol(optarg, NULL, 10); break;
@@ -787,6 +823,11 @@ main(int argc, char **argv)
 		req_str(req, "mode", mode);
 		req_str(req, "point", point);
 		req_str(req, "target", target);
+		req_str(req, "listen", listen);
+	} else if (strcmp(cmd, "instant") == 0) {
+		if (a1 != NULL)
+			usage();
+		req_str(req, "stop", stop);
 	} else if (strcmp(cmd, "verify") == 0) {
 		if (a1 == NULL)
 			usage();
@@ -856,6 +897,16 @@ main(int argc, char **argv)
 		e = json_object_get(resp, "store");
 		if (json_is_string(json_object_get(e, "error")))
 			printf("store error: %s (for %llds, retried every second)\n", jstr(e, "error"), jint(e, "failing_s"));
+	} else if (strcmp(cmd, "instant") == 0 && stop != NULL) {
+		printf("instant recovery %lld stopped: its exports and overlay are gone\n", jint(resp, "stopped"));
+	} else if (strcmp(cmd, "instant") == 0) {
+		rc = cmd_instant(json_object_get(resp, "instant"));
+	} else if (strcmp(cmd, "restore") == 0 && json_is_object(json_object_get(resp, "instant"))) {
+		json_t *one = json_array();
+
+		json_array_append(one, json_object_get(resp, "instant"));
+		rc = cmd_instant(one);
+		json_decref(one);
 	} else if (strcmp(cmd, "reload") == 0) {
 		json_t *e;
 		size_t i;

@@ -64,7 +64,7 @@ static struct {
 	store_failure_fn failure_hook;
 } st;
 
-static const char *const db_names[STORE_NDBS] = { "meta", "jobs", "log", "stats", "config" };
+static const char *const db_names[STORE_NDBS] = { "meta", "jobs", "log", "stats", "config", "instant" };
 
 static void store_commit_cb(evutil_socket_t fd, short what, void *arg);
 

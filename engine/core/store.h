@@ -20,6 +20,7 @@ enum store_db {
 	STORE_LOG,   /* per-job event log: key = job key + be64 sequence */
 	STORE_STATS, /* per-job statistics */
 	STORE_CONFIG, /* last good version of each config file: key = file name */
+	STORE_INSTANT, /* instant recoveries: key = be64 id; "next": the next id */
 	STORE_NDBS
 };
 

@@ -21,6 +21,7 @@
 #include "engine/jobs/backup_sink.h"
 #include "engine/jobs/backup_steps.h"
 #include "engine/jobs/copy.h"
+#include "engine/jobs/instant.h"
 #include "engine/jobs/job.h"
 #include "engine/jobs/repos.h"
 #include "engine/jobs/runtime.h"
@@ -829,6 +830,19 @@ bak_enter_checking_data(struct job *j, int event)
 static void retained(struct bak_rt *rt, struct bak_step *s);
 
 
+/* The points of the job that instant recoveries serve: a step that
+ * deletes points keeps them (their chunks serve a running VM). */
+static void
+keep_served(struct job *j, struct bak_step *s)
+{
+	char *key = NULL, *dir = j->cfg != NULL ? repos_dir_of(j->cfg, &key) : NULL;
+
+	if (dir != NULL)
+		s->nkeep = instant_points(dir, j->rule, j->vm, &s->keep);
+	free(dir);
+	free(key);
+}
+
 static void
 point_done(struct bak_rt *rt)
 {
@@ -837,6 +851,7 @@ point_done(struct bak_rt *rt)
 	struct bak_step *s = step_new(rt, bak_retain_fn, retained);
 
 	s->retention = r != NULL && r->retention > 0 ? r->retention : 7;
+	keep_served(j, s);
 	step_go(rt, s);
 }
 
@@ -858,6 +873,9 @@ retained(struct bak_rt *rt, struct bak_step *s)
 		job_log(j, LOG_WARN, "%s", s->warn);
 	for (i = 0; i < s->ndeleted; i++)
 		job_log(j, LOG_INFO, "retention %d: point %llu deleted", s->retention, (unsigned long long)s->deleted[i]);
+	for (i = 0; i < s->nkept; i++)
+		job_log(j, LOG_INFO, "retention %d: point %llu kept: an instant recovery serves it", s->retention,
+		    (unsigned long long)s->kept[i]);
 	if (s->gc_ran)
 		job_log(j, LOG_INFO, "garbage collection: %llu chunks in use, %llu freed (%llu bytes)",
 		    (unsigned long long)s->gc.chunks_used, (unsigned long long)s->gc.chunks_freed,
@@ -1068,6 +1086,9 @@ data_deleted(struct bak_rt *rt, struct bak_step *s)
 	else
 		job_log(j, LOG_INFO, "delete_backup_data_on_rule_delete: %zu points deleted, %llu chunks freed",
 		    s->ndeleted, (unsigned long long)s->gc.chunks_freed);
+	for (size_t i = 0; i < s->nkept; i++)
+		job_log(j, LOG_WARN, "delete_backup_data_on_rule_delete: point %llu kept: an instant recovery serves it",
+		    (unsigned long long)s->kept[i]);
 	rt_staging_remove(j);
 	fsm_dispatch(j, EV_CLEANED, NULL);
 }
@@ -1083,7 +1104,10 @@ delete_after_snapshot(struct sync_pass *p)
 	forget_point(rt);
 	if (r != NULL && r->options.delete_backup_data_on_rule_delete) {
 		if ((rt->repo = repos_get(r, &err)) != NULL) {
-			step_go(rt, step_new(rt, bak_delete_fn, data_deleted));
+			struct bak_step *s = step_new(rt, bak_delete_fn, data_deleted);
+
+			keep_served(j, s);
+			step_go(rt, s);
 			return;
 		}
 		job_log(j, LOG_WARN, "delete_backup_data_on_rule_delete: %s", err);

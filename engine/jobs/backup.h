@@ -58,5 +58,11 @@ json_t *bak_details(const struct job *j);
  * VM's, one point) re-read on the worker pool; an error answered at once,
  * else NULL and the answer sent when the check ends. */
 json_t *bak_verify(struct ctl_client *c, const struct request *req);
+/* The backup rule a request names, its VM (one the rule backs up or did)
+ * and its point (`--point N`, which needs the VM; *seq 0 when none): NULL,
+ * or an error answer (what names the operation: "verify", "instant
+ * recovery"). */
+struct cfg_rule;
+json_t *bak_request_point(const struct request *req, const char *what, const struct cfg_rule **rule, uint64_t *seq);
 
 #endif

@@ -47,6 +47,8 @@ bak_step_free(struct bak_step *s)
 	free(s->config_path);
 	repo_point_free(s->manifest);
 	free(s->deleted);
+	free(s->keep);
+	free(s->kept);
 	free(s->points);
 	free(s->warn);
 	free(s);
@@ -233,6 +235,21 @@ bak_check_fn(struct bak_step *s)
 	repo_point_free(parent);
 }
 
+/* Whether seq is one of s->keep (then noted in s->kept). */
+static int
+bak_step_keeps(struct bak_step *s, uint64_t seq)
+{
+	size_t k;
+
+	for (k = 0; k < s->nkeep && s->keep[k] != seq; k++)
+		;
+	if (k == s->nkeep)
+		return 0;
+	s->kept = xreallocarray(s->kept, s->nkept + 1, sizeof(uint64_t));
+	s->kept[s->nkept++] = seq;
+	return 1;
+}
+
 void
 bak_retain_fn(struct bak_step *s)
 {
@@ -246,6 +263,8 @@ bak_retain_fn(struct bak_step *s)
 	for (i = 0; n > (size_t)s->retention && i < n - (size_t)s->retention; i++) {
 		char *e = NULL;
 
+		if (bak_step_keeps(s, seqs[i]))
+			continue;
 		if (repo_point_delete(s->repo, s->rule, s->vm, seqs[i], &e) != 0) {
 			free(s->warn);
 			s->warn = e;
@@ -329,6 +348,8 @@ bak_delete_fn(struct bak_step *s)
 		return;
 	}
 	for (i = 0; i < n; i++) {
+		if (bak_step_keeps(s, seqs[i]))
+			continue;
 		if (repo_point_delete(s->repo, s->rule, s->vm, seqs[i], &s->err) != 0) {
 			s->rc = -1;
 			break;

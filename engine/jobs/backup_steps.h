@@ -59,6 +59,10 @@ struct bak_step {
 	int parent_bad;
 	/* retention */
 	int retention;
+	uint64_t *keep;                  /* points instant recoveries serve: never deleted */
+	size_t nkeep;
+	uint64_t *kept;                  /* beyond the retention, kept for them */
+	size_t nkept;
 	uint64_t *deleted;
 	size_t ndeleted;
 	struct repo_gc_stats gc;

@@ -218,21 +218,19 @@ point_number(const char *s, uint64_t *out)
 }
 
 json_t *
-bak_verify(struct ctl_client *c, const struct request *req)
+bak_request_point(const struct request *req, const char *what, const struct cfg_rule **rule, uint64_t *seq)
 {
 	const struct config *cfg = engine_config();
 	const struct cfg_rule *r = config_rule(cfg, CFG_BACKUP, req->rule), *other;
-	struct verify_run *v;
-	struct repo *repo;
-	uint64_t seq = 0;
 	size_t i;
-	char *err = NULL;
 	int known = 0;
 
+	*rule = NULL;
+	*seq = 0;
 	if (r == NULL) {
 		if ((other = config_rule_any(cfg, req->rule)) != NULL)
-			return ctl_error("rule %s is a %s rule: verify applies to backup rules (their repository)",
-			    req->rule, cfg_kind_name(other->kind));
+			return ctl_error("rule %s is a %s rule: %s applies to backup rules (their repository)", req->rule,
+			    cfg_kind_name(other->kind), what);
 		return ctl_error("no backup rule named %s", req->rule);
 	}
 	if (req->vm != NULL) {
@@ -243,12 +241,28 @@ bak_verify(struct ctl_client *c, const struct request *req)
 			return ctl_error("rule %s has no VM %s", r->name, req->vm);
 	}
 	if (req->point != NULL) {
-		if (point_number(req->point, &seq) != 0)
+		if (point_number(req->point, seq) != 0)
 			return ctl_error("--point %s is not a restore point's number (1, 2, ...: `points` lists them)",
 			    req->point);
 		if (req->vm == NULL)
 			return ctl_error("--point needs a VM: every VM numbers its own points");
 	}
+	*rule = r;
+	return NULL;
+}
+
+json_t *
+bak_verify(struct ctl_client *c, const struct request *req)
+{
+	const struct cfg_rule *r;
+	struct verify_run *v;
+	struct repo *repo;
+	uint64_t seq;
+	char *err = NULL;
+	json_t *refused = bak_request_point(req, "verify", &r, &seq);
+
+	if (refused != NULL)
+		return refused;
 	if ((repo = repos_get(r, &err)) == NULL) {
 		json_t *resp = ctl_error("verify %s: %s", r->name, err);
 

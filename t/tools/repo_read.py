@@ -2,9 +2,10 @@
 """repo_read.py - an independent reader of vmferry backup repositories.
 
 Written from docs/REPOSITORY.md alone; it shares no code with the writer
-(drivers/repo*.c), so the tests can trust what it reads.  Plain
-(unencrypted) repositories only.  Needs Debian's python3 and
-python3-zstandard.
+(drivers/repo*.c), so the tests can trust what it reads.  An encrypted
+repository is read with its key file: `repo_read.py --key KEYFILE REPO ...`.
+Needs Debian's python3, python3-zstandard and (for encrypted
+repositories) python3-cryptography.
 
   repo_read.py REPO points [RULE [VM]]       complete points, one per line
   repo_read.py REPO manifest RULE VM SEQ     the manifest's body, checked, as JSON
@@ -28,11 +29,34 @@ import re
 import struct
 import sys
 
+import hmac
 import zstandard
 
 CHUNK = 4 * 1024 * 1024
 MAX_CAPACITY = 64 << 40
 ZERO_ID = bytes(32)
+
+# An encrypted repository's keys (docs/REPOSITORY.md, "Encryption"): set by
+# read_repo_json from the key file given with --key.
+KEY_FILE = None
+ID_KEY = None
+ENC_KEY = None
+
+
+def load_key(path):
+    with open(path, "rb") as f:
+        raw = f.read()
+    if len(raw) == 32:
+        return raw
+    text = raw.decode("ascii", "replace")
+    m = re.fullmatch(r"([0-9a-fA-F]{64})\s*", text)
+    if not m:
+        raise Damaged(f"{path}: neither 32 raw bytes nor 64 hex digits")
+    return bytes.fromhex(m.group(1))
+
+
+def derive(key, label):
+    return hmac.new(key, label.encode("ascii"), hashlib.sha256).digest()
 
 
 class Damaged(Exception):
@@ -49,8 +73,21 @@ def read_repo_json(repo):
     if (conf.get("format") != "vmferry-repository" or conf.get("version") != 1
             or conf.get("chunk_size") != CHUNK or "encryption" not in conf):
         raise Damaged(f"{path}: not a vmferry repository of version 1")
-    if conf["encryption"] is not None:
-        raise Damaged(f"{repo}: encrypted; this reader reads plain repositories only")
+    global ID_KEY, ENC_KEY
+    enc = conf["encryption"]
+    if enc is None:
+        if KEY_FILE is not None:
+            raise Damaged(f"{repo}: not encrypted, but --key was given")
+        return
+    if KEY_FILE is None:
+        raise Damaged(f"{repo}: encrypted; give its key file with --key")
+    if enc.get("cipher") != "aes-256-gcm" or enc.get("ids") != "hmac-sha256":
+        raise Damaged(f"{repo}: unknown encryption {enc}")
+    key = load_key(KEY_FILE)
+    if derive(key, "vmferry-repository key check").hex() != enc.get("key_check"):
+        raise Damaged(f"{repo}: {KEY_FILE} is not this repository's key")
+    ID_KEY = derive(key, "vmferry-repository chunk id")
+    ENC_KEY = derive(key, "vmferry-repository chunk encryption")
 
 
 def point_dir(repo, rule, vm, seq):
@@ -114,17 +151,31 @@ def read_chunk(repo, cid, length):
     if len(data) < 16:
         raise Damaged(f"chunk {hexid}: shorter than its header")
     magic, version, flags, reserved, plain, payload = struct.unpack(">4sBBHII", data[:16])
-    if magic != b"VFCK" or version != 1 or reserved != 0 or flags not in (0, 1):
-        raise Damaged(f"chunk {hexid}: not a plain chunk header (flags {flags})")
+    want = (2, 3) if ENC_KEY is not None else (0, 1)
+    if magic != b"VFCK" or version != 1 or reserved != 0 or flags not in want:
+        raise Damaged(f"chunk {hexid}: not a chunk header of this repository (flags {flags})")
     if plain != length or payload != len(data) - 16:
         raise Damaged(f"chunk {hexid}: holds {plain} bytes in {payload}, {length} expected")
     body = data[16:]
-    if flags == 1:
+    if flags & 2:
+        from cryptography.exceptions import InvalidTag
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        if len(body) < 28:
+            raise Damaged(f"chunk {hexid}: a payload shorter than a nonce and a tag")
+        try:
+            # The nonce, then ciphertext and tag; the header and the id are
+            # the additional authenticated data.
+            body = AESGCM(ENC_KEY).decrypt(body[:12], body[12:], data[:16] + cid)
+        except InvalidTag:
+            raise Damaged(f"chunk {hexid}: does not decrypt")
+    if flags & 1:
         try:
             body = zstandard.ZstdDecompressor().decompress(body, max_output_size=length)
         except zstandard.ZstdError as e:
             raise Damaged(f"chunk {hexid}: zstd: {e}")
-    if len(body) != length or hashlib.sha256(body).digest() != cid:
+    got = (hmac.new(ID_KEY, body, hashlib.sha256).digest() if ID_KEY is not None
+           else hashlib.sha256(body).digest())
+    if len(body) != length or got != cid:
         raise Damaged(f"chunk {hexid}: damaged: its bytes do not have its id")
     return body
 
@@ -149,6 +200,10 @@ def list_points(repo, rule=None, vm=None):
 
 
 def main(argv):
+    global KEY_FILE
+    if len(argv) > 2 and argv[1] == "--key":
+        KEY_FILE = argv[2]
+        argv = argv[:1] + argv[3:]
     if len(argv) < 3:
         print(__doc__, file=sys.stderr)
         return 2

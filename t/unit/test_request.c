@@ -80,7 +80,7 @@ test_every_op_parses(void **unused)
 {
 	static const char *const ops[] = { "ping", "rules", "jobs", "show", "log", "stats", "watch", "start",
 		"stop", "delete", "migrate", "run", "failover", "failback", "revert", "restore", "verify",
-		"inventory", "reload" };
+		"instant", "inventory", "reload" };
 	/* each with its required fields */
 	static const char *const lines[] = {
 		"{\"op\":\"ping\"}",
@@ -100,6 +100,7 @@ test_every_op_parses(void **unused)
 		"{\"op\":\"revert\",\"rule\":\"r\",\"vm\":\"v\"}",
 		"{\"op\":\"restore\",\"rule\":\"r\"}",
 		"{\"op\":\"verify\",\"rule\":\"r\"}",
+		"{\"op\":\"instant\"}",
 		"{\"op\":\"inventory\",\"platform\":\"vc-a\"}",
 		"{\"op\":\"reload\"}",
 	};
@@ -159,7 +160,17 @@ test_fields_are_returned(void **unused)
 
 	parse_ok("{\"op\":\"restore\",\"rule\":\"r\",\"vm\":\"v\",\"point\":\"p\",\"target\":\"instant\"}", &r);
 	assert_string_equal(r.target, "instant");
+	assert_null(r.listen);
 	request_free(&r);
+	parse_ok("{\"op\":\"restore\",\"rule\":\"r\",\"vm\":\"v\",\"target\":\"instant\",\"listen\":\"127.0.0.1:10809\"}",
+	    &r);
+	assert_string_equal(r.listen, "127.0.0.1:10809");
+	request_free(&r);
+	parse_err("{\"op\":\"restore\",\"rule\":\"r\",\"listen\":\"unix\"}", "\"listen\" goes with");
+	parse_ok("{\"op\":\"instant\",\"stop\":\"3\"}", &r);
+	assert_string_equal(r.stop, "3");
+	request_free(&r);
+	parse_err("{\"op\":\"instant\",\"rule\":\"r\"}", "does not take \"rule\"");
 
 	parse_ok("{\"op\":\"inventory\",\"platform\":\"vc-a\",\"refresh\":true}", &r);
 	assert_string_equal(r.platform, "vc-a");
