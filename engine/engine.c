@@ -869,8 +869,9 @@ engine_handle(struct ctl_client *c, const struct request *req)
 	case OP_REVERT:
 		return op_dispatch(req, REP_EV_REVERT, CFG_REPLICATION, 1);
 	case OP_RESTORE:
-		return ctl_error("%s: backup restores cannot be used yet in this version of vmferry",
-		    request_op_name(req->op));
+		if (str_eq(req->target, "instant"))
+			return ctl_error("restore --target instant: instant recovery is not in this version of vmferry yet");
+		return op_dispatch(req, BAK_EV_RESTORE, CFG_BACKUP, 1);
 	case OP_VERIFY:
 		return bak_verify(c, req);
 	case OP_INVENTORY:

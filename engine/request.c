@@ -27,6 +27,11 @@ enum {
 	F_REFRESH = 1 << 7,
 	F_PERMANENT = 1 << 8,
 	F_LIMIT = 1 << 9,
+	F_NAME = 1 << 10,
+	F_DATACENTER = 1 << 11,
+	F_HOST = 1 << 12,
+	F_DATASTORE = 1 << 13,
+	F_POWER_ON = 1 << 14,
 };
 
 static const struct {
@@ -48,7 +53,8 @@ static const struct {
 	[OP_FAILOVER] = { F_RULE | F_VM | F_POINT | F_PERMANENT, F_RULE | F_VM },
 	[OP_FAILBACK] = { F_RULE | F_VM, F_RULE | F_VM },
 	[OP_REVERT] = { F_RULE | F_VM | F_POINT, F_RULE | F_VM },
-	[OP_RESTORE] = { F_RULE | F_VM | F_POINT | F_TARGET, F_RULE },
+	[OP_RESTORE] = { F_RULE | F_VM | F_KIND | F_POINT | F_TARGET | F_NAME | F_PLATFORM | F_DATACENTER | F_HOST |
+	                     F_DATASTORE | F_POWER_ON, F_RULE },
 	[OP_VERIFY] = { F_RULE | F_VM | F_POINT, F_RULE },
 	[OP_INVENTORY] = { F_PLATFORM | F_REFRESH, F_PLATFORM },
 	[OP_RELOAD] = { 0, 0 },
@@ -69,6 +75,11 @@ static const struct {
 	{ "refresh", F_REFRESH, 0 },
 	{ "permanent", F_PERMANENT, 0 },
 	{ "limit", F_LIMIT, 0 },
+	{ "name", F_NAME, 1 },
+	{ "datacenter", F_DATACENTER, 1 },
+	{ "host", F_HOST, 1 },
+	{ "datastore", F_DATASTORE, 1 },
+	{ "power_on", F_POWER_ON, 0 },
 };
 
 const char *
@@ -88,6 +99,10 @@ field_slot(struct request *r, unsigned flag)
 	case F_POINT: return &r->point;
 	case F_MODE: return &r->mode;
 	case F_TARGET: return &r->target;
+	case F_NAME: return &r->name;
+	case F_DATACENTER: return &r->datacenter;
+	case F_HOST: return &r->host;
+	case F_DATASTORE: return &r->datastore;
 	default: return NULL;
 	}
 }
@@ -200,6 +215,8 @@ request_parse_raw(const char *line, size_t len, struct request *out, char **err)
 			}
 			if (flag == F_REFRESH)
 				out->refresh = json_is_true(v);
+			else if (flag == F_POWER_ON)
+				out->power_on = json_is_true(v);
 			else
 				out->permanent = json_is_true(v);
 		}
@@ -253,6 +270,10 @@ request_free(struct request *r)
 	free(r->point);
 	free(r->mode);
 	free(r->target);
+	free(r->name);
+	free(r->datacenter);
+	free(r->host);
+	free(r->datastore);
 	free(r->id);
 	memset(r, 0, sizeof(*r));
 }

@@ -44,6 +44,9 @@ struct request {
 	char *point;    /* restore point */
 	char *mode;     /* run: full | incremental | differential */
 	char *target;   /* restore: "original" | "new" | "instant" */
+	char *name;     /* restore --target new: the new VM's name */
+	char *datacenter, *host, *datastore; /* restore --target new: where (with platform) */
+	int power_on;   /* restore: power the restored VM on */
 	int refresh;
 	int permanent;
 	long limit;     /* log: entries, default 50 */

@@ -38,7 +38,8 @@ usage(void)
 	    "  failover RULE VM [--point P] [--permanent]\n"
 	    "  failback RULE VM\n"
 	    "  revert RULE VM --point P\n"
-	    "  restore RULE [VM] [--point P] [--target original|new|instant]\n"
+	    "  restore RULE [VM] [--point P] [--target original|new] [--name NAME]\n"
+	    "          [--platform P --datacenter D --host H --datastore S] [--power-on]\n"
 	    "  verify RULE [VM] [--point P]  re-read a backup's chunks (exit 1: some are damaged)\n"
 	    "  log RULE VM [-n N]            查看日志\n"
 	    "  stats [RULE [VM]]             查看统计信息 (clears the unviewed-error count)\n"
@@ -720,13 +721,20 @@ main(int argc, char **argv)
 		{ "target", required_argument, NULL, 't' },
 		{ "permanent", no_argument, NULL, 'P' },
 		{ "until", required_argument, NULL, 'u' },
+		{ "name", required_argument, NULL, 'N' },
+		{ "platform", required_argument, NULL, 'F' },
+		{ "datacenter", required_argument, NULL, 'D' },
+		{ "host", required_argument, NULL, 'H' },
+		{ "datastore", required_argument, NULL, 'S' },
+		{ "power-on", no_argument, NULL, 'O' },
 		{ "socket", required_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = getenv("VMFERRY_SOCKET"), *kind = NULL, *mode = NULL, *point = NULL,
-	           *target = NULL, *until = NULL, *cmd, *a1, *a2;
-	int ch, refresh = 0, permanent = 0, rc = 0;
+	           *target = NULL, *until = NULL, *cmd, *a1, *a2, *name = NULL, *platform = NULL, *dc = NULL,
+	           *host = NULL, *ds = NULL;
+	int ch, refresh = 0, permanent = 0, rc = 0, power_on = 0;
 	long limit = 0;
 	json_t *req, *resp;
 
@@ -744,6 +752,12 @@ main(int argc, char **argv)
 		case 't': target = optarg; break;
 		case 'P': permanent = 1; break;
 		case 'u': until = optarg; break;
+		case 'N': name = optarg; break;
+		case 'F': platform = optarg; break;
+		case 'D': dc = optarg; break;
+		case 'H': host = optarg; break;
+		case 'S': ds = optarg; break;
+		case 'O': power_on = 1; break;
 		case 'n': limit = strtol(optarg, NULL, 10); break;
 		default: usage();
 		}
@@ -787,6 +801,15 @@ main(int argc, char **argv)
 		req_str(req, "mode", mode);
 		req_str(req, "point", point);
 		req_str(req, "target", target);
+		if (strcmp(cmd, "restore") == 0) {
+			req_str(req, "name", name);
+			req_str(req, "platform", platform);
+			req_str(req, "datacenter", dc);
+			req_str(req, "host", host);
+			req_str(req, "datastore", ds);
+			if (power_on)
+				json_object_set_new(req, "power_on", json_true());
+		}
 	} else if (strcmp(cmd, "verify") == 0) {
 		if (a1 == NULL)
 			usage();

@@ -73,7 +73,7 @@ target_via_choose(const struct target_via_in *in, char **why)
 static const char *
 mount_of(struct target *t, size_t i)
 {
-	const struct cfg_rule *r = t->j->cfg;
+	const struct cfg_rule *r = target_rule(t);
 
 	if (r == NULL || !r->options.lan_free || t->no_direct)
 		return NULL;
@@ -92,7 +92,7 @@ static int
 decide(struct target *t, size_t i, const char *hotadd_no)
 {
 	struct target_disk *d = &t->st->disks[i];
-	const struct cfg_rule *r = t->j->cfg;
+	const struct cfg_rule *r = target_rule(t);
 	struct target_via_in in = {
 		.ds = d->ds,
 		.mount = mount_of(t, i),
@@ -183,7 +183,7 @@ appliance_known(struct hotadd *h)
 void
 target_writes_begin(struct target *t, int redecide, void (*then)(struct target *t))
 {
-	const struct cfg_rule *r = t->j->cfg;
+	const struct cfg_rule *r = target_rule(t);
 	size_t i, need = 0;
 
 	t->writes_then = then;
