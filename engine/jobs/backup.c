@@ -51,6 +51,7 @@ struct bak_rt {
 	void (*then)(struct bak_rt *rt);
 	void (*land_done)(struct sync_pass *p);
 	struct rst *rst;         /* a restore's runtime (restore.c) */
+	char *src_host;          /* the source VM's host as the inventory named it */
 };
 
 static const char *
@@ -112,6 +113,7 @@ rt_free(void *p)
 
 	stop_work(rt);
 	rst_free(rt->rst);
+	free(rt->src_host);
 	drop_writer(rt);
 	forget_checked(rt);
 	sync_free(&rt->pass);
@@ -462,6 +464,8 @@ source_found(struct job *j, const struct vs_vm *vm)
 	rt->d.sync.src_vm = xstrdup(vm->moref);
 	free(rt->d.sync.src_dc);
 	rt->d.sync.src_dc = vm->datacenter ? xstrdup(vm->datacenter) : NULL;
+	free(rt->src_host);
+	rt->src_host = vm->host_name ? xstrdup(vm->host_name) : NULL;
 	if ((rt->repo = repos_get(j->cfg, &err)) == NULL) {
 		rt_fail(j, "%s", err);
 		free(err);
@@ -581,6 +585,12 @@ config_read(struct vs_out *out, void *arg)
 	}
 	free(dc);
 	bak_data_size(&rt->d);
+	/* Where it ran, for a restore to a new VM (a VM read alone names
+	 * neither its host nor its datacenter). */
+	if (out->vm->host_name == NULL && rt->src_host != NULL)
+		out->vm->host_name = xstrdup(rt->src_host);
+	if (out->vm->datacenter == NULL && rt->d.sync.src_dc != NULL)
+		out->vm->datacenter = xstrdup(rt->d.sync.src_dc);
 	if (rt_save_vm_config(rt->j, out->vm) != 0)
 		return;
 	if (rt->d.parent == 0 || rt->d.mode == REPO_FULL) {
