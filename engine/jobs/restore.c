@@ -57,10 +57,13 @@ struct rst_data {
 	uint64_t *ckpt;         /* per disk: below is in its staging image; SYNC_DISK_DONE when all */
 };
 
+static void free_where(struct rst *r);
+
 struct rst {
 	struct job *j;
 	struct rst_data d;
 	struct cfg_rule rule;   /* where the target is (target.c's t->rule) */
+	char *where[3];         /* its datacenter, host and datastore (owned) */
 	struct target t;
 	struct repo *repo;
 	struct repo_point *pt;
@@ -247,6 +250,7 @@ rst_free(struct rst *r)
 		free(r->vm);
 	}
 	free(r->snap);
+	free_where(r);
 	data_free(&r->d);
 	free(r);
 }
@@ -273,6 +277,23 @@ rst_of(struct job *j)
 	return *slot;
 }
 
+static char *
+xstrdup_opt(const char *s)
+{
+	return s != NULL ? xstrdup(s) : NULL;
+}
+
+static void
+free_where(struct rst *r)
+{
+	size_t i;
+
+	for (i = 0; i < 3; i++) {
+		free(r->where[i]);
+		r->where[i] = NULL;
+	}
+}
+
 /* The rule that says where the target is: the backup rule's source
  * platform, or what the restore names. */
 static void
@@ -288,11 +309,15 @@ make_rule(struct rst *r, const struct vs_vm *cfg_vm, const char *src_dc)
 	r->rule.options = br->options;
 	r->rule.options.whole_upload = r->d.target == RST_NEW;
 	r->rule.target.platform = r->d.platform != NULL ? r->d.platform : br->source_platform;
-	r->rule.target.datacenter = r->d.datacenter != NULL ? r->d.datacenter
-	                            : cfg_vm != NULL && cfg_vm->datacenter != NULL ? cfg_vm->datacenter
-	                                                                           : (char *)src_dc;
-	r->rule.target.host = r->d.host != NULL ? r->d.host : cfg_vm != NULL ? cfg_vm->host_name : NULL;
-	r->rule.target.datastore = r->d.datastore != NULL ? r->d.datastore : cfg_vm != NULL ? cfg_vm->datastore : NULL;
+	free_where(r);
+	r->where[0] = xstrdup_opt(r->d.datacenter != NULL                      ? r->d.datacenter
+	                          : cfg_vm != NULL && cfg_vm->datacenter != NULL ? cfg_vm->datacenter
+	                                                                         : src_dc);
+	r->where[1] = xstrdup_opt(r->d.host != NULL ? r->d.host : cfg_vm != NULL ? cfg_vm->host_name : NULL);
+	r->where[2] = xstrdup_opt(r->d.datastore != NULL ? r->d.datastore : cfg_vm != NULL ? cfg_vm->datastore : NULL);
+	r->rule.target.datacenter = r->where[0];
+	r->rule.target.host = r->where[1];
+	r->rule.target.datastore = r->where[2];
 	r->rule.target.name = r->d.name;
 	r->t.rule = &r->rule;
 }
