@@ -1026,6 +1026,16 @@ copy_done(void *arg, enum xfer_status st, const char *error)
 	copy_next(r);
 }
 
+/* The rule's bandwidth windows as configured now (a reload may change them). */
+static const struct cfg_window *
+rule_windows(void *arg, size_t *n)
+{
+	const struct cfg_rule *c = ((struct rst *)arg)->j->cfg;
+
+	*n = c != NULL ? c->nwindows : 0;
+	return c != NULL ? c->windows : NULL;
+}
+
 static void
 copy_next(struct rst *r)
 {
@@ -1076,6 +1086,7 @@ copy_next(struct rst *r)
 	cp.chunk = set.chunk;
 	cp.inflight = set.inflight;
 	cp.bucket = set.bucket;
+	cp.windows = rule_windows;
 	cp.checkpoint_s = RST_CHECKPOINT_S;
 	cp.progress = copy_progress;
 	cp.done = copy_done;
