@@ -465,6 +465,13 @@ rst_forget(struct job *j, struct bak_data *bd)
 		return;
 	if (data_get(bd->restore, bd->nrestore, &d) == 0) {
 		job_log(j, LOG_INFO, "the restore of point %llu is given up", (unsigned long long)d.seq);
+		if (d.target == RST_ORIGINAL && d.stage >= RST_LAND) {
+			/* Some of its writes may have landed, unseen by the VM's
+			 * change tracking: only a full is right next. */
+			job_log(j, LOG_WARN, "VM %s may hold part of point %llu now: its next point is a full", j->vm,
+			    (unsigned long long)d.seq);
+			bd->force_full = 1;
+		}
 		remove_staging(j, d.ndisks);
 		data_free(&d);
 	}
