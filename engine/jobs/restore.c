@@ -63,7 +63,9 @@ struct rst {
 	struct job *j;
 	struct rst_data d;
 	struct cfg_rule rule;   /* where the target is (target.c's t->rule) */
-	char *where[3];         /* its datacenter, host and datastore (owned) */
+	/* Its datacenter, host, datastore, platform, the rule's source
+	 * platform and node: owned, as a reload frees the rule's. */
+	char *where[6];
 	struct target t;
 	struct repo *repo;
 	struct repo_point *pt;
@@ -288,7 +290,7 @@ free_where(struct rst *r)
 {
 	size_t i;
 
-	for (i = 0; i < 3; i++) {
+	for (i = 0; i < ARRAY_LEN(r->where); i++) {
 		free(r->where[i]);
 		r->where[i] = NULL;
 	}
@@ -304,12 +306,15 @@ make_rule(struct rst *r, const struct vs_vm *cfg_vm, const char *src_dc)
 	memset(&r->rule, 0, sizeof(r->rule));
 	r->rule.kind = CFG_BACKUP;
 	r->rule.name = r->j->rule;
-	r->rule.source_platform = br->source_platform;
-	r->rule.node = br->node;
+	free_where(r);
+	r->where[3] = xstrdup_opt(r->d.platform != NULL ? r->d.platform : br->source_platform);
+	r->where[4] = xstrdup_opt(br->source_platform);
+	r->where[5] = xstrdup_opt(br->node);
+	r->rule.source_platform = r->where[4];
+	r->rule.node = r->where[5];
 	r->rule.options = br->options;
 	r->rule.options.whole_upload = r->d.target == RST_NEW;
-	r->rule.target.platform = r->d.platform != NULL ? r->d.platform : br->source_platform;
-	free_where(r);
+	r->rule.target.platform = r->where[3];
 	r->where[0] = xstrdup_opt(r->d.datacenter != NULL                      ? r->d.datacenter
 	                          : cfg_vm != NULL && cfg_vm->datacenter != NULL ? cfg_vm->datacenter
 	                                                                         : src_dc);

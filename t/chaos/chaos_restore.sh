@@ -76,7 +76,7 @@ round() {
 	now_ms; t0=$NOW_MS
 	local -a ats=()
 	for ((k = 0; k < kills; k++)); do rnd "$dms"; ats+=("$REPLY"); done
-	mapfile -t ats < <(printf '%s\n' "${ats[@]}" | sort -n)
+	[ "$kills" -eq 0 ] || mapfile -t ats < <(printf '%s\n' "${ats[@]}" | sort -n)
 	for at in "${ats[@]}"; do
 		sleep_until_ms $((t0 + at))
 		st=$(job_state rc rc01)
