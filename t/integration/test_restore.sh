@@ -6,7 +6,8 @@
 # powered off after more guest writes, restored to point 2 it equals the
 # point, and the bytes written (the peer's counters) are ≤ 1.1 × the areas
 # changed since the point + 1 MiB per disk; the next backup is a full, and
-# right.
+# right; its change tracking reset, a second restore to a later point writes
+# whole disks and is right.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/migrate_lib.sh"
 . "$(dirname "$0")/backup_lib.sh"
@@ -75,6 +76,15 @@ limit=$(jq -n --argjson ch "$since" '$ch * 1.1 + 3 * 1048576 | floor')
 [ "$sent" -le "$limit" ] && ok "the restore to the original VM wrote $sent bytes for $since changed since the point (≤ 1.1 × + 1 MiB per disk)" ||
 	fail "the restore to the original VM wrote $sent bytes for $since changed since the point (limit $limit)"
 assert_eq "$(snap_count rs01)" 0 "no snapshot left on the original VM"
+
+# Its change tracking was reset: a restore to a later point cannot trust
+# the changes since that point (the first restore's writes are not among
+# them) and writes whole disks, and is right.
+ctl restore bak rs01 --point 3 >/dev/null
+wait_job bak rs01 idle 120
+assert_match "$(ctl log bak rs01 -n 40)" "disk 0: change tracking since point 3 cannot be asked .*: the whole disk is written" \
+	"after a restore the VM's change tracking answers no earlier changeId: whole disks"
+assert_eq "$(src_hashes rs01 3)" "${at[3]}" "restored to the original VM again, it equals point 3"
 
 # The next backup is a full, and right.
 ctl run bak rs01 --mode incremental >/dev/null
