@@ -133,6 +133,7 @@ data_put(const struct rst_data *d, struct sbuf *b)
 	for (i = 0; i < d->ndisks; i++)
 		rec_put_u64(b, d->ckpt[i]);
 	target_state_put(&d->tgt, b);
+	target_state_put_vias(&d->tgt, b);
 }
 
 static char *
@@ -175,7 +176,8 @@ data_get(const uint8_t *p, size_t n, struct rst_data *d)
 	data_size(d, (size_t)nd);
 	for (i = 0; i < nd; i++)
 		d->ckpt[i] = rec_get_u64(&r);
-	if (r.bad || target_state_get(&r, &d->tgt, (size_t)nd) != 0 || d->stage < RST_ASKED ||
+	if (r.bad || target_state_get(&r, &d->tgt, (size_t)nd) != 0 || target_state_get_vias(&r, &d->tgt) != 0 ||
+	    d->stage < RST_ASKED ||
 	    d->stage > RST_FINISH || d->target > RST_NEW)
 		goto bad;
 	return 0;
@@ -325,6 +327,22 @@ make_rule(struct rst *r, const struct vs_vm *cfg_vm, const char *src_dc)
 	r->rule.target.datastore = r->where[2];
 	r->rule.target.name = r->d.name;
 	r->t.rule = &r->rule;
+	r->t.hot.rule = &r->rule;
+}
+
+/* Disk i goes another way than before (a hot-add that cannot be attached
+ * any more): what went the old way may not be where the new way looks,
+ * so the disk is copied again. */
+static void
+via_changed(struct job *j, size_t i, enum target_via was, enum target_via now)
+{
+	struct rst **slot;
+
+	if (bak_data_of(j, &slot) == NULL || *slot == NULL || i >= (*slot)->d.ndisks)
+		return;
+	job_log(j, LOG_INFO, "disk %zu: written through %s now, not %s: copied again", i, target_via_name(now),
+	    target_via_name(was));
+	(*slot)->d.ckpt[i] = 0;
 }
 
 /* The runtime for restoring's work, its data read from the record. */
@@ -360,6 +378,7 @@ rst_enter(struct job *j)
 	}
 	target_init(&r->t, j, &r->d.tgt, save);
 	r->t.whole_never = r->d.target == RST_ORIGINAL;
+	r->t.via_changed = via_changed;
 	return r;
 }
 
@@ -823,6 +842,7 @@ whole_areas(struct rst *r, size_t i)
 }
 
 static void areas_decided(struct rst *r);
+static void writes_ready(struct target *t);
 static void cbt_query_next(struct rst *r);
 
 static void
@@ -981,6 +1001,20 @@ areas_decided(struct rst *r)
 		land(r);
 		return;
 	}
+	/* How each disk is written (a mount, hot-add, or a delta over
+	 * HTTPS), decided once per restore (the record's choices stand
+	 * after a restart), after the original's snapshot is gone. */
+	target_writes_begin(&r->t, 0, writes_ready);
+}
+
+static void
+writes_ready(struct target *t)
+{
+	struct rst *r = rst_of(t->j);
+
+	if (r == NULL)
+		return;
+	save(r->j);
 	r->i = 0;
 	copy_next(r);
 }
@@ -1054,7 +1088,6 @@ copy_next(struct rst *r)
 	struct copy_params cp;
 	struct sync_settings set;
 	char *err = NULL;
-	int en = 0;
 	size_t i;
 	struct stat sb;
 
@@ -1067,13 +1100,13 @@ copy_next(struct rst *r)
 		return;
 	}
 	i = r->i;
-	if (r->d.ckpt[i] > 0 && stat(r->imgs[i], &sb) != 0) {
+	if (r->d.ckpt[i] > 0 && !target_in_place(&r->t, i) && stat(r->imgs[i], &sb) != 0) {
 		job_log(r->j, LOG_WARN, "disk %zu: its staging image is gone from temp_dir: copied again from the start", i);
 		r->d.ckpt[i] = 0;
 	}
 	r->rd = disk_open_repo(r->repo, &r->pt->disks[i]);
-	if ((r->wr = disk_open_file(r->imgs[i], r->pt->disks[i].capacity, 1, &err, &en)) == NULL) {
-		rt_lost(r->j, "node temp_dir cannot be written: %s", err);
+	if ((r->wr = target_open_sink(&r->t, i, r->imgs[i], r->pt->disks[i].capacity, &err)) == NULL) {
+		rt_lost(r->j, "%s", err);
 		free(err);
 		return;
 	}
@@ -1115,6 +1148,8 @@ upload_next(struct target *t)
 
 	if (r == NULL)
 		return;
+	while (r->i < r->pt->ndisks && target_in_place(&r->t, r->i))
+		r->i++;
 	if (r->i >= r->pt->ndisks) {
 		r->d.stage = RST_FINISH;
 		save(r->j);
@@ -1158,7 +1193,7 @@ land(struct rst *r)
 		r->land[i].areas = r->areas[i];
 		r->land[i].nareas = r->nareas[i];
 		r->land[i].image = r->imgs[i];
-		r->d.tgt.disks[i].via = TARGET_VIA_DELTA;
+		r->land[i].skip = target_in_place(&r->t, i);
 	}
 	job_progress(r->j, r->total, r->total, 0);
 	target_land(&r->t, r->land, r->pt->ndisks, 0, landed);
