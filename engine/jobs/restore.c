@@ -136,18 +136,6 @@ data_put(const struct rst_data *d, struct sbuf *b)
 	target_state_put_vias(&d->tgt, b);
 }
 
-static char *
-opt_str(struct rec_reader *r)
-{
-	char *s = rec_get_str(r);
-
-	if (s != NULL && *s == '\0') {
-		free(s);
-		return NULL;
-	}
-	return s;
-}
-
 static int
 data_get(const uint8_t *p, size_t n, struct rst_data *d)
 {
@@ -163,11 +151,11 @@ data_get(const uint8_t *p, size_t n, struct rst_data *d)
 	d->power_on = rec_get_u8(&r);
 	d->cbt = rec_get_u8(&r);
 	d->seq = rec_get_u64(&r);
-	d->name = opt_str(&r);
-	d->platform = opt_str(&r);
-	d->datacenter = opt_str(&r);
-	d->host = opt_str(&r);
-	d->datastore = opt_str(&r);
+	d->name = rec_get_opt_str(&r);
+	d->platform = rec_get_opt_str(&r);
+	d->datacenter = rec_get_opt_str(&r);
+	d->host = rec_get_opt_str(&r);
+	d->datastore = rec_get_opt_str(&r);
 	d->started = (int64_t)rec_get_u64(&r);
 	d->copied = rec_get_u64(&r);
 	nd = rec_get_u64(&r);
