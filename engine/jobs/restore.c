@@ -367,6 +367,7 @@ rst_enter(struct job *j)
 	target_init(&r->t, j, &r->d.tgt, save);
 	r->t.whole_never = r->d.target == RST_ORIGINAL;
 	r->t.via_changed = via_changed;
+	r->t.adopt_asked_only = 1;
 	return r;
 }
 

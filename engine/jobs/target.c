@@ -557,6 +557,13 @@ target_inventory(const struct vs_inventory *inv, const char *error, int refused,
 		 * The previous version's marker ("vmferry migration R/V") is
 		 * this one's for migrations. */
 		mark = target_marker(t->j);
+		if (t->adopt_asked_only && t->st->vm == NULL && t->st->create_at == 0 && str_eq(clash->annotation, mark)) {
+			rt_fail(t->j, "a VM named %s already exists on %s, made by an earlier restore of this rule: give the "
+			              "restore another --name, or delete that VM first", name, r->target.platform);
+			free(mark);
+			free(name);
+			return;
+		}
 		if (str_eq(clash->moref, t->st->vm) || str_eq(clash->annotation, mark)) {
 			job_log(t->j, LOG_INFO, "target VM %s (%s) on %s was created by this rule: adopting it", clash->name,
 			    clash->moref, r->target.platform);

@@ -125,6 +125,10 @@ struct target {
 	 * from a backup rule, which has none): a rule made for it, owned by
 	 * the caller; NULL: the job's rule. */
 	const struct cfg_rule *rule;
+	/* Adopt a VM carrying the marker only when this state asked for it
+	 * (its moref recorded, or CreateVM asked for): a restore to a new VM
+	 * never writes into one an earlier restore made. */
+	int adopt_asked_only;
 };
 
 struct cfg_rule;

@@ -57,6 +57,15 @@ wait_job grp g1 idle 120
 assert_eq "$(dst_sha g1-there 0)" "$(cut -d' ' -f1 <<<"${want[g1]}")" "restored onto another platform, the new VM equals the point"
 assert_eq "$(vm_power "$D_CTL" g1-there)" poweredOn "--power-on: the restored VM is powered on"
 
+# A new VM of a name an earlier restore made is not written again.
+ctl restore grp g2 --target new >/dev/null
+wait_job grp g2 failed 60
+assert_match "$(job_field grp g2 error)" "a VM named g2-restored already exists on src, made by an earlier restore of this rule" \
+	"a restore to the name of a VM an earlier restore made is refused"
+assert_eq "$(vm_count "$S_CTL" g2-restored)" 1 "... and that VM is left as it was"
+ctl start grp g2 >/dev/null
+wait_job grp g2 idle 30
+
 # Refusals: nothing changes.
 assert_match "$(ctl restore grp g1 --point 9 2>&1 || true)" "VM g1 has no point 9 \(its points: 1\)" "an unknown point is refused, naming the points there are"
 assert_match "$(ctl restore grp g1 --name x 2>&1 || true)" "apply to --target new" "--name without --target new is refused"
