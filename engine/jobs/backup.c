@@ -1227,7 +1227,7 @@ json_t *
 bak_details(const struct job *j)
 {
 	struct bak_data d;
-	json_t *pts, *o;
+	json_t *pts, *o, *rst;
 	size_t i;
 
 	if (bak_data_get(j->data, j->datalen, &d) != 0)
@@ -1243,6 +1243,8 @@ bak_details(const struct job *j)
 		                               "state", pt->damaged ? "damaged" : "complete"));
 	}
 	o = json_pack("{s:o}", "points", pts);
+	if ((rst = rst_details(&d)) != NULL)
+		json_object_set_new(o, "restore", rst);
 	if (d.stage != BAK_STAGE_NONE)
 		json_object_set_new(o, "in_progress", json_pack("{s:I,s:s,s:I,s:b}", "point", (json_int_t)d.seq, "mode",
 		                                          mode_name(d.mode), "parent", (json_int_t)d.parent,

@@ -493,6 +493,21 @@ rst_forget(struct job *j, struct bak_data *bd)
 	bd->nrestore = 0;
 }
 
+json_t *
+rst_details(const struct bak_data *bd)
+{
+	static const char *const stages[] = { "none", "asked", "target_vm", "areas", "landing", "finishing" };
+	struct rst_data d;
+	json_t *o;
+
+	if (bd->restore == NULL || data_get(bd->restore, bd->nrestore, &d) != 0)
+		return NULL;
+	o = json_pack("{s:I,s:s,s:s?,s:s,s:b}", "point", (json_int_t)d.seq, "target",
+	    d.target == RST_NEW ? "new" : "original", "name", d.name, "stage", stages[d.stage], "power_on", d.power_on);
+	data_free(&d);
+	return o;
+}
+
 /* ---- restoring ---- */
 
 static void vm_known(struct rst *r);

@@ -31,6 +31,10 @@ struct rst;
 int rst_ask(struct job *j, struct bak_data *d, const struct request *req, char **why);
 /* A stop, failure or delete: the restore in d (if any) is given up. */
 void rst_forget(struct job *j, struct bak_data *d);
+/* The restore recorded in d for show: {point, target, name, stage}, or
+ * NULL when none (new reference). */
+typedef struct json_t json_t;
+json_t *rst_details(const struct bak_data *d);
 /* The runtime: stop what is in flight; free it. */
 void rst_cancel(struct rst *r);
 void rst_free(struct rst *r);

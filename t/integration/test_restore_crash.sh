@@ -45,6 +45,8 @@ ctl restore bak cr01 --target new --name cr01-n0 >/dev/null
 wait_until 60 sh -c "[ \$('$BIN/vmferryctl' -s '$SOCK' --json jobs bak | jq '.jobs[0].progress') -ge 40 ]" ||
 	fail "the restore did not reach 40 %"
 progress=$(job_field bak cr01 progress)
+assert_eq "$(ctl --json show bak cr01 | jq -c '.details.restore | [.point, .target, .name, .stage]')" '[1,"new","cr01-n0","areas"]' \
+	"show tells the restore in progress: its point, target, name and stage"
 assert_eq "$(job_json bak cr01 | jq -r '"\(.state) \(.label_zh) \(.rate_bps > 0) \(.bytes_total > 0)"')" "restoring 恢复中 true true" \
 	"a restore shows 恢复中 with its progress ($progress %), bytes and rate"
 crash_daemon
