@@ -368,6 +368,8 @@ rst_enter(struct job *j)
 	r->t.whole_never = r->d.target == RST_ORIGINAL;
 	r->t.via_changed = via_changed;
 	r->t.adopt_asked_only = 1;
+	r->t.whole_no = "a restore to the original VM writes only what differs from the point, which a whole upload "
+	                "of a staging image holding just that cannot do";
 	return r;
 }
 

@@ -129,6 +129,8 @@ struct target {
 	 * (its moref recorded, or CreateVM asked for): a restore to a new VM
 	 * never writes into one an earlier restore made. */
 	int adopt_asked_only;
+	/* With whole_never: why (NULL: a replication's restore points). */
+	const char *whole_no;
 };
 
 struct cfg_rule;

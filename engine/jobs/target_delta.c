@@ -149,7 +149,8 @@ fall_back(struct target_land *l, const char *why)
 		free(l->refuse);
 		l->refuse = xasprintf("%s: the target's snapshot deltas cannot be written, no hot-add reaches it (%s), and "
 		                      "%s", why, hotadd_no(t, l->i), t->whole_never
-		        ? "restore points live in the target's chain, which a whole upload cannot make"
+		        ? (t->whole_no != NULL ? t->whole_no
+		                               : "restore points live in the target's chain, which a whole upload cannot make")
 		        : "the rule forbids the whole upload (whole_upload: false)");
 		if (t->st->land_snap != NULL)
 			consolidate(l);

@@ -101,8 +101,9 @@ decide(struct target *t, size_t i, const char *hotadd_no)
 		.deltas_why = t->st->write_why,
 		.capacity = capacity_of(t, i),
 		.whole_allowed = r->options.whole_upload && !t->whole_never,
-		.whole_no = t->whole_never ? "restore points live in the target's chain, which a whole upload cannot make"
-		                           : NULL,
+		.whole_no = !t->whole_never ? NULL
+		            : t->whole_no != NULL ? t->whole_no
+		                                  : "restore points live in the target's chain, which a whole upload cannot make",
 		.was = d->via,
 	};
 	enum target_via v;
