@@ -3,6 +3,7 @@
 #include <limits.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
@@ -119,4 +120,10 @@ crypto_gcm_open(const uint8_t key[CRYPTO_KEY_LEN], const uint8_t nonce[CRYPTO_NO
 
 	memcpy(t, tag, sizeof(t));
 	return gcm(0, key, nonce, aad, aad_len, in, len, out, t);
+}
+
+int
+crypto_equal(const void *a, const void *b, size_t n)
+{
+	return CRYPTO_memcmp(a, b, n) == 0;
 }

@@ -27,6 +27,9 @@ void crypto_sha256_end(struct crypto_sha256 *h, uint8_t out[CRYPTO_HASH_LEN]);
 /* len bytes from the operating system's generator: 0, or -1 when it
  * cannot give them (then nothing must be encrypted). */
 int crypto_random(void *buf, size_t len);
+/* Whether a[0..n) equals b[0..n), in time that does not depend on where
+ * they differ (OpenSSL's CRYPTO_memcmp): for secrets a client presents. */
+int crypto_equal(const void *a, const void *b, size_t n);
 
 /* AES-256-GCM of in[0..len) into out (which may be in), the 16-byte tag
  * into tag; aad is authenticated, not encrypted.  0, or -1 (a library

@@ -25,11 +25,24 @@ struct cfg_loc {
 	int col;          /* 1-based */
 };
 
+/* kind: system's http: the HTTP listener (metrics, API, dashboard). */
+struct cfg_http {
+	int enabled;
+	char *listen;             /* as written: "127.0.0.1:9780", "[::1]:9780" */
+	char *host;               /* the numeric address, without brackets */
+	int port;
+	int loopback;             /* every address it binds is a loopback one */
+	char *token;              /* the secret itself; never logged or shown */
+	char *token_file;         /* as written (relative to the config dir); safe to show */
+	struct cfg_loc loc;
+};
+
 struct cfg_system {
 	int max_tasks;                /* default 4 */
 	int max_tasks_per_host;       /* default 4, never above max_tasks */
 	uint64_t transfer_buffer;     /* bytes, default 4 MiB */
 	uint64_t host_buffer_cap;     /* bytes, default 32 MiB */
+	struct cfg_http http;         /* http.enabled: 0 without an http: key */
 	int present;                  /* a kind: system document was given */
 	struct cfg_loc loc;
 };

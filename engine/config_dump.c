@@ -157,6 +157,10 @@ config_dump(const struct config *c, FILE *out)
 	fprintf(out, "  transfer_buffer: %llu (%s)\n", (unsigned long long)c->system.transfer_buffer, a);
 	units_format_size(c->system.host_buffer_cap, a, sizeof(a));
 	fprintf(out, "  host_buffer_cap: %llu (%s)\n", (unsigned long long)c->system.host_buffer_cap, a);
+	if (c->system.http.enabled)
+		fprintf(out, "  http: listen %s%s, token_file %s\n", c->system.http.listen,
+		    c->system.http.loopback ? " (loopback)" : "",
+		    c->system.http.token_file ? c->system.http.token_file : "none");
 
 	for (i = 0; i < c->nplatforms; i++) {
 		const struct cfg_platform *p = c->platforms[i];

@@ -5,7 +5,9 @@
  *   config_rules.c  options, bandwidth windows and schedules (shared by
  *                   rules and templates); a rule's effective settings
  *   config_check.c  cross-file checks, reload, last good versions, lookups
- *   config_dump.c   the effective configuration as text (vmferryd -n -p) */
+ *   config_dump.c   the effective configuration as text (vmferryd -n -p)
+ *   config_files.c  files the configuration names: paths, secrets
+ *   config_http.c   kind: system's http: (the HTTP listener) */
 #ifndef VMFERRY_CONFIG_INT_H
 #define VMFERRY_CONFIG_INT_H
 
@@ -41,12 +43,6 @@ void cfg_errors_vadd(struct cfg_errors *e, const struct cfg_loc *loc, const char
     va_list ap);
 void cfg_schedule_free(struct cfg_schedule *s);
 void cfg_system_defaults(struct cfg_system *s);
-/* name relative to dir, unless it is absolute; malloc'd. */
-char *cfg_path_join(const char *dir, const char *name);
-/* Opens a regular file to read it and fills *st.  Returns the descriptor,
- * -1 when open fails (errno says why) or -2 when it is not a regular file. */
-int cfg_open_regular(const char *path, struct stat *st);
-
 /* Node helpers: each reports its own errors at the node and counts them
  * in c->nerr; the getters return -1 or NULL after an error. */
 void cfg_perr(struct pctx *c, const yaml_node_t *n, const char *fmt, ...)
@@ -62,6 +58,23 @@ int cfg_get_rate(struct pctx *c, yaml_node_t *n, const char *label, uint64_t *ou
 int cfg_get_hhmm(struct pctx *c, yaml_node_t *n, const char *label, int allow_24, int *out);
 int cfg_get_days(struct pctx *c, yaml_node_t *n, const char *label, uint8_t *out);
 int cfg_map_fields(struct pctx *c, yaml_node_t *n, const char *where, struct field *f, size_t nf);
+
+/* ---- config_files.c -------------------------------------------------- */
+
+/* name relative to dir, unless it is absolute; malloc'd. */
+char *cfg_path_join(const char *dir, const char *name);
+/* Opens a regular file to read it and fills *st.  Returns the descriptor,
+ * -1 when open fails (errno says why) or -2 when it is not a regular file. */
+int cfg_open_regular(const char *path, struct stat *st);
+/* The first line of a regular file (a secret).  Returns 0 and *out
+ * (malloc'd), or -1 with *why; *sys tells whether why is strerror's. */
+int cfg_read_secret(const char *path, char **out, const char **why, int *sys);
+
+/* ---- config_http.c --------------------------------------------------- */
+
+/* kind: system's http: mapping. */
+void cfg_parse_http(struct pctx *c, yaml_node_t *n, struct cfg_http *out);
+void cfg_http_free(struct cfg_http *h);
 
 /* ---- config_rules.c -------------------------------------------------- */
 

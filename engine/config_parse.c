@@ -28,7 +28,6 @@
 #define VM_NAME_MAX_LEN 255
 #define TARGET_NAME_MAX_LEN 80   /* vSphere's longest VM, folder and pool name */
 #define VMS_PER_RULE_MAX 10000   /* the checks are quadratic; the engine aims at ~1000 jobs */
-#define SECRET_MAX 4096
 #define HISTORY_MAX 28 /* a vSphere snapshot chain holds at most 32 */
 #define RETENTION_MAX 64
 #define MAX_TASKS_LIMIT 1024
@@ -207,6 +206,7 @@ cfg_file_free(struct cfg_file *f)
 	for (i = 0; i < f->nrules; i++)
 		rule_free(&f->rules[i]);
 	free(f->rules);
+	cfg_http_free(&f->system.http);
 	free(f->path);
 	free(f->text);
 	memset(f, 0, sizeof(*f));
@@ -593,96 +593,6 @@ cfg_map_fields(struct pctx *c, yaml_node_t *n, const char *where, struct field *
 	return 0;
 }
 
-/* ---- files relative to the config dir -------------------------------- */
-
-char *
-cfg_path_join(const char *dir, const char *name)
-{
-	size_t l;
-
-	if (name[0] == '/' || dir == NULL || dir[0] == '\0')
-		return xstrdup(name);
-	l = strlen(dir);
-	if (dir[l - 1] == '/')
-		return xasprintf("%s%s", dir, name);
-	return xasprintf("%s/%s", dir, name);
-}
-
-/* O_NONBLOCK and the regular-file check keep a FIFO or a device from
- * hanging the loader. */
-int
-cfg_open_regular(const char *path, struct stat *st)
-{
-	int fd;
-
-	if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0)
-		return -1;
-	if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode)) {
-		close(fd);
-		return -2;
-	}
-	return fd;
-}
-
-/* Reads the first line of a regular file (the secret), at most SECRET_MAX
- * bytes. */
-static int
-read_secret(const char *path, char **out, const char **why, int *sys)
-{
-	char buf[SECRET_MAX + 1];
-	struct stat st;
-	size_t len = 0;
-	ssize_t r;
-	char *nl;
-	int fd;
-
-	*why = NULL;
-	*sys = 1;
-	if ((fd = cfg_open_regular(path, &st)) == -1) {
-		*why = strerror(errno);
-		return -1;
-	}
-	*sys = 0;
-	if (fd < 0) {
-		*why = "is not a regular file";
-		return -1;
-	}
-	while (len < SECRET_MAX) {
-		r = read(fd, buf + len, SECRET_MAX - len);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			*why = strerror(errno);
-			*sys = 1;
-			close(fd);
-			explicit_bzero(buf, sizeof(buf));
-			return -1;
-		}
-		if (r == 0)
-			break;
-		len += (size_t)r;
-		if (memchr(buf, '\n', len) != NULL)
-			break;
-	}
-	close(fd);
-	buf[len] = '\0';
-	if ((nl = memchr(buf, '\n', len)) != NULL)
-		len = (size_t)(nl - buf);
-	if (len > 0 && buf[len - 1] == '\r')
-		len--;
-	if (memchr(buf, '\0', len) != NULL)
-		*why = "contains a NUL byte";
-	else if (len == 0)
-		*why = "is empty";
-	if (*why != NULL) {
-		explicit_bzero(buf, sizeof(buf));
-		return -1;
-	}
-	*out = xstrndup(buf, len);
-	explicit_bzero(buf, sizeof(buf));
-	return 0;
-}
-
 /* ---- documents ------------------------------------------------------- */
 
 void
@@ -699,13 +609,14 @@ cfg_system_defaults(struct cfg_system *s)
 static void
 parse_system(struct pctx *c, yaml_node_t *n, struct cfg_file *out)
 {
-	enum { F_KIND, F_MAX, F_PERHOST, F_BUF, F_CAP };
+	enum { F_KIND, F_MAX, F_PERHOST, F_BUF, F_CAP, F_HTTP };
 	struct field f[] = {
 		{ "kind", 1, NULL, NULL },
 		{ "max_tasks", 0, NULL, NULL },
 		{ "max_tasks_per_host", 0, NULL, NULL },
 		{ "transfer_buffer", 0, NULL, NULL },
 		{ "host_buffer_cap", 0, NULL, NULL },
+		{ "http", 0, NULL, NULL },
 	};
 	struct cfg_system s;
 	char a[32], b[32], d[32];
@@ -732,7 +643,10 @@ parse_system(struct pctx *c, yaml_node_t *n, struct cfg_file *out)
 		    "of 4KiB, got %llu bytes", (unsigned long long)s.transfer_buffer);
 	if (f[F_CAP].val != NULL)
 		get_size(c, f[F_CAP].val, "host_buffer_cap", &s.host_buffer_cap);
+	if (f[F_HTTP].val != NULL)
+		cfg_parse_http(c, f[F_HTTP].val, &s.http);
 	if (c->nerr != before) {
+		cfg_http_free(&s.http);
 		out->system.present = 1;   /* still remember there was one */
 		out->system.loc = s.loc;
 		return;
@@ -749,6 +663,10 @@ parse_system(struct pctx *c, yaml_node_t *n, struct cfg_file *out)
 		units_format_size(s.host_buffer_cap, d, sizeof(d));
 		cfg_perr(c, at, "max_tasks_per_host x transfer_buffer = %d x %s = %s exceeds host_buffer_cap %s",
 		    s.max_tasks_per_host, b, a, d);
+	}
+	if (c->nerr != before) {
+		cfg_http_free(&s.http);
+		s.http.enabled = 0;
 	}
 	out->system = s;
 }
@@ -915,7 +833,7 @@ parse_platform(struct pctx *c, yaml_node_t *n, struct cfg_file *out)
 
 			if (*s == '\0')
 				cfg_perr(c, f[F_PWFILE].val, "password_file: empty path");
-			else if (read_secret(full, &p.password, &why, &sys) != 0)
+			else if (cfg_read_secret(full, &p.password, &why, &sys) != 0)
 				cfg_perr(c, f[F_PWFILE].val, sys ? "password_file: cannot read %s: %s" :
 				    "password_file: %s %s", s, why);
 			else

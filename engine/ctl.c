@@ -40,7 +40,9 @@
 
 struct ctl_client {
 	struct ctl_client *next, *prev;
-	struct bufferevent *bev;
+	struct bufferevent *bev;       /* NULL for a sink's client */
+	const struct ctl_sink *sink;
+	void *sink_arg;
 	uint64_t id;
 	int watching;
 	char *watch_rule;
@@ -99,22 +101,35 @@ ctl_listener_update(void)
 }
 
 static void
-ctl_client_free(struct ctl_client *c)
+ctl_unlink(struct ctl_client *c)
 {
-	struct evbuffer *out = bufferevent_get_output(c->bev);
-	size_t left = evbuffer_get_length(out);
-
-	evbuffer_remove_cb(out, ctl_out_cb, NULL);
-	ctl.out_total -= left < ctl.out_total ? left : ctl.out_total;
 	if (c->prev)
 		c->prev->next = c->next;
 	else
 		ctl.clients = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	bufferevent_free(c->bev);
 	free(c->watch_rule);
 	free(c->watch_kind);
+}
+
+static void
+ctl_client_free(struct ctl_client *c)
+{
+	struct evbuffer *out;
+	size_t left;
+
+	if (c->bev == NULL) {
+		ctl_unlink(c);
+		free(c);
+		return;
+	}
+	out = bufferevent_get_output(c->bev);
+	left = evbuffer_get_length(out);
+	evbuffer_remove_cb(out, ctl_out_cb, NULL);
+	ctl.out_total -= left < ctl.out_total ? left : ctl.out_total;
+	ctl_unlink(c);
+	bufferevent_free(c->bev);
 	free(c);
 	ctl.nclients--;
 	ctl_listener_update();
@@ -123,22 +138,34 @@ ctl_client_free(struct ctl_client *c)
 static size_t
 ctl_out_len(const struct ctl_client *c)
 {
+	if (c->bev == NULL)
+		return c->sink->backlog(c->sink_arg);
 	return evbuffer_get_length(bufferevent_get_output(c->bev));
 }
 
-static void
+/* Returns 1 when the client is gone: a sink's that was answered. */
+static int
 ctl_send(struct ctl_client *c, const json_t *obj)
 {
 	char *s;
 
 	if (c->closing)
-		return;
+		return 0;
 	s = json_dumps(obj, JSON_COMPACT);
 	if (s == NULL)
-		return;
+		return 0;
+	if (c->bev == NULL) {
+		c->sink->send(c->sink_arg, s, strlen(s), json_is_true(json_object_get(obj, "ok")), c->watching);
+		free(s);
+		if (c->watching)
+			return 0;
+		ctl_client_free(c);
+		return 1;
+	}
 	bufferevent_write(c->bev, s, strlen(s));
 	bufferevent_write(c->bev, "\n", 1);
 	free(s);
+	return 0;
 }
 
 static void
@@ -180,8 +207,16 @@ ctl_out_limit(const struct ctl_client *c)
 static void
 ctl_check_backlog(struct ctl_client *c)
 {
+	if (c->bev == NULL && !c->watching)
+		return;
 	if (ctl_out_len(c) <= ctl_out_limit(c))
 		return;
+	if (c->watching && c->bev == NULL) {
+		log_warn("http: dropping an event stream that does not read");
+		c->sink->drop(c->sink_arg);
+		ctl_client_free(c);
+		return;
+	}
 	if (c->watching) {
 		log_warn("status socket: dropping watcher %llu that does not read",
 		    (unsigned long long)c->id);
@@ -506,6 +541,12 @@ ctl_reply(uint64_t client_id, json_t *resp)
 
 	for (c = ctl.clients; c != NULL; c = c->next)
 		if (c->id == client_id) {
+			if (c->bev == NULL) {
+				c->awaiting = 0;
+				if (ctl_send(c, resp) == 0)
+					ctl_check_backlog(c);
+				break;
+			}
 			ctl_send(c, resp);
 			if (c->awaiting && c->closing_after_reply) {
 				c->awaiting = 0;
@@ -557,10 +598,61 @@ ctl_broadcast(const json_t *event, const char *rule, const char *kind)
 			len = strlen(s);
 			s[len++] = '\n'; /* replaces the NUL; written with its length */
 		}
-		bufferevent_write(c->bev, s, len);
+		if (c->bev == NULL)
+			c->sink->send(c->sink_arg, s, len - 1, 1, 1);
+		else
+			bufferevent_write(c->bev, s, len);
 		ctl_check_backlog(c);
 	}
 	free(s);
+}
+
+int
+ctl_sink_request(const struct ctl_sink *sink, void *arg, const char *line, size_t len, uint64_t *id,
+    char **err)
+{
+	struct ctl_client *c;
+	struct request req;
+	json_t *resp;
+	uint64_t cid;
+
+	*id = 0;
+	if (request_parse(line, len, &req, err) != 0)
+		return -1;
+	c = xcalloc(1, sizeof(*c));
+	c->sink = sink;
+	c->sink_arg = arg;
+	cid = c->id = ++ctl.next_id;
+	c->next = ctl.clients;
+	if (ctl.clients)
+		ctl.clients->prev = c;
+	ctl.clients = c;
+	c->awaiting = 1;
+	resp = ctl.handler(c, &req);
+	if (resp != NULL) {
+		c->awaiting = 0;
+		if (req.id != NULL)
+			json_object_set_new(resp, "id", json_string(req.id));
+		if (ctl_send(c, resp) == 0)
+			*id = cid;
+		json_decref(resp);
+	} else {
+		*id = cid;
+	}
+	request_free(&req);
+	return 0;
+}
+
+void
+ctl_sink_close(uint64_t id)
+{
+	struct ctl_client *c;
+
+	for (c = ctl.clients; c != NULL; c = c->next)
+		if (c->id == id && c->bev == NULL) {
+			ctl_client_free(c);
+			return;
+		}
 }
 
 int

@@ -32,6 +32,25 @@ void ctl_client_watch(struct ctl_client *c, const char *rule, const char *kind);
 /* Send an event to every watcher whose filter matches.  Does not steal. */
 void ctl_broadcast(const json_t *event, const char *rule, const char *kind);
 
+/* A client that is no socket connection: an HTTP request (http_api.c).
+ * Its answer goes to send() with ok and more = 0, then the client is
+ * gone; once it watches, every answer and event comes with more = 1
+ * until ctl_sink_close(), or drop() when it falls behind (backlog() over
+ * the limit a socket watcher has), after which it is gone too. */
+struct ctl_sink {
+	void (*send)(void *arg, const char *json, size_t len, int ok, int more);
+	size_t (*backlog)(void *arg);
+	void (*drop)(void *arg);
+};
+/* Handles one request line for a sink.  Returns -1 with *err (malloc'd)
+ * when the line is no valid request (nothing was sent); else 0 with *id
+ * the client's id while an answer is due or it watches, 0 once it was
+ * answered and is gone. */
+int ctl_sink_request(const struct ctl_sink *sink, void *arg, const char *line, size_t len, uint64_t *id,
+    char **err);
+/* The sink's peer went away: nothing more is sent to it. */
+void ctl_sink_close(uint64_t id);
+
 int ctl_client_count(void);
 /* Clients served at once at most: the descriptor limit (RLIMIT_NOFILE)
  * less a reserve for the jobs, or a quarter of a small limit.  Beyond it,

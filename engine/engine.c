@@ -19,6 +19,7 @@
 #include "engine/config.h"
 #include "engine/config_store.h"
 #include "engine/ctl.h"
+#include "engine/http_api.h"
 #include "engine/core/http.h"
 #include "engine/core/workers.h"
 #include "engine/jobs/backup.h"
@@ -226,6 +227,7 @@ engine_reload(const char *why)
 	log_info("configuration %s: %zu rules, %d error%s", why, eng.loader.cur.nrules, n, n == 1 ? "" : "s");
 	engine_apply_config(0);
 	runs_apply(&eng.loader.cur);
+	http_api_apply(eng.base, &eng.loader.cur.system.http);
 }
 
 static void
@@ -519,6 +521,7 @@ op_show(const struct request *req)
 
 		j = job_find(kind, req->rule, req->vm);
 		json_object_set_new(resp, "log", job_log_to_json(j, 20));
+		json_object_set_new(resp, "traffic", job_traffic_to_json(j, (int64_t)time(NULL)));
 		if (k->details != NULL && (details = k->details(j)) != NULL)
 			json_object_set_new(resp, "details", details);
 	}
@@ -987,6 +990,7 @@ engine_run(const struct engine_opts *o)
 		log_err("cannot open the status socket %s", o->socket_path);
 		goto out_jobs;
 	}
+	http_api_apply(eng.base, &eng.loader.cur.system.http);
 	if (engine_watch_config() != 0)
 		log_warn("config directory is not watched; send SIGHUP to reload");
 	eng.reload_ev = evtimer_new(eng.base, engine_reload_cb, NULL);
@@ -1009,6 +1013,7 @@ engine_run(const struct engine_opts *o)
 		event_free(eng.inotify_ev);
 	if (eng.inotify_fd >= 0)
 		close(eng.inotify_fd);
+	http_api_close();
 	ctl_close();
 out_jobs:
 	/* Everything decided so far reaches the disk before we go; nothing

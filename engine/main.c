@@ -77,8 +77,11 @@ main(int argc, char **argv)
 	 * gives the top of the heap back after each free and faults it in
 	 * again on the next request: a tenth of a sparse copy's CPU went to
 	 * page faults.  Keep freed memory while work runs; the transfer
-	 * slots trim when the node goes idle (slots.c). */
-	mallopt(M_MMAP_THRESHOLD, 1 << 20);
+	 * slots trim when the node goes idle (slots.c).  The threshold is
+	 * above a backup chunk (4 MiB, and its compressed or encrypted copy):
+	 * at 1 MiB every chunk's buffers were mapped and unmapped again, and a
+	 * full backup spent a fifth of its time in page faults and zeroing. */
+	mallopt(M_MMAP_THRESHOLD, 8 << 20);
 	mallopt(M_TRIM_THRESHOLD, 32 << 20);
 #endif
 	return engine_run(&o) == 0 ? 0 : 1;

@@ -267,7 +267,9 @@ store_failed(int rc)
 int
 store_commit(void)
 {
-	int rc;
+	static const double bounds[STORE_NCOMMIT_BUCKETS] = STORE_COMMIT_BUCKETS;
+	double t0;
+	int rc, i;
 
 	if (st.env == NULL)
 		return -1;
@@ -276,9 +278,16 @@ store_commit(void)
 			store_txn();
 		if (st.wtxn == NULL)
 			break;
+		t0 = now_mono();
 		rc = mdb_txn_commit(st.wtxn);
 		st.wtxn = NULL;
 		if (rc == 0) {
+			double dt = now_mono() - t0;
+
+			for (i = 0; i < STORE_NCOMMIT_BUCKETS && dt > bounds[i]; i++)
+				;
+			st.stats.commit_buckets[i]++;
+			st.stats.commit_seconds += dt;
 			st.stats.commits++;
 			break;
 		}

@@ -49,8 +49,16 @@ void store_after_commit(void (*fn)(void *), void *arg);
 int store_commit(void);
 
 /* Counters for statistics and benchmarks. */
+/* Upper bounds (seconds) of the commit latency histogram's buckets. */
+#define STORE_COMMIT_BUCKETS { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5 }
+#define STORE_NCOMMIT_BUCKETS 11
+
 struct store_stats {
 	uint64_t commits;
+	/* successful commits by latency (bucket i: at most the i-th bound,
+	 * not cumulative), and their seconds together */
+	uint64_t commit_buckets[STORE_NCOMMIT_BUCKETS + 1];
+	double commit_seconds;
 	uint64_t writes;
 	uint64_t map_grows;
 	uint64_t commit_failures;

@@ -132,8 +132,8 @@ units_parse_hhmm(const char *s, int allow_24, int *minutes)
 	return 0;
 }
 
-static int
-hexval(char c)
+int
+units_hexval(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -164,7 +164,7 @@ units_parse_thumbprint(const char *s, uint8_t out[32])
 		return -1;
 	for (i = 0; i < 32; i++) {
 		const char *p = s + i * (colons ? 3 : 2);
-		int hi = hexval(p[0]), lo = hexval(p[1]);
+		int hi = units_hexval(p[0]), lo = units_hexval(p[1]);
 
 		if (hi < 0 || lo < 0)
 			return -1;

@@ -13,6 +13,8 @@ int units_parse_size(const char *s, uint64_t *out);
 int units_parse_rate(const char *s, uint64_t *bps);
 /* "HH:MM", 00:00..23:59, and "24:00" when allow_24 is set. */
 int units_parse_hhmm(const char *s, int allow_24, int *minutes);
+/* A hex digit's value, or -1. */
+int units_hexval(char c);
 /* A SHA-256 certificate fingerprint: 64 hex digits, with or without ':'
  * between bytes, optionally prefixed with "SHA256:".  Returns 0 or -1. */
 int units_parse_thumbprint(const char *s, uint8_t out[32]);

@@ -164,6 +164,7 @@ job_free(struct job *j)
 	free(j->key);
 	free(j->error);
 	free(j->data);
+	free(j->traffic);
 	free(j->stats.last_error);
 	free(j);
 }
@@ -415,11 +416,55 @@ job_resume_all(void)
 		fsm_dispatch(j, EV_RESUME, NULL);
 }
 
+struct job_traffic {
+	int64_t last;                     /* the newest step written (Unix time / step) */
+	uint64_t bytes[JOB_TRAFFIC_SLOTS];/* step k at k % JOB_TRAFFIC_SLOTS */
+};
+
+static void
+traffic_add(struct job *j, uint64_t bytes, int64_t now)
+{
+	struct job_traffic *t = j->traffic;
+	int64_t step = now / JOB_TRAFFIC_STEP_S, k;
+
+	if (bytes == 0 && t == NULL)
+		return;
+	if (t == NULL) {
+		t = j->traffic = xcalloc(1, sizeof(*t));
+		t->last = step;
+	}
+	/* Steps nothing was written in since the last (at most a lap). */
+	for (k = t->last + 1; k <= step && k <= t->last + JOB_TRAFFIC_SLOTS; k++)
+		t->bytes[k % JOB_TRAFFIC_SLOTS] = 0;
+	if (step > t->last)
+		t->last = step;
+	else if (step <= t->last - JOB_TRAFFIC_SLOTS)
+		return; /* the clock went back more than an hour */
+	t->bytes[step % JOB_TRAFFIC_SLOTS] += bytes;
+}
+
+json_t *
+job_traffic_to_json(const struct job *j, int64_t now)
+{
+	const struct job_traffic *t = j->traffic;
+	int64_t step = now / JOB_TRAFFIC_STEP_S, k;
+	json_t *a = json_array();
+
+	for (k = step - JOB_TRAFFIC_SLOTS + 1; k <= step; k++)
+		json_array_append_new(a, json_integer(t != NULL && k <= t->last && k > t->last - JOB_TRAFFIC_SLOTS
+		                                          ? (json_int_t)t->bytes[k % JOB_TRAFFIC_SLOTS]
+		                                          : 0));
+	return json_pack("{s:i,s:I,s:o}", "step_s", JOB_TRAFFIC_STEP_S, "end", (json_int_t)((step + 1) * JOB_TRAFFIC_STEP_S),
+	    "bytes", a);
+}
+
 void
 job_progress(struct job *j, uint64_t done, uint64_t total, double rate_bps)
 {
 	double now = now_mono();
 
+	/* Less done than before: a new transfer (pass, disk) began. */
+	traffic_add(j, done >= j->bytes_done ? done - j->bytes_done : done, (int64_t)time(NULL));
 	j->bytes_done = done;
 	j->bytes_total = total;
 	j->rate_bps = rate_bps;
@@ -607,6 +652,35 @@ job_flags(const struct job *j)
 	return job_state_info(j)->flags;
 }
 
+/* The commands the job's state machine takes now (a dashboard enables
+ * their buttons): the request op and the event it sends. */
+static const struct {
+	const char *op;
+	const char *event;
+} actions[] = {
+	{ "start", "start" }, { "stop", "stop" }, { "delete", "delete" }, { "migrate", "migrate" },
+	{ "run", "run" }, { "revert", "revert" }, { "failover", "failover_temp" }, { "failback", "failback" },
+	{ "restore", "restore" },
+};
+
+static json_t *
+job_actions(const struct job *j)
+{
+	const struct fsm_row *row;
+	json_t *a = json_array();
+	size_t i;
+	int ev;
+
+	for (i = 0; i < ARRAY_LEN(actions); i++) {
+		if ((ev = fsm_event_by_name(j->fsm.table, actions[i].event)) < 0)
+			continue;
+		row = fsm_lookup(j->fsm.table, j->fsm.state, ev);
+		if (row != NULL && row->to != FSM_REJECT && row->to != FSM_IGNORE)
+			json_array_append_new(a, json_string(actions[i].op));
+	}
+	return a;
+}
+
 json_t *
 job_to_json(const struct job *j)
 {
@@ -615,13 +689,14 @@ job_to_json(const struct job *j)
 
 	if (j->bytes_total > 0)
 		progress = j->bytes_done >= j->bytes_total ? 100 : (int)(j->bytes_done * 100 / j->bytes_total);
-	return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:I,s:I,s:I,s:s?,s:b,s:i,s:s,s:I,s:I}",
+	return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:i,s:I,s:I,s:I,s:s?,s:b,s:i,s:s,s:I,s:I,s:o}",
 	    "rule", j->rule, "vm", j->vm, "kind", cfg_kind_name(j->kind), "state", si->id,
 	    "label_zh", si->label_zh, "label_en", si->label_en, "progress", progress, "bytes_done",
 	    (json_int_t)j->bytes_done, "bytes_total", (json_int_t)j->bytes_total, "rate_bps",
 	    (json_int_t)j->rate_bps, "error", j->error, "pending", (si->flags & FSM_F_QUEUED) != 0,
 	    "queue_position", slots_position(&j->slot), "host", j->slot.host, "updated",
-	    (json_int_t)j->updated, "unviewed_errors", (json_int_t)j->stats.unviewed_errors);
+	    (json_int_t)j->updated, "unviewed_errors", (json_int_t)j->stats.unviewed_errors, "actions",
+	    job_actions(j));
 }
 
 void

@@ -14,6 +14,7 @@
 #include "fsm/fsm.h"
 
 struct event_base;
+struct job_traffic;
 
 /* Seed 002 statistics: successes, failures, data volume, and the count of
  * failures nobody has looked at yet. */
@@ -41,6 +42,7 @@ struct job {
 	uint64_t bytes_total;
 	double rate_bps;
 	double last_notify;        /* monotonic time of the last progress broadcast */
+	struct job_traffic *traffic; /* bytes moved per 10 s, the last hour (流量图); NULL until some move */
 	int64_t created;
 	int64_t updated;           /* wall time of the last state change */
 	uint64_t log_seq;          /* next log sequence number */
@@ -101,6 +103,13 @@ void job_stat_failure(struct job *j, const char *reason);
 void job_stat_error(struct job *j);
 /* Viewing clears the unviewed-error count. */
 void job_stats_viewed(struct job *j);
+
+/* The traffic graph (流量图): bytes of progress per JOB_TRAFFIC_STEP_S
+ * seconds over the last hour, oldest first, kept in memory since the
+ * daemon started (not persisted). */
+#define JOB_TRAFFIC_STEP_S 10
+#define JOB_TRAFFIC_SLOTS 360
+json_t *job_traffic_to_json(const struct job *j, int64_t now);
 
 /* The job as the status socket shows it. */
 json_t *job_to_json(const struct job *j);

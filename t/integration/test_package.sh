@@ -96,6 +96,7 @@ for so in $(readelf -d "$T/deb/usr/sbin/vmferryd" "$T/deb/usr/bin/vmferryctl" | 
 done
 assert_eq "$missing" "" "Depends names the package of every library linked ($depends)"
 assert_match "$depends" "(^|, )adduser(,|$)" "Depends names adduser (postinst makes the user)"
+assert_match "$depends" "(^|, )libjs-chart.js(,|$)" "Depends names libjs-chart.js (the dashboard's /chart.js)"
 assert_eq "$(cat "$T/deb/DEBIAN/conffiles" | tr '\n' ' ')" "/etc/vmferry/README /etc/vmferry/node.yaml /etc/vmferry/system.yaml " \
 	"the conffiles are /etc/vmferry's files"
 
@@ -193,10 +194,19 @@ retention: 2
 schedule: { once: "2099-01-01 00:00" }
 YAML
 CONF=/etc/vmferry mig_rule mig mig01 "fast_transfer: true, auto_migrate: true"
+# The HTTP listener on loopback, read-only (no token file).
+HPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+printf 'http: { listen: "127.0.0.1:%s" }\n' "$HPORT" >>/etc/vmferry/system.yaml
 reload=$(unit ExecReload)
 ${reload//\$MAINPID/$DAEMON_PID}
 wait_until 10 grep -q 'reloaded (SIGHUP): 2 rules, 0 errors' "$T/daemon.log" &&
 	ok "ExecReload= reloads: the rules are in" || fail "no reload: $(tail -3 "$T/daemon.log")"
+wait_until 10 curl -sf -o /dev/null "http://127.0.0.1:$HPORT/" || fail "no HTTP listener: $(grep http: "$T/daemon.log" | tail -3)"
+cmp -s <(curl -sf "http://127.0.0.1:$HPORT/") /usr/share/vmferry/dashboard/index.html &&
+	ok "the service serves the installed dashboard" || fail "/ is not /usr/share/vmferry/dashboard/index.html"
+assert_eq "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HPORT/chart.js")" 200 "and Chart.js from libjs-chart.js"
+curl -sf "http://127.0.0.1:$HPORT/metrics" | promtool check metrics >"$T/promtool.txt" 2>&1 &&
+	ok "its /metrics pass promtool check metrics" || fail "promtool: $(head -3 "$T/promtool.txt")"
 # state_in RULE REGEX: the rule's job is in a state matching REGEX.
 state_in() { ctl --json jobs "$1" | jq -e --arg re "^($2)\$" '.jobs[0].state | test($re)' >/dev/null; }
 ended="complete|failed|invalid|stopped"

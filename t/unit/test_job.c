@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <ftw.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -591,6 +592,78 @@ test_progress_stays_in_range(void **unused)
 	assert_in_range(progress, 0, 100);
 }
 
+static json_int_t
+traffic_sum(const struct job *j, int64_t now, json_int_t *newest)
+{
+	json_t *o = job_traffic_to_json(j, now), *a = json_object_get(o, "bytes"), *v;
+	json_int_t sum = 0;
+	size_t i;
+
+	assert_int_equal(json_array_size(a), JOB_TRAFFIC_SLOTS);
+	assert_int_equal(json_integer_value(json_object_get(o, "end")) % JOB_TRAFFIC_STEP_S, 0);
+	assert_true(json_integer_value(json_object_get(o, "end")) > now);
+	json_array_foreach(a, i, v)
+		sum += json_integer_value(v);
+	if (newest != NULL)
+		*newest = json_integer_value(json_array_get(a, JOB_TRAFFIC_SLOTS - 1)) +
+		    json_integer_value(json_array_get(a, JOB_TRAFFIC_SLOTS - 2));
+	json_decref(o);
+	return sum;
+}
+
+/* The traffic graph (流量图): what progress moved, per 10 s, for an hour. */
+static void
+test_traffic_last_hour(void **unused)
+{
+	struct job *j = job_create(CFG_BACKUP, "mv", "web01", &mig_rule);
+	int64_t now = (int64_t)time(NULL);
+	json_int_t newest;
+
+	assert_int_equal(traffic_sum(j, now, NULL), 0);
+	job_progress(j, 1000, 10000, 0);
+	job_progress(j, 4000, 10000, 0);
+	/* A new transfer (the next disk) starts again from 0. */
+	job_progress(j, 500, 2000, 0);
+	now = (int64_t)time(NULL);
+	assert_int_equal(traffic_sum(j, now, &newest), 4500);
+	assert_int_equal(newest, 4500);
+	/* Half an hour later it is still there, an hour later gone. */
+	assert_int_equal(traffic_sum(j, now + 1800, &newest), 4500);
+	assert_int_equal(newest, 0);
+	assert_int_equal(traffic_sum(j, now + 3600 + JOB_TRAFFIC_STEP_S, NULL), 0);
+}
+
+static int
+has_action(const struct job *j, const char *op)
+{
+	json_t *o = job_to_json(j), *v;
+	size_t i;
+	int found = 0;
+
+	json_array_foreach(json_object_get(o, "actions"), i, v)
+		found |= strcmp(json_string_value(v), op) == 0;
+	json_decref(o);
+	return found;
+}
+
+/* The commands a job takes are its state machine's (the dashboard's
+ * buttons follow them). */
+static void
+test_actions_follow_the_fsm(void **unused)
+{
+	struct job *j = job_create(CFG_BACKUP, "bk", "web01", &mig_rule);
+
+	assert_false(has_action(j, "run"));
+	assert_true(has_action(j, "delete"));
+	fsm_dispatch(j, EV_STARTED, NULL);
+	assert_string_equal(job_state_info(j)->id, "idle");
+	assert_true(has_action(j, "run"));
+	assert_true(has_action(j, "restore"));
+	assert_true(has_action(j, "stop"));
+	assert_false(has_action(j, "migrate"));
+	assert_false(has_action(j, "failback"));
+}
+
 /* A crash after 删除中 was committed, before the clean-up finished: after
  * the restart the job must finish deleting itself. */
 static void
@@ -642,6 +715,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_delete_keeps_neighbours, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_to_json_fields, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_progress_stays_in_range, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_traffic_last_hour, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_actions_follow_the_fsm, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_while_deleting_resumes, setup, teardown),
 	};
 

@@ -1,16 +1,17 @@
 /* tools/bench.d/fsmbench.c — persisted state transitions per second.
  *
  * The real job, store and FSM code (engine/jobs/job.c, engine/core/store.c,
- * fsm/fsm.c, fsm/replication.c) on a real LMDB store in a fresh directory,
+ * fsm/fsm.c, fsm/backup.c) on a real LMDB store in a fresh directory,
  * without an event loop: store_commit() stands in for the loop's group
  * commit at the end of a loop turn, exactly as the unit tests do.
  *
  *   fsmbench [-n JOBS] [-c CYCLES] [-b BATCH] [-d DIR]
  *
- * JOBS replication jobs (their enter actions are the generic ones, so no
- * platform is needed) are created and brought to queued (排队中).  Then, for
- * CYCLES rounds, every job gets stop (queued -> stopping -> stopped) and
- * then start (stopped -> starting -> queued): four persisted transitions per
+ * JOBS backup jobs (their start-up reads only their own record, so no
+ * platform is needed; replication and migration jobs look for their
+ * source platform) are created and brought to idle (空闲).  Then, for
+ * CYCLES rounds, every job gets stop (idle -> stopping -> stopped) and
+ * then start (stopped -> starting -> idle): four persisted transitions per
  * job and round, each with its job record and log entry written.  BATCH
  * jobs get their event per loop turn, then the turn commits (durably);
  * the follow-up transitions that the enter actions dispatch join the next
@@ -18,7 +19,6 @@
  *
  * Prints one JSON line: jobs, transitions, commits, seconds, per_s. */
 #define _GNU_SOURCE
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,24 +27,10 @@
 
 #include "engine/jobs/job.h"
 #include "engine/core/log.h"
+#include "tools/bench.d/bench_util.h"
 #include "engine/slots.h"
 #include "engine/core/store.h"
 #include "fsm/tables.h"
-
-static double
-now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int
-rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
 
 static const char *
 state_id(const struct job *j)
@@ -100,25 +86,20 @@ main(int argc, char **argv)
 			return 1;
 	}
 	memset(&rule, 0, sizeof(rule));
-	rule.kind = CFG_REPLICATION;
+	rule.kind = CFG_BACKUP;
 	rule.name = "bench";
 	rule.vms = names;
 	rule.nvms = (size_t)njobs;
 	rule.digest = 1;
 
-	/* Creation: starting -> queued, in one turn per batch. */
+	/* Creation: starting -> idle, in one turn per batch. */
 	for (i = 0; i < njobs; i++)
-		jobs[i] = job_create(CFG_REPLICATION, "bench", names[i], &rule);
-	for (i = 0; i < 4; i++)
-		store_commit();
-	/* The scheduler may admit one (limit 1); that job sits in creating_vm,
-	 * which has no enter action, and takes part like the others. */
-	slots_pass();
+		jobs[i] = job_create(CFG_BACKUP, "bench", names[i], &rule);
 	for (i = 0; i < 4; i++)
 		store_commit();
 
 	store_get_stats(&st0);
-	t0 = now();
+	t0 = bench_now();
 	for (c = 0; c < cycles; c++) {
 		int ev, b;
 
@@ -132,13 +113,13 @@ main(int argc, char **argv)
 				}
 				/* This turn's commit; the enter actions it releases
 				 * dispatch the follow-ups (stopping -> stopped,
-				 * starting -> queued) into the next turn. */
+				 * starting -> idle) into the next turn. */
 				store_commit();
 				for (i = b; i < e; i++) {
 					const char *s = state_id(jobs[i]);
 
 					if (ev == 0 ? strcmp(s, "stopped") == 0
-					            : (strcmp(s, "queued") == 0 || strcmp(s, "creating_vm") == 0))
+					            : strcmp(s, "idle") == 0)
 						transitions++;
 				}
 			}
@@ -146,13 +127,13 @@ main(int argc, char **argv)
 			store_commit();
 		}
 	}
-	t1 = now();
+	t1 = bench_now();
 	store_get_stats(&st1);
 
 	for (i = 0; i < njobs; i++) {
 		const char *s = state_id(jobs[i]);
 
-		if (strcmp(s, "queued") != 0 && strcmp(s, "creating_vm") != 0) {
+		if (strcmp(s, "idle") != 0) {
 			fprintf(stderr, "fsmbench: job %s ended in %s\n", names[i], s);
 			return 1;
 		}
@@ -165,6 +146,6 @@ main(int argc, char **argv)
 	store_close();
 	slots_free();
 	if (!keep)
-		nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		bench_rm_tree(dir);
 	return 0;
 }
