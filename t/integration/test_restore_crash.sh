@@ -2,7 +2,8 @@
 # kill -9 during a restore (issue #16): the restore is a persisted state;
 # after a restart it resumes from its checkpoint and the result is right.
 # A few random instants of restores to new VMs and one to the original VM
-# (powered off); tools/chaos --full runs more (t/chaos/chaos_restore.sh).
+# (powered off), and a stop that gives a restore up; tools/chaos --full runs
+# more (t/chaos/chaos_restore.sh).
 # RESTORE_CRASHES sets how many.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/migrate_lib.sh"
@@ -55,6 +56,19 @@ wait_job bak cr01 idle 180
 assert_match "$(ctl log bak cr01 -n 100)" "disk 0: resuming the restore at offset [1-9][0-9]*" \
 	"killed at $progress %, the restore resumed from its checkpoint, not from the start"
 assert_eq "$(src_hashes cr01-n0 2)" "$want" "killed mid-copy: the new VM equals the point"
+
+# A stop gives the restore up: the job rests, its staging files go, and
+# the next restore runs from the start.
+ctl restore bak cr01 --target new --name cr01-stop >/dev/null
+wait_until 60 sh -c "[ \$('$BIN/vmferryctl' -s '$SOCK' --json jobs bak | jq '.jobs[0].progress') -ge 20 ]" ||
+	fail "the restore did not reach 20 %"
+ctl stop bak cr01 >/dev/null
+wait_job bak cr01 stopped 60
+assert_match "$(ctl log bak cr01 -n 20)" "the restore of point 1 is given up" "a stop gives the restore up, and says so"
+assert_eq "$(ls "$STATE/tmp/backup/bak/cr01" | grep -c '^restore-' || true)" 0 "a stopped restore leaves no staging file"
+assert_eq "$(ctl --json show bak cr01 | jq -r '.details.restore // "none"')" none "show lists no restore after the stop"
+ctl start bak cr01 >/dev/null
+wait_job bak cr01 idle 30
 
 for ((i = 1; i <= N; i++)); do
 	delay=$(awk -v s=$RANDOM 'BEGIN { srand(s); printf "%.2f", 0.3 + rand() * 6 }')
