@@ -79,6 +79,11 @@ struct disk *disk_open_https(struct vs_client *c, const char *datacenter, const 
  * *err (malloc'd) on failure; *errnum tells why (ENOSPC, EACCES, ...). */
 struct disk *disk_open_direct(const char *mount_root, const char *path, uint64_t size, int writable, char **err);
 struct disk *disk_open_file(const char *file, uint64_t size, int create, char **err, int *errnum);
+/* A restore point's disk d (its ids are copied) in repository r, read
+ * only: chunks read on the worker pool (restore, drivers/transport_repo.c). */
+struct repo;
+struct repo_disk;
+struct disk *disk_open_repo(struct repo *r, const struct repo_disk *d);
 /* A block device (a disk attached to the appliance VM, hot-add) of at
  * least size bytes, written in place; never resized. */
 struct disk *disk_open_device(const char *path, uint64_t size, char **err);

@@ -875,9 +875,7 @@ engine_handle(struct ctl_client *c, const struct request *req)
 	case OP_RESTORE:
 		if (str_eq(req->target, "instant"))
 			return instant_restore(c, req);
-		return ctl_error("%s: restore to the original or a new VM cannot be used yet in this version of vmferry "
-		                 "(see the restore work); --target instant serves a point at once",
-		    request_op_name(req->op));
+		return op_dispatch(req, BAK_EV_RESTORE, CFG_BACKUP, 1);
 	case OP_INSTANT:
 		return instant_op(c, req);
 	case OP_VERIFY:

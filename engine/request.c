@@ -29,6 +29,11 @@ enum {
 	F_LIMIT = 1 << 9,
 	F_LISTEN = 1 << 10,
 	F_STOP = 1 << 11,
+	F_NAME = 1 << 12,
+	F_DATACENTER = 1 << 13,
+	F_HOST = 1 << 14,
+	F_DATASTORE = 1 << 15,
+	F_POWER_ON = 1 << 16,
 };
 
 static const struct {
@@ -50,7 +55,8 @@ static const struct {
 	[OP_FAILOVER] = { F_RULE | F_VM | F_POINT | F_PERMANENT, F_RULE | F_VM },
 	[OP_FAILBACK] = { F_RULE | F_VM, F_RULE | F_VM },
 	[OP_REVERT] = { F_RULE | F_VM | F_POINT, F_RULE | F_VM },
-	[OP_RESTORE] = { F_RULE | F_VM | F_POINT | F_TARGET | F_LISTEN, F_RULE },
+	[OP_RESTORE] = { F_RULE | F_VM | F_KIND | F_POINT | F_TARGET | F_NAME | F_PLATFORM | F_DATACENTER | F_HOST |
+	                     F_DATASTORE | F_POWER_ON | F_LISTEN, F_RULE },
 	[OP_VERIFY] = { F_RULE | F_VM | F_POINT, F_RULE },
 	[OP_INSTANT] = { F_STOP, 0 },
 	[OP_INVENTORY] = { F_PLATFORM | F_REFRESH, F_PLATFORM },
@@ -74,6 +80,11 @@ static const struct {
 	{ "limit", F_LIMIT, 0 },
 	{ "listen", F_LISTEN, 1 },
 	{ "stop", F_STOP, 1 },
+	{ "name", F_NAME, 1 },
+	{ "datacenter", F_DATACENTER, 1 },
+	{ "host", F_HOST, 1 },
+	{ "datastore", F_DATASTORE, 1 },
+	{ "power_on", F_POWER_ON, 0 },
 };
 
 const char *
@@ -95,6 +106,10 @@ field_slot(struct request *r, unsigned flag)
 	case F_TARGET: return &r->target;
 	case F_LISTEN: return &r->listen;
 	case F_STOP: return &r->stop;
+	case F_NAME: return &r->name;
+	case F_DATACENTER: return &r->datacenter;
+	case F_HOST: return &r->host;
+	case F_DATASTORE: return &r->datastore;
 	default: return NULL;
 	}
 }
@@ -207,6 +222,8 @@ request_parse_raw(const char *line, size_t len, struct request *out, char **err)
 			}
 			if (flag == F_REFRESH)
 				out->refresh = json_is_true(v);
+			else if (flag == F_POWER_ON)
+				out->power_on = json_is_true(v);
 			else
 				out->permanent = json_is_true(v);
 		}
@@ -266,6 +283,10 @@ request_free(struct request *r)
 	free(r->target);
 	free(r->listen);
 	free(r->stop);
+	free(r->name);
+	free(r->datacenter);
+	free(r->host);
+	free(r->datastore);
 	free(r->id);
 	memset(r, 0, sizeof(*r));
 }

@@ -47,6 +47,9 @@ struct request {
 	char *target;   /* restore: "original" | "new" | "instant" */
 	char *listen;   /* restore --target instant: "unix" | "127.0.0.1:PORT" */
 	char *stop;     /* instant: the id of the instant recovery to stop */
+	char *name;     /* restore --target new: the new VM's name */
+	char *datacenter, *host, *datastore; /* restore --target new: where (with platform) */
+	int power_on;   /* restore: power the restored VM on */
 	int refresh;
 	int permanent;
 	long limit;     /* log: entries, default 50 */

@@ -8,9 +8,9 @@
 static const struct fsm_state_info bak_states[] = { BACKUP_STATES(FSM_STATE_INFO) };
 static const char *const bak_events[] = { FSM_COMMON_EVENTS(FSM_EVENT_NAME) BACKUP_EVENTS(FSM_EVENT_NAME) };
 
-/* The work of each state is engine/jobs/backup.c's (restoring is still
- * to come: its completion rows describe the machine as designed;
- * t/unit/test_fsm.c lists what each state's work sends). */
+/* The work of each state is engine/jobs/backup.c's, restoring's
+ * engine/jobs/restore.c's (t/unit/test_fsm.c lists what each state's work
+ * sends). */
 static const struct fsm_row bak_rows[] = {
 	/* Backups wait for their schedule, not for a slot. */
 	{ BAK_STARTING, EV_STARTED, BAK_IDLE, NULL },
@@ -27,10 +27,14 @@ static const struct fsm_row bak_rows[] = {
 	{ BAK_TRANSFERRING, BAK_EV_CYCLE_DONE, BAK_IDLE, NULL },
 	{ BAK_TRANSFERRING, BAK_EV_LAST_DONE, BAK_COMPLETE, NULL },
 
-	/* Restores (to the original VM, a new VM, or instant recovery). */
-	{ BAK_IDLE, BAK_EV_RESTORE, BAK_RESTORING, NULL },
-	{ BAK_COMPLETE, BAK_EV_RESTORE, BAK_RESTORING, NULL },
-	{ BAK_STOPPED, BAK_EV_RESTORE, BAK_RESTORING, NULL },
+	/* Restores (to the original VM or a new VM): queued for a slot like
+	 * any transfer (a group restore keeps to max_tasks); a restore that
+	 * was in progress when its peer was lost goes on from starting. */
+	{ BAK_IDLE, BAK_EV_RESTORE, BAK_RESTORE_QUEUED, NULL },
+	{ BAK_COMPLETE, BAK_EV_RESTORE, BAK_RESTORE_QUEUED, NULL },
+	{ BAK_STOPPED, BAK_EV_RESTORE, BAK_RESTORE_QUEUED, NULL },
+	{ BAK_STARTING, BAK_EV_RESTORE, BAK_RESTORE_QUEUED, NULL },
+	{ BAK_RESTORE_QUEUED, EV_ADMIT, BAK_RESTORING, NULL },
 	{ BAK_RESTORING, EV_OK, BAK_IDLE, NULL },
 	{ FSM_ANY, BAK_EV_RESTORE, FSM_REJECT, NULL },
 
@@ -55,6 +59,8 @@ static fsm_action bak_enter[BAK_NSTATES] = {
 	[BAK_QUERYING_CHANGES] = bak_enter_querying_changes,
 	[BAK_CHECKING_DATA] = bak_enter_checking_data,
 	[BAK_TRANSFERRING] = bak_enter_transferring,
+	[BAK_RESTORE_QUEUED] = job_enter_queued,
+	[BAK_RESTORING] = bak_enter_restoring,
 	[BAK_STOPPING] = bak_enter_stopping,
 	[BAK_UNKNOWN] = job_enter_invalid,
 	[BAK_FAILED] = bak_enter_failed,

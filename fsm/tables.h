@@ -109,6 +109,7 @@ enum replication_event {
 	X(QUERYING_CHANGES, "querying_changes", "查询变化数据", "Querying changes", F_S) \
 	X(CHECKING_DATA, "checking_data", "检查数据", "Checking backup data", F_S)  \
 	X(TRANSFERRING, "transferring", "执行中", "Backing up", F_S | F_P)           \
+	X(RESTORE_QUEUED, "restore_queued", "排队中", "Queued to restore", F_Q)       \
 	X(RESTORING, "restoring", "恢复中", "Restoring", F_S | F_P)                  \
 	X(STOPPING, "stopping", "停止中", "Stopping", 0)                             \
 	X(STOPPED, "stopped", "停止", "Stopped", F_R)                                \

@@ -38,7 +38,8 @@ usage(void)
 	    "  failover RULE VM [--point P] [--permanent]\n"
 	    "  failback RULE VM\n"
 	    "  revert RULE VM --point P\n"
-	    "  restore RULE [VM] [--point P] [--target original|new|instant] [--listen unix|127.0.0.1:PORT]\n"
+	    "  restore RULE [VM] [--point P] [--target original|new|instant] [--name NAME]\n"
+	    "          [--platform P --datacenter D --host H --datastore S] [--power-on] [--listen unix|127.0.0.1:PORT]\n"
 	    "  instant [--stop ID]           瞬时恢复: running instant recoveries (NBD exports), or stop one\n"
 	    "  verify RULE [VM] [--point P]  re-read a backup's chunks (exit 1: some are damaged)\n"
 	    "  log RULE VM [-n N]            查看日志\n"
@@ -754,13 +755,20 @@ main(int argc, char **argv)
 		{ "stop", required_argument, NULL, 'S' },
 		{ "permanent", no_argument, NULL, 'P' },
 		{ "until", required_argument, NULL, 'u' },
+		{ "name", required_argument, NULL, 'N' },
+		{ "platform", required_argument, NULL, 'F' },
+		{ "datacenter", required_argument, NULL, 'D' },
+		{ "host", required_argument, NULL, 'H' },
+		{ "datastore", required_argument, NULL, 'A' },
+		{ "power-on", no_argument, NULL, 'O' },
 		{ "socket", required_argument, NULL, 's' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *path = getenv("VMFERRY_SOCKET"), *kind = NULL, *mode = NULL, *point = NULL,
-	           *target = NULL, *until = NULL, *listen = NULL, *stop = NULL, *cmd, *a1, *a2;
-	int ch, refresh = 0, permanent = 0, rc = 0;
+	           *target = NULL, *until = NULL, *listen = NULL, *stop = NULL, *cmd, *a1, *a2, *name = NULL,
+	           *platform = NULL, *dc = NULL, *host = NULL, *ds = NULL;
+	int ch, refresh = 0, permanent = 0, rc = 0, power_on = 0;
 	long limit = 0;
 	json_t *req, *resp;
 
@@ -780,6 +788,12 @@ main(int argc, char **argv)
 		case 'S': stop = optarg; break;
 		case 'P': permanent = 1; break;
 		case 'u': until = optarg; break;
+		case 'N': name = optarg; break;
+		case 'F': platform = optarg; break;
+		case 'D': dc = optarg; break;
+		case 'H': host = optarg; break;
+		case 'A': ds = optarg; break;
+		case 'O': power_on = 1; break;
 		case 'n': limit = strtol(optarg, NULL, 10); break;
 		default: usage();
 		}
@@ -824,6 +838,15 @@ main(int argc, char **argv)
 		req_str(req, "point", point);
 		req_str(req, "target", target);
 		req_str(req, "listen", listen);
+		if (strcmp(cmd, "restore") == 0) {
+			req_str(req, "name", name);
+			req_str(req, "platform", platform);
+			req_str(req, "datacenter", dc);
+			req_str(req, "host", host);
+			req_str(req, "datastore", ds);
+			if (power_on)
+				json_object_set_new(req, "power_on", json_true());
+		}
 	} else if (strcmp(cmd, "instant") == 0) {
 		if (a1 != NULL)
 			usage();

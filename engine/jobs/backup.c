@@ -24,6 +24,7 @@
 #include "engine/jobs/instant.h"
 #include "engine/jobs/job.h"
 #include "engine/jobs/repos.h"
+#include "engine/jobs/restore.h"
 #include "engine/jobs/runtime.h"
 #include "engine/jobs/sync.h"
 #include "engine/request.h"
@@ -50,6 +51,8 @@ struct bak_rt {
 	int fresh;               /* ... and no copy used it since: the partial indexes are as read */
 	void (*then)(struct bak_rt *rt);
 	void (*land_done)(struct sync_pass *p);
+	struct rst *rst;         /* a restore's runtime (restore.c) */
+	char *src_host;          /* the source VM's host as the inventory named it */
 };
 
 static const char *
@@ -97,6 +100,7 @@ static void
 stop_work(struct bak_rt *rt)
 {
 	sync_cancel(&rt->pass);
+	rst_cancel(rt->rst);
 	vs_op_cancel(rt->op);
 	rt->op = NULL;
 	work_cancel(rt->work);
@@ -109,6 +113,8 @@ rt_free(void *p)
 	struct bak_rt *rt = p;
 
 	stop_work(rt);
+	rst_free(rt->rst);
+	free(rt->src_host);
 	drop_writer(rt);
 	forget_checked(rt);
 	sync_free(&rt->pass);
@@ -386,6 +392,12 @@ bak_enter_starting(struct job *j, int event)
 	}
 	if ((rt = rt_enter(j)) == NULL)
 		return;
+	if (rt->d.restore != NULL) {
+		/* A restore lost its peer: it goes on from its checkpoint. */
+		job_log(j, LOG_INFO, "the restore that lost its peer goes on");
+		fsm_dispatch(j, BAK_EV_RESTORE, NULL);
+		return;
+	}
 	if (rt->d.stage != BAK_STAGE_NONE) {
 		/* A point was in progress (a lost peer, a restart): it goes on. */
 		job_log(j, LOG_INFO, "restore point %llu (%s) was in progress: it goes on",
@@ -413,6 +425,10 @@ chosen(struct bak_rt *rt, struct bak_step *s)
 		return;
 	}
 	adopt_points(rt, s);
+	if (rt->d.force_full)
+		job_log(j, LOG_INFO, "the VM was written by a restore since its last point, unseen by its change "
+		                     "tracking: this point is a full");
+	rt->d.force_full = 0;
 	if (s->next_mode == -2)
 		job_log(j, LOG_INFO, "no %s point to read against yet: this point is a full",
 		    rt->d.next_mode == REPO_DIFFERENTIAL ? "full" : "earlier");
@@ -449,6 +465,8 @@ source_found(struct job *j, const struct vs_vm *vm)
 	rt->d.sync.src_vm = xstrdup(vm->moref);
 	free(rt->d.sync.src_dc);
 	rt->d.sync.src_dc = vm->datacenter ? xstrdup(vm->datacenter) : NULL;
+	free(rt->src_host);
+	rt->src_host = vm->host_name ? xstrdup(vm->host_name) : NULL;
 	if ((rt->repo = repos_get(j->cfg, &err)) == NULL) {
 		rt_fail(j, "%s", err);
 		free(err);
@@ -468,7 +486,7 @@ source_found(struct job *j, const struct vs_vm *vm)
 		return;
 	}
 	s = step_new(rt, bak_choose_fn, chosen);
-	s->next_mode = rt->d.next_mode;
+	s->next_mode = rt->d.force_full ? REPO_FULL : rt->d.next_mode;
 	step_go(rt, s);
 }
 
@@ -568,6 +586,12 @@ config_read(struct vs_out *out, void *arg)
 	}
 	free(dc);
 	bak_data_size(&rt->d);
+	/* Where it ran, for a restore to a new VM (a VM read alone names
+	 * neither its host nor its datacenter). */
+	if (out->vm->host_name == NULL && rt->src_host != NULL)
+		out->vm->host_name = xstrdup(rt->src_host);
+	if (out->vm->datacenter == NULL && rt->d.sync.src_dc != NULL)
+		out->vm->datacenter = xstrdup(rt->d.sync.src_dc);
 	if (rt_save_vm_config(rt->j, out->vm) != 0)
 		return;
 	if (rt->d.parent == 0 || rt->d.mode == REPO_FULL) {
@@ -1027,6 +1051,7 @@ forget_point(struct bak_rt *rt)
 
 	drop_writer(rt);
 	forget_checked(rt);
+	rst_forget(rt->j, &rt->d);
 	if (rt->d.stage == BAK_STAGE_CHOSEN) {
 		job_log(rt->j, LOG_INFO, "restore point %llu given up; the next run makes a new one",
 		    (unsigned long long)rt->d.seq);
@@ -1126,6 +1151,24 @@ bak_enter_deleting(struct job *j, int event)
 	sync_abandon(&rt->pass, delete_after_snapshot);
 }
 
+/* ---- what restore.c shares ---- */
+
+struct bak_data *
+bak_data_of(struct job *j, struct rst ***rst)
+{
+	struct bak_rt *rt = rt_get(j);
+
+	if (rst != NULL)
+		*rst = &rt->rst;
+	return rt->bad_data ? NULL : &rt->d;
+}
+
+void
+bak_save(struct job *j)
+{
+	save_job(j);
+}
+
 /* ---- verify's findings ---- */
 
 void
@@ -1179,6 +1222,21 @@ bak_before_command(struct job *j, int event, const struct request *req, char **w
 {
 	int mode = -1;
 
+	if (event == BAK_EV_RESTORE) {
+		struct bak_rt *rt = rt_get(j);
+
+		if (rt->bad_data)
+			return 0;
+		if (!(job_flags(j) & FSM_F_RESTING) || j->fsm.state == BAK_FAILED) {
+			*why = xasprintf("%s is %s (%s); restore is not possible in that state", j->vm,
+			    job_state_info(j)->id, job_state_info(j)->label_zh);
+			return -1;
+		}
+		if (rst_ask(j, &rt->d, req, why) != 0)
+			return -1;
+		set_record(rt);
+		return 0;
+	}
 	if (event != BAK_EV_RUN)
 		return 0;
 	if (req != NULL && req->mode != NULL && (mode = mode_of(req->mode)) < 0) {
@@ -1193,7 +1251,7 @@ json_t *
 bak_details(const struct job *j)
 {
 	struct bak_data d;
-	json_t *pts, *o;
+	json_t *pts, *o, *rst;
 	size_t i;
 
 	if (bak_data_get(j->data, j->datalen, &d) != 0)
@@ -1209,6 +1267,8 @@ bak_details(const struct job *j)
 		                               "state", pt->damaged ? "damaged" : "complete"));
 	}
 	o = json_pack("{s:o}", "points", pts);
+	if ((rst = rst_details(&d)) != NULL)
+		json_object_set_new(o, "restore", rst);
 	if (d.stage != BAK_STAGE_NONE)
 		json_object_set_new(o, "in_progress", json_pack("{s:I,s:s,s:I,s:b}", "point", (json_int_t)d.seq, "mode",
 		                                          mode_name(d.mode), "parent", (json_int_t)d.parent,

@@ -43,6 +43,15 @@ void bak_enter_transferring(struct job *j, int event);
 void bak_enter_stopping(struct job *j, int event);
 void bak_enter_failed(struct job *j, int event);
 void bak_enter_deleting(struct job *j, int event);
+/* restoring (engine/jobs/restore.c). */
+void bak_enter_restoring(struct job *j, int event);
+/* For restore.c: the job's data as its runtime holds it (NULL when the
+ * record cannot be read) and, in *rst, where the restore keeps its
+ * runtime; saving it. */
+struct bak_data;
+struct rst;
+struct bak_data *bak_data_of(struct job *j, struct rst ***rst);
+void bak_save(struct job *j);
 
 /* verify found the points seqs[0..n) of the job damaged among those it
  * re-read (only: that point, 0: every point): they are marked, the

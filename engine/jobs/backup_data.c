@@ -8,6 +8,7 @@
 #include "engine/core/util.h"
 
 #define BAK_RECORD_V1 1
+#define BAK_RECORD_V2 2 /* V1, then force_full and the restore */
 
 static void
 free_cids(struct bak_data *x)
@@ -27,6 +28,7 @@ bak_data_free(struct bak_data *x)
 	sync_state_free(&x->sync);
 	free_cids(x);
 	free(x->points);
+	free(x->restore);
 	memset(x, 0, sizeof(*x));
 	x->next_mode = BAK_MODE_ANY;
 }
@@ -48,7 +50,7 @@ bak_data_put(const struct bak_data *x, struct sbuf *b)
 {
 	size_t i;
 
-	rec_put_u16(b, BAK_RECORD_V1);
+	rec_put_u16(b, BAK_RECORD_V2);
 	sync_state_put(&x->sync, b);
 	rec_put_u8(b, x->next_mode);
 	rec_put_u8(b, x->stage);
@@ -76,6 +78,8 @@ bak_data_put(const struct bak_data *x, struct sbuf *b)
 		rec_put_u64(b, pt->stored);
 		rec_put_u8(b, pt->damaged);
 	}
+	rec_put_u8(b, x->force_full);
+	rec_put_blob(b, x->restore != NULL ? (const void *)x->restore : "", x->nrestore);
 }
 
 int
@@ -83,13 +87,15 @@ bak_data_get(const uint8_t *p, size_t n, struct bak_data *x)
 {
 	struct rec_reader r;
 	uint64_t nb, i;
+	uint16_t v;
 
 	memset(x, 0, sizeof(*x));
 	x->next_mode = BAK_MODE_ANY;
 	if (n == 0)
 		return 0;
 	rec_reader_init(&r, p, n);
-	if (rec_get_u16(&r) != BAK_RECORD_V1 || sync_state_get(&r, &x->sync) != 0)
+	v = rec_get_u16(&r);
+	if ((v != BAK_RECORD_V1 && v != BAK_RECORD_V2) || sync_state_get(&r, &x->sync) != 0)
 		goto bad;
 	x->next_mode = rec_get_u8(&r);
 	x->stage = rec_get_u8(&r);
@@ -120,6 +126,14 @@ bak_data_get(const uint8_t *p, size_t n, struct bak_data *x)
 		pt->read = rec_get_u64(&r);
 		pt->stored = rec_get_u64(&r);
 		pt->damaged = rec_get_u8(&r);
+	}
+	if (v >= BAK_RECORD_V2) {
+		x->force_full = rec_get_u8(&r);
+		x->restore = rec_get_blob(&r, &x->nrestore);
+		if (x->nrestore == 0) {
+			free(x->restore);
+			x->restore = NULL;
+		}
 	}
 	if (r.bad || x->stage > BAK_STAGE_COMMITTED || x->mode > 2)
 		goto bad;

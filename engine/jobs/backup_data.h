@@ -42,6 +42,12 @@ struct bak_data {
 	char **base_cids;     /* per disk: the parent's changeId of that disk (same key, same capacity), or NULL */
 	size_t npoints;
 	struct bak_point *points; /* the complete points in the repository, oldest first */
+	/* The VM was written by a restore, which its change tracking did not
+	 * see: the next point is a full, whatever the mode asked. */
+	uint8_t force_full;
+	/* A restore of one of its points (restore.c's record, opaque here). */
+	uint8_t *restore;
+	size_t nrestore;
 };
 
 #define BAK_MODE_ANY 0xff

@@ -114,10 +114,24 @@ hotadd_uuid_same(const char *a, const char *b)
 	return strcmp(x, z) == 0;
 }
 
+static const struct cfg_rule *
+hot_rule(const struct hotadd *h)
+{
+	return h->rule != NULL ? h->rule : h->j->cfg;
+}
+
+static struct vs_client *
+hot_client(const struct hotadd *h)
+{
+	const struct cfg_rule *r = hot_rule(h);
+
+	return r != NULL ? platform_client(r->target.platform) : NULL;
+}
+
 static const struct cfg_node *
 node_of(struct hotadd *h)
 {
-	return h->j->cfg != NULL ? config_node(engine_config(), h->j->cfg->node) : NULL;
+	return hot_rule(h) != NULL ? config_node(engine_config(), hot_rule(h)->node) : NULL;
 }
 
 static const char *
@@ -258,7 +272,7 @@ appliance_inventory(const struct vs_inventory *inv, const char *error, int refus
 	dc = h->dc; /* the target's datacenter, until the appliance's is known */
 	h->dc = NULL;
 	if (inv == NULL) {
-		rt_platform_failed(h->j, "target", h->j->cfg->target.platform, error, refused);
+		rt_platform_failed(h->j, "target", hot_rule(h)->target.platform, error, refused);
 		free(dc);
 		return;
 	}
@@ -278,10 +292,10 @@ appliance_inventory(const struct vs_inventory *inv, const char *error, int refus
 	if (h->appliance == NULL) {
 		if (n != NULL && n->appliance_vm != NULL)
 			say_no(h, xasprintf("no VM named %s (hotadd.vm of node %s) in platform %s", n->appliance_vm,
-			    n->name, h->j->cfg->target.platform));
+			    n->name, hot_rule(h)->target.platform));
 		else
 			say_no(h, xasprintf("this appliance (BIOS UUID %s) is not a VM of platform %s",
-			    uuid != NULL ? uuid : "unknown", h->j->cfg->target.platform));
+			    uuid != NULL ? uuid : "unknown", hot_rule(h)->target.platform));
 	} else {
 		say_no(h, NULL);
 		job_log(h->j, LOG_INFO, "hot-add: the appliance runs as VM %s (%s)", h->appliance_name, h->appliance);
@@ -320,9 +334,9 @@ hotadd_find(struct hotadd *h, const char *dc, void (*then)(struct hotadd *h))
 	free(h->dc);
 	h->dc = dc != NULL ? xstrdup(dc) : NULL;
 	tok = token_for(h->j, h);
-	if (platform_inventory(h->j->cfg->target.platform, 1, appliance_inventory, tok) != 0) {
+	if (platform_inventory(hot_rule(h)->target.platform, 1, appliance_inventory, tok) != 0) {
 		token_take(tok);
-		say_no(h, xasprintf("target platform %s is not configured", h->j->cfg->target.platform));
+		say_no(h, xasprintf("target platform %s is not configured", hot_rule(h)->target.platform));
 		then(h);
 	}
 }
@@ -435,7 +449,7 @@ static void appliance_read(struct vs_out *out, void *arg);
 static void
 read_appliance(struct hotadd *h)
 {
-	h->op = vs_get_vm(rt_dst_client(h->j), h->appliance, appliance_read, token_for(h->j, h));
+	h->op = vs_get_vm(hot_client(h), h->appliance, appliance_read, token_for(h->j, h));
 }
 
 static void
@@ -485,7 +499,7 @@ device_wait(struct hotadd *h, const struct vs_disk *dv)
 	if (name == NULL) {
 		disk_fails(h, xasprintf("the attached disk has no usable UUID (%s): its device cannot be found",
 		    dv->uuid ? dv->uuid : "none"));
-		h->op = vs_detach_disk(rt_dst_client(h->j), h->appliance, dv, detached_one, token_for(h->j, h));
+		h->op = vs_detach_disk(hot_client(h), h->appliance, dv, detached_one, token_for(h->j, h));
 		return;
 	}
 	free(d->dev);
@@ -520,7 +534,7 @@ appliance_read(struct vs_out *out, void *arg)
 		return;
 	}
 	reserve(h->appliance, ctrl, unit);
-	h->op = vs_attach_disk(rt_dst_client(h->j), h->appliance, d->file, ctrl, unit, d->capacity, attached,
+	h->op = vs_attach_disk(hot_client(h), h->appliance, d->file, ctrl, unit, d->capacity, attached,
 	    token_for(h->j, h));
 	/* The slot is the server's to give from here on. */
 	unreserve(h->appliance, ctrl, unit);
@@ -556,7 +570,7 @@ attach_step(struct hotadd *h)
 	    strrchr(d->dev, '/') + 1, HOTADD_DEVICE_WAIT_S));
 	/* Nothing stays attached that is not used. */
 	if (held(h->vm, d->file) != NULL) {
-		h->op = vs_detach_disk(rt_dst_client(h->j), h->appliance, held(h->vm, d->file), detached_one,
+		h->op = vs_detach_disk(hot_client(h), h->appliance, held(h->vm, d->file), detached_one,
 		    token_for(h->j, h));
 		return;
 	}
@@ -603,7 +617,7 @@ detached_one(struct vs_out *out, void *arg)
 	case -1:
 		return;
 	case 1:
-		h->op = vs_get_vm(rt_dst_client(h->j), h->appliance, unused_read, token_for(h->j, h));
+		h->op = vs_get_vm(hot_client(h), h->appliance, unused_read, token_for(h->j, h));
 		return;
 	}
 	job_log(h->j, LOG_INFO, "hot-add: %s detached", h->d[h->i].file);
@@ -622,7 +636,7 @@ unused_read(struct vs_out *out, void *arg)
 	h->op = NULL;
 	set_vm(h, out->vm);
 	if ((dv = held(h->vm, h->d[h->i].file)) != NULL) {
-		h->op = vs_detach_disk(rt_dst_client(h->j), h->appliance, dv, detached_one, token_for(h->j, h));
+		h->op = vs_detach_disk(hot_client(h), h->appliance, dv, detached_one, token_for(h->j, h));
 		return;
 	}
 	job_log(h->j, LOG_INFO, "hot-add: %s is no longer attached", h->d[h->i].file);
@@ -711,7 +725,7 @@ detach_step(struct hotadd *h)
 		h->then(h);
 		return;
 	}
-	h->op = vs_detach_disk(rt_dst_client(h->j), h->appliance, &h->vm->disks[h->i], detach_done, token_for(h->j, h));
+	h->op = vs_detach_disk(hot_client(h), h->appliance, &h->vm->disks[h->i], detach_done, token_for(h->j, h));
 }
 
 static void
@@ -740,7 +754,7 @@ detach_found(struct hotadd *h)
 		h->then(h);
 		return;
 	}
-	h->op = vs_get_vm(rt_dst_client(h->j), h->appliance, detach_read, token_for(h->j, h));
+	h->op = vs_get_vm(hot_client(h), h->appliance, detach_read, token_for(h->j, h));
 }
 
 void
@@ -752,7 +766,7 @@ hotadd_detach(struct hotadd *h, void (*then)(struct hotadd *h))
 	h->detach_tries = 0;
 	/* After a restart the appliance is looked for first: what this job
 	 * left attached before must go. */
-	if (h->j->cfg == NULL || rt_dst_client(h->j) == NULL || (n != NULL && n->hotadd_off)) {
+	if (hot_rule(h) == NULL || hot_client(h) == NULL || (n != NULL && n->hotadd_off)) {
 		then(h);
 		return;
 	}

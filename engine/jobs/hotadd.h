@@ -48,6 +48,9 @@ struct hotadd {
 	int detach_tries;
 	void (*then)(struct hotadd *h);
 	void (*after)(struct hotadd *h);
+	/* Where the target is when not the job's rule's (a restore): NULL,
+	 * the job's rule (as target.h's t->rule). */
+	const struct cfg_rule *rule;
 };
 
 void hotadd_init(struct hotadd *h, struct job *j);

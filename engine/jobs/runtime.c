@@ -19,6 +19,7 @@
 #include "engine/core/util.h"
 #include "engine/engine.h"
 #include "engine/jobs/job.h"
+#include "engine/jobs/vmconfig.h"
 #include "engine/jobs/sync.h"
 #include "engine/platform.h"
 #include "engine/slots.h"
@@ -436,26 +437,6 @@ rt_find_source_then(struct job *j, int may_be_gone, void (*found)(struct job *j,
 
 /* ---- the source's configuration ---- */
 
-static json_t *
-vm_config_json(const struct vs_vm *vm)
-{
-	json_t *disks = json_array(), *nics = json_array();
-	size_t i;
-
-	for (i = 0; i < vm->ndisks; i++)
-		json_array_append_new(disks, json_pack("{s:i,s:s?,s:s?,s:I,s:s?,s:i,s:i}", "key", vm->disks[i].key, "label",
-		                                 vm->disks[i].label, "file", vm->disks[i].file, "capacity",
-		                                 (json_int_t)vm->disks[i].capacity, "mode", vm->disks[i].mode,
-		                                 "controller_key", vm->disks[i].controller_key, "unit", vm->disks[i].unit));
-	for (i = 0; i < vm->nnics; i++)
-		json_array_append_new(nics, json_pack("{s:s?,s:s?,s:s?}", "type", vm->nics[i].type, "network",
-		                                vm->nics[i].network, "mac", vm->nics[i].mac));
-	return json_pack("{s:s,s:s,s:s?,s:s?,s:s?,s:s?,s:s?,s:i,s:i,s:b,s:s?,s:o,s:o}", "name", vm->name, "moref",
-	    vm->moref, "uuid", vm->uuid, "instance_uuid", vm->instance_uuid, "guest_id", vm->guest_id, "version",
-	    vm->version, "power", vm->power, "cpus", vm->cpus, "memory_mb", vm->memory_mb, "cbt", vm->cbt, "host",
-	    vm->host_name, "disks", disks, "nics", nics);
-}
-
 int
 rt_save_vm_config(struct job *j, const struct vs_vm *vm)
 {
@@ -468,7 +449,7 @@ rt_save_vm_config(struct job *j, const struct vs_vm *vm)
 		free(err);
 		return -1;
 	}
-	cfg = vm_config_json(vm);
+	cfg = vmconfig_json(vm);
 	text = json_dumps(cfg, JSON_INDENT(2) | JSON_SORT_KEYS);
 	json_decref(cfg);
 	path = xasprintf("%s/vm-config.json", dir);

@@ -198,7 +198,9 @@ sync_snapshot_name(const struct job *j, const char *suffix)
 	return xasprintf("vmferry-%s-%s-%s", cfg_kind_name(j->kind), j->rule, suffix);
 }
 
-/* "<prefix><digits>" or "<prefix>stun". */
+/* "<prefix><digits>", "<prefix>stun", or what a pass's landing and a
+ * restore to the original VM leave on it when stopped: "<prefix>land",
+ * "<prefix>restore" (a backup's source is a restore's target). */
 static int
 names_pass(const char *name, const char *prefix)
 {
@@ -208,7 +210,7 @@ names_pass(const char *name, const char *prefix)
 	if (strncmp(name, prefix, n) != 0)
 		return 0;
 	s = name + n;
-	if (strcmp(s, "stun") == 0)
+	if (strcmp(s, "stun") == 0 || strcmp(s, "land") == 0 || strcmp(s, "restore") == 0)
 		return 1;
 	if (*s == '\0')
 		return 0;

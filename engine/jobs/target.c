@@ -148,6 +148,20 @@ target_state_size(struct target_state *st, size_t ndisks)
 
 /* ---- runtime ---- */
 
+const struct cfg_rule *
+target_rule(const struct target *t)
+{
+	return t->rule != NULL ? t->rule : t->j->cfg;
+}
+
+struct vs_client *
+target_client(const struct target *t)
+{
+	const struct cfg_rule *r = target_rule(t);
+
+	return r != NULL ? platform_client(r->target.platform) : NULL;
+}
+
 void
 target_init(struct target *t, struct job *j, struct target_state *st, void (*save)(struct job *j))
 {
@@ -226,7 +240,7 @@ source_problem(const struct job *j, const struct vs_vm *vm)
 	size_t i;
 
 	if (vm->problem != NULL)
-		return xasprintf("source platform %s sent unusable data for VM %s: %s", j->cfg->source_platform, vm->name,
+		return xasprintf("source platform %s sent unusable data for VM %s: %s", j->cfg != NULL ? j->cfg->source_platform : "?", vm->name,
 		    vm->problem);
 	for (i = 0; i < vm->ndisks; i++)
 		if (vm->disks[i].mode != NULL && strncmp(vm->disks[i].mode, "independent", 11) == 0)
@@ -250,12 +264,12 @@ source_inventory(const struct vs_inventory *inv, const char *error, int refused,
 	if (t == NULL)
 		return;
 	if (inv == NULL) {
-		rt_platform_failed(t->j, "source", t->j->cfg->source_platform, error, refused);
+		rt_platform_failed(t->j, "source", target_rule(t)->source_platform, error, refused);
 		return;
 	}
 	vm = vs_inventory_vm(inv, t->j->vm);
 	if (vm == NULL) {
-		rt_fail(t->j, "VM %s not found on platform %s", t->j->vm, t->j->cfg->source_platform);
+		rt_fail(t->j, "VM %s not found on platform %s", t->j->vm, target_rule(t)->source_platform);
 		return;
 	}
 	if ((why = source_problem(t->j, vm)) != NULL) {
@@ -270,9 +284,9 @@ source_inventory(const struct vs_inventory *inv, const char *error, int refused,
 		if (str_eq(inv->hosts[i].moref, vm->host) && inv->hosts[i].cpu_model != NULL)
 			t->src_cpu = xstrdup(inv->hosts[i].cpu_model);
 	tok = token_for(t->j, t);
-	if (platform_inventory(t->j->cfg->target.platform, 1, target_inventory, tok) != 0) {
+	if (platform_inventory(target_rule(t)->target.platform, 1, target_inventory, tok) != 0) {
 		token_take(tok);
-		rt_fail(t->j, "target platform %s is not configured", t->j->cfg->target.platform);
+		rt_fail(t->j, "target platform %s is not configured", target_rule(t)->target.platform);
 	}
 }
 
@@ -314,7 +328,7 @@ static int
 find_place(struct target *t, const struct vs_inventory *inv, const struct vs_datacenter **dc,
     const struct vs_host **host, const struct vs_datastore **ds)
 {
-	const struct cfg_rule *r = t->j->cfg;
+	const struct cfg_rule *r = target_rule(t);
 	size_t i;
 
 	*dc = NULL;
@@ -377,7 +391,7 @@ static void
 create_vm(struct target *t, const struct vs_host *host, const struct vs_datastore *ds, const char *folder,
     const char *pool)
 {
-	const struct cfg_rule *r = t->j->cfg;
+	const struct cfg_rule *r = target_rule(t);
 	const struct vs_vm *vm = t->src;
 	struct vs_vm_spec spec;
 	char *mark = target_marker(t->j), *name = cfg_target_name(r, t->j->vm), *why, *hw;
@@ -418,7 +432,7 @@ create_vm(struct target *t, const struct vs_host *host, const struct vs_datastor
 	job_log(t->j, LOG_INFO, "creating target VM %s on %s (host %s, datastore %s%s%s): %s", name, r->target.platform,
 	    host->name, ds->name, r->target.folder ? ", folder " : "", r->target.folder ? r->target.folder : "", hw);
 	free(hw);
-	t->op = vs_create_vm(rt_dst_client(t->j), &spec, create_done, token_for(t->j, t));
+	t->op = vs_create_vm(target_client(t), &spec, create_done, token_for(t->j, t));
 out:
 	free(name);
 	free(mark);
@@ -429,9 +443,9 @@ look_again(struct target *t, int refresh)
 {
 	struct token *tok = token_for(t->j, t);
 
-	if (platform_inventory(t->j->cfg->target.platform, refresh, target_inventory, tok) != 0) {
+	if (platform_inventory(target_rule(t)->target.platform, refresh, target_inventory, tok) != 0) {
 		token_take(tok);
-		rt_fail(t->j, "target platform %s is not configured", t->j->cfg->target.platform);
+		rt_fail(t->j, "target platform %s is not configured", target_rule(t)->target.platform);
 	}
 }
 
@@ -498,7 +512,7 @@ target_inventory(const struct vs_inventory *inv, const char *error, int refused,
 
 	if (t == NULL)
 		return;
-	r = t->j->cfg;
+	r = target_rule(t);
 	if (inv == NULL) {
 		rt_platform_failed(t->j, "target", r->target.platform, error, refused);
 		return;
@@ -543,6 +557,13 @@ target_inventory(const struct vs_inventory *inv, const char *error, int refused,
 		 * The previous version's marker ("vmferry migration R/V") is
 		 * this one's for migrations. */
 		mark = target_marker(t->j);
+		if (t->adopt_asked_only && t->st->vm == NULL && t->st->create_at == 0 && str_eq(clash->annotation, mark)) {
+			rt_fail(t->j, "a VM named %s already exists on %s, made by an earlier restore of this rule: give the "
+			              "restore another --name, or delete that VM first", name, r->target.platform);
+			free(mark);
+			free(name);
+			return;
+		}
 		if (str_eq(clash->moref, t->st->vm) || str_eq(clash->annotation, mark)) {
 			job_log(t->j, LOG_INFO, "target VM %s (%s) on %s was created by this rule: adopting it", clash->name,
 			    clash->moref, r->target.platform);
@@ -586,12 +607,33 @@ target_prepare(struct target *t, void (*then)(struct target *t))
 	struct token *tok;
 
 	t->then = then;
-	if (t->j->cfg == NULL || rt_src_client(t->j) == NULL || rt_dst_client(t->j) == NULL) {
+	if (target_rule(t) == NULL || rt_src_client(t->j) == NULL || target_client(t) == NULL) {
 		rt_fail(t->j, "its platforms are not configured");
 		return;
 	}
 	tok = token_for(t->j, t);
-	platform_inventory(t->j->cfg->source_platform, 1, source_inventory, tok);
+	platform_inventory(target_rule(t)->source_platform, 1, source_inventory, tok);
+}
+
+void
+target_prepare_from(struct target *t, const struct vs_vm *src, void (*then)(struct target *t))
+{
+	char *why;
+
+	t->then = then;
+	if (target_rule(t) == NULL || target_client(t) == NULL) {
+		rt_fail(t->j, "its target platform is not configured");
+		return;
+	}
+	if ((why = source_problem(t->j, src)) != NULL) {
+		rt_fail(t->j, "%s", why);
+		free(why);
+		return;
+	}
+	rt_vm_set(&t->src, src);
+	free(t->src_cpu);
+	t->src_cpu = NULL;
+	look_again(t, 1);
 }
 
 /* ---- the target VM's disks ---- */
@@ -636,7 +678,7 @@ read_descriptor(struct target *t)
 		rt_fail(t->j, "disk %zu has no usable file name (%s)", t->i, file ? file : "none");
 		return;
 	}
-	t->op = vs_get_file(rt_dst_client(t->j), t->j->cfg->target.datacenter, ds, path, descriptor_done,
+	t->op = vs_get_file(target_client(t), target_rule(t)->target.datacenter, ds, path, descriptor_done,
 	    token_for(t->j, t));
 	free(ds);
 	free(path);
@@ -700,7 +742,7 @@ landing_removed(struct vs_out *out, void *arg)
 	free(t->st->land_snap);
 	t->st->land_snap = NULL;
 	t->save(t->j);
-	t->op = vs_get_vm(rt_dst_client(t->j), t->st->vm, target_vm_read, token_for(t->j, t));
+	t->op = vs_get_vm(target_client(t), t->st->vm, target_vm_read, token_for(t->j, t));
 }
 
 /* A landing that a failure or a crash interrupted left its snapshot, so
@@ -715,7 +757,7 @@ landing_left(struct target *t, const struct vs_vm *vm)
 	for (k = 0; k < vm->nsnapshots; k++)
 		if (str_eq(vm->snapshots[k].name, name)) {
 			job_log(t->j, LOG_INFO, "removing the landing snapshot %s left on the target", vm->snapshots[k].moref);
-			t->op = vs_remove_snapshot(rt_dst_client(t->j), vm->snapshots[k].moref, landing_removed,
+			t->op = vs_remove_snapshot(target_client(t), vm->snapshots[k].moref, landing_removed,
 			    token_for(t->j, t));
 			free(name);
 			return 1;
@@ -732,7 +774,7 @@ target_read_disks(struct target *t, const uint64_t *capacities, size_t n, void (
 	free(t->src_caps);
 	t->src_caps = xcalloc(n ? n : 1, sizeof(*capacities));
 	memcpy(t->src_caps, capacities, n * sizeof(*capacities));
-	t->op = vs_get_vm(rt_dst_client(t->j), t->st->vm, target_vm_read, token_for(t->j, t));
+	t->op = vs_get_vm(target_client(t), t->st->vm, target_vm_read, token_for(t->j, t));
 }
 
 /* ---- uploads ---- */
@@ -766,7 +808,7 @@ target_upload_file(struct target *t, const char *ds, const char *path, const cha
 		return;
 	}
 	job_log(t->j, LOG_INFO, "uploading %s to [%s] %s", what, ds, path);
-	t->upload = disk_upload_https(rt_dst_client(t->j), t->j->cfg->target.datacenter, ds, path, t->upload_fd, size,
+	t->upload = disk_upload_https(target_client(t), target_rule(t)->target.datacenter, ds, path, t->upload_fd, size,
 	    upload_done, t);
 }
 
@@ -778,7 +820,7 @@ target_upload_source(struct target *t, const char *ds, const char *path, const s
 	free(t->what);
 	t->what = xstrdup(what);
 	job_log(t->j, LOG_INFO, "uploading %s to [%s] %s", what, ds, path);
-	t->upload = disk_upload_https_from(rt_dst_client(t->j), t->j->cfg->target.datacenter, ds, path, src, size,
+	t->upload = disk_upload_https_from(target_client(t), target_rule(t)->target.datacenter, ds, path, src, size,
 	    upload_done, t);
 }
 
@@ -814,12 +856,12 @@ powered_off(struct vs_out *out, void *arg)
 
 	if (t == NULL)
 		return;
-	t->op = vs_destroy(rt_dst_client(t->j), t->st->vm, destroyed, token_for(t->j, t));
+	t->op = vs_destroy(target_client(t), t->st->vm, destroyed, token_for(t->j, t));
 }
 
 void
 target_destroy(struct target *t, void (*then)(struct target *t))
 {
 	t->then = then;
-	t->op = vs_power(rt_dst_client(t->j), t->st->vm, "off", powered_off, token_for(t->j, t));
+	t->op = vs_power(target_client(t), t->st->vm, "off", powered_off, token_for(t->j, t));
 }

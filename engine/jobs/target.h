@@ -121,7 +121,24 @@ struct target {
 	size_t i;
 	void *ctx;                /* for the caller's then() */
 	void (*then)(struct target *t);
+	/* Where the target is, when not the job's rule's target (a restore
+	 * from a backup rule, which has none): a rule made for it, owned by
+	 * the caller; NULL: the job's rule. */
+	const struct cfg_rule *rule;
+	/* Adopt a VM carrying the marker only when this state asked for it
+	 * (its moref recorded, or CreateVM asked for): a restore to a new VM
+	 * never writes into one an earlier restore made. */
+	int adopt_asked_only;
+	/* With whole_never: why (NULL: a replication's restore points). */
+	const char *whole_no;
 };
+
+struct cfg_rule;
+struct vs_client;
+/* The rule that says where the target is (t->rule, else the job's), and
+ * the client of its target platform (NULL when not configured). */
+const struct cfg_rule *target_rule(const struct target *t);
+struct vs_client *target_client(const struct target *t);
 
 void target_init(struct target *t, struct job *j, struct target_state *st, void (*save)(struct job *j));
 void target_cancel(struct target *t);
@@ -144,6 +161,9 @@ char *target_marker(const struct job *j);
  * refused when someone else's, else created.  then(t) with t->src (the
  * source VM) and t->st->vm set; failures go out as rt_fail/rt_lost. */
 void target_prepare(struct target *t, void (*then)(struct target *t));
+/* target_prepare for a VM that is not on a source platform (a restore
+ * from a point's saved configuration): src is copied as the source. */
+void target_prepare_from(struct target *t, const struct vs_vm *src, void (*then)(struct target *t));
 /* The target VM's disks: as many and as large as the source's
  * (capacities[i]), their files and data extents recorded. */
 void target_read_disks(struct target *t, const uint64_t *capacities, size_t n, void (*then)(struct target *t));

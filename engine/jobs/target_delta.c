@@ -115,7 +115,7 @@ land_snapshot_name(const struct target *t)
 static int
 whole_refused(const struct target *t)
 {
-	return t->whole_never || (t->j->cfg != NULL && !t->j->cfg->options.whole_upload);
+	return t->whole_never || (target_rule(t) != NULL && !target_rule(t)->options.whole_upload);
 }
 
 /* Why hot-add does not write disk i: what this pass's attach said, else
@@ -144,12 +144,13 @@ fall_back(struct target_land *l, const char *why)
 	size_t k;
 
 	if (ds == NULL)
-		ds = t->j->cfg != NULL ? t->j->cfg->target.datastore : "?";
+		ds = target_rule(t) != NULL ? target_rule(t)->target.datastore : "?";
 	if (whole_refused(t)) {
 		free(l->refuse);
 		l->refuse = xasprintf("%s: the target's snapshot deltas cannot be written, no hot-add reaches it (%s), and "
 		                      "%s", why, hotadd_no(t, l->i), t->whole_never
-		        ? "restore points live in the target's chain, which a whole upload cannot make"
+		        ? (t->whole_no != NULL ? t->whole_no
+		                               : "restore points live in the target's chain, which a whole upload cannot make")
 		        : "the rule forbids the whole upload (whole_upload: false)");
 		if (t->st->land_snap != NULL)
 			consolidate(l);
@@ -205,7 +206,7 @@ read_vm(struct target_land *l)
 {
 	struct target *t = l->t;
 
-	l->op = vs_get_vm(rt_dst_client(t->j), t->st->vm, land_vm_read, token_for(t->j, t));
+	l->op = vs_get_vm(target_client(t), t->st->vm, land_vm_read, token_for(t->j, t));
 }
 
 static void
@@ -225,7 +226,7 @@ asked_committed(void *arg)
 		return;
 	l->asked_ok = 1;
 	name = land_snapshot_name(t);
-	l->op = vs_create_snapshot(rt_dst_client(t->j), t->st->vm, name, "vmferry: a pass lands here", 0, 0,
+	l->op = vs_create_snapshot(target_client(t), t->st->vm, name, "vmferry: a pass lands here", 0, 0,
 	    snapshot_made, token_for(t->j, t));
 	free(name);
 }
@@ -303,7 +304,7 @@ land_vm_read(struct vs_out *out, void *arg)
 
 				free(name);
 				job_log(t->j, LOG_INFO, "removing a second landing snapshot %s of the target", extra);
-				l->op = vs_remove_snapshot(rt_dst_client(t->j), extra, extra_removed, token_for(t->j, t));
+				l->op = vs_remove_snapshot(target_client(t), extra, extra_removed, token_for(t->j, t));
 				return;
 			}
 			found = out->vm->snapshots[k].moref;
@@ -491,7 +492,7 @@ descriptor_read(struct vs_out *out, void *arg)
 	l->path = xasprintf("%s%s", path, file);
 	free(path);
 	free(file);
-	l->hdr_disk = disk_open_https(rt_dst_client(t->j), t->j->cfg->target.datacenter, l->ds, l->path,
+	l->hdr_disk = disk_open_https(target_client(t), target_rule(t)->target.datacenter, l->ds, l->path,
 	    COWD_HEADER_SIZE);
 	l->hdr_io = disk_read(l->hdr_disk, 0, COWD_HEADER_SIZE, l->hdr, header_read, l);
 }
@@ -532,7 +533,7 @@ land_next(struct target_land *l)
 		rt_fail(t->j, "target disk %zu has no usable file name", l->i);
 		return;
 	}
-	l->op = vs_get_file(rt_dst_client(t->j), t->j->cfg->target.datacenter, ds, path, descriptor_read,
+	l->op = vs_get_file(target_client(t), target_rule(t)->target.datacenter, ds, path, descriptor_read,
 	    token_for(t->j, t));
 	free(ds);
 	free(path);
@@ -575,7 +576,7 @@ consolidate(struct target_land *l)
 {
 	struct target *t = l->t;
 
-	l->op = vs_remove_snapshot(rt_dst_client(t->j), t->st->land_snap, consolidated, token_for(t->j, t));
+	l->op = vs_remove_snapshot(target_client(t), t->st->land_snap, consolidated, token_for(t->j, t));
 }
 
 static void land_detached(struct target *t);

@@ -73,7 +73,7 @@ target_via_choose(const struct target_via_in *in, char **why)
 static const char *
 mount_of(struct target *t, size_t i)
 {
-	const struct cfg_rule *r = t->j->cfg;
+	const struct cfg_rule *r = target_rule(t);
 
 	if (r == NULL || !r->options.lan_free || t->no_direct)
 		return NULL;
@@ -92,7 +92,7 @@ static int
 decide(struct target *t, size_t i, const char *hotadd_no)
 {
 	struct target_disk *d = &t->st->disks[i];
-	const struct cfg_rule *r = t->j->cfg;
+	const struct cfg_rule *r = target_rule(t);
 	struct target_via_in in = {
 		.ds = d->ds,
 		.mount = mount_of(t, i),
@@ -101,8 +101,9 @@ decide(struct target *t, size_t i, const char *hotadd_no)
 		.deltas_why = t->st->write_why,
 		.capacity = capacity_of(t, i),
 		.whole_allowed = r->options.whole_upload && !t->whole_never,
-		.whole_no = t->whole_never ? "restore points live in the target's chain, which a whole upload cannot make"
-		                           : NULL,
+		.whole_no = !t->whole_never ? NULL
+		            : t->whole_no != NULL ? t->whole_no
+		                                  : "restore points live in the target's chain, which a whole upload cannot make",
 		.was = d->via,
 	};
 	enum target_via v;
@@ -183,7 +184,7 @@ appliance_known(struct hotadd *h)
 void
 target_writes_begin(struct target *t, int redecide, void (*then)(struct target *t))
 {
-	const struct cfg_rule *r = t->j->cfg;
+	const struct cfg_rule *r = target_rule(t);
 	size_t i, need = 0;
 
 	t->writes_then = then;

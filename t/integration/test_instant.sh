@@ -14,7 +14,7 @@
 #  - kill -9 of the daemon: the exports serve on, adopted, not doubled; an
 #    nbdkit that died meanwhile is started again; `instant --stop` ends the
 #    processes and removes the overlay;
-#  - refusals: restore to the original VM (the restore work), an unknown
+#  - refusals: a whole rule (instant recovery serves one VM), an unknown
 #    point, an address that is not loopback.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/migrate_lib.sh"
@@ -86,9 +86,9 @@ repo_sums "$(BAK_REPO)" >"$T/repo.before"
 repo_sums "$T/encrepo" >"$T/enc.before"
 
 # ---- refusals
-rc=0; out=$(ctl restore ibak boot01 2>&1) || rc=$?
-assert_eq "$rc" 1 "restore to the original VM is refused here"
-assert_match "$out" "see the restore work" "... naming the restore work"
+rc=0; out=$(ctl restore ibak --target instant 2>&1) || rc=$?
+assert_eq "$rc" 1 "an instant recovery of a whole rule is refused"
+assert_match "$out" "needs a VM" "... saying it serves one VM's disks"
 rc=0; out=$(ctl restore ibak boot01 --point 9 --target instant 2>&1) || rc=$?
 assert_eq "$rc" 1 "an instant recovery of a point that is not there is refused"
 assert_match "$out" "no point 9 \(its points: 1, 2\)" "... naming the points there are"

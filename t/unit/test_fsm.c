@@ -177,8 +177,8 @@ is_completion(const struct fsm_table *t, int event)
  * - deleting: cleaned (job_enter_deleting; sync_abandon and
  *   target_destroy, which never fail).
  *
- * "sent" rows must exist (and not reject); "designed" rows are the work
- * not built yet (backup's restoring).  A completion row found in
+ * "sent" rows must exist (and not reject); "designed" rows are for work
+ * not built yet (none today).  A completion row found in
  * neither list is a row for something that cannot happen. */
 struct sends {
 	const struct fsm_table *t;
@@ -230,7 +230,8 @@ static const struct sends sends[] = {
 	{ &fsm_backup, "querying_changes", "ok fail peer_lost", "" },
 	{ &fsm_backup, "checking_data", "ok fail peer_lost", "" },
 	{ &fsm_backup, "transferring", "cycle_done last_done fail peer_lost", "" },
-	{ &fsm_backup, "restoring", "peer_lost", "ok fail" },
+	{ &fsm_backup, "restore_queued", "admit", "" },
+	{ &fsm_backup, "restoring", "ok fail peer_lost", "" },
 	{ &fsm_backup, "stopping", "ok", "" },
 	{ &fsm_backup, "stopped", "", "" },
 	{ &fsm_backup, "unknown", "peer_back", "" },

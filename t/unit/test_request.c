@@ -172,6 +172,17 @@ test_fields_are_returned(void **unused)
 	request_free(&r);
 	parse_err("{\"op\":\"instant\",\"rule\":\"r\"}", "does not take \"rule\"");
 
+	parse_ok("{\"op\":\"restore\",\"rule\":\"r\",\"vm\":\"v\",\"target\":\"new\",\"name\":\"v2\","
+	         "\"platform\":\"vc-b\",\"datacenter\":\"DC1\",\"host\":\"h1\",\"datastore\":\"ds1\","
+	         "\"power_on\":true,\"kind\":\"backup\"}", &r);
+	assert_string_equal(r.name, "v2");
+	assert_string_equal(r.platform, "vc-b");
+	assert_string_equal(r.datacenter, "DC1");
+	assert_string_equal(r.host, "h1");
+	assert_string_equal(r.datastore, "ds1");
+	assert_int_equal(r.power_on, 1);
+	request_free(&r);
+
 	parse_ok("{\"op\":\"inventory\",\"platform\":\"vc-a\",\"refresh\":true}", &r);
 	assert_string_equal(r.platform, "vc-a");
 	assert_int_equal(r.refresh, 1);
@@ -234,6 +245,8 @@ test_unknown_field_for_op(void **unused)
 	parse_err("{\"op\":\"jobs\",\"limit\":5}", "\"limit\"");
 	parse_err("{\"op\":\"stop\",\"rule\":\"r\",\"mode\":\"full\"}", "\"mode\"");
 	parse_err("{\"op\":\"restore\",\"rule\":\"r\",\"permanent\":true}", "\"permanent\"");
+	parse_err("{\"op\":\"run\",\"rule\":\"r\",\"name\":\"x\"}", "\"name\"");
+	parse_err("{\"op\":\"restore\",\"rule\":\"r\",\"power_on\":1}", "\"power_on\"");
 	/* verify is for backup rules: no kind, no mode. */
 	parse_err("{\"op\":\"verify\",\"rule\":\"r\",\"kind\":\"backup\"}", "\"kind\"");
 	parse_err("{\"op\":\"verify\",\"rule\":\"r\",\"mode\":\"full\"}", "\"mode\"");
