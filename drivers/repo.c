@@ -1,6 +1,7 @@
 /* The backup repository: opening (and making) one, its key, its chunks,
  * and the file helpers repo_point.c and repo_gc.c share.
  * docs/REPOSITORY.md describes every byte written here. */
+#define _GNU_SOURCE /* sync_file_range */
 #include "drivers/repo.h"
 
 #include <dirent.h>
@@ -175,8 +176,10 @@ repo_read_file(const struct repo *r, const char *rel, size_t max, uint8_t **buf,
 	return 0;
 }
 
-int
-repo_write_new(const struct repo *r, const char *rel, const struct repo_piece *pieces, size_t n, char **err)
+/* Writes a new file (never replacing one) from pieces and returns its
+ * descriptor, not yet synced: -1 with *err and nothing left. */
+static int
+write_pieces(const struct repo *r, const char *rel, const struct repo_piece *pieces, size_t n, char **err)
 {
 	int fd = openat(r->dfd, rel, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	size_t i;
@@ -198,13 +201,7 @@ repo_write_new(const struct repo *r, const char *rel, const struct repo_piece *p
 			left -= (size_t)w;
 		}
 	}
-	if (fdatasync(fd) != 0)
-		goto fail;
-	if (close(fd) != 0) {
-		fd = -1;
-		goto fail;
-	}
-	return 0;
+	return fd;
 fail:
 	*err = xasprintf("%s/%s: %s", r->dir, rel, strerror(errno));
 	if (fd >= 0) {
@@ -212,6 +209,32 @@ fail:
 		unlinkat(r->dfd, rel, 0);
 	}
 	return -1;
+}
+
+/* Makes fd's bytes durable and closes it; on failure removes rel too. */
+static int
+sync_close(const struct repo *r, const char *rel, int fd, char **err)
+{
+	if (fdatasync(fd) != 0) {
+		*err = xasprintf("%s/%s: %s", r->dir, rel, strerror(errno));
+		close(fd);
+		unlinkat(r->dfd, rel, 0);
+		return -1;
+	}
+	if (close(fd) != 0) {
+		*err = xasprintf("%s/%s: %s", r->dir, rel, strerror(errno));
+		unlinkat(r->dfd, rel, 0);
+		return -1;
+	}
+	return 0;
+}
+
+int
+repo_write_new(const struct repo *r, const char *rel, const struct repo_piece *pieces, size_t n, char **err)
+{
+	int fd = write_pieces(r, rel, pieces, n, err);
+
+	return fd < 0 ? -1 : sync_close(r, rel, fd, err);
 }
 
 void
@@ -681,24 +704,24 @@ chunk_aad(uint8_t aad[CHUNK_HEAD + REPO_ID_LEN], const uint8_t h[CHUNK_HEAD], co
 }
 
 int
-repo_chunk_put(const struct repo *r, const void *buf, size_t len, uint8_t id[REPO_ID_LEN], uint64_t *stored_bytes,
-    char **err)
+repo_chunk_seal(const struct repo *r, const void *buf, size_t len, struct repo_sealed *out, char **err)
 {
 	uint8_t aad[CHUNK_HEAD + REPO_ID_LEN], *file, *payload;
 	size_t n, over = r->encrypted ? CRYPTO_NONCE_LEN + CRYPTO_TAG_LEN : 0;
-	char path[80], hex[2 * REPO_ID_LEN + 1], *tmp;
+	char hex[2 * REPO_ID_LEN + 1];
 	struct repo_piece pieces[2];
 	uint8_t flags = 0;
-	int rc = -1;
+	int fd;
 
-	*stored_bytes = 0;
+	memset(out, 0, sizeof(*out));
+	out->fd = -1;
 	*err = NULL;
 	if (len == 0 || len > REPO_CHUNK_SIZE) {
 		*err = xasprintf("a chunk of %zu bytes (1 to %u)", len, REPO_CHUNK_SIZE);
 		return -1;
 	}
-	repo_chunk_id(r, buf, len, id);
-	if (repo_chunk_has(r, id))
+	repo_chunk_id(r, buf, len, out->id);
+	if (repo_chunk_has(r, out->id))
 		return 0;
 
 	file = xmalloc(CHUNK_HEAD + over + len);
@@ -710,14 +733,14 @@ repo_chunk_put(const struct repo *r, const void *buf, size_t len, uint8_t id[REP
 	if (r->encrypted)
 		flags |= CHUNK_AES_GCM;
 	chunk_head(file, flags, len, n + over);
+	repo_id_hex(out->id, hex);
 	if (r->encrypted) {
 		uint8_t *nonce = file + CHUNK_HEAD;
 
-		chunk_aad(aad, file, id);
+		chunk_aad(aad, file, out->id);
 		if (crypto_random(nonce, CRYPTO_NONCE_LEN) != 0 ||
 		    crypto_gcm_seal(r->enc_key, nonce, aad, sizeof(aad), flags & CHUNK_ZSTD ? payload : buf, n, payload,
 		    payload + n) != 0) {
-			repo_id_hex(id, hex);
 			*err = xasprintf("chunk %s: encryption failed", hex);
 			free(file);
 			return -1;
@@ -728,21 +751,79 @@ repo_chunk_put(const struct repo *r, const void *buf, size_t len, uint8_t id[REP
 	pieces[0].n = flags == 0 ? CHUNK_HEAD : CHUNK_HEAD + n + over;
 	pieces[1].p = buf;
 	pieces[1].n = len;
-	repo_id_hex(id, hex);
-	tmp = repo_tmp_name(hex);
-	if (repo_write_new(r, tmp, pieces, flags == 0 ? 2 : 1, err) != 0)
-		goto done;
-	repo_chunk_path(id, path);
-	if (renameat(r->dfd, tmp, r->dfd, path) != 0) {
-		*err = xasprintf("%s/%s: %s", r->dir, path, strerror(errno));
-		unlinkat(r->dfd, tmp, 0);
+	out->tmp = repo_tmp_name(hex);
+	fd = write_pieces(r, out->tmp, pieces, flags == 0 ? 2 : 1, err);
+	free(file);
+	if (fd < 0) {
+		free(out->tmp);
+		out->tmp = NULL;
+		return -1;
+	}
+#ifdef SYNC_FILE_RANGE_WRITE
+	/* The device starts on it now; the commit's fdatasync then mostly
+	 * waits for what is already under way.  Only a hint. */
+	(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+#endif
+	out->fd = fd;
+	out->stored = CHUNK_HEAD + n + over;
+	return 0;
+}
+
+int
+repo_chunk_commit(const struct repo *r, struct repo_sealed *s, char **err)
+{
+	char path[80];
+	int fd = s->fd, rc = 0;
+
+	*err = NULL;
+	if (fd < 0)
+		return 0;
+	s->fd = -1;
+	if (sync_close(r, s->tmp, fd, err) != 0) {
+		rc = -1;
 		goto done;
 	}
-	*stored_bytes = CHUNK_HEAD + n + over;
-	rc = 0;
+	/* Its time says when it entered chunks/: a garbage collection that
+	 * started before then leaves it (the time need not be durable: a
+	 * collection after a crash starts anew). */
+	(void)utimensat(r->dfd, s->tmp, NULL, 0);
+	repo_chunk_path(s->id, path);
+	if (renameat(r->dfd, s->tmp, r->dfd, path) != 0) {
+		*err = xasprintf("%s/%s: %s", r->dir, path, strerror(errno));
+		unlinkat(r->dfd, s->tmp, 0);
+		rc = -1;
+	}
 done:
-	free(tmp);
-	free(file);
+	free(s->tmp);
+	s->tmp = NULL;
+	if (rc != 0)
+		s->stored = 0;
+	return rc;
+}
+
+void
+repo_chunk_abandon(const struct repo *r, struct repo_sealed *s)
+{
+	if (s->fd >= 0) {
+		close(s->fd);
+		unlinkat(r->dfd, s->tmp, 0);
+	}
+	s->fd = -1;
+	free(s->tmp);
+	s->tmp = NULL;
+}
+
+int
+repo_chunk_put(const struct repo *r, const void *buf, size_t len, uint8_t id[REPO_ID_LEN], uint64_t *stored_bytes,
+    char **err)
+{
+	struct repo_sealed s;
+	int rc = repo_chunk_seal(r, buf, len, &s, err);
+
+	memcpy(id, s.id, REPO_ID_LEN);
+	if (rc == 0)
+		rc = repo_chunk_commit(r, &s, err);
+	*stored_bytes = rc == 0 ? s.stored : 0;
 	return rc;
 }
 

@@ -110,6 +110,23 @@ int repo_chunk_has(const struct repo *r, const uint8_t id[REPO_ID_LEN]);
 int repo_chunk_put(const struct repo *r, const void *buf, size_t len, uint8_t id[REPO_ID_LEN],
     uint64_t *stored_bytes, char **err);
 
+/* repo_chunk_put in two steps, so that the CPU's part (hashing,
+ * compressing, encrypting, writing the file) and the device's part
+ * (waiting for the bytes to be durable) can run on different threads.
+ * Seal does the first and leaves the chunk in tmp/ (fd >= 0) unless it
+ * is already stored or all zero (fd -1: nothing to commit); commit makes
+ * it durable and renames it into chunks/ (a no-op for fd -1); abandon
+ * drops a sealed chunk.  Either of the two ends every sealed chunk. */
+struct repo_sealed {
+	int fd;
+	char *tmp;
+	uint8_t id[REPO_ID_LEN];
+	uint64_t stored;         /* what the repository grows by on commit */
+};
+int repo_chunk_seal(const struct repo *r, const void *buf, size_t len, struct repo_sealed *out, char **err);
+int repo_chunk_commit(const struct repo *r, struct repo_sealed *s, char **err);
+void repo_chunk_abandon(const struct repo *r, struct repo_sealed *s);
+
 /* Reads chunk id, which must hold len bytes, into buf (zeros for the zero
  * id), and checks that its bytes still have that id.  A missing, damaged
  * or undecipherable chunk is an error naming it. */

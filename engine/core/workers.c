@@ -1,7 +1,8 @@
-/* The worker pool (see workers.h): one queue under a mutex, threads that
- * take from it, and a list of finished work that one libevent event,
- * activated from the workers (libevent's pthreads locking is on, see
- * loop.c), hands back to the loop. */
+/* The worker pool (see workers.h): two queues under one mutex (the CPU's
+ * work and the device waits), threads that take from either, and a list
+ * of finished work that one libevent event, activated from the workers
+ * (libevent's pthreads locking is on, see loop.c), hands back to the
+ * loop. */
 #include "engine/core/workers.h"
 
 #include <errno.h>
@@ -19,29 +20,45 @@
 /* How much nicer the worker threads are than the process (the loop
  * thread keeps the process's). */
 #define WORKER_NICE 10
+/* Threads that wait for the device (work_submit_io): a few waits at once
+ * let the file system commit them together. */
+#define IO_THREADS 4
+
+struct work_list;
 
 struct work {
 	TAILQ_ENTRY(work) link;
 	work_fn fn, done, release;
 	void *arg;
+	struct queue *q;
 	int running;
 	int cancelled;
 };
 TAILQ_HEAD(work_list, work);
 
+struct queue {
+	struct work_list list;
+	pthread_cond_t more;
+};
+
 static struct {
 	pthread_mutex_t lock;
-	pthread_cond_t more;
-	struct work_list queue, finished;
+	struct queue cpu, io;
+	struct work_list finished;
 	pthread_t *threads;
-	int nthreads;
+	int nthreads, ncpu;
 	int quit;
 	struct event *ev;
-} pool = { .lock = PTHREAD_MUTEX_INITIALIZER, .more = PTHREAD_COND_INITIALIZER };
+} pool = {
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+	.cpu = { .more = PTHREAD_COND_INITIALIZER },
+	.io = { .more = PTHREAD_COND_INITIALIZER },
+};
 
 static void *
-worker_main(void *unused)
+worker_main(void *arg)
 {
+	struct queue *q = arg;
 	struct work *w;
 	id_t self = (id_t)syscall(SYS_gettid);
 	int nice;
@@ -56,12 +73,12 @@ worker_main(void *unused)
 		(void)setpriority(PRIO_PROCESS, self, nice + WORKER_NICE > 19 ? 19 : nice + WORKER_NICE);
 	pthread_mutex_lock(&pool.lock);
 	for (;;) {
-		while (!pool.quit && TAILQ_EMPTY(&pool.queue))
-			pthread_cond_wait(&pool.more, &pool.lock);
+		while (!pool.quit && TAILQ_EMPTY(&q->list))
+			pthread_cond_wait(&q->more, &pool.lock);
 		if (pool.quit)
 			break;
-		w = TAILQ_FIRST(&pool.queue);
-		TAILQ_REMOVE(&pool.queue, w, link);
+		w = TAILQ_FIRST(&q->list);
+		TAILQ_REMOVE(&q->list, w, link);
 		w->running = 1;
 		pthread_mutex_unlock(&pool.lock);
 		w->fn(w->arg);
@@ -111,16 +128,18 @@ workers_init(struct event_base *base, int n)
 
 		n = c > 0 ? (int)c : 1;
 	}
-	TAILQ_INIT(&pool.queue);
+	TAILQ_INIT(&pool.cpu.list);
+	TAILQ_INIT(&pool.io.list);
 	TAILQ_INIT(&pool.finished);
 	pool.quit = 0;
 	if ((pool.ev = event_new(base, -1, 0, finished_cb, NULL)) == NULL)
 		fatal("cannot create the worker pool's event");
-	pool.threads = xcalloc((size_t)n, sizeof(*pool.threads));
-	for (i = 0; i < n; i++)
-		if (pthread_create(&pool.threads[i], NULL, worker_main, NULL) != 0)
+	pool.threads = xcalloc((size_t)(n + IO_THREADS), sizeof(*pool.threads));
+	for (i = 0; i < n + IO_THREADS; i++)
+		if (pthread_create(&pool.threads[i], NULL, worker_main, i < n ? &pool.cpu : &pool.io) != 0)
 			fatal("cannot start worker thread %d", i);
-	pool.nthreads = n;
+	pool.nthreads = n + IO_THREADS;
+	pool.ncpu = n;
 }
 
 void
@@ -133,12 +152,17 @@ workers_free(void)
 		return;
 	pthread_mutex_lock(&pool.lock);
 	pool.quit = 1;
-	pthread_cond_broadcast(&pool.more);
+	pthread_cond_broadcast(&pool.cpu.more);
+	pthread_cond_broadcast(&pool.io.more);
 	pthread_mutex_unlock(&pool.lock);
 	for (i = 0; i < pool.nthreads; i++)
 		pthread_join(pool.threads[i], NULL);
-	while ((w = TAILQ_FIRST(&pool.queue)) != NULL) {
-		TAILQ_REMOVE(&pool.queue, w, link);
+	while ((w = TAILQ_FIRST(&pool.cpu.list)) != NULL) {
+		TAILQ_REMOVE(&pool.cpu.list, w, link);
+		work_free(w);
+	}
+	while ((w = TAILQ_FIRST(&pool.io.list)) != NULL) {
+		TAILQ_REMOVE(&pool.io.list, w, link);
 		work_free(w);
 	}
 	while ((w = TAILQ_FIRST(&pool.finished)) != NULL) {
@@ -148,18 +172,18 @@ workers_free(void)
 	event_free(pool.ev);
 	free(pool.threads);
 	pool.threads = NULL;
-	pool.nthreads = 0;
+	pool.nthreads = pool.ncpu = 0;
 	pool.ev = NULL;
 }
 
 int
 workers_count(void)
 {
-	return pool.nthreads;
+	return pool.ncpu;
 }
 
-struct work *
-work_submit(work_fn fn, work_fn done, work_fn release, void *arg)
+static struct work *
+submit(struct queue *q, work_fn fn, work_fn done, work_fn release, void *arg)
 {
 	struct work *w = xcalloc(1, sizeof(*w));
 
@@ -169,11 +193,24 @@ work_submit(work_fn fn, work_fn done, work_fn release, void *arg)
 	w->done = done;
 	w->release = release;
 	w->arg = arg;
+	w->q = q;
 	pthread_mutex_lock(&pool.lock);
-	TAILQ_INSERT_TAIL(&pool.queue, w, link);
-	pthread_cond_signal(&pool.more);
+	TAILQ_INSERT_TAIL(&q->list, w, link);
+	pthread_cond_signal(&q->more);
 	pthread_mutex_unlock(&pool.lock);
 	return w;
+}
+
+struct work *
+work_submit(work_fn fn, work_fn done, work_fn release, void *arg)
+{
+	return submit(&pool.cpu, fn, done, release, arg);
+}
+
+struct work *
+work_submit_io(work_fn fn, work_fn done, work_fn release, void *arg)
+{
+	return submit(&pool.io, fn, done, release, arg);
 }
 
 void
@@ -187,7 +224,7 @@ work_cancel(struct work *w)
 	w->cancelled = 1;
 	queued = !w->running;
 	if (queued)
-		TAILQ_REMOVE(&pool.queue, w, link);
+		TAILQ_REMOVE(&w->q->list, w, link);
 	pthread_mutex_unlock(&pool.lock);
 	if (queued)
 		work_free(w);

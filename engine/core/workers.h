@@ -16,14 +16,18 @@ struct work;
 
 typedef void (*work_fn)(void *arg);
 
-/* n threads (n <= 0: as many as there are cores).  Idempotent. */
+/* n threads for the CPU's work (n <= 0: as many as there are cores) and a
+ * few that wait for the device.  Idempotent. */
 void workers_init(struct event_base *base, int n);
 /* Waits for the work that runs, drops the work that waits (released). */
 void workers_free(void);
-/* Threads in the pool. */
+/* Threads for the CPU's work. */
 int workers_count(void);
 
 struct work *work_submit(work_fn fn, work_fn done, work_fn release, void *arg);
+/* The same for work that mostly waits for the device (fdatasync), so that
+ * the CPU's threads never sit in such a wait. */
+struct work *work_submit_io(work_fn fn, work_fn done, work_fn release, void *arg);
 /* w may be NULL. */
 void work_cancel(struct work *w);
 

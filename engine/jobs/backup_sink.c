@@ -170,6 +170,8 @@ struct chunk_work {
 	uint8_t base[REPO_ID_LEN];
 	struct vs_extent *covered; /* the areas inside the chunk, relative to it */
 	size_t ncovered;
+	struct repo_sealed sealed; /* written, not yet durable */
+	int passed;              /* the sealing handed it to the commit */
 	uint8_t id[REPO_ID_LEN];
 	uint64_t stored;
 	enum xfer_status st;
@@ -237,11 +239,12 @@ areas_in(const struct bak_sink *s, uint64_t start, uint64_t end, struct vs_exten
 
 /* ---- on a worker ---- */
 
+/* The CPU's part: the parent's bytes, hashing, compressing, encrypting,
+ * the file written. */
 static void
-file_chunk(void *arg)
+seal_chunk(void *arg)
 {
 	struct chunk_work *w = arg;
-	uint8_t rec[IDS_REC];
 	uint64_t covered = 0;
 	size_t k;
 
@@ -269,10 +272,27 @@ file_chunk(void *arg)
 		free(w->buf);
 		w->buf = base;
 	}
-	if (repo_chunk_put(w->repo, w->buf, w->len, w->id, &w->stored, &w->err) != 0) {
+	if (repo_chunk_seal(w->repo, w->buf, w->len, &w->sealed, &w->err) != 0) {
 		w->st = XFER_FATAL;
 		return;
 	}
+	memcpy(w->id, w->sealed.id, REPO_ID_LEN);
+	w->st = XFER_OK;
+}
+
+/* The device's part: the chunk durable and in chunks/, then its id in
+ * the partial index. */
+static void
+commit_chunk(void *arg)
+{
+	struct chunk_work *w = arg;
+	uint8_t rec[IDS_REC];
+
+	if (repo_chunk_commit(w->repo, &w->sealed, &w->err) != 0) {
+		w->st = XFER_FATAL;
+		return;
+	}
+	w->stored = w->sealed.stored;
 	rec[0] = 1;
 	memcpy(rec + 1, w->id, REPO_ID_LEN);
 	if (pwrite(w->fd, rec, sizeof(rec), (off_t)rec_off(w->index)) != (ssize_t)sizeof(rec)) {
@@ -366,11 +386,37 @@ chunk_release(void *arg)
 	struct chunk_work *w = arg;
 	struct bak_sink *s = w->s;
 
+	repo_chunk_abandon(w->repo, &w->sealed);
 	free(w->buf);
 	free(w->covered);
 	free(w->err);
 	free(w);
 	sink_unref(s);
+}
+
+/* Sealed: now the wait for the device, on its own threads. */
+static void
+chunk_sealed(void *arg)
+{
+	struct chunk_work *w = arg;
+
+	if (w->st != XFER_OK) {
+		chunk_filed(w);
+		return;
+	}
+	free(w->buf);
+	w->buf = NULL;
+	w->passed = 1;
+	w->c->work = work_submit_io(commit_chunk, chunk_filed, chunk_release, w);
+}
+
+static void
+seal_release(void *arg)
+{
+	struct chunk_work *w = arg;
+
+	if (!w->passed)
+		chunk_release(w);
 }
 
 static void
@@ -386,6 +432,7 @@ submit(struct bak_sink *s, struct open_chunk *c)
 	w->index = c->index;
 	w->buf = c->buf;
 	w->len = c->len;
+	w->sealed.fd = -1;
 	c->buf = NULL;
 	if (s->p.base != NULL && !repo_chunk_id_is_zero(s->p.base[c->index])) {
 		w->has_base = 1;
@@ -393,7 +440,7 @@ submit(struct bak_sink *s, struct open_chunk *c)
 		areas_in(s, start, start + c->len, &w->covered, &w->ncovered);
 	}
 	s->refs++;
-	c->work = work_submit(file_chunk, chunk_filed, chunk_release, w);
+	c->work = work_submit(seal_chunk, chunk_sealed, seal_release, w);
 }
 
 static struct open_chunk *
