@@ -15,7 +15,10 @@ static const char *const rep_events[] = { FSM_COMMON_EVENTS(FSM_EVENT_NAME) REPL
 static const struct fsm_row rep_rows[] = {
 	/* A cycle. */
 	{ REP_STARTING, EV_STARTED, REP_QUEUED, NULL },
+	/* 创建新虚机 is the first cycle's only: later ones check the target
+	 * on their way into 获取虚机配置 (the slot sends next_cycle). */
 	{ REP_QUEUED, EV_ADMIT, REP_CREATING_VM, NULL },
+	{ REP_QUEUED, REP_EV_NEXT_CYCLE, REP_FETCHING_CONFIG, NULL },
 	{ REP_CREATING_VM, EV_OK, REP_FETCHING_CONFIG, NULL },
 	{ REP_FETCHING_CONFIG, EV_OK, REP_QUERYING_CHANGES, NULL },
 	{ REP_QUERYING_CHANGES, EV_OK, REP_TRANSFERRING, NULL },

@@ -83,7 +83,8 @@ enum migration_event {
 	X(FAILOVER_TEMP, "failover_temp")                                   \
 	X(FAILOVER_PERM, "failover_perm")                                   \
 	X(FAILBACK, "failback")                                             \
-	X(REQUERY, "requery") /* the cycle's snapshot is gone: query again */
+	X(REQUERY, "requery") /* the cycle's snapshot is gone: query again */ \
+	X(NEXT_CYCLE, "next_cycle") /* a slot granted to a later cycle: the target VM is there */
 
 enum replication_state {
 #define X(n, id, zh, en, fl) REP_##n,

@@ -129,8 +129,9 @@ static void
 job_admit(struct slot_item *it)
 {
 	struct job *j = (struct job *)((char *)it - offsetof(struct job, slot));
+	const struct job_kind *k = job_kind_of(j->kind);
 
-	fsm_dispatch(j, EV_ADMIT, NULL);
+	fsm_dispatch(j, k != NULL && k->admit_event != NULL ? k->admit_event(j) : EV_ADMIT, NULL);
 }
 
 void

@@ -23,6 +23,7 @@ static const struct job_kind replication = {
 	.before_command = rep_before_command,
 	.run_event = REP_EV_RUN,
 	.details = rep_details,
+	.admit_event = rep_admit_event,
 };
 
 static const struct job_kind backup = {

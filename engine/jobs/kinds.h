@@ -30,6 +30,9 @@ struct job_kind {
 	/* What its persisted data says of one job, for `show` (a JSON
 	 * object, new reference); NULL when the record cannot be read. */
 	json_t *(*details)(const struct job *j);
+	/* The event a granted transfer slot sends (in the slots' own pass, so
+	 * that the job holds its slot at once).  NULL: admit. */
+	int (*admit_event)(const struct job *j);
 };
 
 /* Every kind, in the order the CLI lists them; NULL-terminated. */

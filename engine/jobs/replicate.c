@@ -329,6 +329,26 @@ const struct vmjob_kind vmjob_replication = {
 	.started = rep_started,
 };
 
+/* ---- admitted ---- */
+
+int
+rep_admit_event(const struct job *j)
+{
+	struct mig_data d;
+	struct rep_data x;
+	int later = 0;
+
+	/* The target VM exists once a cycle finished: 创建新虚机 is the
+	 * first cycle's (and the one of a first cycle cut before its end).
+	 * An unreadable record goes there too, whose enter fails the job. */
+	if (rep_decode_into(j->data, j->datalen, &d, &x) == 0) {
+		later = x.cycles > 0 && d.tgt.vm != NULL;
+		mig_data_free(&d);
+		rep_data_free(&x);
+	}
+	return later ? REP_EV_NEXT_CYCLE : EV_ADMIT;
+}
+
 /* ---- show ---- */
 
 json_t *

@@ -25,6 +25,9 @@ json_t *rep_details(const struct job *j);
  * anything else, else the job is started. */
 struct vs_vm;
 void rep_started(struct job *j, const struct vs_vm *vm);
+/* What a granted slot sends (kinds.h): admit for the first cycle,
+ * next_cycle for a later one. */
+int rep_admit_event(const struct job *j);
 int rep_before_command(struct job *j, int event, const struct request *req, char **why);
 
 /* Remove restore point k of the record (its snapshot first; one removed

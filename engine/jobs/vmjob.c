@@ -382,8 +382,9 @@ vmjob_enter_starting(struct job *j, int event)
 	rt_find_source_then(j, rt->d.stage >= 1, rt->kind->started);
 }
 
-static void
-target_ready(struct target *t)
+/* The target checked (and made when new): the source's disks adopted. */
+static struct vmjob *
+target_adopt(struct target *t)
 {
 	struct vmjob *rt = vmjob_of(t->j);
 	size_t n = rt->d.sync.ndisks;
@@ -392,7 +393,13 @@ target_ready(struct target *t)
 	mig_data_size(&rt->d, n);
 	rt->d.src_was_on = str_eq(t->src->power, "poweredOn");
 	vmjob_save(rt);
-	fsm_dispatch(rt->j, EV_OK, NULL);
+	return rt;
+}
+
+static void
+target_ready(struct target *t)
+{
+	fsm_dispatch(target_adopt(t)->j, EV_OK, NULL);
 }
 
 void
@@ -435,6 +442,14 @@ source_config_read(struct vs_out *out, void *arg)
 	free(caps);
 }
 
+static void fetch_config(struct vmjob *rt);
+
+static void
+target_checked(struct target *t)
+{
+	fetch_config(target_adopt(t));
+}
+
 void
 vmjob_enter_fetching_config(struct job *j, int event)
 {
@@ -442,6 +457,21 @@ vmjob_enter_fetching_config(struct job *j, int event)
 
 	if (rt == NULL)
 		return;
+	if (event == EV_OK || event == EV_RESUME) {
+		fetch_config(rt);
+		return;
+	}
+	/* Straight from the queue (a replication's later cycle): the target
+	 * is there; its checks come first, as 创建新虚机's would. */
+	job_progress(j, 0, 0, 0);
+	target_prepare(&rt->tgt, target_checked);
+}
+
+static void
+fetch_config(struct vmjob *rt)
+{
+	struct job *j = rt->j;
+
 	if (rt->d.sync.src_vm == NULL || rt->d.tgt.vm == NULL) {
 		rt_fail(j, "its source or target VM is unknown; start the job again");
 		return;

@@ -55,6 +55,10 @@ assert_eq "$(jq -r '[.points[].point] | join(",")' <<<"$points")" "3,4" "keep_hi
 assert_eq "$(curl -sf "$D_CTL/snapshots?vm=rep01" | jq -r '[.[].name] | join(",")')" \
 	"vmferry-replication-rep-rp3,vmferry-replication-rep-rp4" "the target VM holds exactly those two snapshots"
 assert_eq "$(jq -r '.cycles' <<<"$points")" 4 "show counts four cycles"
+# 创建新虚机 is the first cycle's state only (seed 001).
+assert_eq "$(ctl log rep rep01 -n 1000 | grep -c -- '-> creating_vm ')" 1 "only the first cycle passes through creating_vm"
+assert_eq "$(ctl log rep rep01 -n 1000 | grep -c -- 'queued -> fetching_config (event next_cycle)')" 3 \
+	"the three later cycles go from queued to fetching_config"
 assert_eq "$(snap_count rep01)" 0 "no engine snapshot is left on the source"
 assert_match "$(ctl log rep rep01 -n 300)" "restore point 2 removed \\(keep_history 2\\)" "the oldest points were removed, logged"
 assert_eq "$(vm_power "$D_CTL" rep01)" poweredOff "the target VM stays powered off"

@@ -138,7 +138,7 @@ is_command(const struct fsm_table *t, int event)
 static const char *const completions_common[] = { "started", "admit", "ok", "fail", "peer_lost", "peer_back",
 	"cleaned", NULL };
 static const char *const completions_mig[] = { "full_done", "catchup_done", "requery", NULL };
-static const char *const completions_rep[] = { "cycle_done", "last_done", "requery", NULL };
+static const char *const completions_rep[] = { "cycle_done", "last_done", "requery", "next_cycle", NULL };
 static const char *const completions_bak[] = { "cycle_done", "last_done", NULL };
 
 static int
@@ -161,7 +161,8 @@ is_completion(const struct fsm_table *t, int event)
  * - slot states: peer_lost from engine_store_failing (commits keep
  *   failing), besides their own work's;
  * - queued: admit, from the transfer slots only (slots_enqueue is
- *   job_enter_queued's; leaving queued dequeues);
+ *   job_enter_queued's; leaving queued dequeues); replication's
+ *   slots send next_cycle instead for a later cycle (rep_admit_event);
  * - starting: rule_removed (no rule) and started (job_enter_starting;
  *   migration and replication: rt_find_source), and for those fail (an
  *   unreadable record, VM not found, platform refused) and peer_lost
@@ -204,7 +205,7 @@ static const struct sends sends[] = {
 	{ &fsm_migration, "deleting", "cleaned", "" },
 
 	{ &fsm_replication, "starting", "rule_removed started fail peer_lost", "" },
-	{ &fsm_replication, "queued", "admit", "" },
+	{ &fsm_replication, "queued", "admit next_cycle", "" },
 	{ &fsm_replication, "creating_vm", "ok fail peer_lost", "" },
 	{ &fsm_replication, "fetching_config", "ok fail peer_lost", "" },
 	{ &fsm_replication, "querying_changes", "ok fail peer_lost", "" },
