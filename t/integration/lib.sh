@@ -14,11 +14,15 @@ PIDS=()
 NTEST=0
 
 it_cleanup() {
-	local p
+	local p m
 	for p in "${PIDS[@]}" $DAEMON_PID; do
 		kill -9 "$p" 2>/dev/null || true
 	done
 	wait 2>/dev/null || true
+	# A peer killed with -9 leaves its hot-add (FUSE) mounts behind.
+	for m in $(awk -v d="$T/" 'index($2, d) == 1 { print $2 }' /proc/mounts); do
+		fusermount3 -u -z "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+	done
 	if [ "${KEEP_TMP:-}" = "" ]; then rm -rf "$T"; else echo "# kept $T"; fi
 }
 trap it_cleanup EXIT
@@ -83,7 +87,9 @@ job_state() {
 start_peer() {
 	local name=$1 fixture=$2; shift 2
 	local out=$T/peer-$name.json
-	"$SRC/tools/peer" --fixture "$fixture" "$@" >"$out" 2>"$T/peer-$name.log" &
+	# Its datastores under $T (a peer killed with -9 cannot remove a temp
+	# dir of its own); a --dir in the arguments comes later and wins.
+	"$SRC/tools/peer" --fixture "$fixture" --dir "$T/peer-$name.d" "$@" >"$out" 2>"$T/peer-$name.log" &
 	PIDS+=($!)
 	wait_until 60 test -s "$out" || fail "peer $name did not start: $(tail -5 "$T/peer-$name.log")"
 	local line
