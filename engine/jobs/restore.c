@@ -273,6 +273,18 @@ rst_of(struct job *j)
 	return *slot;
 }
 
+/* The runtime a driver call answers to (its op done), or NULL when that
+ * work is no longer current; the answer's status is the caller's. */
+static struct rst *
+answer_of(void *arg)
+{
+	struct rst *r = rst_of(token_take(arg));
+
+	if (r != NULL)
+		r->op = NULL;
+	return r;
+}
+
 static char *
 xstrdup_opt(const char *s)
 {
@@ -527,12 +539,75 @@ vm_removed(struct target *t)
 	gone_end(r, problem);
 }
 
+static void orig_snap_removed(struct vs_out *out, void *arg);
+
+/* The original VM as it is: a snapshot the restore left on it (its
+ * landing's, or the one it asked change tracking against) is removed,
+ * one at a time, which consolidates; what cannot be done now the VM's
+ * next backup does (it removes them too). */
+static void
+orig_snaps(struct vs_out *out, void *arg)
+{
+	struct rst *r = answer_of(arg);
+	struct job *j;
+	char *land, *asked;
+	size_t k;
+
+	if (r == NULL)
+		return;
+	j = r->j;
+	if (out->status != VS_OK) {
+		job_log(j, LOG_WARN, "VM %s cannot be read now (%s): its next backup removes any snapshot this restore left "
+		                     "on it", j->vm, out->error ? out->error : vs_status_name(out->status));
+		gone_end(r, NULL);
+		return;
+	}
+	if (r->i++ >= 4) {
+		/* Removals that leave the snapshot there: the next backup's. */
+		gone_end(r, NULL);
+		return;
+	}
+	land = sync_snapshot_name(j, "land");
+	asked = sync_snapshot_name(j, "restore");
+	for (k = 0; k < out->vm->nsnapshots; k++)
+		if (str_eq(out->vm->snapshots[k].name, land) || str_eq(out->vm->snapshots[k].name, asked)) {
+			job_log(j, LOG_INFO, "removing snapshot %s (%s) that the restore left on VM %s",
+			    out->vm->snapshots[k].name, out->vm->snapshots[k].moref, j->vm);
+			r->op = vs_remove_snapshot(target_client(&r->t), out->vm->snapshots[k].moref, orig_snap_removed,
+			    token_new(j));
+			break;
+		}
+	free(land);
+	free(asked);
+	if (r->op == NULL)
+		gone_end(r, NULL);
+}
+
+static void
+orig_snap_removed(struct vs_out *out, void *arg)
+{
+	struct rst *r = answer_of(arg);
+	struct job *j;
+
+	if (r == NULL)
+		return;
+	j = r->j;
+	if (out->status != VS_OK) {
+		job_log(j, LOG_WARN, "removing the restore's snapshot of VM %s: %s; its next backup removes it", j->vm,
+		    out->error ? out->error : vs_status_name(out->status));
+		gone_end(r, NULL);
+		return;
+	}
+	r->op = vs_get_vm(target_client(&r->t), r->d.tgt.vm, orig_snaps, token_new(j));
+}
+
 void
 rst_give_up(struct job *j, struct bak_data *bd, void (*then)(struct job *j, const char *problem))
 {
 	struct rst_data d;
 	struct rst **slot;
 	struct rst *r;
+	int orig;
 
 	if (bd->restore == NULL || data_get(bd->restore, bd->nrestore, &d) != 0) {
 		record_clear(bd);
@@ -557,17 +632,23 @@ rst_give_up(struct job *j, struct bak_data *bd, void (*then)(struct job *j, cons
 			free(mark);
 		}
 	}
-	if (d.target != RST_NEW || d.tgt.vm == NULL) {
+	/* The original VM read (it may carry the restore's snapshots) ... */
+	orig = d.target == RST_ORIGINAL && d.tgt.vm != NULL && d.stage >= RST_VM && d.stage != RST_GONE;
+	if (!orig && (d.target != RST_NEW || d.tgt.vm == NULL)) {
 		data_free(&d);
 		record_clear(bd);
 		then(j, NULL);
 		return;
 	}
-	/* A new VM this restore created (its moref in the record, set only
-	 * for a VM it made: target.c adopts no other): removed, and the
-	 * record says so until it is gone. */
-	d.stage = RST_GONE;
-	data_to(bd, &d);
+	/* ... or a new VM this restore created (its moref in the record, set
+	 * only for a VM it made: target.c adopts no other) removed, the
+	 * record saying so until it is gone. */
+	if (orig) {
+		record_clear(bd);
+	} else {
+		d.stage = RST_GONE;
+		data_to(bd, &d);
+	}
 	bak_save(j);
 	if (bak_data_of(j, &slot) == NULL) {
 		data_free(&d);
@@ -594,6 +675,14 @@ rst_give_up(struct job *j, struct bak_data *bd, void (*then)(struct job *j, cons
 	target_init(&r->t, j, &r->d.tgt, save);
 	r->t.rule = &r->rule;
 	r->gone_then = then;
+	r->i = 0;
+	if (orig) {
+		if (target_client(&r->t) != NULL)
+			r->op = vs_get_vm(target_client(&r->t), d.tgt.vm, orig_snaps, token_new(j));
+		else
+			gone_end(r, NULL);
+		return;
+	}
 	if (target_client(&r->t) == NULL) {
 		r->t.destroy_error = xasprintf("platform %s is not configured", r->where[3] ? r->where[3] : "?");
 		vm_removed(&r->t);
@@ -990,12 +1079,12 @@ cbt_snap_removed(struct vs_out *out, void *arg)
 static void
 cbt_answer(struct vs_out *out, void *arg)
 {
-	struct job *j = token_take(arg);
-	struct rst *r = rst_of(j);
+	struct rst *r = answer_of(arg);
+	struct job *j;
 
 	if (r == NULL)
 		return;
-	r->op = NULL;
+	j = r->j;
 	if (out->status == VS_FAULT) {
 		job_log(j, LOG_WARN, "disk %zu: change tracking since point %llu cannot be asked (%s): the whole disk is "
 		                     "written", r->i, (unsigned long long)r->d.seq, out->error ? out->error : "refused");

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# A restore to a new VM that is given up leaves nothing on the platform
+# A restore that is given up leaves nothing of its own on the platform
 # (issue #16): held in its landing (every delta PUT answered 503, its
 # landing snapshot on the new VM), a stop removes the VM it created,
 # snapshot and files with it; a failure (a delta PUT refused with 403)
-# does the same and says so; a removal the platform does not answer (an
-# outage) is said in the job's reason, a restore is refused meanwhile, and
-# the next start removes the VM.  Each time the peer's own view (its VM
-# list, snapshots, datastore directory) is checked, and a retry with the
-# same name completes with disks equal to the point.
+# does the same and says so; a VM it did not make is never removed; a
+# removal the platform does not answer (an outage) is said in the job's
+# reason, a restore is refused meanwhile, and the next start removes the
+# VM; a delete does it too; a stop of a restore to the original VM in its
+# landing removes the landing snapshot from it.  Each time the peer's own view (its VM list,
+# snapshots, datastore directory) is checked, and the restore asked again
+# (the same name) completes with disks equal to the point.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/migrate_lib.sh"
 . "$(dirname "$0")/backup_lib.sh"
@@ -126,5 +128,37 @@ assert_match "$(ctl log cl cl01 -n 20)" "VM cl01-c \(vm-[0-9]+\), which the rest
 	"outage: the next start removes the VM"
 gone cl01-c "start after the outage"
 retry cl01-c "outage"
+
+# 4. The original VM (powered off, written since the point): a stop in
+# the landing leaves no snapshot on it; the restore asked again is right.
+curl -sf -XPOST "$S_CTL/power" -d '{"vm":"cl01","state":"off"}' >/dev/null || fail "the peer cannot power cl01 off"
+for d in 0 1; do gwrite "{\"vm\":\"cl01\",\"disk\":$d,\"percent\":20,\"seed\":$((90 + d))}" >/dev/null; done
+fault "$S_CTL" '{"http_error":{"status":503,"fraction":1,"path":"/folder","method":"PUT"}}'
+ctl restore cl cl01 --point 1 >/dev/null || fail "the restore to the original is refused"
+wait_until 60 sh -c "'$BIN/vmferryctl' -s '$SOCK' --json show cl cl01 | jq -e '.details.restore.stage == \"landing\"' &&
+	curl -sf '$S_CTL/snapshots?vm=cl01' | jq -e 'any(.[]; .name == \"$LAND\")'" ||
+	fail "the restore to the original never reached its landing snapshot"
+ok "original: the restore is landing, its snapshot $LAND on cl01 (the peer)"
+ctl stop cl cl01 >/dev/null
+wait_job cl cl01 stopped 30
+fault "$S_CTL" '{"clear":true}'
+assert_match "$(ctl log cl cl01 -n 20)" "removing snapshot $LAND \(snapshot-[0-9]+\) that the restore left on VM cl01" \
+	"original: the stop removes the landing snapshot, and says so"
+assert_eq "$(engine_snaps)" "" "original: no engine snapshot on any VM of the peer after the stop"
+assert_eq "$(vm_count "$S_CTL" cl01)" 1 "original: the original VM stays"
+ctl start cl cl01 >/dev/null
+wait_job cl cl01 idle 30
+ctl restore cl cl01 --point 1 >/dev/null || fail "original: the retry is refused"
+wait_job cl cl01 idle 120
+assert_eq "$(src_hashes cl01 2)" "$want" "original: the retry leaves cl01 equal to point 1 (the peer's SHA-256)"
+assert_eq "$(engine_snaps)" "" "original: no engine snapshot after the retry"
+
+# 5. A delete of the job in a restore's landing removes the VM it made.
+hold cl01-e
+ctl delete cl >/dev/null
+wait_until 60 sh -c "[ \"\$('$BIN/vmferryctl' -s '$SOCK' --json jobs cl | jq '.jobs | length')\" = 0 ]" ||
+	fail "delete: the job is not forgotten"
+fault "$S_CTL" '{"clear":true}'
+gone cl01-e "delete in the landing"
 stop_daemon
 echo "1..$NTEST"
