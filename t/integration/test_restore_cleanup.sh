@@ -6,10 +6,12 @@
 # does the same and says so; a VM it did not make is never removed; a
 # removal the platform does not answer (an outage) is said in the job's
 # reason, a restore is refused meanwhile, and the next start removes the
-# VM; a delete does it too; a stop of a restore to the original VM in its
-# landing removes the landing snapshot from it.  Each time the peer's own view (its VM list,
-# snapshots, datastore directory) is checked, and the restore asked again
-# (the same name) completes with disks equal to the point.
+# VM; a stop of a restore to the original VM in its landing removes the
+# landing snapshot from it; a kill -9 during the removal finishes it
+# after the restart; a delete removes the VM too.  Each time the peer's
+# own view (its VM list, snapshots, datastore directory) is checked, and
+# the restore asked again (the same name) completes with disks equal to
+# the point.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/migrate_lib.sh"
 . "$(dirname "$0")/backup_lib.sh"
@@ -153,7 +155,26 @@ wait_job cl cl01 idle 120
 assert_eq "$(src_hashes cl01 2)" "$want" "original: the retry leaves cl01 equal to point 1 (the peer's SHA-256)"
 assert_eq "$(engine_snaps)" "" "original: no engine snapshot after the retry"
 
-# 5. A delete of the job in a restore's landing removes the VM it made.
+# 5. kill -9 while a stop removes the VM (its PowerOffVM_Task held 3 s, so
+# the Destroy_Task is never asked before the kill): after
+# the restart the stop goes on from its record and removes the VM.
+hold cl01-k
+fault "$S_CTL" '{"delay":{"method":"PowerOffVM_Task","ms":3000}}'
+ctl stop cl cl01 >/dev/null
+wait_until 30 sh -c "'$BIN/vmferryctl' -s '$SOCK' log cl cl01 -n 10 | grep -q 'removing VM cl01-k'" ||
+	fail "kill: the stop never began to remove cl01-k"
+crash_daemon
+assert_eq "$(vm_count "$S_CTL" cl01-k)" 1 "kill: the daemon is killed while the VM's removal is held"
+start_daemon "$CONF"
+wait_job cl cl01 stopped 60
+fault "$S_CTL" '{"clear":true}'
+gone cl01-k "kill during the removal"
+assert_eq "$(ctl --json show cl cl01 | jq -r '.details.restore // "none"')" none "kill: show lists no restore after the stop"
+ctl start cl cl01 >/dev/null
+wait_job cl cl01 idle 30
+ok "kill: start brings the job back to idle"
+
+# 6. A delete of the job in a restore's landing removes the VM it made.
 hold cl01-e
 ctl delete cl >/dev/null
 wait_until 60 sh -c "[ \"\$('$BIN/vmferryctl' -s '$SOCK' --json jobs cl | jq '.jobs | length')\" = 0 ]" ||
