@@ -349,6 +349,26 @@ via_changed(struct job *j, size_t i, enum target_via was, enum target_via now)
 	(*slot)->d.ckpt[i] = 0;
 }
 
+/* The job's restore runtime (made when it has none), with nothing in
+ * flight, no pass and no data. */
+static struct rst *
+rst_fresh(struct job *j, struct rst **slot)
+{
+	struct rst *r;
+
+	if (*slot == NULL) {
+		*slot = xcalloc(1, sizeof(**slot));
+		(*slot)->j = j;
+	}
+	r = *slot;
+	rst_cancel(r);
+	if (r->t.j != NULL)
+		target_free(&r->t);
+	forget_pass(r);
+	data_free(&r->d);
+	return r;
+}
+
 /* The runtime for restoring's work, its data read from the record. */
 static struct rst *
 rst_enter(struct job *j)
@@ -365,17 +385,7 @@ rst_enter(struct job *j)
 		fsm_dispatch(j, EV_RULE_REMOVED, "its rule is no longer configured");
 		return NULL;
 	}
-	if (*slot == NULL) {
-		r = xcalloc(1, sizeof(*r));
-		r->j = j;
-		*slot = r;
-	}
-	r = *slot;
-	rst_cancel(r);
-	if (r->t.j != NULL)
-		target_free(&r->t);
-	forget_pass(r);
-	data_free(&r->d);
+	r = rst_fresh(j, slot);
 	if (bd->restore == NULL || data_get(bd->restore, bd->nrestore, &r->d) != 0) {
 		rt_fail(j, "no restore is recorded for this job (or its record cannot be read)");
 		return NULL;
@@ -587,18 +597,14 @@ static void
 orig_snap_removed(struct vs_out *out, void *arg)
 {
 	struct rst *r = answer_of(arg);
-	struct job *j;
 
-	if (r == NULL)
-		return;
-	j = r->j;
-	if (out->status != VS_OK) {
-		job_log(j, LOG_WARN, "removing the restore's snapshot of VM %s: %s; its next backup removes it", j->vm,
+	if (r != NULL && out->status != VS_OK) {
+		job_log(r->j, LOG_WARN, "removing the restore's snapshot of VM %s: %s; its next backup removes it", r->j->vm,
 		    out->error ? out->error : vs_status_name(out->status));
 		gone_end(r, NULL);
-		return;
+	} else if (r != NULL) {
+		r->op = vs_get_vm(target_client(&r->t), r->d.tgt.vm, orig_snaps, token_new(r->j));
 	}
-	r->op = vs_get_vm(target_client(&r->t), r->d.tgt.vm, orig_snaps, token_new(j));
 }
 
 void
@@ -655,16 +661,7 @@ rst_give_up(struct job *j, struct bak_data *bd, void (*then)(struct job *j, cons
 		then(j, NULL);
 		return;
 	}
-	if (*slot == NULL) {
-		*slot = xcalloc(1, sizeof(**slot));
-		(*slot)->j = j;
-	}
-	r = *slot;
-	rst_cancel(r);
-	if (r->t.j != NULL)
-		target_free(&r->t);
-	forget_pass(r);
-	data_free(&r->d);
+	r = rst_fresh(j, slot);
 	r->d = d;
 	free_where(r);
 	memset(&r->rule, 0, sizeof(r->rule));
