@@ -14,7 +14,8 @@ static const char *const bak_events[] = { FSM_COMMON_EVENTS(FSM_EVENT_NAME) BACK
 static const struct fsm_row bak_rows[] = {
 	/* Backups wait for their schedule, not for a slot. */
 	{ BAK_STARTING, EV_STARTED, BAK_IDLE, NULL },
-	/* Only an unreadable record fails it (the source is not asked). */
+	/* Only an unreadable record fails it (the source is not asked), or
+	 * the new VM of a restore given up that still cannot be removed. */
 	{ BAK_STARTING, EV_FAIL, BAK_FAILED, NULL },
 	{ BAK_IDLE, BAK_EV_RUN, BAK_QUEUED, NULL },
 	{ BAK_COMPLETE, BAK_EV_RUN, BAK_QUEUED, NULL },

@@ -380,6 +380,23 @@ adopt_points(struct bak_rt *rt, struct bak_step *s)
 
 /* ---- starting: rest in 空闲, or go on with the point in progress ---- */
 
+static void
+start_given_up(struct job *j, const char *problem)
+{
+	struct bak_rt *rt = rt_of(j);
+
+	save(rt);
+	if (problem != NULL) {
+		/* Copied: entering failed frees the runtime that holds it. */
+		char *why = xstrdup(problem);
+
+		fsm_dispatch(j, EV_FAIL, why);
+		free(why);
+		return;
+	}
+	bak_enter_starting(j, EV_START);
+}
+
 void
 bak_enter_starting(struct job *j, int event)
 {
@@ -392,6 +409,11 @@ bak_enter_starting(struct job *j, int event)
 	}
 	if ((rt = rt_enter(j)) == NULL)
 		return;
+	if (rst_given_up(&rt->d)) {
+		/* A restore given up whose new VM could not be removed: again. */
+		rst_give_up(j, &rt->d, start_given_up);
+		return;
+	}
 	if (rt->d.restore != NULL) {
 		/* A restore lost its peer: it goes on from its checkpoint. */
 		job_log(j, LOG_INFO, "the restore that lost its peer goes on");
@@ -1051,7 +1073,6 @@ forget_point(struct bak_rt *rt)
 
 	drop_writer(rt);
 	forget_checked(rt);
-	rst_forget(rt->j, &rt->d);
 	if (rt->d.stage == BAK_STAGE_CHOSEN) {
 		job_log(rt->j, LOG_INFO, "restore point %llu given up; the next run makes a new one",
 		    (unsigned long long)rt->d.seq);
@@ -1062,13 +1083,22 @@ forget_point(struct bak_rt *rt)
 }
 
 static void
-stopped(struct sync_pass *p)
+stopped_given_up(struct job *j, const char *problem)
 {
-	struct bak_rt *rt = rt_of(p->j);
+	struct bak_rt *rt = rt_of(j);
+	char *why = problem != NULL ? xstrdup(problem) : NULL; /* stopped frees the runtime that holds it */
 
 	forget_point(rt);
 	save(rt);
-	fsm_dispatch(p->j, EV_OK, NULL);
+	fsm_dispatch(j, EV_OK, why);
+	free(why);
+}
+
+/* A restore in progress is given up first (a new VM it made removed). */
+static void
+stopped(struct sync_pass *p)
+{
+	rst_give_up(p->j, &rt_of(p->j)->d, stopped_given_up);
 }
 
 void
@@ -1080,12 +1110,32 @@ bak_enter_stopping(struct job *j, int event)
 }
 
 static void
+failed_given_up(struct job *j, const char *problem)
+{
+	struct bak_rt *rt = rt_of(j);
+	char *why;
+
+	forget_point(rt);
+	if (problem != NULL && j->error != NULL && strstr(j->error, problem) == NULL) {
+		why = xasprintf("%s; %s", j->error, problem);
+		job_set_error(j, why);
+		free(why);
+	}
+	save(rt);
+}
+
+static void
 failed_cleaned(struct sync_pass *p)
 {
 	struct bak_rt *rt = rt_of(p->j);
 
-	forget_point(rt);
-	save(rt);
+	if (rst_given_up(&rt->d)) {
+		/* Its removal was tried already (by the failure, or by the
+		 * start that failed): the next start or delete tries again. */
+		failed_given_up(p->j, NULL);
+		return;
+	}
+	rst_give_up(p->j, &rt->d, failed_given_up);
 }
 
 void
@@ -1119,13 +1169,14 @@ data_deleted(struct bak_rt *rt, struct bak_step *s)
 }
 
 static void
-delete_after_snapshot(struct sync_pass *p)
+delete_given_up(struct job *j, const char *problem)
 {
-	struct job *j = p->j;
 	struct bak_rt *rt = rt_of(j);
 	const struct cfg_rule *r = j->cfg;
 	char *err = NULL;
 
+	if (problem != NULL)
+		job_log(j, LOG_WARN, "the job is deleted all the same: that VM stays (remove it by hand)");
 	forget_point(rt);
 	if (r != NULL && r->options.delete_backup_data_on_rule_delete) {
 		if ((rt->repo = repos_get(r, &err)) != NULL) {
@@ -1141,6 +1192,12 @@ delete_after_snapshot(struct sync_pass *p)
 	if (r != NULL)
 		rt_staging_remove(j);
 	fsm_dispatch(j, EV_CLEANED, NULL);
+}
+
+static void
+delete_after_snapshot(struct sync_pass *p)
+{
+	rst_give_up(p->j, &rt_of(p->j)->d, delete_given_up);
 }
 
 void

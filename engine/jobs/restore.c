@@ -44,6 +44,7 @@ enum rst_stage {
 	RST_AREAS,     /* the areas to write decided (files in temp_dir); copying, with checkpoints */
 	RST_LAND,      /* copied into the staging images; landing in the target */
 	RST_FINISH,    /* landed: power on, or the original's change tracking reset */
+	RST_GONE,      /* given up (stop, failure, delete); the new VM it made still to be removed */
 };
 
 struct rst_data {
@@ -84,6 +85,8 @@ struct rst {
 	double rate_t0;
 	uint64_t rate_b0;
 	double rate;
+	void (*gone_then)(struct job *j, const char *problem); /* rst_give_up's */
+	char *gone_problem;
 };
 
 /* ---- the record ---- */
@@ -166,7 +169,7 @@ data_get(const uint8_t *p, size_t n, struct rst_data *d)
 		d->ckpt[i] = rec_get_u64(&r);
 	if (r.bad || target_state_get(&r, &d->tgt, (size_t)nd) != 0 || target_state_get_vias(&r, &d->tgt) != 0 ||
 	    d->stage < RST_ASKED ||
-	    d->stage > RST_FINISH || d->target > RST_NEW)
+	    d->stage > RST_GONE || d->target > RST_NEW)
 		goto bad;
 	return 0;
 bad:
@@ -242,6 +245,7 @@ rst_free(struct rst *r)
 		free(r->vm);
 	}
 	free(r->snap);
+	free(r->gone_problem);
 	free_where(r);
 	data_free(&r->d);
 	free(r);
@@ -267,6 +271,18 @@ rst_of(struct job *j)
 	if (j == NULL || bak_data_of(j, &slot) == NULL)
 		return NULL;
 	return *slot;
+}
+
+/* The runtime a driver call answers to (its op done), or NULL when that
+ * work is no longer current; the answer's status is the caller's. */
+static struct rst *
+answer_of(void *arg)
+{
+	struct rst *r = rst_of(token_take(arg));
+
+	if (r != NULL)
+		r->op = NULL;
+	return r;
 }
 
 static char *
@@ -333,6 +349,26 @@ via_changed(struct job *j, size_t i, enum target_via was, enum target_via now)
 	(*slot)->d.ckpt[i] = 0;
 }
 
+/* The job's restore runtime (made when it has none), with nothing in
+ * flight, no pass and no data. */
+static struct rst *
+rst_fresh(struct job *j, struct rst **slot)
+{
+	struct rst *r;
+
+	if (*slot == NULL) {
+		*slot = xcalloc(1, sizeof(**slot));
+		(*slot)->j = j;
+	}
+	r = *slot;
+	rst_cancel(r);
+	if (r->t.j != NULL)
+		target_free(&r->t);
+	forget_pass(r);
+	data_free(&r->d);
+	return r;
+}
+
 /* The runtime for restoring's work, its data read from the record. */
 static struct rst *
 rst_enter(struct job *j)
@@ -349,17 +385,7 @@ rst_enter(struct job *j)
 		fsm_dispatch(j, EV_RULE_REMOVED, "its rule is no longer configured");
 		return NULL;
 	}
-	if (*slot == NULL) {
-		r = xcalloc(1, sizeof(*r));
-		r->j = j;
-		*slot = r;
-	}
-	r = *slot;
-	rst_cancel(r);
-	if (r->t.j != NULL)
-		target_free(&r->t);
-	forget_pass(r);
-	data_free(&r->d);
+	r = rst_fresh(j, slot);
 	if (bd->restore == NULL || data_get(bd->restore, bd->nrestore, &r->d) != 0) {
 		rt_fail(j, "no restore is recorded for this job (or its record cannot be read)");
 		return NULL;
@@ -394,6 +420,12 @@ rst_ask(struct job *j, struct bak_data *bd, const struct request *req, char **wh
 	int is_new = str_eq(req->target, "new");
 
 	memset(&d, 0, sizeof(d));
+	if (bd->restore != NULL && data_get(bd->restore, bd->nrestore, &d) == 0) {
+		*why = xasprintf("restore: VM %s, which the restore of point %llu created, is still to be removed from the "
+		                 "platform: start the job (or delete it) to try again", d.name, (unsigned long long)d.seq);
+		data_free(&d);
+		return -1;
+	}
 	if (bd->npoints == 0) {
 		*why = xasprintf("restore: VM %s has no restore point yet", j->vm);
 		return -1;
@@ -471,14 +503,124 @@ remove_staging(struct job *j, size_t n)
 	}
 }
 
+/* The restore's record is gone: nothing of it is left to do. */
+static void
+record_clear(struct bak_data *bd)
+{
+	free(bd->restore);
+	bd->restore = NULL;
+	bd->nrestore = 0;
+}
+
+static void
+gone_end(struct rst *r, char *problem)
+{
+	struct job *j = r->j;
+	void (*then)(struct job *j, const char *problem) = r->gone_then;
+
+	r->gone_then = NULL;
+	free(r->gone_problem);
+	r->gone_problem = problem;
+	then(j, problem);
+}
+
+static void
+vm_removed(struct target *t)
+{
+	struct rst *r = rst_of(t->j);
+	struct bak_data *bd;
+	char *problem;
+
+	if (r == NULL || (bd = bak_data_of(r->j, NULL)) == NULL)
+		return;
+	if (t->destroy_error == NULL) {
+		job_log(r->j, LOG_INFO, "VM %s (%s), which the restore of point %llu created, is removed from %s: a restore "
+		                        "to that name can run again", r->d.name, r->d.tgt.vm, (unsigned long long)r->d.seq,
+		    r->where[3]);
+		record_clear(bd);
+		bak_save(r->j);
+		gone_end(r, NULL);
+		return;
+	}
+	problem = xasprintf("VM %s (%s), which the restore of point %llu created, could not be removed from %s (%s); "
+	                    "the next start or delete of the job tries again", r->d.name, r->d.tgt.vm,
+	    (unsigned long long)r->d.seq, r->where[3], t->destroy_error);
+	job_log(r->j, LOG_WARN, "%s", problem);
+	gone_end(r, problem);
+}
+
+static void orig_snap_removed(struct vs_out *out, void *arg);
+
+/* The original VM as it is: a snapshot the restore left on it (its
+ * landing's, or the one it asked change tracking against) is removed,
+ * one at a time, which consolidates; what cannot be done now the VM's
+ * next backup does (it removes them too). */
+static void
+orig_snaps(struct vs_out *out, void *arg)
+{
+	struct rst *r = answer_of(arg);
+	struct job *j;
+	char *land, *asked;
+	size_t k;
+
+	if (r == NULL)
+		return;
+	j = r->j;
+	if (out->status != VS_OK) {
+		job_log(j, LOG_WARN, "VM %s cannot be read now (%s): its next backup removes any snapshot this restore left "
+		                     "on it", j->vm, out->error ? out->error : vs_status_name(out->status));
+		gone_end(r, NULL);
+		return;
+	}
+	if (r->i++ >= 4) {
+		/* Removals that leave the snapshot there: the next backup's. */
+		gone_end(r, NULL);
+		return;
+	}
+	land = sync_snapshot_name(j, "land");
+	asked = sync_snapshot_name(j, "restore");
+	for (k = 0; k < out->vm->nsnapshots; k++)
+		if (str_eq(out->vm->snapshots[k].name, land) || str_eq(out->vm->snapshots[k].name, asked)) {
+			job_log(j, LOG_INFO, "removing snapshot %s (%s) that the restore left on VM %s",
+			    out->vm->snapshots[k].name, out->vm->snapshots[k].moref, j->vm);
+			r->op = vs_remove_snapshot(target_client(&r->t), out->vm->snapshots[k].moref, orig_snap_removed,
+			    token_new(j));
+			break;
+		}
+	free(land);
+	free(asked);
+	if (r->op == NULL)
+		gone_end(r, NULL);
+}
+
+static void
+orig_snap_removed(struct vs_out *out, void *arg)
+{
+	struct rst *r = answer_of(arg);
+
+	if (r != NULL && out->status != VS_OK) {
+		job_log(r->j, LOG_WARN, "removing the restore's snapshot of VM %s: %s; its next backup removes it", r->j->vm,
+		    out->error ? out->error : vs_status_name(out->status));
+		gone_end(r, NULL);
+	} else if (r != NULL) {
+		r->op = vs_get_vm(target_client(&r->t), r->d.tgt.vm, orig_snaps, token_new(r->j));
+	}
+}
+
 void
-rst_forget(struct job *j, struct bak_data *bd)
+rst_give_up(struct job *j, struct bak_data *bd, void (*then)(struct job *j, const char *problem))
 {
 	struct rst_data d;
+	struct rst **slot;
+	struct rst *r;
+	int orig;
 
-	if (bd->restore == NULL)
+	if (bd->restore == NULL || data_get(bd->restore, bd->nrestore, &d) != 0) {
+		record_clear(bd);
+		then(j, NULL);
 		return;
-	if (data_get(bd->restore, bd->nrestore, &d) == 0) {
+	}
+	if (d.stage != RST_GONE) {
 		job_log(j, LOG_INFO, "the restore of point %llu is given up", (unsigned long long)d.seq);
 		if (d.target == RST_ORIGINAL && d.stage >= RST_LAND) {
 			/* Some of its writes may have landed, unseen by the VM's
@@ -488,17 +630,83 @@ rst_forget(struct job *j, struct bak_data *bd)
 			bd->force_full = 1;
 		}
 		remove_staging(j, d.ndisks);
-		data_free(&d);
+		if (d.target == RST_NEW && d.tgt.vm == NULL && d.tgt.create_at != 0) {
+			char *mark = target_marker(j);
+
+			job_log(j, LOG_WARN, "VM %s was asked for but never seen: a VM of that name whose annotation is "
+			                     "\"%s\" is a leftover of this restore (remove it by hand)", d.name, mark);
+			free(mark);
+		}
 	}
-	free(bd->restore);
-	bd->restore = NULL;
-	bd->nrestore = 0;
+	/* The original VM read (it may carry the restore's snapshots) ... */
+	orig = d.target == RST_ORIGINAL && d.tgt.vm != NULL && d.stage >= RST_VM && d.stage != RST_GONE;
+	if (!orig && (d.target != RST_NEW || d.tgt.vm == NULL)) {
+		data_free(&d);
+		record_clear(bd);
+		then(j, NULL);
+		return;
+	}
+	/* ... or a new VM this restore created (its moref in the record, set
+	 * only for a VM it made: target.c adopts no other) removed, the
+	 * record saying so until it is gone. */
+	if (orig) {
+		record_clear(bd);
+	} else {
+		d.stage = RST_GONE;
+		data_to(bd, &d);
+	}
+	bak_save(j);
+	if (bak_data_of(j, &slot) == NULL) {
+		data_free(&d);
+		then(j, NULL);
+		return;
+	}
+	r = rst_fresh(j, slot);
+	r->d = d;
+	free_where(r);
+	memset(&r->rule, 0, sizeof(r->rule));
+	r->rule.kind = CFG_BACKUP;
+	r->rule.name = j->rule;
+	r->where[3] = xstrdup_opt(d.platform != NULL ? d.platform : j->cfg != NULL ? j->cfg->source_platform : NULL);
+	r->rule.target.platform = r->where[3];
+	target_init(&r->t, j, &r->d.tgt, save);
+	r->t.rule = &r->rule;
+	r->gone_then = then;
+	r->i = 0;
+	if (orig) {
+		if (target_client(&r->t) != NULL)
+			r->op = vs_get_vm(target_client(&r->t), d.tgt.vm, orig_snaps, token_new(j));
+		else
+			gone_end(r, NULL);
+		return;
+	}
+	if (target_client(&r->t) == NULL) {
+		r->t.destroy_error = xasprintf("platform %s is not configured", r->where[3] ? r->where[3] : "?");
+		vm_removed(&r->t);
+		return;
+	}
+	job_log(j, LOG_INFO, "removing VM %s (%s) from %s: this restore created it", d.name, d.tgt.vm, r->where[3]);
+	target_destroy(&r->t, vm_removed);
+}
+
+int
+rst_given_up(const struct bak_data *bd)
+{
+	struct rst_data d;
+	int gone;
+
+	if (bd->restore == NULL || data_get(bd->restore, bd->nrestore, &d) != 0)
+		return 0;
+	gone = d.stage == RST_GONE;
+	data_free(&d);
+	return gone;
 }
 
 json_t *
 rst_details(const struct bak_data *bd)
 {
-	static const char *const stages[] = { "none", "asked", "target_vm", "areas", "landing", "finishing" };
+	static const char *const stages[] = { "none", "asked", "target_vm", "areas", "landing", "finishing",
+		"given_up" };
 	struct rst_data d;
 	json_t *o;
 
@@ -868,12 +1076,12 @@ cbt_snap_removed(struct vs_out *out, void *arg)
 static void
 cbt_answer(struct vs_out *out, void *arg)
 {
-	struct job *j = token_take(arg);
-	struct rst *r = rst_of(j);
+	struct rst *r = answer_of(arg);
+	struct job *j;
 
 	if (r == NULL)
 		return;
-	r->op = NULL;
+	j = r->j;
 	if (out->status == VS_FAULT) {
 		job_log(j, LOG_WARN, "disk %zu: change tracking since point %llu cannot be asked (%s): the whole disk is "
 		                     "written", r->i, (unsigned long long)r->d.seq, out->error ? out->error : "refused");

@@ -29,8 +29,17 @@ struct rst;
  * is asked in d (committed with the transition).  -1 with *why: refused,
  * nothing recorded. */
 int rst_ask(struct job *j, struct bak_data *d, const struct request *req, char **why);
-/* A stop, failure or delete: the restore in d (if any) is given up. */
-void rst_forget(struct job *j, struct bak_data *d);
+/* A stop, failure or delete: the restore in d (if any) is given up (said
+ * in the log, its staging files removed; the original VM's next point
+ * made a full when the landing began), and a new VM that it created (its
+ * moref in the record) is removed from the platform.  then(j, problem)
+ * once done: problem NULL, and d holds no restore; or why that VM could
+ * not be removed (valid until the next call), d's restore then stays in
+ * the stage given_up (rst_given_up) so that a start or delete tries
+ * again. */
+void rst_give_up(struct job *j, struct bak_data *d, void (*then)(struct job *j, const char *problem));
+/* Whether d holds a restore given up whose VM is still to be removed. */
+int rst_given_up(const struct bak_data *d);
 /* The restore recorded in d for show: {point, target, name, stage}, or
  * NULL when none (new reference). */
 typedef struct json_t json_t;

@@ -209,6 +209,8 @@ target_free(struct target *t)
 	t->src_caps = NULL;
 	free(t->what);
 	t->what = NULL;
+	free(t->destroy_error);
+	t->destroy_error = NULL;
 	hotadd_free(&t->hot);
 }
 
@@ -842,9 +844,14 @@ destroyed(struct vs_out *out, void *arg)
 
 	if (t == NULL)
 		return;
-	if (out->status != VS_OK)
-		job_log(t->j, LOG_WARN, "deleting the target VM: %s", out->error);
-	else
+	free(t->destroy_error);
+	t->destroy_error = NULL;
+	if (out->status == VS_FAULT && str_eq(out->fault_type, "ManagedObjectNotFound"))
+		job_log(t->j, LOG_INFO, "target VM %s is gone already", t->st->vm);
+	else if (out->status != VS_OK) {
+		t->destroy_error = xstrdup(out->error ? out->error : vs_status_name(out->status));
+		job_log(t->j, LOG_WARN, "deleting the target VM: %s", t->destroy_error);
+	} else
 		job_log(t->j, LOG_INFO, "target VM %s deleted", t->st->vm);
 	t->then(t);
 }
@@ -856,6 +863,11 @@ powered_off(struct vs_out *out, void *arg)
 
 	if (t == NULL)
 		return;
+	if (out->status == VS_UNREACHABLE) {
+		/* No use asking the destroy of a platform that does not answer. */
+		destroyed(out, token_for(t->j, t));
+		return;
+	}
 	t->op = vs_destroy(target_client(t), t->st->vm, destroyed, token_for(t->j, t));
 }
 

@@ -131,6 +131,7 @@ struct target {
 	int adopt_asked_only;
 	/* With whole_never: why (NULL: a replication's restore points). */
 	const char *whole_no;
+	char *destroy_error;      /* target_destroy: why the VM could not be deleted; NULL: it is gone */
 };
 
 struct cfg_rule;
@@ -235,7 +236,9 @@ void target_land(struct target *t, const struct target_land_disk *disks, size_t 
 void target_deltas_check(struct target *t, void (*then)(struct target *t));
 void target_land_cancel(struct target *t);
 
-/* Power the target VM off and destroy it (its disks go with it). */
+/* Power the target VM off and destroy it (its disks go with it); then(t)
+ * with t->destroy_error NULL when it is gone (a VM gone already too), or
+ * why not. */
 void target_destroy(struct target *t, void (*then)(struct target *t));
 
 #endif

@@ -57,8 +57,8 @@ assert_match "$(ctl log bak cr01 -n 100)" "disk 0: resuming the restore at offse
 	"killed at $progress %, the restore resumed from its checkpoint, not from the start"
 assert_eq "$(src_hashes cr01-n0 2)" "$want" "killed mid-copy: the new VM equals the point"
 
-# A stop gives the restore up: the job rests, its staging files go, and
-# the next restore runs from the start.
+# A stop gives the restore up: the job rests, its staging files go, the
+# new VM it created is removed, and the next restore runs from the start.
 ctl restore bak cr01 --target new --name cr01-stop >/dev/null
 wait_until 60 sh -c "[ \$('$BIN/vmferryctl' -s '$SOCK' --json jobs bak | jq '.jobs[0].progress') -ge 20 ]" ||
 	fail "the restore did not reach 20 %"
@@ -67,6 +67,7 @@ wait_job bak cr01 stopped 60
 assert_match "$(ctl log bak cr01 -n 20)" "the restore of point 1 is given up" "a stop gives the restore up, and says so"
 assert_eq "$(ls "$STATE/tmp/backup/bak/cr01" | grep -c '^restore-' || true)" 0 "a stopped restore leaves no staging file"
 assert_eq "$(ctl --json show bak cr01 | jq -r '.details.restore // "none"')" none "show lists no restore after the stop"
+assert_eq "$(vm_count "$S_CTL" cr01-stop)" 0 "a stopped restore leaves no VM cr01-stop on the peer"
 ctl start bak cr01 >/dev/null
 wait_job bak cr01 idle 30
 
