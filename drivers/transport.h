@@ -39,6 +39,11 @@ struct disk_ops {
 	void (*cancel)(struct disk_io *io);
 	/* Make written data durable; NULL for read-only transports. */
 	int (*flush)(struct disk *d);
+	/* The same on a worker thread, the loop going on: cb once everything
+	 * written before the call is durable (XFER_OK) or not; cancelled
+	 * with cancel.  NULL (the op, or its answer when no worker pool
+	 * runs): use flush. */
+	struct disk_io *(*flush_bg)(struct disk *d, xfer_cb cb, void *arg);
 	void (*close)(struct disk *d);
 	/* Read a range and hand it to dst's put piece by piece as it
 	 * arrives, with no buffer for the whole range (the data is written

@@ -1,6 +1,10 @@
 /* The direct transport: a datastore mounted on the node, read and written
  * in place with pread/pwrite.  Completions are still delivered from the
- * loop so callers see one behaviour for every transport. */
+ * loop so callers see one behaviour for every transport.  What waits for
+ * the disk itself (fdatasync, starting write-back) runs on the worker
+ * pool when there is one: a busy disk takes up to a second to sync,
+ * and the loop serves the status socket and every other transfer
+ * meanwhile. */
 #define _GNU_SOURCE /* sync_file_range */
 #include <errno.h>
 #include <event2/event.h>
@@ -16,11 +20,13 @@
 #include "drivers/transport.h"
 #include "engine/core/loop.h"
 #include "engine/core/util.h"
+#include "engine/core/workers.h"
 
 struct disk_io {
 	TAILQ_ENTRY(disk_io) link;
 	struct direct_disk *d;
-	struct event *ev;
+	struct event *ev;       /* a completion queued for the loop */
+	struct work *work;      /* or a sync on a worker (bg_start) */
 	enum xfer_status st;
 	char *err;
 	xfer_cb cb;
@@ -32,6 +38,7 @@ struct direct_disk {
 	int fd;
 	char *path;
 	uint64_t unkicked;      /* bytes put since write-back was last started */
+	struct disk_io *kick;   /* write-back being started on a worker */
 	TAILQ_HEAD(, disk_io) ios;
 };
 
@@ -66,7 +73,13 @@ static void
 io_free(struct disk_io *io)
 {
 	TAILQ_REMOVE(&io->d->ios, io, link);
-	event_free(io->ev);
+	if (io->d->kick == io)
+		io->d->kick = NULL;
+	/* A sync already running finishes on its worker, with its own
+	 * descriptor; its outcome is dropped. */
+	work_cancel(io->work);
+	if (io->ev != NULL)
+		event_free(io->ev);
 	free(io->err);
 	free(io);
 }
@@ -152,6 +165,81 @@ direct_drop(struct direct_disk *d)
 	(void)posix_fadvise(d->fd, 0, 0, POSIX_FADV_DONTNEED);
 }
 
+/* A sync on a worker: its own descriptor (a dup, so that the disk may be
+ * closed meanwhile) and its outcome. */
+struct bg_sync {
+	int fd;
+	int flush;              /* fdatasync; else only start write-back */
+	int err;                /* errno of a failed fdatasync */
+	struct disk_io *io;
+};
+
+static void
+bg_run(void *arg)
+{
+	struct bg_sync *b = arg;
+
+	if (b->flush) {
+		if (fdatasync(b->fd) != 0)
+			b->err = errno;
+	} else {
+		(void)sync_file_range(b->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	}
+	/* As direct_drop: pages whose write-back has ended leave the cache. */
+	if (b->err == 0)
+		(void)posix_fadvise(b->fd, 0, 0, POSIX_FADV_DONTNEED);
+}
+
+static void
+bg_done(void *arg)
+{
+	struct bg_sync *b = arg;
+	struct disk_io *io = b->io;
+	xfer_cb cb = io->cb;
+	void *cbarg = io->arg;
+	char *err = b->err != 0 ? xasprintf("%s: %s", io->d->path, strerror(b->err)) : NULL;
+
+	io->work = NULL;
+	io_free(io);
+	if (cb != NULL)
+		cb(cbarg, err != NULL ? XFER_TRANSIENT : XFER_OK, err);
+	free(err);
+}
+
+static void
+bg_release(void *arg)
+{
+	struct bg_sync *b = arg;
+
+	close(b->fd);
+	free(b);
+}
+
+/* Start a sync of d on the worker pool; cb (may be NULL) from the loop
+ * when it ends.  NULL when there is no pool (unit tests, tools) or no
+ * descriptor left: the caller syncs inline. */
+static struct disk_io *
+bg_start(struct direct_disk *d, int flush, xfer_cb cb, void *arg)
+{
+	struct bg_sync *b;
+	struct disk_io *io;
+	int fd;
+
+	if (workers_count() == 0 || (fd = fcntl(d->fd, F_DUPFD_CLOEXEC, 0)) < 0)
+		return NULL;
+	b = xcalloc(1, sizeof(*b));
+	b->fd = fd;
+	b->flush = flush;
+	io = xcalloc(1, sizeof(*io));
+	io->d = d;
+	io->cb = cb;
+	io->arg = arg;
+	TAILQ_INSERT_TAIL(&d->ios, io, link);
+	b->io = io;
+	io->work = work_submit_io(bg_run, bg_done, bg_release, b);
+	return io;
+}
+
 static enum xfer_status
 direct_put(struct disk *dk, uint64_t off, const void *p, size_t n, char **err)
 {
@@ -175,12 +263,16 @@ direct_put(struct disk *dk, uint64_t off, const void *p, size_t n, char **err)
 	}
 	dk->bytes_written += n;
 	d->unkicked += n;
-	if (d->unkicked >= DIRECT_KICK_BYTES) {
+	if (d->unkicked >= DIRECT_KICK_BYTES && d->kick == NULL) {
 		/* Start write-back of what is dirty now, without waiting for
-		 * it: durability still comes from flush (fdatasync). */
+		 * it: durability still comes from flush (fdatasync).  Even
+		 * that call waits while the disk's queue is full: on a worker
+		 * (one at a time), inline only without one. */
 		d->unkicked = 0;
-		(void)sync_file_range(d->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-		direct_drop(d);
+		if ((d->kick = bg_start(d, 0, NULL, NULL)) == NULL) {
+			(void)sync_file_range(d->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+			direct_drop(d);
+		}
 	}
 	return XFER_OK;
 }
@@ -231,12 +323,19 @@ direct_flush(struct disk *dk)
 	return 0;
 }
 
+static struct disk_io *
+direct_flush_bg(struct disk *dk, xfer_cb cb, void *arg)
+{
+	return bg_start((struct direct_disk *)dk, 1, cb, arg);
+}
+
 static const struct disk_ops direct_ops = {
 	.name = "direct",
 	.read = direct_read,
 	.write = direct_write,
 	.cancel = direct_cancel,
 	.flush = direct_flush,
+	.flush_bg = direct_flush_bg,
 	.close = direct_close,
 	.put = direct_put,
 };

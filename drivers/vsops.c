@@ -79,13 +79,19 @@ op_free(struct vs_op *op)
 	free(op);
 }
 
-void
+void *
 vs_op_cancel(struct vs_op *op)
 {
+	void *arg;
+
 	/* Cancelled from its own done callback (its answer failed the job,
-	 * and the transition cancels the job's work): vsop_finish frees it. */
-	if (op != NULL && !op->finishing)
-		op_free(op);
+	 * and the transition cancels the job's work): vsop_finish frees it,
+	 * and the callback has its arg. */
+	if (op == NULL || op->finishing)
+		return NULL;
+	arg = op->arg;
+	op_free(op);
+	return arg;
 }
 
 void

@@ -207,7 +207,11 @@ struct vs_out {
 typedef void (*vs_op_fn)(struct vs_out *out, void *arg);
 struct vs_op;
 
-void vs_op_cancel(struct vs_op *op);
+/* Cancel op (NULL: nothing): its done is never called.  Returns the arg
+ * it was started with, which only its done would have freed: the caller
+ * frees it now (a job's token: token_drop).  NULL when op is NULL or is
+ * in its done callback (that callback has its arg). */
+void *vs_op_cancel(struct vs_op *op) __attribute__((warn_unused_result));
 
 struct vs_op *vs_get_inventory(struct vs_client *c, int page_size, vs_op_fn done, void *arg);
 struct vs_op *vs_get_vm(struct vs_client *c, const char *vm_moref, vs_op_fn done, void *arg);

@@ -22,7 +22,6 @@ struct platform {
 	struct vs_inventory *inv;
 	double inv_time;
 	struct vs_op *inv_op;
-	char *inv_arg;              /* the name the op's callback gets */
 	struct inv_waiter *waiters;
 	size_t nwaiters;
 	int seen;                   /* still configured (mark and sweep on reload) */
@@ -49,10 +48,7 @@ platform_drop(struct platform *p)
 {
 	size_t i;
 
-	if (p->inv_op != NULL) {
-		vs_op_cancel(p->inv_op);
-		free(p->inv_arg);
-	}
+	free(vs_op_cancel(p->inv_op));
 	for (i = 0; i < p->nwaiters; i++)
 		p->waiters[i].done(NULL, "the platform was reconfigured", 0, 0, p->waiters[i].arg);
 	free(p->waiters);
@@ -163,7 +159,6 @@ inventory_done(struct vs_out *out, void *arg)
 	if (p == NULL)
 		return;
 	p->inv_op = NULL;
-	p->inv_arg = NULL;
 	if (out->status == VS_OK) {
 		if (p->inv != NULL) {
 			vs_inventory_free(p->inv);
@@ -205,8 +200,7 @@ platform_inventory(const char *name, int refresh, platform_inv_fn done, void *ar
 	p->waiters[p->nwaiters].arg = arg;
 	p->nwaiters++;
 	if (p->inv_op == NULL) {
-		p->inv_arg = xstrdup(p->name);
-		p->inv_op = vs_get_inventory(p->client, 100, inventory_done, p->inv_arg);
+		p->inv_op = vs_get_inventory(p->client, 100, inventory_done, xstrdup(p->name));
 	}
 	return 0;
 }

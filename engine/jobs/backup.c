@@ -101,7 +101,7 @@ stop_work(struct bak_rt *rt)
 {
 	sync_cancel(&rt->pass);
 	rst_cancel(rt->rst);
-	vs_op_cancel(rt->op);
+	token_drop(vs_op_cancel(rt->op));
 	rt->op = NULL;
 	work_cancel(rt->work);
 	rt->work = NULL;

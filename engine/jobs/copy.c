@@ -39,6 +39,8 @@ struct copy {
 	uint64_t copied;
 	uint64_t checkpoint;
 	double last_checkpoint;
+	struct disk_io *flush;  /* the destination's flush on a worker */
+	uint64_t flush_low;     /* the checkpoint it makes */
 	struct event *timer;    /* pacing / pause */
 	int waiting;            /* the timer is armed */
 	int finished;
@@ -90,23 +92,58 @@ copy_low_water(const struct copy *c)
 	return low;
 }
 
+static void
+copy_flushed(void *arg, enum xfer_status st, const char *err)
+{
+	struct copy *c = arg;
+
+	c->flush = NULL;
+	if (st != XFER_OK) {
+		copy_finish(c, XFER_TRANSIENT, "cannot flush the copied data to stable storage");
+		return;
+	}
+	c->checkpoint = c->flush_low;
+	c->last_checkpoint = now_mono();
+	c->p.progress(c->p.arg, c->copied, c->checkpoint, c->paused);
+	/* At the end the copy waited for this flush. */
+	if (c->area >= c->p.nareas)
+		copy_pump(c);
+}
+
+/* A checkpoint promises the bytes below it survive a crash: the bytes
+ * below the low water are flushed, then it moves there.  The flush runs
+ * on a worker where the destination can (a disk's sync takes a second
+ * and more while it is busy, and the loop must not wait): the copy goes
+ * on and copy_flushed moves the checkpoint; one at a time.  Returns -1
+ * when the copy ended (and c is gone). */
+static int
+copy_checkpoint(struct copy *c)
+{
+	const struct disk_ops *o = c->p.dst->ops;
+	uint64_t low = copy_low_water(c);
+
+	if (c->flush != NULL)
+		return 0;
+	c->last_checkpoint = now_mono();
+	if (low > c->checkpoint && o->flush_bg != NULL &&
+	    (c->flush = o->flush_bg(c->p.dst, copy_flushed, c)) != NULL) {
+		c->flush_low = low;
+		return 0;
+	}
+	if (low > c->checkpoint && o->flush != NULL && o->flush(c->p.dst) != 0) {
+		copy_finish(c, XFER_TRANSIENT, "cannot flush the copied data to stable storage");
+		return -1;
+	}
+	c->checkpoint = low;
+	return 0;
+}
+
 /* Returns -1 when the copy ended (and c is gone). */
 static int
 copy_report(struct copy *c, int force)
 {
-	double now = now_mono();
-	uint64_t low;
-
-	if (force || now - c->last_checkpoint >= c->p.checkpoint_s) {
-		low = copy_low_water(c);
-		/* A checkpoint promises the bytes below it survive a crash. */
-		if (low > c->checkpoint && c->p.dst->ops->flush != NULL && c->p.dst->ops->flush(c->p.dst) != 0) {
-			copy_finish(c, XFER_TRANSIENT, "cannot flush the copied data to stable storage");
-			return -1;
-		}
-		c->checkpoint = low;
-		c->last_checkpoint = now;
-	}
+	if ((force || now_mono() - c->last_checkpoint >= c->p.checkpoint_s) && copy_checkpoint(c) != 0)
+		return -1;
 	c->p.progress(c->p.arg, c->copied, c->checkpoint, c->paused);
 	return 0;
 }
@@ -119,6 +156,8 @@ copy_report(struct copy *c, int force)
 static void
 copy_fail(struct copy *c, enum xfer_status st, const char *err)
 {
+	/* Inline: the copy ends here, and a flush on a worker may still run
+	 * (it is cancelled with the copy; this one covers its bytes too). */
 	uint64_t low = copy_low_water(c);
 
 	if (low > c->checkpoint && (c->p.dst->ops->flush == NULL || c->p.dst->ops->flush(c->p.dst) == 0)) {
@@ -307,7 +346,9 @@ copy_pump(struct copy *c)
 	for (i = 0, busy = 0; i < c->nslots; i++)
 		busy += c->chunks[i].busy;
 	if (busy == 0 && c->area >= c->p.nareas && !c->waiting) {
-		if (copy_report(c, 1) == 0)
+		/* Finished once the last checkpoint is the end (copy_flushed
+		 * comes back here while a flush runs). */
+		if (copy_report(c, 1) == 0 && c->flush == NULL)
 			copy_finish(c, XFER_OK, NULL);
 	}
 }
@@ -358,6 +399,8 @@ copy_cancel(struct copy *c)
 
 	if (c == NULL)
 		return;
+	if (c->flush != NULL)
+		disk_io_cancel(c->p.dst, c->flush);
 	for (i = 0; i < c->nslots; i++) {
 		struct chunk *k = &c->chunks[i];
 

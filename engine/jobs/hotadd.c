@@ -154,8 +154,7 @@ hotadd_init(struct hotadd *h, struct job *j)
 static void
 clear_op(struct hotadd *h)
 {
-	if (h->op != NULL)
-		vs_op_cancel(h->op);
+	token_drop(vs_op_cancel(h->op));
 	h->op = NULL;
 	if (h->timer != NULL)
 		evtimer_del(h->timer);

@@ -27,7 +27,7 @@ memstate_init(struct memstate *m, struct job *j, struct sync_pass *pass, struct 
 void
 memstate_cancel(struct memstate *m)
 {
-	vs_op_cancel(m->op);
+	token_drop(vs_op_cancel(m->op));
 	m->op = NULL;
 	copy_cancel(m->copy);
 	m->copy = NULL;

@@ -217,7 +217,7 @@ rst_cancel(struct rst *r)
 		return;
 	work_cancel(r->work);
 	r->work = NULL;
-	vs_op_cancel(r->op);
+	token_drop(vs_op_cancel(r->op));
 	r->op = NULL;
 	if (r->copy != NULL)
 		copy_cancel(r->copy);

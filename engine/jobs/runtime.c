@@ -49,6 +49,13 @@ token_take(struct token *t)
 	return out;
 }
 
+void
+token_drop(void *arg)
+{
+	if (arg != NULL)
+		token_take(arg);
+}
+
 struct token *
 token_for(struct job *j, void *ctx)
 {

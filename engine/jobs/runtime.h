@@ -37,6 +37,10 @@ void *token_ctx_reply(struct vs_out *out, void *arg, const char *what);
 /* The job the token belongs to, or NULL when that work was cancelled
  * meanwhile.  Frees the token. */
 struct job *token_take(struct token *t);
+/* A token whose answer will never come (the driver call it was given to
+ * was cancelled: vs_op_cancel hands it back): freed, its job released.
+ * NULL: nothing. */
+void token_drop(void *arg);
 /* The answer to a driver call: the job when the work is still current
  * and the call worked; NULL when the work was superseded, or when the call
  * failed (handed on through rt_vs_failed, naming what was being done). */

@@ -1196,6 +1196,13 @@ vsphere_open_disk(struct sync_pass *p, size_t i, char **err)
 	    p->st->disks[i].capacity);
 }
 
+/* Cancelled work never calls back: its token is dropped. */
+static void
+vsphere_cancel(struct vs_op *op)
+{
+	token_drop(vs_op_cancel(op));
+}
+
 const struct sync_source sync_source_vsphere = {
 	.get_vm = vsphere_get_vm,
 	.enable_cbt = vsphere_enable_cbt,
@@ -1204,6 +1211,6 @@ const struct sync_source sync_source_vsphere = {
 	.snapshot_disks = vsphere_snapshot_disks,
 	.query_changes = vsphere_query_changes,
 	.get_file = vsphere_get_file,
-	.cancel = vs_op_cancel,
+	.cancel = vsphere_cancel,
 	.open_disk = vsphere_open_disk,
 };

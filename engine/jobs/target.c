@@ -176,7 +176,7 @@ target_init(struct target *t, struct job *j, struct target_state *st, void (*sav
 void
 target_cancel(struct target *t)
 {
-	vs_op_cancel(t->op);
+	token_drop(vs_op_cancel(t->op));
 	t->op = NULL;
 	if (t->upload != NULL)
 		disk_upload_cancel(t->upload);

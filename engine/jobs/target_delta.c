@@ -56,7 +56,7 @@ static void consolidate(struct target_land *l);
 static void
 land_free(struct target_land *l)
 {
-	vs_op_cancel(l->op);
+	token_drop(vs_op_cancel(l->op));
 	if (l->hdr_io != NULL)
 		disk_io_cancel(l->hdr_disk, l->hdr_io);
 	disk_close(l->hdr_disk);

@@ -33,7 +33,7 @@ vmjob_stop_work(struct vmjob *rt)
 	sync_cancel(&rt->pass);
 	target_cancel(&rt->tgt);
 	memstate_cancel(&rt->mem);
-	vs_op_cancel(rt->op);
+	token_drop(vs_op_cancel(rt->op));
 	rt->op = NULL;
 	if (rt->timer != NULL)
 		evtimer_del(rt->timer);

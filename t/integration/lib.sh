@@ -65,11 +65,24 @@ start_daemon() {
 	wait_until 20 ctl ping || fail "vmferryd did not come up"
 }
 
+# stop_daemon: SIGTERM, and vmferryd must exit 0: a non-zero status (a
+# crash, or under the ASan build a leak LeakSanitizer found at exit, or a
+# sanitizer's error) fails the test, showing the daemon's log from the
+# sanitizer's report on.
 stop_daemon() {
 	[ -n "$DAEMON_PID" ] || return 0
+	local rc=0
 	kill -TERM "$DAEMON_PID" 2>/dev/null || true
-	wait "$DAEMON_PID" || true
+	wait "$DAEMON_PID" || rc=$?
 	DAEMON_PID=
+	[ $rc -ne 0 ] || return 0
+	echo "# vmferryd exited with status $rc after SIGTERM; its stderr and log, $T/daemon.log, from the first error:"
+	{ grep -n -m1 -E '^==[0-9]+==(ERROR|WARNING)|runtime error|^(LeakSanitizer|AddressSanitizer)' "$T/daemon.log" ||
+		echo "1:"; } | {
+		IFS=: read -r first _
+		tail -n +"$first" "$T/daemon.log" | head -n 80 | sed 's/^/#   /'
+	}
+	fail "vmferryd exited with status $rc after SIGTERM (not 0): see its stderr in $T/daemon.log (KEEP_TMP=1 keeps it)"
 }
 
 crash_daemon() {

@@ -20,6 +20,7 @@
 #include "engine/jobs/copy.h"
 #include "engine/core/loop.h"
 #include "engine/core/util.h"
+#include "engine/core/workers.h"
 
 #define DISK (3u * 1024 * 1024 + 12345)
 
@@ -247,6 +248,11 @@ static double ckpt_s = 1e-9;
 /* The source has learned to read one range per request. */
 static int src_one_range;
 
+static void
+keep_alive(evutil_socket_t fd, short what, void *arg)
+{
+}
+
 /* One copy from the source (as use_slow says) into dst, whose bytes are
  * in the file at path (read back at each checkpoint); returns how it
  * ended. */
@@ -256,6 +262,8 @@ copy_once(struct disk *dst, const char *path, const struct vs_extent *areas, siz
 {
 	struct copy_params p;
 	struct disk *src;
+	struct event *keep;
+	struct timeval far = { 60, 0 };
 	char *err = NULL;
 
 	if (use_slow) {
@@ -286,17 +294,47 @@ copy_once(struct disk *dst, const char *path, const struct vs_extent *areas, siz
 	assert_true(cur_fd >= 0);
 	assert_int_equal(disk_can_stream(src, dst), use_slow >= 2);
 	copy_start(&p);
+	/* The daemon's loop always has events (its socket, signals); here a
+	 * far timer keeps it running while a flush runs on a worker (done
+	 * ends it). */
+	keep = evtimer_new(loop_base(), keep_alive, NULL);
+	evtimer_add(keep, &far);
 	event_base_dispatch(loop_base());
+	event_free(keep);
 	close(cur_fd);
 	assert_true(finished);
 	disk_close(src);
 	return result;
 }
 
+/* With a worker pool the loop never flushes the destination itself: its
+ * inline flush fails the test, only flush_bg may run. */
+static int flush_on_workers;
+static int bg_flushes;
+static struct disk_ops disk_file_ops;   /* the file transport's own */
+
+static int
+flush_inline_refused(struct disk *d)
+{
+	fail_msg("the loop flushed the destination itself (fdatasync on the loop thread)");
+	return -1;
+}
+
+static struct disk_io *
+flush_bg_counted(struct disk *d, xfer_cb cb, void *arg)
+{
+	struct disk_io *io = disk_file_ops.flush_bg(d, cb, arg);
+
+	assert_non_null(io);
+	bg_flushes++;
+	return io;
+}
+
 /* Copy the areas into a fresh sparse file and check byte by byte. */
 static void
 run_copy(const struct vs_extent *areas, size_t n, size_t chunk, int inflight, uint64_t resume)
 {
+	struct disk_ops bg_ops;
 	struct disk *dst;
 	char *err = NULL, path[128];
 	int en;
@@ -308,6 +346,13 @@ run_copy(const struct vs_extent *areas, size_t n, size_t chunk, int inflight, ui
 	unlink(path);
 	dst = disk_open_file(path, DISK, 1, &err, &en);
 	assert_non_null(dst);
+	if (flush_on_workers) {
+		disk_file_ops = *dst->ops;
+		bg_ops = disk_file_ops;
+		bg_ops.flush = flush_inline_refused;
+		bg_ops.flush_bg = flush_bg_counted;
+		dst->ops = &bg_ops;
+	}
 	assert_int_equal(copy_once(dst, path, areas, n, resume, chunk, inflight), XFER_OK);
 	/* Success comes after a checkpoint (a flush) that claims it all:
 	 * nobody flushes after the copier. */
@@ -392,6 +437,28 @@ test_odd_sizes_and_resume(void **state)
 		run_copy(a, 3, 1u << 20, 3, 1200000);
 		run_copy(a, 3, 333333, 2, 2000001);
 	}
+}
+
+/* With the worker pool (as in vmferryd) every checkpoint's flush runs on
+ * a worker while the copy goes on, one at a time, and the copy still ends
+ * only once a checkpoint claims everything (run_copy checks it), every
+ * claimed byte in the file (progress reads them back). */
+static void
+test_checkpoints_flush_on_a_worker(void **state)
+{
+	struct vs_extent a[3] = { { 0, 1000001 }, { 1500000, 7 }, { 2000000, DISK - 2000000 } };
+
+	workers_init(loop_base(), 2);
+	flush_on_workers = 1;
+	for (use_slow = 0; use_slow < 4; use_slow++) {
+		bg_flushes = 0;
+		run_copy(a, 3, 65536 + 13, 4, 0);
+		assert_true(bg_flushes >= 2);
+		run_copy(a, 3, 333333, 2, 2000001);
+	}
+	flush_on_workers = 0;
+	use_slow = 0;
+	workers_free();
 }
 
 /* A destination that runs out of space above `room` bytes (a full
@@ -606,6 +673,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_many_small_areas, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_odd_sizes_and_resume, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_checkpoints_flush_on_a_worker, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stream_put_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_destination_checkpoints_at_the_failure, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_written_image_leaves_the_page_cache, setup, teardown),
