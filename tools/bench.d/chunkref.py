@@ -1,6 +1,7 @@
 #!/usr/bin/python3
-"""chunkref.py - figure 9h''s reference: one chunk file of a vmferry
-repository read from disk and decompressed, timed, with python3-zstandard.
+"""chunkref.py - the reference of tools/bench's figures 9h' and 9h'': one
+chunk file of a vmferry repository read from disk and decompressed,
+timed, with python3-zstandard.
 
   chunkref.py CHUNK_FILE [FROM DUMP]
 
