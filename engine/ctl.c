@@ -128,6 +128,18 @@ ctl_client_free(struct ctl_client *c)
 	left = evbuffer_get_length(out);
 	evbuffer_remove_cb(out, ctl_out_cb, NULL);
 	ctl.out_total -= left < ctl.out_total ? left : ctl.out_total;
+	if (c->closing) {
+		/* What the client still sends is dropped first (up to 256 KiB):
+		 * a socket closed with unread input resets the connection, and
+		 * the client would lose the answer it was sent (a request line
+		 * too long is refused while the rest of it still comes). */
+		evutil_socket_t fd = bufferevent_getfd(c->bev);
+		char drop[4096];
+		int k;
+
+		for (k = 0; fd >= 0 && k < 64 && read(fd, drop, sizeof(drop)) > 0; k++)
+			;
+	}
 	ctl_unlink(c);
 	bufferevent_free(c->bev);
 	free(c);

@@ -70,9 +70,13 @@ wait_job grp g2 idle 30
 assert_match "$(ctl restore grp g1 --point 9 2>&1 || true)" "VM g1 has no point 9 \(its points: 1\)" "an unknown point is refused, naming the points there are"
 assert_match "$(ctl restore grp g1 --name x 2>&1 || true)" "apply to --target new" "--name without --target new is refused"
 assert_match "$(ctl restore grp --target instant 2>&1 || true)" "needs a VM" "--target instant of a whole rule is refused (instant recovery serves one VM)"
+# g2 has not changed: its backup would be done at once (and a complete
+# job may restore), so the peer holds its snapshot 3 s.
+fault "$S_CTL" '{"delay":{"method":"CreateSnapshot_Task","ms":3000}}'
 ctl run grp g2 >/dev/null
-assert_match "$(ctl restore grp g2 --target new 2>&1 || true)" "g2 is (queued|preparing|saving_config|querying_changes|checking_data|transferring|complete) .*restore is not possible in that state" \
+assert_match "$(ctl restore grp g2 --target new 2>&1 || true)" "g2 is (queued|preparing|saving_config|querying_changes|checking_data|transferring) .*restore is not possible in that state" \
 	"a restore asked while a backup runs is refused with the state"
 wait_job grp g2 complete 120
+fault "$S_CTL" '{"clear":true}'
 stop_daemon
 echo "1..$NTEST"
