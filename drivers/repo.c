@@ -1,7 +1,7 @@
 /* The backup repository: opening (and making) one, its key, its chunks,
  * and the file helpers repo_point.c and repo_gc.c share.
  * docs/REPOSITORY.md describes every byte written here. */
-#define _GNU_SOURCE /* sync_file_range */
+#define _GNU_SOURCE /* sync_file_range, O_DIRECT */
 #include "drivers/repo.h"
 
 #include <dirent.h>
@@ -201,6 +201,71 @@ write_pieces(const struct repo *r, const char *rel, const struct repo_piece *pie
 			left -= (size_t)w;
 		}
 	}
+	return fd;
+fail:
+	*err = xasprintf("%s/%s: %s", r->dir, rel, strerror(errno));
+	if (fd >= 0) {
+		close(fd);
+		unlinkat(r->dfd, rel, 0);
+	}
+	return -1;
+}
+
+/* Chunk files bypass the page cache where the file system lets them
+ * (O_DIRECT): a backup writes each once and seldom reads it soon, and
+ * copying a point's gigabytes into the page cache, then writing them back
+ * from it, cost the backup more CPU than hashing them (docs/BENCHMARKS.md,
+ * 2026-12-03 17:27).  O_DIRECT needs the buffer, the offset and the
+ * length aligned: the aligned head of the file goes straight to the
+ * device, its last partial block through the page cache. */
+#define DIRECT_ALIGN 4096
+
+static int
+pwrite_all(int fd, const uint8_t *p, size_t n, off_t at)
+{
+	while (n > 0) {
+		ssize_t w = pwrite(fd, p, n, at);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+		at += w;
+	}
+	return 0;
+}
+
+/* Writes a new chunk file from file (total bytes, file aligned to
+ * DIRECT_ALIGN and readable up to total rounded up to it); returns its
+ * descriptor, not yet synced: -1 with *err and nothing left. */
+static int
+write_chunk_file(const struct repo *r, const char *rel, const uint8_t *file, size_t total, char **err)
+{
+	size_t head = total & ~(size_t)(DIRECT_ALIGN - 1);
+	int fd, fl, direct = 1;
+
+	fd = openat(r->dfd, rel, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_DIRECT, 0600);
+	if (fd < 0 && errno == EINVAL) {
+		/* A file system without O_DIRECT. */
+		direct = 0;
+		fd = openat(r->dfd, rel, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	}
+	if (fd < 0)
+		goto fail;
+	if (direct && head > 0 && pwrite_all(fd, file, head, 0) != 0) {
+		if (errno != EINVAL)
+			goto fail;
+		/* Its blocks are larger than DIRECT_ALIGN: all of it buffered. */
+		head = 0;
+	}
+	if (direct && ((fl = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, fl & ~O_DIRECT) != 0))
+		goto fail;
+	if (!direct)
+		head = 0;
+	if (pwrite_all(fd, file + head, total - head, (off_t)head) != 0)
+		goto fail;
 	return fd;
 fail:
 	*err = xasprintf("%s/%s: %s", r->dir, rel, strerror(errno));
@@ -707,10 +772,10 @@ int
 repo_chunk_seal(const struct repo *r, const void *buf, size_t len, struct repo_sealed *out, char **err)
 {
 	uint8_t aad[CHUNK_HEAD + REPO_ID_LEN], *file, *payload;
-	size_t n, over = r->encrypted ? CRYPTO_NONCE_LEN + CRYPTO_TAG_LEN : 0;
+	size_t n, over = r->encrypted ? CRYPTO_NONCE_LEN + CRYPTO_TAG_LEN : 0, cap;
 	char hex[2 * REPO_ID_LEN + 1];
-	struct repo_piece pieces[2];
 	uint8_t flags = 0;
+	void *mem;
 	int fd;
 
 	memset(out, 0, sizeof(*out));
@@ -724,12 +789,19 @@ repo_chunk_seal(const struct repo *r, const void *buf, size_t len, struct repo_s
 	if (repo_chunk_has(r, out->id))
 		return 0;
 
-	file = xmalloc(CHUNK_HEAD + over + len);
+	/* The whole file in one buffer aligned for write_chunk_file. */
+	cap = (CHUNK_HEAD + over + len + DIRECT_ALIGN - 1) & ~(size_t)(DIRECT_ALIGN - 1);
+	if (posix_memalign(&mem, DIRECT_ALIGN, cap) != 0)
+		fatal("out of memory (%zu bytes)", cap);
+	file = mem;
 	payload = file + CHUNK_HEAD + (r->encrypted ? CRYPTO_NONCE_LEN : 0);
-	if ((n = compress_zstd(buf, len, payload, len - 1)) > 0)
+	if ((n = compress_zstd(buf, len, payload, len - 1)) > 0) {
 		flags |= CHUNK_ZSTD;
-	else
+	} else {
 		n = len;
+		if (!r->encrypted)
+			memcpy(payload, buf, len);
+	}
 	if (r->encrypted)
 		flags |= CHUNK_AES_GCM;
 	chunk_head(file, flags, len, n + over);
@@ -746,13 +818,8 @@ repo_chunk_seal(const struct repo *r, const void *buf, size_t len, struct repo_s
 			return -1;
 		}
 	}
-	/* Plain bytes go straight from the caller's buffer. */
-	pieces[0].p = file;
-	pieces[0].n = flags == 0 ? CHUNK_HEAD : CHUNK_HEAD + n + over;
-	pieces[1].p = buf;
-	pieces[1].n = len;
 	out->tmp = repo_tmp_name(hex);
-	fd = write_pieces(r, out->tmp, pieces, flags == 0 ? 2 : 1, err);
+	fd = write_chunk_file(r, out->tmp, file, CHUNK_HEAD + n + over, err);
 	free(file);
 	if (fd < 0) {
 		free(out->tmp);
@@ -760,7 +827,8 @@ repo_chunk_seal(const struct repo *r, const void *buf, size_t len, struct repo_s
 		return -1;
 	}
 #ifdef SYNC_FILE_RANGE_WRITE
-	/* The device starts on it now; the commit's fdatasync then mostly
+	/* The device starts on what went through the page cache (all of it
+	 * where O_DIRECT was refused); the commit's fdatasync then mostly
 	 * waits for what is already under way.  Only a hint. */
 	(void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 #endif
