@@ -176,6 +176,19 @@ repo_read_file(const struct repo *r, const char *rel, size_t max, uint8_t **buf,
 	return 0;
 }
 
+/* A new file that could not be written: *err says why (errno), and it
+ * is gone. */
+static int
+new_file_fail(const struct repo *r, const char *rel, int fd, char **err)
+{
+	*err = xasprintf("%s/%s: %s", r->dir, rel, strerror(errno));
+	if (fd >= 0) {
+		close(fd);
+		unlinkat(r->dfd, rel, 0);
+	}
+	return -1;
+}
+
 /* Writes a new file (never replacing one) from pieces and returns its
  * descriptor, not yet synced: -1 with *err and nothing left. */
 static int
@@ -203,12 +216,7 @@ write_pieces(const struct repo *r, const char *rel, const struct repo_piece *pie
 	}
 	return fd;
 fail:
-	*err = xasprintf("%s/%s: %s", r->dir, rel, strerror(errno));
-	if (fd >= 0) {
-		close(fd);
-		unlinkat(r->dfd, rel, 0);
-	}
-	return -1;
+	return new_file_fail(r, rel, fd, err);
 }
 
 /* Chunk files bypass the page cache where the file system lets them
@@ -268,12 +276,7 @@ write_chunk_file(const struct repo *r, const char *rel, const uint8_t *file, siz
 		goto fail;
 	return fd;
 fail:
-	*err = xasprintf("%s/%s: %s", r->dir, rel, strerror(errno));
-	if (fd >= 0) {
-		close(fd);
-		unlinkat(r->dfd, rel, 0);
-	}
-	return -1;
+	return new_file_fail(r, rel, fd, err);
 }
 
 /* Makes fd's bytes durable and closes it; on failure removes rel too. */

@@ -43,13 +43,14 @@ rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 	return remove(path);
 }
 
+/* A new repository in a new directory made from template. */
 static int
-setup(void **state)
+setup_in(const char *template)
 {
 	char *err = NULL;
 
 	base = NULL;
-	strcpy(dir, "/tmp/vmferry-test-repo.XXXXXX");
+	snprintf(dir, sizeof(dir), "%s", template);
 	if (mkdtemp(dir) == NULL)
 		return -1;
 	rdir = xasprintf("%s/repo", dir);
@@ -60,23 +61,18 @@ setup(void **state)
 	return 0;
 }
 
+static int
+setup(void **state)
+{
+	return setup_in("/tmp/vmferry-test-repo.XXXXXX");
+}
+
 /* The same on tmpfs, where O_DIRECT depends on the kernel (refused
  * before Linux 6.6: chunk files then go through the page cache). */
 static int
 setup_tmpfs(void **state)
 {
-	char *err = NULL;
-
-	base = NULL;
-	strcpy(dir, "/dev/shm/vmferry-test-repo.XXXXXX");
-	if (mkdtemp(dir) == NULL)
-		return -1;
-	rdir = xasprintf("%s/repo", dir);
-	if (repo_open(rdir, NULL, &repo, &err) != 0) {
-		fprintf(stderr, "%s\n", err);
-		return -1;
-	}
-	return 0;
+	return setup_in("/dev/shm/vmferry-test-repo.XXXXXX");
 }
 
 static int
