@@ -20,10 +20,16 @@ struct repo_disk_t {
 	struct disk_io *ios;        /* in flight */
 };
 
+/* What a worker reads is the io's own: the disk may be closed (a stop)
+ * while a worker still reads for it. */
 struct disk_io {
-	struct repo_disk_t *rd;
+	struct repo_disk_t *rd;     /* the loop's only */
 	struct disk_io *next, **prev;
 	struct work *w;
+	struct repo *r;             /* open until the daemon ends */
+	uint64_t size;              /* the disk's */
+	uint64_t first;             /* the chunk ids[0] is of */
+	uint8_t (*ids)[REPO_ID_LEN]; /* the ids of the chunks the range spans */
 	uint64_t off;
 	size_t len;
 	void *dst;                  /* the caller's buffer, filled on the loop */
@@ -48,25 +54,25 @@ static void
 io_run(void *arg)
 {
 	struct disk_io *io = arg;
-	struct repo_disk_t *rd = io->rd;
 	uint64_t pos = io->off, end = io->off + io->len;
 	uint8_t *chunk = NULL;
 
 	while (pos < end) {
 		uint64_t c = pos / REPO_CHUNK_SIZE, cstart = c * REPO_CHUNK_SIZE;
-		size_t clen = (size_t)repo_chunk_len(rd->d.size, c);
+		size_t clen = (size_t)repo_chunk_len(io->size, c);
 		size_t in = (size_t)(pos - cstart), n = clen - in;
+		const uint8_t *id = io->ids[c - io->first];
 
 		if (n > end - pos)
 			n = (size_t)(end - pos);
-		if (repo_chunk_id_is_zero(rd->ids[c])) {
+		if (repo_chunk_id_is_zero(id)) {
 			memset(io->buf + (pos - io->off), 0, n);
 		} else {
 			char *e = NULL;
 
 			if (chunk == NULL)
 				chunk = xmalloc(REPO_CHUNK_SIZE);
-			if (repo_chunk_get(rd->r, rd->ids[c], chunk, clen, &e) != 0) {
+			if (repo_chunk_get(io->r, id, chunk, clen, &e) != 0) {
 				io->err = xasprintf("chunk %llu at offset %llu: %s", (unsigned long long)c,
 				    (unsigned long long)cstart, e);
 				free(e);
@@ -100,6 +106,7 @@ io_release(void *arg)
 	struct disk_io *io = arg;
 
 	io_unlink(io);
+	free(io->ids);
 	free(io->buf);
 	free(io->err);
 	free(io);
@@ -115,6 +122,15 @@ rdisk_read(struct disk *d, uint64_t off, size_t len, void *buf, xfer_cb cb, void
 		return NULL;
 	io = xcalloc(1, sizeof(*io));
 	io->rd = rd;
+	io->r = rd->r;
+	io->size = d->size;
+	if (len > 0) {
+		uint64_t last = (off + len - 1) / REPO_CHUNK_SIZE;
+
+		io->first = off / REPO_CHUNK_SIZE;
+		io->ids = xcalloc((size_t)(last - io->first + 1), REPO_ID_LEN);
+		memcpy(io->ids, rd->ids[io->first], (size_t)(last - io->first + 1) * REPO_ID_LEN);
+	}
 	io->off = off;
 	io->len = len;
 	io->dst = buf;
