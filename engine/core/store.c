@@ -1,16 +1,32 @@
 /* The only file that talks to LMDB (see store.h).
  *
- * Every write is recorded in an in-memory journal as well as in the open
- * write transaction.  The journal is what makes the group commit robust:
- * when the map is full the transaction is aborted, the map grown and the
- * journal replayed; when a commit fails (disk full, I/O error) the journal
- * is kept and replayed into the next attempt, and the after-commit work
- * waits, so no side effect ever runs ahead of its persisted state. */
+ * Writes are recorded in an in-memory journal, the pending batch; LMDB
+ * sees them only when a batch is committed.  With an event loop the
+ * commit runs on the store's own thread: the loop hands the pending
+ * batch over (it becomes the in-flight batch), goes on while LMDB writes
+ * and fdatasyncs, and runs the batch's after-commit work when the thread
+ * says it is durable.  Writes made meanwhile gather in the next pending
+ * batch, which is the group commit.  An fdatasync on a busy device takes
+ * tens or hundreds of milliseconds; on the loop it held every socket
+ * (SPEC §8: ping within 100 ms while a backup runs).
+ *
+ * Reads see the pending and in-flight writes: a lookup asks the journal
+ * first, newest entry first, then a read-only snapshot.  Whatever part of
+ * the journal the snapshot already holds is applied again on top, which
+ * changes nothing, since every entry sets or removes whole records.
+ *
+ * When the map is full the map is grown on the loop thread (no snapshot
+ * is open then, and the store's thread is idle) and the batch handed over
+ * again; when a commit fails (disk full, I/O error) the batch goes back
+ * in front of the pending one and is retried every second, and its
+ * after-commit work waits, so no side effect ever runs ahead of its
+ * persisted state. */
 #include "engine/core/store.h"
 
 #include <errno.h>
 #include <event2/event.h>
 #include <lmdb.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -44,16 +60,29 @@ struct after {
 	void *arg;
 };
 
+/* Writes not yet known durable, with the work that waits for them. */
+struct batch {
+	struct jentry *e;
+	size_t n, cap;
+	size_t per_db[STORE_NDBS];
+	struct after *after;
+	size_t nafter, after_cap;
+};
+
+/* How a hand-over or a commit ended. */
+enum { COMMIT_DONE, COMMIT_BUSY, COMMIT_AGAIN, COMMIT_FAILED };
+
 static struct {
 	MDB_env *env;
 	MDB_dbi dbi[STORE_NDBS];
-	MDB_txn *wtxn;
-	struct jentry *journal;
-	size_t njournal, journal_cap;
-	struct after *after;
-	size_t nafter, after_cap;
+	struct batch pending;   /* written since the last hand-over */
+	struct batch inflight;  /* being committed; only while busy */
+	int busy;
+	MDB_txn *rtxn;          /* the read snapshot, reset between reads */
+	int rdepth;             /* reads in progress (a scan's callback may read) */
 	struct event *commit_ev;
 	struct event *retry_ev;
+	struct event *done_ev;
 	int retry_pending;
 	struct store_stats stats;
 	char *dir;
@@ -62,18 +91,86 @@ static struct {
 	double failure_logged;
 	uint64_t failed_attempts; /* in a row */
 	store_failure_fn failure_hook;
+	/* the store's thread; lock guards go, done, quit, hold, thread_rc,
+	 * thread_dt */
+	pthread_t thread;
+	int threaded;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	int go, done, quit, hold;
+	int thread_rc;
+	double thread_dt;
 } st;
 
 static const char *const db_names[STORE_NDBS] = { "meta", "jobs", "log", "stats", "config", "instant" };
 
-static void store_commit_cb(evutil_socket_t fd, short what, void *arg);
+/* ---- the journal ------------------------------------------------------ */
 
 static void
-store_schedule_commit(void)
+batch_add(struct batch *b, const struct jentry *e)
 {
-	if (st.commit_ev != NULL && !st.retry_pending)
-		event_active(st.commit_ev, EV_TIMEOUT, 1);
+	if (b->n == b->cap) {
+		b->cap = b->cap ? b->cap * 2 : 64;
+		b->e = xreallocarray(b->e, b->cap, sizeof(*b->e));
+	}
+	b->e[b->n++] = *e;
+	b->per_db[e->db]++;
 }
+
+static void
+batch_add_after(struct batch *b, void (*fn)(void *), void *arg)
+{
+	if (b->nafter == b->after_cap) {
+		b->after_cap = b->after_cap ? b->after_cap * 2 : 64;
+		b->after = xreallocarray(b->after, b->after_cap, sizeof(*b->after));
+	}
+	b->after[b->nafter].fn = fn;
+	b->after[b->nafter].arg = arg;
+	b->nafter++;
+}
+
+/* Frees the entries; the after-commit list is taken by the caller. */
+static void
+batch_clear(struct batch *b)
+{
+	size_t i;
+
+	for (i = 0; i < b->n; i++) {
+		free(b->e[i].key);
+		free(b->e[i].val);
+	}
+	b->n = 0;
+	memset(b->per_db, 0, sizeof(b->per_db));
+}
+
+static void
+batch_free(struct batch *b)
+{
+	batch_clear(b);
+	free(b->e);
+	free(b->after);
+	memset(b, 0, sizeof(*b));
+}
+
+/* A batch that was not committed goes back in front of the pending one:
+ * its writes are older, and so is the work that waits for them. */
+static void
+batch_requeue(void)
+{
+	struct batch *in = &st.inflight, *p = &st.pending;
+	size_t i;
+
+	for (i = 0; i < p->n; i++)
+		batch_add(in, &p->e[i]);
+	for (i = 0; i < p->nafter; i++)
+		batch_add_after(in, p->after[i].fn, p->after[i].arg);
+	free(p->e);
+	free(p->after);
+	*p = *in;
+	memset(in, 0, sizeof(*in));
+}
+
+/* ---- committing (on any thread) --------------------------------------- */
 
 static int
 store_apply(MDB_txn *txn, const struct jentry *e)
@@ -106,81 +203,83 @@ store_apply(MDB_txn *txn, const struct jentry *e)
 	return EINVAL;
 }
 
-static void
-store_grow(void)
+/* One write transaction with all of b's writes, committed durably.
+ * Touches only b and the environment: it runs on the store's thread. */
+static int
+commit_batch(const struct batch *b, double *dt)
 {
-	MDB_envinfo info;
-	size_t size;
-	char human[32];
-	int rc;
-
-	mdb_env_info(st.env, &info);
-	size = info.me_mapsize * 2;
-	if ((rc = mdb_env_set_mapsize(st.env, size)) != 0)
-		fatal("store: cannot grow the map to %zu bytes: %s", size, mdb_strerror(rc));
-	st.stats.map_grows++;
-	st.stats.map_size = size;
-	units_format_size(size, human, sizeof(human));
-	log_info("store: map grown to %s", human);
-}
-
-/* Make sure a write transaction is open and holds the whole journal. */
-static void
-store_txn(void)
-{
+	MDB_txn *txn;
+	double t0 = now_mono();
 	size_t i;
 	int rc;
 
-	while (st.wtxn == NULL) {
-		if ((rc = mdb_txn_begin(st.env, NULL, 0, &st.wtxn)) != 0)
-			fatal("store: cannot begin a write transaction: %s", mdb_strerror(rc));
-		for (i = 0; i < st.njournal; i++) {
-			rc = store_apply(st.wtxn, &st.journal[i]);
-			if (rc == 0)
-				continue;
-			mdb_txn_abort(st.wtxn);
-			st.wtxn = NULL;
-			if (rc != MDB_MAP_FULL)
-				fatal("store: write failed: %s", mdb_strerror(rc));
-			store_grow();
-			break;
+	if ((rc = mdb_txn_begin(st.env, NULL, 0, &txn)) != 0)
+		return rc;
+	for (i = 0; i < b->n; i++)
+		if ((rc = store_apply(txn, &b->e[i])) != 0) {
+			mdb_txn_abort(txn);
+			return rc;
 		}
+	rc = mdb_txn_commit(txn);
+	*dt = now_mono() - t0;
+	return rc;
+}
+
+static void *
+store_thread_main(void *unused)
+{
+	double dt = 0;
+	int rc;
+
+	pthread_mutex_lock(&st.lock);
+	for (;;) {
+		while ((!st.go || st.hold) && !st.quit)
+			pthread_cond_wait(&st.wake, &st.lock);
+		if (st.quit)
+			break;
+		st.go = 0;
+		pthread_mutex_unlock(&st.lock);
+		rc = commit_batch(&st.inflight, &dt);
+		pthread_mutex_lock(&st.lock);
+		st.thread_rc = rc;
+		st.thread_dt = dt;
+		st.done = 1;
+		pthread_cond_broadcast(&st.wake);
+		event_active(st.done_ev, EV_READ, 0);
 	}
+	pthread_mutex_unlock(&st.lock);
+	return NULL;
+}
+
+/* ---- committing (the loop's side) ------------------------------------- */
+
+static void store_commit_cb(evutil_socket_t fd, short what, void *arg);
+
+static void
+store_schedule_commit(void)
+{
+	if (st.commit_ev != NULL && !st.retry_pending)
+		event_active(st.commit_ev, EV_TIMEOUT, 1);
 }
 
 static void
 store_record(enum jop op, enum store_db db, const void *key, size_t klen, const void *val, size_t vlen)
 {
-	struct jentry *e;
-	int rc;
+	struct jentry e;
 
-	if (st.njournal == st.journal_cap) {
-		st.journal_cap = st.journal_cap ? st.journal_cap * 2 : 64;
-		st.journal = xreallocarray(st.journal, st.journal_cap, sizeof(*st.journal));
-	}
-	store_txn();
-	e = &st.journal[st.njournal++];
-	e->op = op;
-	e->db = db;
-	e->key = xmalloc(klen);
-	memcpy(e->key, key, klen);
-	e->klen = klen;
-	e->val = NULL;
-	e->vlen = vlen;
+	e.op = op;
+	e.db = db;
+	e.key = xmalloc(klen ? klen : 1);
+	memcpy(e.key, key, klen);
+	e.klen = klen;
+	e.val = NULL;
+	e.vlen = vlen;
 	if (val != NULL) {
-		e->val = xmalloc(vlen);
-		memcpy(e->val, val, vlen);
+		e.val = xmalloc(vlen ? vlen : 1);
+		memcpy(e.val, val, vlen);
 	}
+	batch_add(&st.pending, &e);
 	st.stats.writes++;
-	rc = store_apply(st.wtxn, e);
-	if (rc == MDB_MAP_FULL) {
-		mdb_txn_abort(st.wtxn);
-		st.wtxn = NULL;
-		store_grow();
-		store_txn();
-	} else if (rc != 0) {
-		fatal("store: write failed: %s", mdb_strerror(rc));
-	}
 	store_schedule_commit();
 }
 
@@ -203,32 +302,40 @@ store_del_prefix(enum store_db db, const void *prefix, size_t plen)
 }
 
 static void
-journal_clear(void)
+store_run_after(struct after *list, size_t n)
 {
 	size_t i;
 
-	for (i = 0; i < st.njournal; i++) {
-		free(st.journal[i].key);
-		free(st.journal[i].val);
-	}
-	st.njournal = 0;
-}
-
-static void
-store_run_after(void)
-{
-	struct after *list = st.after;
-	size_t i, n = st.nafter;
-
-	/* The callbacks may queue more work: it belongs to the next commit. */
-	st.after = NULL;
-	st.nafter = st.after_cap = 0;
+	/* The callbacks may queue more work: it belongs to the next batch. */
 	for (i = 0; i < n; i++)
 		list[i].fn(list[i].arg);
 	free(list);
 }
 
-/* A commit failed (disk full, I/O error): the journal is kept, the
+static void
+store_grow(void)
+{
+	MDB_envinfo info;
+	size_t size;
+	char human[32];
+	int rc;
+
+	/* No snapshot may be open while the map moves. */
+	if (st.rtxn != NULL) {
+		mdb_txn_abort(st.rtxn);
+		st.rtxn = NULL;
+	}
+	mdb_env_info(st.env, &info);
+	size = info.me_mapsize * 2;
+	if ((rc = mdb_env_set_mapsize(st.env, size)) != 0)
+		fatal("store: cannot grow the map to %zu bytes: %s", size, mdb_strerror(rc));
+	st.stats.map_grows++;
+	st.stats.map_size = size;
+	units_format_size(size, human, sizeof(human));
+	log_info("store: map grown to %s", human);
+}
+
+/* A commit failed (disk full, I/O error): the writes are kept, the
  * commit retried every second, the after-commit work waits.  The log says
  * so at the first failure and then once a minute, not every second. */
 static void
@@ -264,39 +371,32 @@ store_failed(int rc)
 		st.failure_hook(st.failure, now - st.failing_since);
 }
 
-int
-store_commit(void)
+/* The in-flight batch's commit ended with rc after dt seconds. */
+static int
+store_finish(int rc, double dt)
 {
 	static const double bounds[STORE_NCOMMIT_BUCKETS] = STORE_COMMIT_BUCKETS;
-	double t0;
-	int rc, i;
+	struct after *list;
+	size_t n;
+	int i;
 
-	if (st.env == NULL)
-		return -1;
-	for (;;) {
-		if (st.wtxn == NULL && st.njournal > 0)
-			store_txn();
-		if (st.wtxn == NULL)
-			break;
-		t0 = now_mono();
-		rc = mdb_txn_commit(st.wtxn);
-		st.wtxn = NULL;
-		if (rc == 0) {
-			double dt = now_mono() - t0;
-
-			for (i = 0; i < STORE_NCOMMIT_BUCKETS && dt > bounds[i]; i++)
-				;
-			st.stats.commit_buckets[i]++;
-			st.stats.commit_seconds += dt;
-			st.stats.commits++;
-			break;
-		}
-		if (rc == MDB_MAP_FULL) {
-			store_grow();
-			continue;
-		}
+	st.busy = 0;
+	if (rc == MDB_MAP_FULL) {
+		batch_requeue();
+		store_grow();
+		return COMMIT_AGAIN;
+	}
+	if (rc != 0) {
+		batch_requeue();
 		store_failed(rc);
-		return -1;
+		return COMMIT_FAILED;
+	}
+	if (st.inflight.n > 0) {
+		for (i = 0; i < STORE_NCOMMIT_BUCKETS && dt > bounds[i]; i++)
+			;
+		st.stats.commit_buckets[i]++;
+		st.stats.commit_seconds += dt;
+		st.stats.commits++;
 	}
 	if (st.failure != NULL) {
 		log_info("store: commits to %s succeed again after %.0f s and %llu failed attempts", st.dir,
@@ -307,137 +407,380 @@ store_commit(void)
 		if (st.failure_hook != NULL)
 			st.failure_hook(NULL, 0);
 	}
-	journal_clear();
-	store_run_after();
-	return 0;
+	batch_clear(&st.inflight);
+	list = st.inflight.after;
+	n = st.inflight.nafter;
+	st.inflight.after = NULL;
+	st.inflight.nafter = st.inflight.after_cap = 0;
+	store_run_after(list, n);
+	return COMMIT_DONE;
+}
+
+/* The pending batch becomes the in-flight one and is committed: on the
+ * store's thread (COMMIT_BUSY) or here and now. */
+static int
+store_submit(void)
+{
+	double dt = 0;
+
+	st.inflight = st.pending;
+	memset(&st.pending, 0, sizeof(st.pending));
+	st.busy = 1;
+	if (st.inflight.n == 0)
+		return store_finish(0, 0);
+	if (!st.threaded)
+		return store_finish(commit_batch(&st.inflight, &dt), dt);
+	pthread_mutex_lock(&st.lock);
+	st.go = 1;
+	pthread_cond_signal(&st.wake);
+	pthread_mutex_unlock(&st.lock);
+	return COMMIT_BUSY;
+}
+
+/* The store's thread has finished the in-flight batch: its result, once. */
+static int
+store_take_result(int wait, int *rc, double *dt)
+{
+	int got;
+
+	pthread_mutex_lock(&st.lock);
+	while (wait && !st.done)
+		pthread_cond_wait(&st.wake, &st.lock);
+	got = st.done;
+	st.done = 0;
+	*rc = st.thread_rc;
+	*dt = st.thread_dt;
+	pthread_mutex_unlock(&st.lock);
+	return got;
+}
+
+static void
+store_pending_work(void)
+{
+	if (st.pending.n > 0 || st.pending.nafter > 0)
+		store_schedule_commit();
+}
+
+static void
+store_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	double dt;
+	int rc;
+
+	if (!st.busy || !store_take_result(0, &rc, &dt))
+		return;
+	store_finish(rc, dt);
+	store_pending_work();
 }
 
 static void
 store_commit_cb(evutil_socket_t fd, short what, void *arg)
 {
-	store_commit();
+	/* A busy thread: the batch is handed over when it is done. */
+	if (st.busy || st.env == NULL)
+		return;
+	if (store_submit() == COMMIT_AGAIN)
+		store_pending_work();
 }
 
 static void
 store_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
 	st.retry_pending = 0;
-	store_commit();
+	store_commit_cb(fd, what, arg);
+}
+
+int
+store_commit(void)
+{
+	double dt;
+	int rc, r;
+
+	if (st.env == NULL)
+		return -1;
+	if (st.busy) {
+		store_take_result(1, &rc, &dt);
+		if (store_finish(rc, dt) == COMMIT_FAILED)
+			return -1;
+	}
+	do {
+		r = store_submit();
+		if (r == COMMIT_BUSY) {
+			store_take_result(1, &rc, &dt);
+			r = store_finish(rc, dt);
+		}
+	} while (r == COMMIT_AGAIN);
+	store_pending_work();
+	return r == COMMIT_DONE ? 0 : -1;
 }
 
 void
 store_after_commit(void (*fn)(void *), void *arg)
 {
-	if (st.nafter == st.after_cap) {
-		st.after_cap = st.after_cap ? st.after_cap * 2 : 64;
-		st.after = xreallocarray(st.after, st.after_cap, sizeof(*st.after));
-	}
-	st.after[st.nafter].fn = fn;
-	st.after[st.nafter].arg = arg;
-	st.nafter++;
+	batch_add_after(&st.pending, fn, arg);
 	store_schedule_commit();
 }
 
-/* Reads use the open write transaction (so they see pending writes) or a
- * short read-only one. */
-static MDB_txn *
-store_read_txn(int *owned)
+void
+store_test_hold(int on)
 {
-	MDB_txn *txn;
+	if (!st.threaded)
+		return;
+	pthread_mutex_lock(&st.lock);
+	st.hold = on;
+	pthread_cond_broadcast(&st.wake);
+	pthread_mutex_unlock(&st.lock);
+}
+
+/* ---- reading ---------------------------------------------------------- */
+
+/* The snapshot for a read; nested reads share it. */
+static MDB_txn *
+store_read_begin(void)
+{
 	int rc;
 
-	if (st.njournal > 0 || st.wtxn != NULL) {
-		store_txn();
-		*owned = 0;
-		return st.wtxn;
+	if (st.rdepth > 0) {
+		st.rdepth++;
+		return st.rtxn;
 	}
-	if ((rc = mdb_txn_begin(st.env, NULL, MDB_RDONLY, &txn)) != 0) {
+	rc = st.rtxn == NULL ? mdb_txn_begin(st.env, NULL, MDB_RDONLY, &st.rtxn) : mdb_txn_renew(st.rtxn);
+	if (rc != 0) {
 		log_err("store: cannot begin a read transaction: %s", mdb_strerror(rc));
+		if (st.rtxn != NULL)
+			mdb_txn_abort(st.rtxn);
+		st.rtxn = NULL;
 		return NULL;
 	}
-	*owned = 1;
-	return txn;
+	st.rdepth = 1;
+	return st.rtxn;
+}
+
+static void
+store_read_end(void)
+{
+	if (--st.rdepth == 0)
+		mdb_txn_reset(st.rtxn);
+}
+
+static int
+has_prefix(const void *key, size_t klen, const void *prefix, size_t plen)
+{
+	return klen >= plen && memcmp(key, prefix, plen) == 0;
+}
+
+/* LMDB's default order: bytes, then the shorter key first. */
+static int
+key_cmp(const void *a, size_t alen, const void *b, size_t blen)
+{
+	int c = memcmp(a, b, alen < blen ? alen : blen);
+
+	return c != 0 ? c : (alen < blen ? -1 : alen > blen);
+}
+
+/* Does entry e decide the record at key (set it, or remove it)? */
+static int
+entry_covers(const struct jentry *e, enum store_db db, const void *key, size_t klen)
+{
+	if (e->db != db)
+		return 0;
+	if (e->op == JOP_DELPREFIX)
+		return has_prefix(key, klen, e->key, e->klen);
+	return e->klen == klen && memcmp(e->key, key, klen) == 0;
+}
+
+/* The newest write not yet committed that decides key, or NULL. */
+static const struct jentry *
+journal_find(enum store_db db, const void *key, size_t klen)
+{
+	const struct batch *b[2] = { &st.pending, &st.inflight };
+	size_t i, j;
+
+	for (i = 0; i < 2; i++) {
+		if (b[i]->per_db[db] == 0)
+			continue;
+		for (j = b[i]->n; j > 0; j--)
+			if (entry_covers(&b[i]->e[j - 1], db, key, klen))
+				return &b[i]->e[j - 1];
+	}
+	return NULL;
+}
+
+static void
+copy_out(const void *v, size_t n, void **val, size_t *vlen)
+{
+	*val = xmalloc(n + 1);
+	memcpy(*val, v, n);
+	((char *)*val)[n] = '\0';
+	*vlen = n;
 }
 
 int
 store_get(enum store_db db, const void *key, size_t klen, void **val, size_t *vlen)
 {
+	const struct jentry *e = journal_find(db, key, klen);
 	MDB_val k = { klen, (void *)key }, v;
 	MDB_txn *txn;
-	int owned, rc, found = 0;
+	int rc, found = 0;
 
-	if ((txn = store_read_txn(&owned)) == NULL)
+	if (e != NULL) {
+		if (e->op != JOP_PUT)
+			return 0;
+		copy_out(e->val, e->vlen, val, vlen);
+		return 1;
+	}
+	if (st.env == NULL || (txn = store_read_begin()) == NULL)
 		return 0;
 	rc = mdb_get(txn, st.dbi[db], &k, &v);
 	if (rc == 0) {
-		*val = xmalloc(v.mv_size + 1);
-		memcpy(*val, v.mv_data, v.mv_size);
-		((char *)*val)[v.mv_size] = '\0';
-		*vlen = v.mv_size;
+		copy_out(v.mv_data, v.mv_size, val, vlen);
 		found = 1;
 	} else if (rc != MDB_NOTFOUND) {
 		log_err("store: read failed: %s", mdb_strerror(rc));
 	}
-	if (owned)
-		mdb_txn_abort(txn);
+	store_read_end();
 	return found;
 }
 
+/* The journal's say in one scan: the entries that may touch keys with the
+ * prefix (oldest first), and of them the records it sets, in key order. */
+struct scan_journal {
+	struct jentry *rel;
+	size_t nrel;
+	const struct jentry **put;
+	size_t nput;
+};
+
 static int
-has_prefix(const MDB_val *k, const void *prefix, size_t plen)
+put_order(const void *a, const void *b)
 {
-	return k->mv_size >= plen && memcmp(k->mv_data, prefix, plen) == 0;
+	const struct jentry *x = *(const struct jentry *const *)a, *y = *(const struct jentry *const *)b;
+
+	return key_cmp(x->key, x->klen, y->key, y->klen);
+}
+
+/* The newest relevant entry that decides key. */
+static const struct jentry *
+scan_journal_find(const struct scan_journal *sj, enum store_db db, const void *key, size_t klen)
+{
+	size_t i;
+
+	for (i = sj->nrel; i > 0; i--)
+		if (entry_covers(&sj->rel[i - 1], db, key, klen))
+			return &sj->rel[i - 1];
+	return NULL;
+}
+
+/* The entries are copied (their keys and values are not): a scan's
+ * callback may write, which may move the journal's arrays. */
+static void
+scan_journal_init(struct scan_journal *sj, enum store_db db, const void *prefix, size_t plen)
+{
+	const struct batch *b[2] = { &st.inflight, &st.pending };
+	const struct jentry *e;
+	size_t i, j;
+
+	memset(sj, 0, sizeof(*sj));
+	for (i = 0; i < 2; i++) {
+		if (b[i]->per_db[db] == 0)
+			continue;
+		for (j = 0; j < b[i]->n; j++) {
+			e = &b[i]->e[j];
+			if (e->db != db)
+				continue;
+			if (!has_prefix(e->key, e->klen, prefix, plen) &&
+			    !(e->op == JOP_DELPREFIX && has_prefix(prefix, plen, e->key, e->klen)))
+				continue;
+			if (sj->nrel % 64 == 0)
+				sj->rel = xreallocarray(sj->rel, sj->nrel + 64, sizeof(*sj->rel));
+			sj->rel[sj->nrel++] = *e;
+		}
+	}
+	for (i = 0; i < sj->nrel; i++) {
+		e = &sj->rel[i];
+		if (e->op != JOP_PUT || scan_journal_find(sj, db, e->key, e->klen) != e)
+			continue;
+		if (sj->nput % 64 == 0)
+			sj->put = xreallocarray(sj->put, sj->nput + 64, sizeof(*sj->put));
+		sj->put[sj->nput++] = e;
+	}
+	qsort(sj->put, sj->nput, sizeof(*sj->put), put_order);
+}
+
+/* Position c on the first key of the prefix's range in scan order. */
+static int
+scan_first(MDB_cursor *c, const void *prefix, size_t plen, int reverse, MDB_val *k, MDB_val *v)
+{
+	uint8_t *succ;
+	size_t i;
+	int rc;
+
+	if (!reverse) {
+		k->mv_size = plen;
+		k->mv_data = (void *)prefix;
+		return plen ? mdb_cursor_get(c, k, v, MDB_SET_RANGE) : mdb_cursor_get(c, k, v, MDB_FIRST);
+	}
+	/* Start just past the prefix range: its successor key. */
+	succ = xmalloc(plen ? plen : 1);
+	memcpy(succ, prefix, plen);
+	for (i = plen; i > 0; i--)
+		if (++succ[i - 1] != 0)
+			break;
+	if (i == 0) {
+		rc = mdb_cursor_get(c, k, v, MDB_LAST);
+	} else {
+		k->mv_size = i;
+		k->mv_data = succ;
+		rc = mdb_cursor_get(c, k, v, MDB_SET_RANGE);
+		rc = rc == 0 ? mdb_cursor_get(c, k, v, MDB_PREV) : mdb_cursor_get(c, k, v, MDB_LAST);
+	}
+	free(succ);
+	return rc;
 }
 
 int
 store_scan(enum store_db db, const void *prefix, size_t plen, int reverse, size_t limit,
     store_scan_cb cb, void *arg)
 {
+	struct scan_journal sj;
+	const struct jentry *e;
 	MDB_txn *txn;
 	MDB_cursor *c;
 	MDB_val k, v;
-	uint8_t *succ = NULL;
-	size_t n = 0, i;
-	int owned, rc;
+	size_t n = 0, next = 0;
+	int rc, have_db, cmp, stop = 0;
 
-	if ((txn = store_read_txn(&owned)) == NULL)
+	if (st.env == NULL || (txn = store_read_begin()) == NULL)
 		return -1;
-	if ((rc = mdb_cursor_open(txn, st.dbi[db], &c)) != 0) {
-		if (owned)
-			mdb_txn_abort(txn);
+	if (mdb_cursor_open(txn, st.dbi[db], &c) != 0) {
+		store_read_end();
 		return -1;
 	}
-	if (!reverse) {
-		k.mv_size = plen;
-		k.mv_data = (void *)prefix;
-		rc = plen ? mdb_cursor_get(c, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(c, &k, &v, MDB_FIRST);
-	} else {
-		/* Start just past the prefix range: its successor key. */
-		succ = xmalloc(plen ? plen : 1);
-		memcpy(succ, prefix, plen);
-		for (i = plen; i > 0; i--)
-			if (++succ[i - 1] != 0)
-				break;
-		if (i == 0) {
-			rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
-		} else {
-			k.mv_size = i;
-			k.mv_data = succ;
-			rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
-			rc = rc == 0 ? mdb_cursor_get(c, &k, &v, MDB_PREV) : mdb_cursor_get(c, &k, &v, MDB_LAST);
+	scan_journal_init(&sj, db, prefix, plen);
+	rc = scan_first(c, prefix, plen, reverse, &k, &v);
+	/* Merge the snapshot's records with those the journal sets. */
+	while (!stop) {
+		have_db = rc == 0 && has_prefix(k.mv_data, k.mv_size, prefix, plen);
+		e = next < sj.nput ? sj.put[reverse ? sj.nput - 1 - next : next] : NULL;
+		if (!have_db && e == NULL)
+			break;
+		if (have_db && e != NULL)
+			cmp = key_cmp(e->key, e->klen, k.mv_data, k.mv_size) * (reverse ? -1 : 1);
+		else
+			cmp = e != NULL ? -1 : 1;
+		if (cmp <= 0) {
+			next++;
+			stop = cb(e->key, e->klen, e->val, e->vlen, arg) != 0 || (limit && ++n >= limit);
+		} else if (scan_journal_find(&sj, db, k.mv_data, k.mv_size) == NULL) {
+			stop = cb(k.mv_data, k.mv_size, v.mv_data, v.mv_size, arg) != 0 || (limit && ++n >= limit);
 		}
-	}
-	while (rc == 0 && has_prefix(&k, prefix, plen)) {
-		if (cb(k.mv_data, k.mv_size, v.mv_data, v.mv_size, arg) != 0)
-			break;
-		if (limit && ++n >= limit)
-			break;
-		rc = mdb_cursor_get(c, &k, &v, reverse ? MDB_PREV : MDB_NEXT);
+		if (cmp >= 0 && have_db)
+			rc = mdb_cursor_get(c, &k, &v, reverse ? MDB_PREV : MDB_NEXT);
 	}
 	mdb_cursor_close(c);
-	if (owned)
-		mdb_txn_abort(txn);
-	free(succ);
+	store_read_end();
+	free(sj.rel);
+	free(sj.put);
 	return 0;
 }
 
@@ -506,6 +849,9 @@ store_open(const char *dir, struct event_base *base)
 		free(val);
 		if (f != STORE_FORMAT) {
 			log_err("store: %s has format %u, this vmferryd reads format %u", dir, f, STORE_FORMAT);
+			if (st.rtxn != NULL)
+				mdb_txn_abort(st.rtxn);
+			st.rtxn = NULL;
 			mdb_env_close(st.env);
 			st.env = NULL;
 			free(st.dir);
@@ -519,6 +865,12 @@ store_open(const char *dir, struct event_base *base)
 	if (base != NULL) {
 		st.commit_ev = event_new(base, -1, 0, store_commit_cb, NULL);
 		st.retry_ev = evtimer_new(base, store_retry_cb, NULL);
+		st.done_ev = event_new(base, -1, 0, store_done_cb, NULL);
+		pthread_mutex_init(&st.lock, NULL);
+		pthread_cond_init(&st.wake, NULL);
+		if ((errno = pthread_create(&st.thread, NULL, store_thread_main, NULL)) != 0)
+			fatal("store: cannot start the store's thread: %s", strerror(errno));
+		st.threaded = 1;
 	}
 	return store_commit() == 0 ? 0 : -1;
 fail:
@@ -536,14 +888,24 @@ store_close(void)
 {
 	if (st.env == NULL)
 		return;
+	store_test_hold(0);
 	if (store_commit() != 0)
 		log_err("store: closing with uncommitted writes");
-	if (st.wtxn != NULL)
-		mdb_txn_abort(st.wtxn);
-	st.wtxn = NULL;
-	journal_clear();
-	free(st.journal);
-	free(st.after);
+	if (st.threaded) {
+		pthread_mutex_lock(&st.lock);
+		st.quit = 1;
+		pthread_cond_broadcast(&st.wake);
+		pthread_mutex_unlock(&st.lock);
+		pthread_join(st.thread, NULL);
+		pthread_mutex_destroy(&st.lock);
+		pthread_cond_destroy(&st.wake);
+	}
+	if (st.rtxn != NULL)
+		mdb_txn_abort(st.rtxn);
+	batch_free(&st.pending);
+	batch_free(&st.inflight);
+	if (st.done_ev != NULL)
+		event_free(st.done_ev);
 	if (st.commit_ev != NULL)
 		event_free(st.commit_ev);
 	if (st.retry_ev != NULL)

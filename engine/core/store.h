@@ -2,10 +2,12 @@
  * (jobs, job logs, statistics, the last good version of each config file)
  * goes through here as opaque byte records.
  *
- * Writes join one group transaction that is committed durably once per
- * loop turn; work that must not start before the writes are on disk is
- * queued with store_after_commit().  When the map fills up it grows and
- * the group's writes are replayed, so callers never see MDB_MAP_FULL. */
+ * Writes join one group that is committed durably as soon as the last
+ * one is: with an event loop on the store's own thread, so the loop never
+ * waits for the disk; work that must not start before the writes are on
+ * disk is queued with store_after_commit().  When the map fills up it
+ * grows and the group is committed again, so callers never see
+ * MDB_MAP_FULL. */
 #ifndef VMFERRY_STORE_H
 #define VMFERRY_STORE_H
 
@@ -33,7 +35,7 @@ void store_del(enum store_db db, const void *key, size_t klen);
 /* Delete every key that starts with prefix. */
 void store_del_prefix(enum store_db db, const void *prefix, size_t plen);
 
-/* Reads see the writes of the pending group.  store_get copies the value
+/* Reads see every write made so far, committed or not.  store_get copies the value
  * into a malloc'd buffer (*val, *vlen); returns 1 found, 0 not found. */
 int store_get(enum store_db db, const void *key, size_t klen, void **val, size_t *vlen);
 /* Calls cb for each key starting with prefix, in key order (or reverse),
@@ -45,9 +47,12 @@ int store_scan(enum store_db db, const void *prefix, size_t plen, int reverse, s
 
 /* Run fn(arg) once everything written so far is durable. */
 void store_after_commit(void (*fn)(void *), void *arg);
-/* Commit now (shutdown, tests).  Returns 0, or -1 if the commit failed
+/* Commit now and wait for it (shutdown, tests).  Returns 0, or -1 if the commit failed
  * (then it is retried on the loop, and after-commit work waits). */
 int store_commit(void);
+/* Tests: with an event loop, hand-overs wait (on) or go on (off), so that
+ * a test can write and read while a batch is being committed. */
+void store_test_hold(int on);
 
 /* Counters for statistics and benchmarks. */
 /* Upper bounds (seconds) of the commit latency histogram's buckets. */

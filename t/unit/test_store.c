@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <event2/event.h>
+#include <event2/thread.h>
 
 #include "engine/core/log.h"
 #include "engine/core/store.h"
@@ -295,6 +297,78 @@ test_after_commit_runs_on_commit_in_order(void **unused)
 	assert_string_equal(order, "1;2;3;late;");
 	assert_int_equal(store_commit(), 0);
 	assert_string_equal(order, "1;2;3;late;");
+}
+
+/* With an event loop the commit runs on the store's thread.  While a batch
+ * is being committed (held there by the test) the loop writes and reads
+ * on: reads see the batch in flight and the writes made since, and no
+ * after-commit work runs before its writes are durable. */
+static void
+test_loop_commit_off_thread(void **unused)
+{
+	struct event_base *base;
+	struct store_stats s0, s1;
+	struct scan_out o = { .stop_after = 0 };
+	int turns;
+
+	store_close();
+	assert_int_equal(evthread_use_pthreads(), 0);
+	base = event_base_new();
+	assert_non_null(base);
+	assert_int_equal(store_open(dir, base), 0);
+	put_s(STORE_JOBS, "old", "0");
+	store_put(STORE_LOG, "p/0", 3, "v", 1);
+	assert_int_equal(store_commit(), 0);
+
+	order[0] = '\0';
+	store_test_hold(1);
+	put_s(STORE_JOBS, "a", "1");
+	put_s(STORE_JOBS, "b", "1");
+	store_put(STORE_LOG, "p/1", 3, "v", 1);
+	store_put(STORE_LOG, "p/2", 3, "v", 1);
+	store_put(STORE_LOG, "p/3", 3, "v", 1);
+	store_after_commit(note, "1;");
+	store_get_stats(&s0);
+	/* the loop hands the batch over and goes on */
+	assert_true(event_base_loop(base, EVLOOP_NONBLOCK) >= 0);
+	put_s(STORE_JOBS, "b", "2");
+	store_del(STORE_JOBS, "a", 1);
+	store_del(STORE_JOBS, "old", 3);
+	store_del_prefix(STORE_LOG, "p/2", 3);
+	store_put(STORE_LOG, "p/4", 3, "v", 1);
+	store_del(STORE_LOG, "p/0", 3);
+	store_after_commit(note, "2;");
+	for (turns = 0; turns < 5; turns++)
+		assert_true(event_base_loop(base, EVLOOP_NONBLOCK) >= 0);
+	assert_string_equal(order, "");
+	store_get_stats(&s1);
+	assert_int_equal(s1.commits, s0.commits);
+	assert_value(STORE_JOBS, "a", NULL);
+	assert_value(STORE_JOBS, "b", "2");
+	assert_value(STORE_JOBS, "old", NULL);
+	assert_string_equal(scan_str(&o, "p/", 2, 0, 0), "p/1,p/3,p/4");
+	assert_string_equal(scan_str(&o, "p/", 2, 1, 0), "p/4,p/3,p/1");
+	assert_string_equal(scan_str(&o, "p/", 2, 1, 2), "p/4,p/3");
+	assert_string_equal(scan_str(&o, "", 0, 0, 0), "p/1,p/3,p/4");
+
+	store_test_hold(0);
+	/* the thread wakes the loop; nothing else is on it: poll (10 s at most) */
+	for (turns = 0; turns < 10000 && strcmp(order, "1;2;") != 0; turns++) {
+		assert_true(event_base_loop(base, EVLOOP_NONBLOCK) >= 0);
+		usleep(1000);
+	}
+	assert_string_equal(order, "1;2;");
+	store_get_stats(&s1);
+	assert_int_equal(s1.commits, s0.commits + 2);
+
+	/* durable: another process's view, without the loop */
+	store_close();
+	event_base_free(base);
+	assert_int_equal(store_open(dir, NULL), 0);
+	assert_value(STORE_JOBS, "a", NULL);
+	assert_value(STORE_JOBS, "b", "2");
+	assert_value(STORE_JOBS, "old", NULL);
+	assert_string_equal(scan_str(&o, "p/", 2, 0, 0), "p/1,p/3,p/4");
 }
 
 static void
@@ -615,6 +689,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_put_get_del, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_databases_are_separate, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_after_commit_runs_on_commit_in_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_loop_commit_off_thread, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_survives_reopen, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_twice_and_commit_when_closed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scan_forward_reverse_prefix, setup, teardown),
