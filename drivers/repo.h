@@ -132,6 +132,19 @@ void repo_chunk_abandon(const struct repo *r, struct repo_sealed *s);
  * or undecipherable chunk is an error naming it. */
 int repo_chunk_get(const struct repo *r, const uint8_t id[REPO_ID_LEN], void *buf, size_t len, char **err);
 
+/* repo_chunk_get for a reader that keeps the chunk (instant recovery's
+ * cache): the whole file read at once into memory of its own (on huge
+ * pages where the kernel gives them), checked the same way.  out->plain
+ * points at the len bytes inside out->mem; repo_chunk_mem_free frees
+ * them.  On failure out holds nothing. */
+struct repo_chunk_mem {
+	uint8_t *mem;
+	const uint8_t *plain;
+};
+int repo_chunk_read(const struct repo *r, const uint8_t id[REPO_ID_LEN], size_t len, struct repo_chunk_mem *out,
+    char **err);
+void repo_chunk_mem_free(struct repo_chunk_mem *m);
+
 /* ---- restore points ---- */
 
 enum repo_mode { REPO_FULL, REPO_INCREMENTAL, REPO_DIFFERENTIAL };

@@ -1,7 +1,7 @@
 /* One disk of a restore point, read-only, with a small chunk cache (see
  * repo_export.h).  The format is drivers/repo*.c's business: this file
  * only asks them for the point (repo_point_read) and for chunks
- * (repo_chunk_get, which decrypts, decompresses and checks each one). */
+ * (repo_chunk_read, which decrypts, decompresses and checks each one). */
 #include "drivers/repo_export.h"
 
 #include <errno.h>
@@ -15,7 +15,7 @@
 struct cache_slot {
 	uint64_t chunk;         /* UINT64_MAX: empty */
 	uint64_t used;          /* tick of the last use (LRU) */
-	uint8_t *buf;           /* REPO_CHUNK_SIZE bytes */
+	struct repo_chunk_mem mem; /* the chunk's bytes (repo_chunk_read) */
 };
 
 struct repo_export {
@@ -192,7 +192,7 @@ repo_export_close(struct repo_export *x)
 	if (x == NULL)
 		return;
 	for (i = 0; i < x->nslots; i++)
-		free(x->slots[i].buf);
+		repo_chunk_mem_free(&x->slots[i].mem);
 	free(x->slots);
 	free(x->ids);
 	if (x->r != NULL)
@@ -230,7 +230,7 @@ cache_copy(struct repo_export *x, uint64_t i, void *dst, size_t from, size_t n)
 
 	for (k = 0; k < x->nslots; k++)
 		if (x->slots[k].chunk == i) {
-			memcpy(dst, x->slots[k].buf + from, n);
+			memcpy(dst, x->slots[k].mem.plain + from, n);
 			x->slots[k].used = ++x->tick;
 			x->hits++;
 			return 1;
@@ -238,13 +238,13 @@ cache_copy(struct repo_export *x, uint64_t i, void *dst, size_t from, size_t n)
 	return 0;
 }
 
-/* Files a freshly read chunk in the least recently used slot; *buf gets
- * that slot's old buffer (or NULL) for the caller to free. */
+/* Files a freshly read chunk in the least recently used slot; *mem gets
+ * that slot's old chunk (or nothing) for the caller to free. */
 static void
-cache_put(struct repo_export *x, uint64_t i, uint8_t **buf)
+cache_put(struct repo_export *x, uint64_t i, struct repo_chunk_mem *mem)
 {
+	struct repo_chunk_mem old;
 	unsigned k, lru = 0;
-	uint8_t *old;
 
 	for (k = 0; k < x->nslots; k++) {
 		if (x->slots[k].chunk == i)
@@ -252,11 +252,11 @@ cache_put(struct repo_export *x, uint64_t i, uint8_t **buf)
 		if (x->slots[k].used < x->slots[lru].used)
 			lru = k;
 	}
-	old = x->slots[lru].buf;
-	x->slots[lru].buf = *buf;
+	old = x->slots[lru].mem;
+	x->slots[lru].mem = *mem;
 	x->slots[lru].chunk = i;
 	x->slots[lru].used = ++x->tick;
-	*buf = old;
+	*mem = old;
 }
 
 int
@@ -274,7 +274,7 @@ repo_export_read(struct repo_export *x, void *buf, size_t count, uint64_t off, c
 		uint64_t i = off / REPO_CHUNK_SIZE;
 		size_t from = (size_t)(off % REPO_CHUNK_SIZE), len = repo_chunk_len(x->capacity, i);
 		size_t n = len - from < count ? len - from : count;
-		uint8_t *chunk;
+		struct repo_chunk_mem chunk;
 		int hit;
 
 		if (repo_chunk_id_is_zero(x->ids[i])) {
@@ -287,16 +287,13 @@ repo_export_read(struct repo_export *x, void *buf, size_t count, uint64_t off, c
 			pthread_mutex_unlock(&x->lock);
 			if (!hit) {
 				/* Read outside the lock: other chunks stay served. */
-				chunk = xmalloc(REPO_CHUNK_SIZE);
-				if (repo_chunk_get(x->r, x->ids[i], chunk, len, err) != 0) {
-					free(chunk);
+				if (repo_chunk_read(x->r, x->ids[i], len, &chunk, err) != 0)
 					return -1;
-				}
-				memcpy(dst, chunk + from, n);
+				memcpy(dst, chunk.plain + from, n);
 				pthread_mutex_lock(&x->lock);
 				cache_put(x, i, &chunk);
 				pthread_mutex_unlock(&x->lock);
-				free(chunk);
+				repo_chunk_mem_free(&chunk);
 			}
 		}
 		dst += n;

@@ -205,15 +205,46 @@ put_ok(const void *buf, size_t len, uint8_t id[REPO_ID_LEN], uint64_t *stored)
 		fail_msg("put: %s", err);
 }
 
+/* Both ways of reading a chunk give its bytes: into the caller's buffer
+ * (repo_chunk_get), and whole into memory of its own (repo_chunk_read). */
 static void
 get_equal(const uint8_t id[REPO_ID_LEN], const void *want, size_t len)
 {
 	uint8_t *buf = xmalloc(len);
+	struct repo_chunk_mem m;
 	char *err = NULL;
 
 	if (repo_chunk_get(repo, id, buf, len, &err) != 0)
 		fail_msg("get: %s", err);
 	assert_memory_equal(buf, want, len);
+	free(buf);
+	if (repo_chunk_read(repo, id, len, &m, &err) != 0)
+		fail_msg("read: %s", err);
+	assert_memory_equal(m.plain, want, len);
+	repo_chunk_mem_free(&m);
+}
+
+/* Both ways of reading chunk id fail, naming it, with an error that says
+ * what (NULL: not checked); repo_chunk_read leaves nothing behind. */
+static void
+get_fails(const uint8_t id[REPO_ID_LEN], size_t len, const char *what)
+{
+	uint8_t *buf = xmalloc(CH);
+	struct repo_chunk_mem m;
+	char *err = NULL, hex[65];
+
+	repo_id_hex(id, hex);
+	assert_int_equal(repo_chunk_get(repo, id, buf, len, &err), -1);
+	assert_true(len == 0 || len > CH || strstr(err, hex) != NULL);
+	assert_true(what == NULL || strstr(err, what) != NULL);
+	free(err);
+	err = NULL;
+	assert_int_equal(repo_chunk_read(repo, id, len, &m, &err), -1);
+	assert_true(len == 0 || len > CH || strstr(err, hex) != NULL);
+	assert_true(what == NULL || strstr(err, what) != NULL);
+	assert_null(m.mem);
+	assert_null(m.plain);
+	free(err);
 	free(buf);
 }
 
@@ -429,29 +460,34 @@ static void
 test_chunk_get_errors(void **state)
 {
 	uint8_t *buf = xmalloc(CH), id[REPO_ID_LEN], other[REPO_ID_LEN];
-	char *err = NULL, hex[65], *path;
+	char *path;
 
 	fill_random(buf, CH, 5);
 	put_ok(buf, CH, id, NULL);
 	/* A chunk that is not there, named. */
 	memcpy(other, id, sizeof(other));
 	other[31] ^= 1;
-	repo_id_hex(other, hex);
-	assert_int_equal(repo_chunk_get(repo, other, buf, CH, &err), -1);
-	assert_non_null(strstr(err, hex));
-	assert_non_null(strstr(err, "missing"));
-	free(err);
-	/* The wrong length. */
-	assert_int_equal(repo_chunk_get(repo, id, buf, CH - 1, &err), -1);
-	free(err);
-	/* One byte flipped in the data: damaged, named. */
+	get_fails(other, CH, "missing");
+	/* The wrong length, or none a chunk can have. */
+	get_fails(id, CH - 1, NULL);
+	get_fails(id, CH + 1, NULL);
+	get_fails(id, 0, NULL);
+	/* One byte flipped in the data, in its last block too: damaged, named. */
 	path = chunk_file(id);
 	flip_byte(path, 16 + 1000);
-	repo_id_hex(id, hex);
-	assert_int_equal(repo_chunk_get(repo, id, buf, CH, &err), -1);
-	assert_non_null(strstr(err, hex));
-	assert_non_null(strstr(err, "damaged"));
-	free(err);
+	get_fails(id, CH, "damaged");
+	flip_byte(path, 16 + 1000);
+	get_equal(id, buf, CH);
+	flip_byte(path, 16 + CH - 1);
+	get_fails(id, CH, "damaged");
+	flip_byte(path, 16 + CH - 1);
+	/* A byte more or less than its header says: damaged. */
+	assert_int_equal(truncate(path, 16 + CH + 1), 0);
+	get_fails(id, CH, "damaged");
+	assert_int_equal(truncate(path, 16 + CH - 1), 0);
+	get_fails(id, CH, "damaged");
+	assert_int_equal(truncate(path, 10), 0);
+	get_fails(id, CH, "damaged");
 	free(path);
 	free(buf);
 }
@@ -589,9 +625,12 @@ test_encrypted(void **state)
 	get_equal(idb, b, CH);
 	/* A flipped byte of ciphertext: damaged, named. */
 	flip_byte(path, 100);
-	assert_int_equal(repo_chunk_get(repo, idb, b, CH, &err), -1);
-	assert_non_null(strstr(err, "damaged"));
-	free(err);
+	get_fails(idb, CH, "damaged");
+	free(path);
+	path = chunk_file(ida);
+	flip_byte(path, 16 + 12 + 5000);
+	get_fails(ida, CH, "damaged");
+	flip_byte(path, 16 + 12 + 5000);
 	free(path);
 	repo_close(repo);
 
@@ -1165,6 +1204,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_chunk_compressible, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_chunk_zero, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_chunk_get_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_chunk_get_errors, setup_tmpfs, teardown),
+		cmocka_unit_test_setup_teardown(test_chunk_compressible, setup_tmpfs, teardown),
 		cmocka_unit_test_setup_teardown(test_chunk_threads, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_encrypted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_key, setup, teardown),
