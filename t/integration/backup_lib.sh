@@ -18,6 +18,17 @@ bak_rule() {
 	mv "$CONF/.20-$1.yaml.tmp" "$CONF/20-$1.yaml"
 }
 
+# bak_first_full RULE VM NDISKS: the daemon started, a first full backup
+# of VM made and checked; $want holds the source's disk hashes at it.
+bak_first_full() {
+	start_daemon "$CONF"
+	wait_job "$1" "$2" idle 30
+	ctl run "$1" "$2" --mode full >/dev/null
+	wait_job "$1" "$2" complete 120
+	want=$(src_hashes "$2" "$3")
+	ok "point 1 backed up"
+}
+
 # The repository the helpers read: the node's (STATE_DIR/repo) unless
 # BAK_REPO_DIR names another.
 BAK_REPO() { echo "${BAK_REPO_DIR:-$STATE/repo}"; }

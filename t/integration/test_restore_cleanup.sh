@@ -24,12 +24,7 @@ JSON
 mig_start_peers "$T/fixture.json"
 mig_config
 bak_rule cl cl01 "fast_transfer: true"
-start_daemon "$CONF"
-wait_job cl cl01 idle 30
-ctl run cl cl01 --mode full >/dev/null
-wait_job cl cl01 complete 120
-want=$(src_hashes cl01 2)
-ok "point 1 backed up"
+bak_first_full cl cl01 2
 LAND=vmferry-backup-cl-land
 
 # No VM of the peer carries a snapshot the engine made.

@@ -19,12 +19,7 @@ mig_start_peers "$T/fixture.json"
 mig_config
 # 4 MiB/s: a restore of the ~26 MiB takes several seconds, crashes land inside it.
 bak_rule bak cr01 "fast_transfer: true" 7 'bandwidth: [{ days: [mon, tue, wed, thu, fri, sat, sun], from: "00:00", to: "24:00", limit: 4MiB/s }]'
-start_daemon "$CONF"
-wait_job bak cr01 idle 30
-ctl run bak cr01 --mode full >/dev/null
-wait_job bak cr01 complete 120
-want=$(src_hashes cr01 2)
-ok "point 1 backed up"
+bak_first_full bak cr01 2
 
 # restore_crash WHAT DELAY ARGS...: ask a restore, kill -9 the daemon
 # DELAY seconds later, start it again, wait for the restore to end.
