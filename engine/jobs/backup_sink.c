@@ -525,6 +525,71 @@ sink_flush(struct disk *d)
 	return fdatasync(s->fd);
 }
 
+/* The same on a device thread: the partial index's fdatasync waits for a
+ * device busy with chunk files, and on the loop it held the status
+ * socket (tools/bench 9g).  The flush holds the sink and its own
+ * descriptor; the copy may cancel it (then nobody is told). */
+struct sink_sync {
+	struct bak_sink *s;
+	struct pending *w;       /* NULL once reported */
+	int fd;
+	int err;
+};
+
+static void
+sync_run(void *arg)
+{
+	struct sink_sync *y = arg;
+
+	if (fdatasync(y->fd) != 0)
+		y->err = errno;
+}
+
+static void
+sync_done(void *arg)
+{
+	struct sink_sync *y = arg;
+	struct pending *w = y->w;
+	char *err = y->err != 0 ? xasprintf("%s: %s", y->s->path, strerror(y->err)) : NULL;
+
+	y->w = NULL;
+	if (!w->cancelled && w->cb != NULL)
+		w->cb(w->arg, err != NULL ? XFER_TRANSIENT : XFER_OK, err);
+	free(err);
+	free(w);
+}
+
+static void
+sync_release(void *arg)
+{
+	struct sink_sync *y = arg;
+
+	free(y->w);
+	close(y->fd);
+	sink_unref(y->s);
+	free(y);
+}
+
+static struct disk_io *
+sink_flush_bg(struct disk *d, xfer_cb cb, void *arg)
+{
+	struct bak_sink *s = (struct bak_sink *)d;
+	struct sink_sync *y;
+	int fd;
+
+	if (workers_count() == 0 || (fd = fcntl(s->fd, F_DUPFD_CLOEXEC, 0)) < 0)
+		return NULL;
+	y = xcalloc(1, sizeof(*y));
+	y->s = s;
+	y->fd = fd;
+	y->w = xcalloc(1, sizeof(*y->w));
+	y->w->cb = cb;
+	y->w->arg = arg;
+	s->refs++;
+	work_submit_io(sync_run, sync_done, sync_release, y);
+	return (struct disk_io *)y->w;
+}
+
 static void
 sink_close(struct disk *d)
 {
@@ -551,6 +616,7 @@ static const struct disk_ops sink_ops = {
 	.write = sink_write,
 	.cancel = sink_cancel,
 	.flush = sink_flush,
+	.flush_bg = sink_flush_bg,
 	.close = sink_close,
 };
 
