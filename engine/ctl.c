@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* accept4 */
 #include "engine/ctl.h"
 
 #include <errno.h>
@@ -5,7 +6,6 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "engine/core/log.h"
+#include "engine/core/loop.h"
 #include "engine/core/util.h"
 
 /* Requests handled per read callback before yielding to other clients. */
@@ -33,6 +34,8 @@
  * it is too long.  A client that pipelines more waits in its socket. */
 #define CTL_IN_HIGH (REQUEST_MAX_LINE + 1)
 #define CTL_ACCEPT_PAUSE_MS 500
+/* Connections taken per wake-up of the listening socket. */
+#define CTL_ACCEPT_BURST 16
 /* Descriptors kept for the jobs (HTTP connections, disk files, the
  * store) however many status clients come: clients get what is left of
  * the process's limit, or a quarter of a small limit. */
@@ -55,7 +58,9 @@ struct ctl_client {
 
 static struct {
 	struct event_base *base;
-	struct evconnlistener *listener;
+	struct event *listener;   /* the listening socket's; priority LOOP_PRIO_URGENT */
+	int listen_fd;
+	int listening;
 	struct event *resume_ev;
 	char *path;
 	ctl_handler_fn handler;
@@ -94,10 +99,11 @@ ctl_listener_update(void)
 	else if (!full && ctl.full)
 		log_info("status socket: accepting connections again (%d clients)", ctl.nclients);
 	ctl.full = full;
-	if (full || ctl.fd_paused)
-		evconnlistener_disable(ctl.listener);
-	else
-		evconnlistener_enable(ctl.listener);
+	if ((full || ctl.fd_paused) && ctl.listening)
+		event_del(ctl.listener);
+	else if (!full && !ctl.fd_paused && !ctl.listening)
+		event_add(ctl.listener, NULL);
+	ctl.listening = !full && !ctl.fd_paused;
 }
 
 static void
@@ -386,7 +392,7 @@ ctl_event_cb(struct bufferevent *bev, short what, void *arg)
 }
 
 static void
-ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+ctl_accept(int fd)
 {
 	struct ctl_client *c = xcalloc(1, sizeof(*c));
 
@@ -400,6 +406,7 @@ ctl_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		free(c);
 		return;
 	}
+	bufferevent_priority_set(c->bev, LOOP_PRIO_URGENT);
 	c->id = ++ctl.next_id;
 	c->next = ctl.clients;
 	if (ctl.clients)
@@ -425,10 +432,9 @@ ctl_resume_cb(evutil_socket_t fd, short what, void *arg)
  * a moment instead of spinning on a listener that cannot accept; the
  * waiting connections stay in the backlog.  Said once per shortage. */
 static void
-ctl_accept_error_cb(struct evconnlistener *l, void *arg)
+ctl_accept_error(int err)
 {
 	struct timeval tv = { 0, CTL_ACCEPT_PAUSE_MS * 1000 };
-	int err = EVUTIL_SOCKET_ERROR();
 
 	if (!ctl.fd_logged)
 		log_warn("status socket: accept failed (%s); new connections wait, retried every %d ms",
@@ -437,6 +443,26 @@ ctl_accept_error_cb(struct evconnlistener *l, void *arg)
 	ctl.fd_paused = 1;
 	ctl_listener_update();
 	evtimer_add(ctl.resume_ev, &tv);
+}
+
+/* The listening socket is readable: take what waits, a few at a time, so
+ * that one burst of connections does not hold the loop. */
+static void
+ctl_listen_cb(evutil_socket_t lfd, short what, void *arg)
+{
+	int i, fd;
+
+	for (i = 0; i < CTL_ACCEPT_BURST && ctl.listening; i++) {
+		if ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
+			ctl_accept(fd);
+			continue;
+		}
+		if (errno == EINTR || errno == ECONNABORTED)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			ctl_accept_error(errno);
+		return;
+	}
 }
 
 /* How many clients the descriptor limit allows, the jobs' reserve kept. */
@@ -494,25 +520,29 @@ ctl_open(struct event_base *base, const char *path, ctl_handler_fn handler)
 	chmod(path, 0660);
 	evutil_make_socket_nonblocking(fd);
 	evutil_make_socket_closeonexec(fd);
-	ctl.listener = evconnlistener_new(base, ctl_accept_cb, NULL, LEV_OPT_CLOSE_ON_FREE, 512, fd);
-	if (ctl.listener == NULL) {
+	if (listen(fd, 512) != 0 || (ctl.listener = event_new(base, fd, EV_READ | EV_PERSIST, ctl_listen_cb, NULL)) == NULL) {
+		log_err("status socket %s: listen: %s", path, strerror(errno));
 		close(fd);
 		return -1;
 	}
-	evconnlistener_set_error_cb(ctl.listener, ctl_accept_error_cb);
+	event_priority_set(ctl.listener, LOOP_PRIO_URGENT);
+	ctl.listen_fd = fd;
 	ctl.base = base;
 	ctl.handler = handler;
 	ctl.path = xstrdup(path);
 	ctl.resume_ev = evtimer_new(base, ctl_resume_cb, NULL);
 	ctl.max_clients = ctl_client_limit();
+	ctl_listener_update();
 	return 0;
 }
 
 void
 ctl_close(void)
 {
-	if (ctl.listener != NULL)
-		evconnlistener_free(ctl.listener);
+	if (ctl.listener != NULL) {
+		event_free(ctl.listener);
+		close(ctl.listen_fd);
+	}
 	ctl.listener = NULL;
 	while (ctl.clients != NULL)
 		ctl_client_free(ctl.clients);

@@ -13,8 +13,15 @@ loop_init(void)
 	/* Worker threads hand their results back through events (workers.c). */
 	if (base == NULL && evthread_use_pthreads() != 0)
 		fatal("cannot enable the event loop's thread support");
-	if (base == NULL && (base = event_base_new()) == NULL)
-		fatal("cannot create the event loop");
+	if (base == NULL) {
+		struct event_config *cfg = event_config_new();
+		struct timeval tv = { 0, LOOP_RECHECK_MS * 1000 };
+
+		if (cfg == NULL || event_config_set_max_dispatch_interval(cfg, &tv, -1, LOOP_PRIO_NORMAL) != 0 ||
+		    (base = event_base_new_with_config(cfg)) == NULL || event_base_priority_init(base, LOOP_NPRIO) != 0)
+			fatal("cannot create the event loop");
+		event_config_free(cfg);
+	}
 	return base;
 }
 
