@@ -421,10 +421,11 @@ store_finish(int rc, double dt)
 static int
 store_submit(void)
 {
+	struct batch spare = st.inflight; /* empty: its arrays serve the next batch */
 	double dt = 0;
 
 	st.inflight = st.pending;
-	memset(&st.pending, 0, sizeof(st.pending));
+	st.pending = spare;
 	st.busy = 1;
 	if (st.inflight.n == 0)
 		return store_finish(0, 0);
@@ -704,7 +705,8 @@ scan_journal_init(struct scan_journal *sj, enum store_db db, const void *prefix,
 			sj->put = xreallocarray(sj->put, sj->nput + 64, sizeof(*sj->put));
 		sj->put[sj->nput++] = e;
 	}
-	qsort(sj->put, sj->nput, sizeof(*sj->put), put_order);
+	if (sj->nput > 1)
+		qsort(sj->put, sj->nput, sizeof(*sj->put), put_order);
 }
 
 /* Position c on the first key of the prefix's range in scan order. */
