@@ -1,5 +1,7 @@
 #include "drivers/compress.h"
 
+#include <stdlib.h>
+
 #include <zstd.h>
 
 #include "engine/core/util.h"
@@ -21,6 +23,33 @@ compress_zstd(const void *in, size_t len, void *out, size_t cap)
 	/* The only error compress2 gives for valid arguments is a full
 	 * output buffer: the data does not shrink. */
 	return ZSTD_isError(n) ? 0 : n;
+}
+
+/* 4 samples of 16 KiB: a 4 MiB chunk is sampled every 1 MiB. */
+#define SAMPLES 4
+#define SAMPLE_LEN 16384
+
+int
+compress_worth(const void *in, size_t len)
+{
+	const unsigned char *p = in;
+	ZSTD_CCtx *c;
+	size_t cap = ZSTD_COMPRESSBOUND(SAMPLE_LEN), k, n;
+	void *out;
+	int worth = 0;
+
+	if (len < SAMPLES * SAMPLE_LEN * 4)
+		return 1;
+	if ((c = ZSTD_createCCtx()) == NULL)
+		fatal("zstd: cannot make a compression context");
+	out = xmalloc(cap);
+	for (k = 0; k < SAMPLES && !worth; k++) {
+		n = ZSTD_compressCCtx(c, out, cap, p + k * (len / SAMPLES), SAMPLE_LEN, 1);
+		worth = ZSTD_isError(n) || n < SAMPLE_LEN - SAMPLE_LEN / 64;
+	}
+	free(out);
+	ZSTD_freeCCtx(c);
+	return worth;
 }
 
 int

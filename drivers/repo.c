@@ -774,14 +774,48 @@ chunk_aad(uint8_t aad[CHUNK_HEAD + REPO_ID_LEN], const uint8_t h[CHUNK_HEAD], co
 	memcpy(aad + CHUNK_HEAD, id, REPO_ID_LEN);
 }
 
-int
-repo_chunk_seal(const struct repo *r, const void *buf, size_t len, struct repo_sealed *out, char **err)
+/* A chunk file's bytes before its payload, and its whole size rounded
+ * up for write_chunk_file. */
+static size_t
+file_room(const struct repo *r)
 {
-	uint8_t aad[CHUNK_HEAD + REPO_ID_LEN], *file, *payload;
-	size_t n, over = r->encrypted ? CRYPTO_NONCE_LEN + CRYPTO_TAG_LEN : 0, cap;
+	return CHUNK_HEAD + (r->encrypted ? CRYPTO_NONCE_LEN : 0);
+}
+
+static size_t
+file_cap(const struct repo *r, size_t len)
+{
+	size_t over = r->encrypted ? CRYPTO_NONCE_LEN + CRYPTO_TAG_LEN : 0;
+
+	return (CHUNK_HEAD + over + len + DIRECT_ALIGN - 1) & ~(size_t)(DIRECT_ALIGN - 1);
+}
+
+void *
+repo_buf_alloc(const struct repo *r, size_t len)
+{
+	void *mem;
+
+	if (posix_memalign(&mem, DIRECT_ALIGN, file_cap(r, len)) != 0)
+		fatal("out of memory (%zu bytes)", file_cap(r, len));
+	return (uint8_t *)mem + file_room(r);
+}
+
+void
+repo_buf_free(const struct repo *r, void *buf)
+{
+	if (buf != NULL)
+		free((uint8_t *)buf - file_room(r));
+}
+
+/* buf is the caller's (copied) or, inplace, a repo_buf_alloc buffer
+ * whose plain bytes become the file where zstd does not shrink them. */
+static int
+seal(const struct repo *r, void *buf, size_t len, int inplace, struct repo_sealed *out, char **err)
+{
+	uint8_t aad[CHUNK_HEAD + REPO_ID_LEN], *file = NULL, *payload, *mem = NULL;
+	size_t n = 0, over = r->encrypted ? CRYPTO_NONCE_LEN + CRYPTO_TAG_LEN : 0, room = file_room(r);
 	char hex[2 * REPO_ID_LEN + 1];
 	uint8_t flags = 0;
-	void *mem;
 	int fd;
 
 	memset(out, 0, sizeof(*out));
@@ -795,19 +829,28 @@ repo_chunk_seal(const struct repo *r, const void *buf, size_t len, struct repo_s
 	if (repo_chunk_has(r, out->id))
 		return 0;
 
-	/* The whole file in one buffer aligned for write_chunk_file. */
-	cap = (CHUNK_HEAD + over + len + DIRECT_ALIGN - 1) & ~(size_t)(DIRECT_ALIGN - 1);
-	if (posix_memalign(&mem, DIRECT_ALIGN, cap) != 0)
-		fatal("out of memory (%zu bytes)", cap);
-	file = mem;
-	payload = file + CHUNK_HEAD + (r->encrypted ? CRYPTO_NONCE_LEN : 0);
-	if ((n = compress_zstd(buf, len, payload, len - 1)) > 0) {
-		flags |= CHUNK_ZSTD;
-	} else {
-		n = len;
-		if (!r->encrypted)
-			memcpy(payload, buf, len);
+	/* The whole file in one buffer aligned for write_chunk_file: the
+	 * compressed one, or the caller's where it has the room. */
+	if (compress_worth(buf, len)) {
+		mem = (uint8_t *)repo_buf_alloc(r, len) - room;
+		if ((n = compress_zstd(buf, len, mem + room, len - 1)) > 0) {
+			flags |= CHUNK_ZSTD;
+			file = mem;
+		}
 	}
+	if (file == NULL) {
+		n = len;
+		if (inplace) {
+			file = (uint8_t *)buf - room;
+		} else {
+			if (mem == NULL)
+				mem = (uint8_t *)repo_buf_alloc(r, len) - room;
+			file = mem;
+			if (!r->encrypted)
+				memcpy(file + room, buf, len);
+		}
+	}
+	payload = file + room;
 	if (r->encrypted)
 		flags |= CHUNK_AES_GCM;
 	chunk_head(file, flags, len, n + over);
@@ -815,18 +858,19 @@ repo_chunk_seal(const struct repo *r, const void *buf, size_t len, struct repo_s
 	if (r->encrypted) {
 		uint8_t *nonce = file + CHUNK_HEAD;
 
+		/* In place where the payload is the caller's plain bytes. */
 		chunk_aad(aad, file, out->id);
 		if (crypto_random(nonce, CRYPTO_NONCE_LEN) != 0 ||
 		    crypto_gcm_seal(r->enc_key, nonce, aad, sizeof(aad), flags & CHUNK_ZSTD ? payload : buf, n, payload,
 		    payload + n) != 0) {
 			*err = xasprintf("chunk %s: encryption failed", hex);
-			free(file);
+			free(mem);
 			return -1;
 		}
 	}
 	out->tmp = repo_tmp_name(hex);
 	fd = write_chunk_file(r, out->tmp, file, CHUNK_HEAD + n + over, err);
-	free(file);
+	free(mem);
 	if (fd < 0) {
 		free(out->tmp);
 		out->tmp = NULL;
@@ -841,6 +885,18 @@ repo_chunk_seal(const struct repo *r, const void *buf, size_t len, struct repo_s
 	out->fd = fd;
 	out->stored = CHUNK_HEAD + n + over;
 	return 0;
+}
+
+int
+repo_chunk_seal(const struct repo *r, const void *buf, size_t len, struct repo_sealed *out, char **err)
+{
+	return seal(r, (void *)(uintptr_t)buf, len, 0, out, err);
+}
+
+int
+repo_chunk_seal_buf(const struct repo *r, void *buf, size_t len, struct repo_sealed *out, char **err)
+{
+	return seal(r, buf, len, 1, out, err);
 }
 
 int

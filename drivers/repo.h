@@ -124,6 +124,14 @@ struct repo_sealed {
 	uint64_t stored;         /* what the repository grows by on commit */
 };
 int repo_chunk_seal(const struct repo *r, const void *buf, size_t len, struct repo_sealed *out, char **err);
+/* Buffers for a chunk's bytes with room before them for the chunk
+ * file's head: repo_chunk_seal_buf writes such a buffer's bytes into the
+ * file where they stay plain, with no copy, and may change them
+ * (encryption in place); the caller still frees it.  repo_buf_free
+ * takes NULL. */
+void *repo_buf_alloc(const struct repo *r, size_t len);
+void repo_buf_free(const struct repo *r, void *buf);
+int repo_chunk_seal_buf(const struct repo *r, void *buf, size_t len, struct repo_sealed *out, char **err);
 int repo_chunk_commit(const struct repo *r, struct repo_sealed *s, char **err);
 void repo_chunk_abandon(const struct repo *r, struct repo_sealed *s);
 

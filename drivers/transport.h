@@ -11,7 +11,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/types.h>
+
+#include "engine/core/util.h"
 
 struct vs_client;
 struct disk;
@@ -59,6 +62,14 @@ struct disk_ops {
 	 * ranges are copied.  NULL when the transport has no such path. */
 	struct disk_io *(*read_to_v)(struct disk *d, const struct disk_range *r, size_t n, struct disk *dst, xfer_cb cb,
 	    void *arg);
+	/* A destination that keeps the buffers it is given (the backup
+	 * repository's sink: no copy): buf_alloc makes one for a read of
+	 * len bytes meant for it, write_take writes one and owns it from
+	 * then on (even when it refuses), buf_free frees one that was never
+	 * written.  NULL for the others: malloc, write, free. */
+	void *(*buf_alloc)(struct disk *d, size_t len);
+	void (*buf_free)(struct disk *d, void *buf);
+	struct disk_io *(*write_take)(struct disk *d, uint64_t off, size_t len, void *buf, xfer_cb cb, void *arg);
 };
 
 /* Ranges per vectored read at most: servers limit a request's ranges
@@ -104,6 +115,35 @@ static inline struct disk_io *
 disk_write(struct disk *d, uint64_t off, size_t len, const void *buf, xfer_cb cb, void *arg)
 {
 	return d->ops->write != NULL ? d->ops->write(d, off, len, buf, cb, arg) : NULL;
+}
+
+/* A buffer for len bytes that will be written to d (see buf_alloc). */
+static inline void *
+disk_buf_alloc(struct disk *d, size_t len)
+{
+	return d->ops->buf_alloc != NULL ? d->ops->buf_alloc(d, len) : xmalloc(len);
+}
+
+static inline void
+disk_buf_free(struct disk *d, void *buf)
+{
+	if (d->ops->buf_free != NULL)
+		d->ops->buf_free(d, buf);
+	else
+		free(buf);
+}
+
+/* disk_write of a disk_buf_alloc buffer, which is d's or still the
+ * caller's after this (then *buf is left alone, else set to NULL). */
+static inline struct disk_io *
+disk_write_buf(struct disk *d, uint64_t off, size_t len, void **buf, xfer_cb cb, void *arg)
+{
+	void *b = *buf;
+
+	if (d->ops->write_take == NULL)
+		return disk_write(d, off, len, b, cb, arg);
+	*buf = NULL;
+	return d->ops->write_take(d, off, len, b, cb, arg);
 }
 
 /* Whether a range can go from src to dst without a buffer (read_to). */

@@ -132,7 +132,8 @@ TAILQ_HEAD(pending_list, pending);
 struct open_chunk {
 	LIST_ENTRY(open_chunk) link;
 	uint64_t index;
-	uint8_t *buf;            /* len bytes, zeros where nothing came */
+	uint8_t *buf;            /* len bytes (repo_buf_alloc), zeros where nothing came */
+	const struct repo *repo; /* buf's */
 	size_t len;
 	uint64_t expect, got;    /* bytes of the areas inside it; bytes come */
 	struct pending **waiters;
@@ -252,7 +253,7 @@ seal_chunk(void *arg)
 		covered += w->covered[k].length;
 	if (w->has_base && covered < w->len) {
 		/* Its other bytes are the parent's. */
-		uint8_t *base = xmalloc(w->len);
+		uint8_t *base = repo_buf_alloc(w->repo, w->len);
 		char *e = NULL;
 		char hex[2 * REPO_ID_LEN + 1];
 
@@ -264,15 +265,15 @@ seal_chunk(void *arg)
 			                   "that the next backup reads those bytes again",
 			    (unsigned long long)w->index, hex, e);
 			free(e);
-			free(base);
+			repo_buf_free(w->repo, base);
 			return;
 		}
 		for (k = 0; k < w->ncovered; k++)
 			memcpy(base + w->covered[k].start, w->buf + w->covered[k].start, (size_t)w->covered[k].length);
-		free(w->buf);
+		repo_buf_free(w->repo, w->buf);
 		w->buf = base;
 	}
-	if (repo_chunk_seal(w->repo, w->buf, w->len, &w->sealed, &w->err) != 0) {
+	if (repo_chunk_seal_buf(w->repo, w->buf, w->len, &w->sealed, &w->err) != 0) {
 		w->st = XFER_FATAL;
 		return;
 	}
@@ -344,7 +345,7 @@ static void
 chunk_free(struct open_chunk *c)
 {
 	LIST_REMOVE(c, link);
-	free(c->buf);
+	repo_buf_free(c->repo, c->buf);
 	free(c->waiters);
 	free(c);
 }
@@ -387,7 +388,7 @@ chunk_release(void *arg)
 	struct bak_sink *s = w->s;
 
 	repo_chunk_abandon(w->repo, &w->sealed);
-	free(w->buf);
+	repo_buf_free(w->repo, w->buf);
 	free(w->covered);
 	free(w->err);
 	free(w);
@@ -404,7 +405,7 @@ chunk_sealed(void *arg)
 		chunk_filed(w);
 		return;
 	}
-	free(w->buf);
+	repo_buf_free(w->repo, w->buf);
 	w->buf = NULL;
 	w->passed = 1;
 	w->c->work = work_submit_io(commit_chunk, chunk_filed, chunk_release, w);
@@ -443,8 +444,10 @@ submit(struct bak_sink *s, struct open_chunk *c)
 	c->work = work_submit(seal_chunk, chunk_sealed, seal_release, w);
 }
 
+/* The open chunk index, made if need be: with the buffer *take (then
+ * set to NULL) when it holds the whole chunk, else zeros to fill. */
 static struct open_chunk *
-chunk_get(struct bak_sink *s, uint64_t index)
+chunk_get(struct bak_sink *s, uint64_t index, uint64_t at, uint64_t n, void **take)
 {
 	struct open_chunk *c;
 	uint64_t start = index * REPO_CHUNK_SIZE;
@@ -455,21 +458,32 @@ chunk_get(struct bak_sink *s, uint64_t index)
 	c = xcalloc(1, sizeof(*c));
 	c->index = index;
 	c->len = repo_chunk_len(s->d.size, index);
-	c->buf = xcalloc(1, c->len);
+	c->repo = s->p.repo;
+	if (*take != NULL && at == start && n == c->len) {
+		c->buf = *take;
+		*take = NULL;
+	} else {
+		c->buf = repo_buf_alloc(s->p.repo, c->len);
+		memset(c->buf, 0, c->len);
+	}
 	c->expect = areas_in(s, start, start + c->len, NULL, NULL);
 	LIST_INSERT_HEAD(&s->chunks, c, link);
 	return c;
 }
 
+/* A write, copied into its chunks; or, take, a repo_buf_alloc buffer
+ * that becomes the chunk it fills whole (else it is copied and freed). */
 static struct disk_io *
-sink_write(struct disk *d, uint64_t off, size_t len, const void *buf, xfer_cb cb, void *arg)
+sink_put_range(struct bak_sink *s, uint64_t off, size_t len, const void *buf, void *take, xfer_cb cb, void *arg)
 {
-	struct bak_sink *s = (struct bak_sink *)d;
+	struct disk *d = &s->d;
 	struct pending *w;
 	uint64_t at = off, end = off + len;
 
-	if (len == 0 || off > d->size || len > d->size - off)
+	if (len == 0 || off > d->size || len > d->size - off) {
+		repo_buf_free(s->p.repo, take);
 		return NULL;
+	}
 	w = xcalloc(1, sizeof(*w));
 	w->cb = cb;
 	w->arg = arg;
@@ -481,7 +495,7 @@ sink_write(struct disk *d, uint64_t off, size_t len, const void *buf, xfer_cb cb
 		struct open_chunk *c;
 
 		if (!s->done[index]) {
-			c = chunk_get(s, index);
+			c = chunk_get(s, index, at, n, &take);
 			if (c->work != NULL) {
 				/* Written twice in one pass: the copier never does. */
 				s->fail_st = XFER_FATAL;
@@ -489,7 +503,8 @@ sink_write(struct disk *d, uint64_t off, size_t len, const void *buf, xfer_cb cb
 				    (unsigned long long)index);
 				break;
 			}
-			memcpy(c->buf + (at - cstart), (const uint8_t *)buf + (at - off), (size_t)n);
+			if (c->buf != buf)
+				memcpy(c->buf + (at - cstart), (const uint8_t *)buf + (at - off), (size_t)n);
 			c->got += n;
 			c->waiters = xreallocarray(c->waiters, c->nwaiters + 1, sizeof(*c->waiters));
 			c->waiters[c->nwaiters++] = w;
@@ -505,7 +520,32 @@ sink_write(struct disk *d, uint64_t off, size_t len, const void *buf, xfer_cb cb
 	}
 	if (w->waiting == 0)
 		make_ready(s, w);
+	repo_buf_free(s->p.repo, take);
 	return (struct disk_io *)w;
+}
+
+static struct disk_io *
+sink_write(struct disk *d, uint64_t off, size_t len, const void *buf, xfer_cb cb, void *arg)
+{
+	return sink_put_range((struct bak_sink *)d, off, len, buf, NULL, cb, arg);
+}
+
+static struct disk_io *
+sink_write_take(struct disk *d, uint64_t off, size_t len, void *buf, xfer_cb cb, void *arg)
+{
+	return sink_put_range((struct bak_sink *)d, off, len, buf, buf, cb, arg);
+}
+
+static void *
+sink_buf_alloc(struct disk *d, size_t len)
+{
+	return repo_buf_alloc(((struct bak_sink *)d)->p.repo, len);
+}
+
+static void
+sink_buf_free(struct disk *d, void *buf)
+{
+	repo_buf_free(((struct bak_sink *)d)->p.repo, buf);
 }
 
 static void
@@ -614,6 +654,9 @@ sink_close(struct disk *d)
 static const struct disk_ops sink_ops = {
 	.name = "repository",
 	.write = sink_write,
+	.write_take = sink_write_take,
+	.buf_alloc = sink_buf_alloc,
+	.buf_free = sink_buf_free,
 	.cancel = sink_cancel,
 	.flush = sink_flush,
 	.flush_bg = sink_flush_bg,

@@ -22,7 +22,7 @@ struct chunk {
 	 * several areas. */
 	struct disk_range ranges[DISK_MAX_RANGES];
 	size_t nranges;
-	uint8_t *buf;
+	void *buf;
 	struct disk_io *io;
 	int busy;       /* reading or writing */
 	int writing;
@@ -181,7 +181,7 @@ chunk_written(void *arg, enum xfer_status st, const char *err)
 	}
 	k->busy = k->writing = 0;
 	c->in_flight -= k->len;
-	free(k->buf);
+	disk_buf_free(c->p.dst, k->buf);
 	k->buf = NULL;
 	c->copied += k->len;
 	if (copy_report(c, 0) == 0)
@@ -205,7 +205,7 @@ chunk_read(void *arg, enum xfer_status st, const char *err)
 		return;
 	}
 	k->writing = 1;
-	k->io = disk_write(c->p.dst, k->off, k->len, k->buf, chunk_written, k);
+	k->io = disk_write_buf(c->p.dst, k->off, k->len, &k->buf, chunk_written, k);
 	if (k->io == NULL)
 		copy_fail(c, XFER_FATAL, "the destination refused a write inside the disk");
 }
@@ -333,7 +333,7 @@ copy_pump(struct copy *c)
 		} else if (c->stream) {
 			k->io = disk_read_to(c->p.src, k->off, k->len, c->p.dst, chunk_read, k);
 		} else {
-			k->buf = xmalloc(k->len);
+			k->buf = disk_buf_alloc(c->p.dst, k->len);
 			k->io = disk_read(c->p.src, k->off, k->len, k->buf, chunk_read, k);
 		}
 		if (k->io == NULL) {
@@ -406,7 +406,7 @@ copy_cancel(struct copy *c)
 
 		if (k->io != NULL)
 			disk_io_cancel(k->writing ? c->p.dst : c->p.src, k->io);
-		free(k->buf);
+		disk_buf_free(c->p.dst, k->buf);
 	}
 	free(c->chunks);
 	event_free(c->timer);

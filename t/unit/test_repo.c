@@ -25,6 +25,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "drivers/compress.h"
 #include "drivers/crypto.h"
 #include "drivers/repo.h"
 #include "engine/core/util.h"
@@ -339,13 +340,30 @@ expect_image(const char *vm, uint64_t seq, size_t disk, const struct disk *d)
 
 /* ---- chunks ---- */
 
+/* Chunk id's file holds the header of a plain chunk of len bytes, then
+ * want's bytes, and reads back. */
+static void
+expect_plain_file(const uint8_t id[REPO_ID_LEN], const uint8_t *want, size_t len)
+{
+	char *path = chunk_file(id);
+	size_t got;
+	uint8_t *file = slurp(path, &got);
+
+	assert_int_equal(got, 16 + len);
+	assert_memory_equal(file, "VFCK\x01\x00\x00\x00", 8);
+	assert_int_equal(get_be32(file + 8), len);
+	assert_int_equal(get_be32(file + 12), len);
+	assert_memory_equal(file + 16, want, len);
+	get_equal(id, want, len);
+	free(file);
+	free(path);
+}
+
 static void
 test_chunk_plain(void **state)
 {
-	uint8_t *buf = xmalloc(CH), id[REPO_ID_LEN], sha[32], *file;
+	uint8_t *buf = xmalloc(CH), id[REPO_ID_LEN], sha[32];
 	uint64_t stored;
-	size_t len;
-	char *path;
 
 	fill_random(buf, CH, 1);
 	put_ok(buf, CH, id, &stored);
@@ -354,21 +372,12 @@ test_chunk_plain(void **state)
 	assert_int_equal(stored, 16 + CH);
 	assert_true(repo_chunk_has(repo, id));
 	/* The file: header "VFCK", version 1, flags 0 (plain), lengths. */
-	path = chunk_file(id);
-	file = slurp(path, &len);
-	assert_int_equal(len, 16 + CH);
-	assert_memory_equal(file, "VFCK\x01\x00\x00\x00", 8);
-	assert_int_equal(get_be32(file + 8), CH);
-	assert_int_equal(get_be32(file + 12), CH);
-	assert_memory_equal(file + 16, buf, CH);
-	get_equal(id, buf, CH);
+	expect_plain_file(id, buf, CH);
 	/* Stored once. */
 	put_ok(buf, CH, id, &stored);
 	assert_int_equal(stored, 0);
 	assert_int_equal(count_files("chunks"), 1);
 	assert_int_equal(count_files("tmp"), 0);
-	free(file);
-	free(path);
 	free(buf);
 }
 
@@ -379,24 +388,15 @@ static void
 test_chunk_lengths(void **state)
 {
 	static const size_t lens[] = { 1, 4080, 4081, 4096, 5000, 65536 - 16, CH - 1, CH };
-	uint8_t *buf = xmalloc(CH), id[REPO_ID_LEN], *file;
+	uint8_t *buf = xmalloc(CH), id[REPO_ID_LEN];
 	uint64_t stored;
-	size_t i, len;
-	char *path;
+	size_t i;
 
 	for (i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
 		fill_random(buf, lens[i], 40 + (uint32_t)i);
 		put_ok(buf, lens[i], id, &stored);
 		assert_int_equal(stored, 16 + lens[i]);
-		path = chunk_file(id);
-		file = slurp(path, &len);
-		assert_int_equal(len, 16 + lens[i]);
-		assert_memory_equal(file, "VFCK\x01\x00\x00\x00", 8);
-		assert_int_equal(get_be32(file + 8), lens[i]);
-		assert_memory_equal(file + 16, buf, lens[i]);
-		get_equal(id, buf, lens[i]);
-		free(file);
-		free(path);
+		expect_plain_file(id, buf, lens[i]);
 	}
 	assert_int_equal(count_files("chunks"), sizeof(lens) / sizeof(lens[0]));
 	assert_int_equal(count_files("tmp"), 0);
@@ -574,6 +574,16 @@ holds(const uint8_t *hay, size_t n, const uint8_t *needle, size_t m)
 	return memmem(hay, n, needle, m) != NULL;
 }
 
+/* Back to setup's plain repository from an encrypted one (closed). */
+static void
+leave_encrypted(struct repo *plain, char *edir, char *kf)
+{
+	repo = plain;
+	base = NULL;
+	free(edir);
+	free(kf);
+}
+
 static void
 test_encrypted(void **state)
 {
@@ -647,10 +657,7 @@ test_encrypted(void **state)
 		repo_close(repo);
 		free(kraw);
 	}
-	repo = plain;
-	base = NULL;
-	free(edir);
-	free(kf);
+	leave_encrypted(plain, edir, kf);
 	free(a);
 	free(b);
 }
@@ -680,6 +687,98 @@ snapshot(const char *root)
 	unlink(p);
 	free(p);
 	return text;
+}
+
+/* repo_chunk_seal_buf: the chunk's bytes in a repo_buf_alloc buffer
+ * become the file with no copy (or zstd's frame), and the file is the
+ * one repo_chunk_put writes. */
+static void
+seal_buf_ok(const void *bytes, size_t len, uint8_t id[REPO_ID_LEN], uint64_t *stored)
+{
+	uint8_t *b = repo_buf_alloc(repo, len);
+	struct repo_sealed sl;
+	char *err = NULL;
+
+	memcpy(b, bytes, len);
+	if (repo_chunk_seal_buf(repo, b, len, &sl, &err) != 0 || repo_chunk_commit(repo, &sl, &err) != 0)
+		fail_msg("seal_buf: %s", err);
+	memcpy(id, sl.id, REPO_ID_LEN);
+	*stored = sl.stored;
+	repo_buf_free(repo, b);
+}
+
+static void
+test_chunk_seal_buf(void **state)
+{
+	static const size_t lens[] = { 1, 4080, 4081, 65536 - 16, CH };
+	char *kf = key_file("key", key_hex, sizeof(key_hex) - 1), *err = NULL, *edir = path_of("../enc"), *path;
+	uint8_t *buf = xmalloc(CH), id[REPO_ID_LEN], sha[32], pattern[64], *file;
+	struct repo *plain = repo;
+	uint64_t stored;
+	size_t i, len;
+
+	for (i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		fill_random(buf, lens[i], 70 + (uint32_t)i);
+		seal_buf_ok(buf, lens[i], id, &stored);
+		crypto_sha256(buf, lens[i], sha);
+		assert_memory_equal(id, sha, 32);
+		assert_int_equal(stored, 16 + lens[i]);
+		expect_plain_file(id, buf, lens[i]);
+	}
+	fill_text(buf, CH, 5);
+	seal_buf_ok(buf, CH, id, &stored);
+	assert_true(stored < CH / 100);
+	path = chunk_file(id);
+	file = slurp(path, &len);
+	assert_int_equal(file[5], 1); /* zstd */
+	get_equal(id, buf, CH);
+	free(file);
+	free(path);
+	assert_int_equal(count_files("tmp"), 0);
+
+	/* Encrypted in place: no plaintext in the file, and it reads back. */
+	for (i = 0; i < 64; i++)
+		pattern[i] = (uint8_t)("vmferry-known-plaintext-pattern-"[i % 32] ^ (i / 32));
+	fill_random(buf, CH, 77);
+	memcpy(buf + 1000000, pattern, 64);
+	assert_int_equal(repo_open(edir, kf, &repo, &err), 0);
+	base = edir;
+	seal_buf_ok(buf, CH, id, &stored);
+	assert_int_equal(stored, 16 + 12 + CH + 16);
+	path = chunk_file(id);
+	file = slurp(path, &len);
+	assert_int_equal(len, stored);
+	assert_int_equal(file[5], 2);
+	assert_false(holds(file, len, pattern, 64));
+	get_equal(id, buf, CH);
+	free(file);
+	free(path);
+	repo_close(repo);
+	leave_encrypted(plain, edir, kf);
+	free(buf);
+}
+
+/* The zstd attempt is skipped only where samples say it saves nothing. */
+static void
+test_compress_worth(void **state)
+{
+	uint8_t *buf = xmalloc(CH);
+
+	fill_random(buf, CH, 9);
+	assert_false(compress_worth(buf, CH));
+	/* Small chunks are always tried. */
+	assert_true(compress_worth(buf, 200000));
+	/* Compressible where the last sample (at 3 MiB) falls. */
+	memset(buf + 3 * (CH / 4), 0, 65536);
+	assert_true(compress_worth(buf, CH));
+	fill_text(buf, CH, 4);
+	assert_true(compress_worth(buf, CH));
+	/* Random but for 1 MiB of zeros between the samples: tried as a
+	 * whole it would shrink; the samples miss it, and it stays plain. */
+	fill_random(buf, CH, 10);
+	memset(buf + 65536, 0, 900000);
+	assert_false(compress_worth(buf, CH));
+	free(buf);
 }
 
 static void
@@ -1202,6 +1301,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_chunk_lengths, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_chunk_lengths, setup_tmpfs, teardown),
 		cmocka_unit_test_setup_teardown(test_chunk_compressible, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_chunk_seal_buf, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_compress_worth, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_chunk_zero, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_chunk_get_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_chunk_get_errors, setup_tmpfs, teardown),
