@@ -774,6 +774,33 @@ chunk_aad(uint8_t aad[CHUNK_HEAD + REPO_ID_LEN], const uint8_t h[CHUNK_HEAD], co
 	memcpy(aad + CHUNK_HEAD, id, REPO_ID_LEN);
 }
 
+/* Memory for a chunk (a reader keeps it, a writer fills it), aligned for
+ * O_DIRECT, on transparent huge pages where
+ * the kernel gives them (its "always" or "madvise" mode).  A fresh 4 MiB
+ * of 4 KiB pages costs 1,024 page faults, and on a virtual machine each
+ * first touch of a page is dear, twice when the kernel touched it first
+ * (the copy from the page cache) and the hash next: it cost an instant
+ * recovery's first read three times the device's read of the chunk
+ * (tools/bench figure 9h'); two huge pages are two faults. */
+static uint8_t *
+chunk_mem(size_t n)
+{
+	void *p;
+
+	if (n < HUGE_PAGE) {
+		/* Aligned for O_DIRECT all the same (repo_buf_alloc). */
+		if (posix_memalign(&p, DIRECT_ALIGN, n ? n : 1) != 0)
+			fatal("out of memory (%zu bytes)", n);
+		return p;
+	}
+	if (posix_memalign(&p, HUGE_PAGE, n) != 0)
+		fatal("out of memory (%zu bytes)", n);
+#ifdef MADV_HUGEPAGE
+	(void)madvise(p, n & ~(size_t)(HUGE_PAGE - 1), MADV_HUGEPAGE); /* only a hint */
+#endif
+	return p;
+}
+
 /* A chunk file's bytes before its payload, and its whole size rounded
  * up for write_chunk_file. */
 static size_t
@@ -793,11 +820,7 @@ file_cap(const struct repo *r, size_t len)
 void *
 repo_buf_alloc(const struct repo *r, size_t len)
 {
-	void *mem;
-
-	if (posix_memalign(&mem, DIRECT_ALIGN, file_cap(r, len)) != 0)
-		fatal("out of memory (%zu bytes)", file_cap(r, len));
-	return (uint8_t *)mem + file_room(r);
+	return chunk_mem(file_cap(r, len)) + file_room(r);
 }
 
 void
@@ -1076,28 +1099,6 @@ fail:
 	close(fd);
 	free(payload);
 	return -1;
-}
-
-/* Memory for a chunk a reader keeps, on transparent huge pages where
- * the kernel gives them (its "always" or "madvise" mode).  A fresh 4 MiB
- * of 4 KiB pages costs 1,024 page faults, and on a virtual machine each
- * first touch of a page is dear, twice when the kernel touched it first
- * (the copy from the page cache) and the hash next: it cost an instant
- * recovery's first read three times the device's read of the chunk
- * (tools/bench figure 9h'); two huge pages are two faults. */
-static uint8_t *
-chunk_mem(size_t n)
-{
-	void *p;
-
-	if (n < HUGE_PAGE)
-		return xmalloc(n ? n : 1);
-	if (posix_memalign(&p, HUGE_PAGE, n) != 0)
-		fatal("out of memory (%zu bytes)", n);
-#ifdef MADV_HUGEPAGE
-	(void)madvise(p, n & ~(size_t)(HUGE_PAGE - 1), MADV_HUGEPAGE); /* only a hint */
-#endif
-	return p;
 }
 
 int
