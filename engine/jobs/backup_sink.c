@@ -444,10 +444,10 @@ submit(struct bak_sink *s, struct open_chunk *c)
 	c->work = work_submit(seal_chunk, chunk_sealed, seal_release, w);
 }
 
-/* The open chunk index, made if need be: with the buffer *take (then
- * set to NULL) when it holds the whole chunk, else zeros to fill. */
+/* The open chunk index, made if need be: the buffer *adopt (then set
+ * to NULL), which holds exactly the chunk, else zeros to fill. */
 static struct open_chunk *
-chunk_get(struct bak_sink *s, uint64_t index, uint64_t at, uint64_t n, void **take)
+chunk_get(struct bak_sink *s, uint64_t index, void **adopt)
 {
 	struct open_chunk *c;
 	uint64_t start = index * REPO_CHUNK_SIZE;
@@ -459,9 +459,9 @@ chunk_get(struct bak_sink *s, uint64_t index, uint64_t at, uint64_t n, void **ta
 	c->index = index;
 	c->len = repo_chunk_len(s->d.size, index);
 	c->repo = s->p.repo;
-	if (*take != NULL && at == start && n == c->len) {
-		c->buf = *take;
-		*take = NULL;
+	if (*adopt != NULL) {
+		c->buf = *adopt;
+		*adopt = NULL;
 	} else {
 		c->buf = repo_buf_alloc(s->p.repo, c->len);
 		memset(c->buf, 0, c->len);
@@ -472,18 +472,23 @@ chunk_get(struct bak_sink *s, uint64_t index, uint64_t at, uint64_t n, void **ta
 }
 
 /* A write, copied into its chunks; or, take, a repo_buf_alloc buffer
- * that becomes the chunk it fills whole (else it is copied and freed). */
+ * that becomes the chunk when the write is exactly one chunk not open
+ * yet (else it is copied and freed). */
 static struct disk_io *
 sink_put_range(struct bak_sink *s, uint64_t off, size_t len, const void *buf, void *take, xfer_cb cb, void *arg)
 {
 	struct disk *d = &s->d;
 	struct pending *w;
 	uint64_t at = off, end = off + len;
+	void *adopt;
+	int whole;
 
 	if (len == 0 || off > d->size || len > d->size - off) {
 		repo_buf_free(s->p.repo, take);
 		return NULL;
 	}
+	whole = take != NULL && off % REPO_CHUNK_SIZE == 0 && len == repo_chunk_len(d->size, off / REPO_CHUNK_SIZE);
+	adopt = whole ? take : NULL;
 	w = xcalloc(1, sizeof(*w));
 	w->cb = cb;
 	w->arg = arg;
@@ -495,7 +500,7 @@ sink_put_range(struct bak_sink *s, uint64_t off, size_t len, const void *buf, vo
 		struct open_chunk *c;
 
 		if (!s->done[index]) {
-			c = chunk_get(s, index, at, n, &take);
+			c = chunk_get(s, index, &adopt);
 			if (c->work != NULL) {
 				/* Written twice in one pass: the copier never does. */
 				s->fail_st = XFER_FATAL;
@@ -520,7 +525,9 @@ sink_put_range(struct bak_sink *s, uint64_t off, size_t len, const void *buf, vo
 	}
 	if (w->waiting == 0)
 		make_ready(s, w);
-	repo_buf_free(s->p.repo, take);
+	/* Not adopted (copied, or not needed): the write is done with it. */
+	if (take != NULL && (!whole || adopt != NULL))
+		repo_buf_free(s->p.repo, take);
 	return (struct disk_io *)w;
 }
 

@@ -117,11 +117,14 @@ keep_alive(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Writes the areas of given (img, or what a chunk stored before is not
- * read from) into a sink in pieces of up to 300 KiB, in a
- * shuffled order, then reads the image back through the index. */
+ * read from) into a sink in pieces of up to 300 KiB (or the pieces
+ * fixed), in a shuffled order, then reads the image back through the
+ * index.  take: in the sink's own buffers, handed over as the copier
+ * does (disk_buf_alloc, disk_write_buf). */
 static void
-run(const uint8_t *img, const uint8_t *given, const struct vs_extent *areas, size_t nareas, const uint8_t (*base)[REPO_ID_LEN],
-    const uint8_t *done, const uint8_t (*base_or_zero)[REPO_ID_LEN], uint64_t *stored)
+run_pieces(const uint8_t *img, const uint8_t *given, const struct vs_extent *areas, size_t nareas,
+    const uint8_t (*base)[REPO_ID_LEN], const uint8_t *done, const uint8_t (*base_or_zero)[REPO_ID_LEN], uint64_t *stored,
+    const struct vs_extent *fixed, size_t nfixed, int take)
 {
 	struct bak_sink_params sp;
 	struct wstate w = { 0, 0 };
@@ -140,7 +143,12 @@ run(const uint8_t *img, const uint8_t *given, const struct vs_extent *areas, siz
 	if (bak_ids_load(path, 7, 1, CAP, &ids, &err) != 0)
 		fail_msg("bak_ids_load: %s", err);
 	bak_ids_free(&ids);
-	for (i = 0; i < nareas; i++) {
+	for (i = 0; i < nfixed; i++) {
+		piece[np].off = fixed[i].start;
+		piece[np].len = (size_t)fixed[i].length;
+		np++;
+	}
+	for (i = 0; fixed == NULL && i < nareas; i++) {
 		uint64_t at = areas[i].start, end = areas[i].start + areas[i].length;
 
 		while (at < end) {
@@ -176,13 +184,19 @@ run(const uint8_t *img, const uint8_t *given, const struct vs_extent *areas, siz
 	d = bak_sink_open(&sp, &err);
 	assert_non_null(d);
 	for (i = 0; i < np; i++) {
-		uint8_t *copy = malloc(piece[i].len);
+		void *copy = take ? disk_buf_alloc(d, piece[i].len) : malloc(piece[i].len);
 
-		/* The copier frees its buffer once the write returns. */
+		/* The copier frees its buffer once the write returns (when the
+		 * sink did not take it). */
 		memcpy(copy, given + piece[i].off, piece[i].len);
 		w.outstanding++;
-		assert_non_null(disk_write(d, piece[i].off, piece[i].len, copy, written, &w));
-		free(copy);
+		if (take) {
+			assert_non_null(disk_write_buf(d, piece[i].off, piece[i].len, &copy, written, &w));
+			disk_buf_free(d, copy);
+		} else {
+			assert_non_null(disk_write(d, piece[i].off, piece[i].len, copy, written, &w));
+			free(copy);
+		}
 	}
 	if (w.outstanding > 0) {
 		/* The daemon's loop always has events (its socket, signals);
@@ -213,6 +227,13 @@ run(const uint8_t *img, const uint8_t *given, const struct vs_extent *areas, siz
 			fail_msg("chunk %llu does not hold the image's bytes", (unsigned long long)k);
 	bak_ids_free(&ids);
 	free(back);
+}
+
+static void
+run(const uint8_t *img, const uint8_t *given, const struct vs_extent *areas, size_t nareas, const uint8_t (*base)[REPO_ID_LEN],
+    const uint8_t *done, const uint8_t (*base_or_zero)[REPO_ID_LEN], uint64_t *stored)
+{
+	run_pieces(img, given, areas, nareas, base, done, base_or_zero, stored, NULL, 0, 0);
 }
 
 static const struct vs_extent areas[] = {
@@ -296,6 +317,29 @@ test_done_chunks_skipped(void **unused)
 	free(given);
 }
 
+/* A full read in the sink's own buffers: one that is exactly a chunk
+ * becomes it (no copy); one that only ends with a whole chunk (the
+ * short last one, from 100 bytes before it) is copied, its bytes taken
+ * from where they lie in the buffer. */
+static void
+test_full_buffers_taken(void **unused)
+{
+	static const struct vs_extent whole[] = { { 0, CAP } };
+	static const struct vs_extent pieces[] = {
+		{ 0, 4 * MiB }, { 4 * MiB, 4 * MiB - 100 }, { 8 * MiB - 100, CAP - (8 * MiB - 100) },
+	};
+	uint8_t *img = malloc(CAP), ids[3][REPO_ID_LEN];
+	uint64_t stored = 0, k;
+
+	fill(img, CAP);
+	for (k = 0; k < 3; k++)
+		repo_chunk_id(repo, img + k * REPO_CHUNK_SIZE, repo_chunk_len(CAP, k), ids[k]);
+	run_pieces(img, img, whole, 1, NULL, NULL, (const uint8_t(*)[REPO_ID_LEN])ids, &stored, pieces, 3, 1);
+	/* Three new chunk files, plain (random bytes): 16-byte heads. */
+	assert_int_equal(stored, CAP + 3 * 16);
+	free(img);
+}
+
 int
 main(void)
 {
@@ -303,6 +347,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_incremental_completes_from_parent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_zeros_elsewhere, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_done_chunks_skipped, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_full_buffers_taken, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
