@@ -774,9 +774,9 @@ chunk_aad(uint8_t aad[CHUNK_HEAD + REPO_ID_LEN], const uint8_t h[CHUNK_HEAD], co
 	memcpy(aad + CHUNK_HEAD, id, REPO_ID_LEN);
 }
 
-/* Memory for a chunk (a reader keeps it, a writer fills it), aligned for
- * O_DIRECT, on transparent huge pages where
- * the kernel gives them (its "always" or "madvise" mode).  A fresh 4 MiB
+/* Memory for a chunk (a reader keeps it, a writer fills it), aligned
+ * for O_DIRECT, on transparent huge pages where the kernel gives them
+ * (its "always" or "madvise" mode).  A fresh 4 MiB
  * of 4 KiB pages costs 1,024 page faults, and on a virtual machine each
  * first touch of a page is dear, twice when the kernel touched it first
  * (the copy from the page cache) and the hash next: it cost an instant

@@ -133,7 +133,6 @@ struct open_chunk {
 	LIST_ENTRY(open_chunk) link;
 	uint64_t index;
 	uint8_t *buf;            /* len bytes (repo_buf_alloc), zeros where nothing came */
-	const struct repo *repo; /* buf's */
 	size_t len;
 	uint64_t expect, got;    /* bytes of the areas inside it; bytes come */
 	struct pending **waiters;
@@ -342,10 +341,10 @@ make_ready(struct bak_sink *s, struct pending *w)
 }
 
 static void
-chunk_free(struct open_chunk *c)
+chunk_free(struct bak_sink *s, struct open_chunk *c)
 {
 	LIST_REMOVE(c, link);
-	repo_buf_free(c->repo, c->buf);
+	repo_buf_free(s->p.repo, c->buf);
 	free(c->waiters);
 	free(c);
 }
@@ -378,7 +377,7 @@ chunk_filed(void *arg)
 		if (--p->waiting == 0)
 			make_ready(s, p);
 	}
-	chunk_free(c);
+	chunk_free(s, c);
 }
 
 static void
@@ -458,7 +457,6 @@ chunk_get(struct bak_sink *s, uint64_t index, void **adopt)
 	c = xcalloc(1, sizeof(*c));
 	c->index = index;
 	c->len = repo_chunk_len(s->d.size, index);
-	c->repo = s->p.repo;
 	if (*adopt != NULL) {
 		c->buf = *adopt;
 		*adopt = NULL;
@@ -648,7 +646,7 @@ sink_close(struct disk *d)
 	while ((c = LIST_FIRST(&s->chunks)) != NULL) {
 		/* Its filing goes on or not; nobody waits for it. */
 		work_cancel(c->work);
-		chunk_free(c);
+		chunk_free(s, c);
 	}
 	while ((w = TAILQ_FIRST(&s->waiting)) != NULL) {
 		TAILQ_REMOVE(&s->waiting, w, link);
