@@ -258,8 +258,9 @@ rt_get(struct job *j)
 	rt->bad_data = bak_data_get(j->data, j->datalen, &rt->d) != 0;
 	set = &rt->pass.set;
 	rt_sync_settings(j, set);
-	/* A chunk's writes are done only once it is filed: the copier's
-	 * budget must hold two chunks and the requests that straddle them. */
+	/* A chunk's writes are done only once it is complete and sealed:
+	 * the copier's budget must hold two chunks and the requests that
+	 * straddle them. */
 	need = set->chunk > 0 ? (3 * (size_t)REPO_CHUNK_SIZE) / set->chunk + 2 : 0;
 	if ((size_t)set->inflight < need)
 		set->inflight = (int)need;

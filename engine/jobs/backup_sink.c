@@ -114,7 +114,14 @@ bak_ids_clear(const char *path, uint64_t i, char **err)
 
 /* ---- the sink ---- */
 
+/* Chunks waiting for the device whose writes are reported already: each
+ * holds a temporary file open, none holds memory.  16 chunks keep the
+ * device threads busy while a chunk's fsync takes tens of milliseconds
+ * (tools/bench figure 9). */
+#define SINK_COMMIT_AHEAD 16
+
 struct bak_sink;
+struct sink_sync;
 
 /* A write waiting for the chunks it went into to be stored. */
 struct pending {
@@ -135,9 +142,11 @@ struct open_chunk {
 	uint8_t *buf;            /* len bytes (repo_buf_alloc), zeros where nothing came */
 	size_t len;
 	uint64_t expect, got;    /* bytes of the areas inside it; bytes come */
-	struct pending **waiters;
+	struct pending **waiters; /* its writes not yet reported */
 	size_t nwaiters;
 	struct work *work;       /* filing it, once complete */
+	uint64_t seq;            /* sealed: its place among the sink's sealed chunks (from 1); 0: not yet */
+	int early;               /* its writes were reported when it was sealed */
 };
 LIST_HEAD(chunk_list, open_chunk);
 
@@ -155,6 +164,10 @@ struct bak_sink {
 	struct event *ev;        /* reports the writes that are ready */
 	enum xfer_status fail_st; /* a chunk could not be filed: later writes fail too */
 	char *fail;
+	int fail_late;           /* ... after its writes were reported: flushes fail too */
+	uint64_t sealed;         /* chunks sealed so far (the last one's seq) */
+	int committing;          /* sealed chunks not yet filed */
+	TAILQ_HEAD(, sink_sync) flushes; /* flushes waiting for chunks to be filed */
 };
 
 /* What a worker needs to file one chunk; nothing else is touched there. */
@@ -349,7 +362,11 @@ chunk_free(struct bak_sink *s, struct open_chunk *c)
 	free(c);
 }
 
-/* The chunk is filed (or could not be): its writes learn it. */
+static void flushes_check(struct bak_sink *s);
+
+/* The chunk is filed (or could not be): its writes learn it, unless they
+ * were reported when it was sealed; the flushes that waited for it may
+ * go on. */
 static void
 chunk_filed(void *arg)
 {
@@ -358,14 +375,20 @@ chunk_filed(void *arg)
 	struct open_chunk *c = w->c;
 	size_t k;
 
+	if (c->seq != 0)
+		s->committing--;
 	if (w->st == XFER_OK) {
 		s->done[w->index] = 1;
 		s->d.bytes_written += w->len;
 		if (s->p.stored != NULL)
 			*s->p.stored += w->stored;
-	} else if (s->fail == NULL) {
-		s->fail_st = w->st;
-		s->fail = xstrdup(w->err);
+	} else {
+		if (s->fail == NULL) {
+			s->fail_st = w->st;
+			s->fail = xstrdup(w->err);
+		}
+		if (c->early)
+			s->fail_late = 1;
 	}
 	for (k = 0; k < c->nwaiters; k++) {
 		struct pending *p = c->waiters[k];
@@ -378,6 +401,7 @@ chunk_filed(void *arg)
 			make_ready(s, p);
 	}
 	chunk_free(s, c);
+	flushes_check(s);
 }
 
 static void
@@ -394,11 +418,16 @@ chunk_release(void *arg)
 	sink_unref(s);
 }
 
-/* Sealed: now the wait for the device, on its own threads. */
+/* Sealed: its buffer is free and its writes are reported (while few
+ * chunks wait for the device); now the wait for the device, on its own
+ * threads. */
 static void
 chunk_sealed(void *arg)
 {
 	struct chunk_work *w = arg;
+	struct bak_sink *s = w->s;
+	struct open_chunk *c = w->c;
+	size_t k;
 
 	if (w->st != XFER_OK) {
 		chunk_filed(w);
@@ -407,7 +436,15 @@ chunk_sealed(void *arg)
 	repo_buf_free(w->repo, w->buf);
 	w->buf = NULL;
 	w->passed = 1;
-	w->c->work = work_submit_io(commit_chunk, chunk_filed, chunk_release, w);
+	c->seq = ++s->sealed;
+	if (++s->committing <= SINK_COMMIT_AHEAD) {
+		for (k = 0; k < c->nwaiters; k++)
+			if (--c->waiters[k]->waiting == 0)
+				make_ready(s, c->waiters[k]);
+		c->nwaiters = 0;
+		c->early = 1;
+	}
+	c->work = work_submit_io(commit_chunk, chunk_filed, chunk_release, w);
 }
 
 static void
@@ -562,21 +599,30 @@ sink_cancel(struct disk_io *io)
 	w->cb = NULL;
 }
 
+/* Inline (the copier's last checkpoint when a write failed): refused
+ * while chunks wait for the device, which the loop cannot wait for. */
 static int
 sink_flush(struct disk *d)
 {
 	struct bak_sink *s = (struct bak_sink *)d;
 
+	if (s->committing > 0 || s->fail_late) {
+		errno = s->committing > 0 ? EAGAIN : EIO;
+		return -1;
+	}
 	return fdatasync(s->fd);
 }
 
-/* The same on a device thread: the partial index's fdatasync waits for a
- * device busy with chunk files, and on the loop it held the status
- * socket (tools/bench 9g).  The flush holds the sink and its own
- * descriptor; the copy may cancel it (then nobody is told). */
+/* The same on a device thread, once the chunks sealed before it are
+ * filed: the partial index's fdatasync waits for a device busy with
+ * chunk files, and on the loop it held the status socket (tools/bench
+ * 9g).  The flush holds the sink and its own descriptor; the copy may
+ * cancel it (then nobody is told). */
 struct sink_sync {
+	TAILQ_ENTRY(sink_sync) link;
 	struct bak_sink *s;
 	struct pending *w;       /* NULL once reported */
+	uint64_t last;           /* the last chunk sealed before it */
 	int fd;
 	int err;
 };
@@ -594,12 +640,20 @@ static void
 sync_done(void *arg)
 {
 	struct sink_sync *y = arg;
+	struct bak_sink *s = y->s;
 	struct pending *w = y->w;
-	char *err = y->err != 0 ? xasprintf("%s: %s", y->s->path, strerror(y->err)) : NULL;
+	char *err = y->err != 0 ? xasprintf("%s: %s", s->path, strerror(y->err)) : NULL;
+	enum xfer_status st = err != NULL ? XFER_TRANSIENT : XFER_OK;
 
+	if (s->fail_late) {
+		/* A chunk whose writes were reported could not be filed. */
+		free(err);
+		err = xstrdup(s->fail);
+		st = s->fail_st;
+	}
 	y->w = NULL;
 	if (!w->cancelled && w->cb != NULL)
-		w->cb(w->arg, err != NULL ? XFER_TRANSIENT : XFER_OK, err);
+		w->cb(w->arg, st, err);
 	free(err);
 	free(w);
 }
@@ -615,6 +669,32 @@ sync_release(void *arg)
 	free(y);
 }
 
+/* No chunk sealed up to last waits for the device any more. */
+static int
+filed_up_to(const struct bak_sink *s, uint64_t last)
+{
+	const struct open_chunk *c;
+
+	LIST_FOREACH(c, &s->chunks, link)
+		if (c->seq != 0 && c->seq <= last)
+			return 0;
+	return 1;
+}
+
+static void
+flushes_check(struct bak_sink *s)
+{
+	struct sink_sync *y, *next;
+
+	for (y = TAILQ_FIRST(&s->flushes); y != NULL; y = next) {
+		next = TAILQ_NEXT(y, link);
+		if (!filed_up_to(s, y->last))
+			continue;
+		TAILQ_REMOVE(&s->flushes, y, link);
+		work_submit_io(sync_run, sync_done, sync_release, y);
+	}
+}
+
 static struct disk_io *
 sink_flush_bg(struct disk *d, xfer_cb cb, void *arg)
 {
@@ -627,11 +707,13 @@ sink_flush_bg(struct disk *d, xfer_cb cb, void *arg)
 	y = xcalloc(1, sizeof(*y));
 	y->s = s;
 	y->fd = fd;
+	y->last = s->sealed;
 	y->w = xcalloc(1, sizeof(*y->w));
 	y->w->cb = cb;
 	y->w->arg = arg;
 	s->refs++;
-	work_submit_io(sync_run, sync_done, sync_release, y);
+	TAILQ_INSERT_TAIL(&s->flushes, y, link);
+	flushes_check(s);
 	return (struct disk_io *)y->w;
 }
 
@@ -641,8 +723,14 @@ sink_close(struct disk *d)
 	struct bak_sink *s = (struct bak_sink *)d;
 	struct open_chunk *c;
 	struct pending *w;
+	struct sink_sync *y;
 
 	s->closed = 1;
+	while ((y = TAILQ_FIRST(&s->flushes)) != NULL) {
+		/* Never started: nobody is told. */
+		TAILQ_REMOVE(&s->flushes, y, link);
+		sync_release(y);
+	}
 	while ((c = LIST_FIRST(&s->chunks)) != NULL) {
 		/* Its filing goes on or not; nobody waits for it. */
 		work_cancel(c->work);
@@ -693,6 +781,7 @@ bak_sink_open(const struct bak_sink_params *p, char **err)
 	LIST_INIT(&s->chunks);
 	TAILQ_INIT(&s->ready);
 	TAILQ_INIT(&s->waiting);
+	TAILQ_INIT(&s->flushes);
 	s->ev = event_new(loop_base(), -1, 0, ready_cb, s);
 	return &s->d;
 }

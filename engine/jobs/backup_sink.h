@@ -7,14 +7,18 @@
  * arrived; its other bytes are the parent point's (read locally from the
  * repository, never again from the source) or zeros (a full, where the
  * areas are every allocated area).  A complete chunk is hashed,
- * compressed, encrypted and filed on the worker pool; only then are the
- * writes that filled it reported done, so the copier's checkpoint (the
- * lowest write still in flight) never passes a chunk that is not stored,
- * and the copier's byte budget bounds the memory held here.
- *
- * Each stored chunk's id goes to the disk's partial index file (the
- * point's index as far as it got) before its writes are reported; flush
- * makes that file durable.  A chunk the file already holds (stored before
+ * compressed, encrypted and written to a temporary file on the worker
+ * pool; then its buffer is freed and the writes that filled it are
+ * reported done, so the copier's byte budget bounds the memory held here.
+ * Making the file durable, renaming it into chunks/ and recording its id
+ * in the disk's partial index file (the point's index as far as it got)
+ * is the device threads' work, and flush waits for it: a flush is done
+ * once every chunk whose writes were reported before it is in chunks/ and
+ * in the durable partial index, so the copier's checkpoint never passes a
+ * chunk that is not stored.  A chunk that cannot be filed fails the flush
+ * with its reason.  At most SINK_COMMIT_AHEAD chunks wait for the device
+ * with their writes reported; beyond that, writes are reported once their
+ * chunk is filed.  A chunk the partial index already holds (stored before
  * a restart) is not written again. */
 #ifndef VMFERRY_JOBS_BACKUP_SINK_H
 #define VMFERRY_JOBS_BACKUP_SINK_H

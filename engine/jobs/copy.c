@@ -99,7 +99,7 @@ copy_flushed(void *arg, enum xfer_status st, const char *err)
 
 	c->flush = NULL;
 	if (st != XFER_OK) {
-		copy_finish(c, XFER_TRANSIENT, "cannot flush the copied data to stable storage");
+		copy_finish(c, st, err != NULL ? err : "cannot flush the copied data to stable storage");
 		return;
 	}
 	c->checkpoint = c->flush_low;

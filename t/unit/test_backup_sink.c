@@ -3,10 +3,11 @@
  * chunks filed on the worker pool; a chunk the areas touch only in part
  * takes its other bytes from the parent's chunk (an incremental) or is
  * zeros (a full); chunks stored before (a resumed pass) are not written
- * again; each write is done only once every chunk it went into is
- * stored, and the partial index then holds their ids.  The image the
- * index describes is read back through the repository and compared with
- * the image the writes make. */
+ * again; a flush is done once every chunk of the writes reported before
+ * it is stored, and the partial index then holds their ids; a chunk that
+ * cannot be stored after its writes were reported fails the flush with
+ * its reason.  The image the index describes is read back through the
+ * repository and compared with the image the writes make. */
 #define _XOPEN_SOURCE 700
 #define _DEFAULT_SOURCE
 #include <setjmp.h>
@@ -106,14 +107,56 @@ written(void *arg, enum xfer_status st, const char *error)
 
 	if (st != XFER_OK)
 		w->failed++;
-	if (--w->outstanding == 0)
-		event_base_loopbreak(loop_base());
+	w->outstanding--;
 }
 
 static void
 keep_alive(evutil_socket_t fd, short what, void *arg)
 {
 	fail_msg("the writes were not done within 60 s");
+}
+
+/* Runs the loop until *outstanding is 0.  The daemon's loop always has
+ * events (its socket, signals); here a far timer keeps it waiting. */
+static void
+loop_until_zero(const int *outstanding)
+{
+	struct event *keep = evtimer_new(loop_base(), keep_alive, NULL);
+	struct timeval tv = { 60, 0 };
+
+	evtimer_add(keep, &tv);
+	while (*outstanding > 0)
+		event_base_loop(loop_base(), EVLOOP_ONCE);
+	event_free(keep);
+}
+
+struct fstate {
+	int outstanding;
+	enum xfer_status st;
+	char err[256];
+};
+
+static void
+flushed(void *arg, enum xfer_status st, const char *error)
+{
+	struct fstate *f = arg;
+
+	f->outstanding = 0;
+	f->st = st;
+	snprintf(f->err, sizeof(f->err), "%s", error != NULL ? error : "");
+}
+
+/* The sink's flush as the copier makes it (on a device thread), waited
+ * for: its status, and its error in err. */
+static enum xfer_status
+flush_wait(struct disk *d, char *err, size_t errlen)
+{
+	struct fstate f = { 1, XFER_OK, "" };
+
+	assert_non_null(d->ops->flush_bg(d, flushed, &f));
+	loop_until_zero(&f.outstanding);
+	snprintf(err, errlen, "%s", f.err);
+	return f.st;
 }
 
 /* Writes the areas of given (img, or what a chunk stored before is not
@@ -135,7 +178,7 @@ run_pieces(const uint8_t *img, const uint8_t *given, const struct vs_extent *are
 	size_t np = 0, i, k;
 	struct disk *d;
 	struct bak_ids ids;
-	char path[96], *err = NULL;
+	char path[96], *err = NULL, ferr[256];
 	uint8_t *back = malloc(CAP);
 
 	snprintf(path, sizeof(path), "%s/disk0.ids", dir);
@@ -198,19 +241,10 @@ run_pieces(const uint8_t *img, const uint8_t *given, const struct vs_extent *are
 			free(copy);
 		}
 	}
-	if (w.outstanding > 0) {
-		/* The daemon's loop always has events (its socket, signals);
-		 * here a far timer keeps it running until the writes are done. */
-		struct event *keep = evtimer_new(loop_base(), keep_alive, NULL);
-		struct timeval tv = { 60, 0 };
-
-		evtimer_add(keep, &tv);
-		event_base_dispatch(loop_base());
-		event_free(keep);
-	}
-	assert_int_equal(w.outstanding, 0);
+	loop_until_zero(&w.outstanding);
 	assert_int_equal(w.failed, 0);
-	assert_int_equal(d->ops->flush(d), 0);
+	if (flush_wait(d, ferr, sizeof(ferr)) != XFER_OK)
+		fail_msg("flush: %s", ferr);
 	disk_close(d);
 
 	/* Every write is done: the index names every chunk the areas touch. */
@@ -340,6 +374,66 @@ test_full_buffers_taken(void **unused)
 	free(img);
 }
 
+/* A chunk whose write was reported when it was sealed, and that then
+ * cannot be filed (its directory in chunks/ is gone): the flush fails
+ * with the reason, no chunk is recorded, later writes and an inline
+ * flush are refused. */
+static void
+test_late_failure_fails_flush(void **unused)
+{
+	static const struct vs_extent whole[] = { { 0, CAP } };
+	struct bak_sink_params sp;
+	struct wstate w = { 0, 0 };
+	uint8_t *img = malloc(CAP), id[REPO_ID_LEN];
+	char path[96], sub[128], ferr[256], *err = NULL;
+	struct bak_ids ids;
+	struct disk *d;
+	void *buf;
+
+	fill(img, CAP);
+	repo_chunk_id(repo, img, REPO_CHUNK_SIZE, id);
+	snprintf(sub, sizeof(sub), "%s/repo/chunks/%02x", dir, id[0]);
+	assert_int_equal(rmdir(sub), 0);
+	snprintf(path, sizeof(path), "%s/disk0.ids", dir);
+	if (bak_ids_load(path, 7, 1, CAP, &ids, &err) != 0)
+		fail_msg("bak_ids_load: %s", err);
+	bak_ids_free(&ids);
+	memset(&sp, 0, sizeof(sp));
+	sp.repo = repo;
+	sp.capacity = CAP;
+	sp.areas = whole;
+	sp.nareas = 1;
+	sp.ids_path = path;
+	d = bak_sink_open(&sp, &err);
+	assert_non_null(d);
+	buf = disk_buf_alloc(d, REPO_CHUNK_SIZE);
+	memcpy(buf, img, REPO_CHUNK_SIZE);
+	w.outstanding = 1;
+	assert_non_null(disk_write_buf(d, 0, REPO_CHUNK_SIZE, &buf, written, &w));
+	disk_buf_free(d, buf);
+	loop_until_zero(&w.outstanding);
+	/* Reported when sealed: the device's part had not failed yet. */
+	assert_int_equal(w.failed, 0);
+	assert_int_equal(flush_wait(d, ferr, sizeof(ferr)), XFER_FATAL);
+	if (strstr(ferr, sub + strlen(dir) + strlen("/repo/")) == NULL)
+		fail_msg("the flush's error does not name the chunk's path: %s", ferr);
+	assert_int_equal(d->ops->flush(d), -1);
+	buf = disk_buf_alloc(d, REPO_CHUNK_SIZE);
+	memcpy(buf, img + REPO_CHUNK_SIZE, REPO_CHUNK_SIZE);
+	w.outstanding = 1;
+	assert_non_null(disk_write_buf(d, REPO_CHUNK_SIZE, REPO_CHUNK_SIZE, &buf, written, &w));
+	disk_buf_free(d, buf);
+	loop_until_zero(&w.outstanding);
+	assert_int_equal(w.failed, 1);
+	disk_close(d);
+	if (bak_ids_load(path, 7, 1, CAP, &ids, &err) != 0)
+		fail_msg("bak_ids_load: %s", err);
+	assert_int_equal(ids.set[0], 0);
+	assert_int_equal(ids.set[1], 0);
+	bak_ids_free(&ids);
+	free(img);
+}
+
 int
 main(void)
 {
@@ -348,6 +442,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_full_zeros_elsewhere, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_done_chunks_skipped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_buffers_taken, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_late_failure_fails_flush, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
