@@ -259,11 +259,13 @@ rt_get(struct job *j)
 	set = &rt->pass.set;
 	rt_sync_settings(j, set);
 	/* A chunk's writes are done only once it is complete and sealed:
-	 * the copier's budget must hold two chunks and the requests that
-	 * straddle them. */
+	 * what the copier keeps must hold two chunks and the requests that
+	 * straddle them.  That is the appliance's memory; the host owes
+	 * only the reads of its share of host_buffer_cap (copy_params). */
 	need = set->chunk > 0 ? (3 * (size_t)REPO_CHUNK_SIZE) / set->chunk + 2 : 0;
-	if ((size_t)set->inflight < need)
-		set->inflight = (int)need;
+	if ((size_t)set->inflight > need)
+		need = (size_t)set->inflight;
+	set->hold = need * set->chunk;
 	sync_refresh(&rt->pass);
 	return rt;
 }

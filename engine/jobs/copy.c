@@ -26,6 +26,7 @@ struct chunk {
 	struct disk_io *io;
 	int busy;       /* reading or writing */
 	int writing;
+	int held;       /* its bytes count in held, not in_flight */
 };
 
 struct copy {
@@ -33,7 +34,8 @@ struct copy {
 	struct chunk *chunks;
 	int nslots;
 	uint64_t budget;        /* bytes that may be in flight */
-	uint64_t in_flight;     /* bytes in flight now */
+	uint64_t in_flight;     /* bytes in flight now (with hold: read requests owed by the source) */
+	uint64_t held;          /* with hold: bytes read, not yet written */
 	size_t area;            /* next area to issue from */
 	uint64_t cursor;        /* next offset to issue */
 	uint64_t copied;
@@ -180,7 +182,11 @@ chunk_written(void *arg, enum xfer_status st, const char *err)
 		return;
 	}
 	k->busy = k->writing = 0;
-	c->in_flight -= k->len;
+	if (k->held)
+		c->held -= k->len;
+	else
+		c->in_flight -= k->len;
+	k->held = 0;
 	disk_buf_free(c->p.dst, k->buf);
 	k->buf = NULL;
 	c->copied += k->len;
@@ -205,9 +211,20 @@ chunk_read(void *arg, enum xfer_status st, const char *err)
 		return;
 	}
 	k->writing = 1;
+	if (c->p.hold > 0) {
+		/* The source owes it nothing more: the host's share is free
+		 * for the next read while the destination keeps this one. */
+		c->in_flight -= k->len;
+		c->held += k->len;
+		k->held = 1;
+	}
 	k->io = disk_write_buf(c->p.dst, k->off, k->len, &k->buf, chunk_written, k);
-	if (k->io == NULL)
+	if (k->io == NULL) {
 		copy_fail(c, XFER_FATAL, "the destination refused a write inside the disk");
+		return;
+	}
+	if (c->p.hold > 0)
+		copy_pump(c);
 }
 
 static void
@@ -293,8 +310,11 @@ copy_pump(struct copy *c)
 			c->area = c->p.nareas;
 			break;
 		}
-		/* Stay within the byte budget (one request always may go). */
+		/* Stay within the byte budget (one request always may go), and
+		 * what the copy keeps within hold. */
 		if (c->in_flight > 0 && c->in_flight + k->len > c->budget)
+			break;
+		if (c->p.hold > 0 && c->in_flight + c->held > 0 && c->in_flight + c->held + k->len > c->p.hold)
 			break;
 		if (c->p.bucket != NULL && c->p.windows != NULL) {
 			size_t nw = 0;

@@ -27,6 +27,14 @@ struct copy_params {
 	size_t chunk;                    /* bytes per request at most (transfer_buffer) */
 	int inflight;                    /* the budget: inflight × chunk bytes in flight at most;
 	                                    smaller requests (small changed areas) go more at once */
+	/* 0: the budget covers a request from its read to its write.  Else
+	 * the budget covers only the reads the source still owes, and hold
+	 * bounds every byte the copy keeps, read or being read: for a
+	 * destination that keeps a write until it can use it (the backup
+	 * sink, until a repository chunk is complete and sealed).  What
+	 * the host holds stays within its share of host_buffer_cap (SPEC
+	 * §4); the waiting is the appliance's memory. */
+	size_t hold;
 	struct bw_bucket *bucket;        /* the rule's; NULL = no limit */
 	/* The rule's bandwidth windows as configured now (the configuration
 	 * can be reloaded under a running copy). */

@@ -966,6 +966,7 @@ sync_copy_params(struct sync_pass *p, struct copy_params *cp)
 	cp->dst = p->wr;
 	cp->chunk = p->set.chunk;
 	cp->inflight = p->set.inflight;
+	cp->hold = p->set.hold;
 	cp->bucket = p->set.bucket;
 	cp->windows = current_windows;
 	cp->checkpoint_s = CHECKPOINT_S;

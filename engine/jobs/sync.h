@@ -134,6 +134,7 @@ struct sync_settings {
 	int quiesce;
 	size_t chunk;        /* bytes per request at most (transfer_buffer) */
 	int inflight;        /* chunks in flight per disk */
+	size_t hold;         /* bytes the copy keeps at most; 0: the in-flight budget (copy_params) */
 	struct bw_bucket *bucket; /* the rule's bandwidth, shared by its jobs; NULL: none */
 };
 

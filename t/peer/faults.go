@@ -157,6 +157,21 @@ func (f *faultState) delay(method string) {
 	}
 }
 
+// delayGet holds a /folder GET of a file when the delay's method is
+// "GET /folder" (never matched by "*", which stays with SOAP methods: a
+// delay of every read would slow the copies under test tenfold).
+func (f *faultState) delayGet() {
+	f.mu.Lock()
+	d := f.delayF
+	f.mu.Unlock()
+	if d != nil && d.MS > 0 && d.Method == "GET /folder" {
+		f.mu.Lock()
+		f.injectedDelay++
+		f.mu.Unlock()
+		time.Sleep(time.Duration(d.MS) * time.Millisecond)
+	}
+}
+
 func (f *faultState) sessionExpiry() time.Duration {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -457,6 +472,7 @@ type statTable struct {
 	requests map[string]int64
 	methods  map[string]int64
 	gets     map[string]int64 // /folder GETs answered from each file
+	owed     int64            // bytes of the /folder GETs of files being answered now
 }
 
 func newStatTable() *statTable {
@@ -474,6 +490,25 @@ func (t *statTable) reset() {
 	for _, k := range []string{"attached", "detached", "destroyed", "bytes_written", "bytes_read"} {
 		t.requests["hotadd_"+k] = 0
 	}
+	t.requests["folder_get_owed_max"] = t.owed
+	t.mu.Unlock()
+}
+
+// getBegin and getEnd bracket the answer to a /folder GET of n bytes of
+// a file; folder_get_owed_max is the most bytes owed at once since the
+// last reset, what a host holds for its clients (host_buffer_cap).
+func (t *statTable) getBegin(n int64) {
+	t.mu.Lock()
+	t.owed += n
+	if t.owed > t.requests["folder_get_owed_max"] {
+		t.requests["folder_get_owed_max"] = t.owed
+	}
+	t.mu.Unlock()
+}
+
+func (t *statTable) getEnd(n int64) {
+	t.mu.Lock()
+	t.owed -= n
 	t.mu.Unlock()
 }
 

@@ -248,6 +248,10 @@ func (p *Peer) serveFolder(w http.ResponseWriter, r *http.Request) {
 		}
 		if r.Method == http.MethodGet {
 			p.stats.fileGet(key)
+			owed := bodyLength(r, st.Size())
+			p.stats.getBegin(owed)
+			defer p.stats.getEnd(owed)
+			p.faults.delayGet()
 		}
 		if p.faults.rangeIgnored() {
 			r.Header.Del("Range")

@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -868,6 +869,51 @@ func TestChangedBlockTracking(t *testing.T) {
 	// independent disks are not in snapshots and have no change id
 	if _, _, err := queryAll(ctx, t, c.Client, vmRef, s3, 2001, "*", 3000000); !isFault(err, "FileFault") {
 		t.Errorf("independent disk: %v", err)
+	}
+}
+
+// The bytes of /folder GETs answered at once: a "GET /folder" delay holds
+// three reads together, and folder_get_owed_max is their sum; a "*"
+// delay (SOAP methods) holds no read.
+func TestFolderGetOwed(t *testing.T) {
+	p := startPeer(t, stdFixture)
+	ctx := context.Background()
+	hc := folderClient(p.client(ctx))
+	u := p.folderURL("web01/web01-flat.vmdk")
+	stats := func() int64 {
+		var st struct{ Requests map[string]int64 }
+		p.ctl("GET", "/stats", nil, &st)
+		return st.Requests["folder_get_owed_max"]
+	}
+	p.fault(map[string]interface{}{"delay": map[string]interface{}{"method": "*", "ms": 400}})
+	t0 := time.Now()
+	if code, _, err := get(t, hc, u, "bytes=0-9"); err != nil || code != http.StatusPartialContent {
+		t.Fatalf("GET: %d %v", code, err)
+	}
+	if d := time.Since(t0); d > 300*time.Millisecond {
+		t.Errorf("a \"*\" delay held a /folder GET for %v", d)
+	}
+	p.fault(map[string]interface{}{"delay": map[string]interface{}{"method": "GET /folder", "ms": 300}})
+	p.ctl("POST", "/stats/reset", nil, nil)
+	var wg sync.WaitGroup
+	for _, r := range [][2]int64{{0, 99}, {4096, 5095}, {65536, 131071}} {
+		wg.Add(1)
+		go func(r [2]int64) {
+			defer wg.Done()
+			if code, data, err := get(t, hc, u, fmt.Sprintf("bytes=%d-%d", r[0], r[1])); err != nil ||
+				code != http.StatusPartialContent || int64(len(data)) != r[1]-r[0]+1 {
+				t.Errorf("range %v: %d, %d bytes, %v", r, code, len(data), err)
+			}
+		}(r)
+	}
+	wg.Wait()
+	if got := stats(); got != 100+1000+65536 {
+		t.Errorf("folder_get_owed_max %d, want %d", got, 100+1000+65536)
+	}
+	p.fault(map[string]interface{}{"clear": true})
+	p.ctl("POST", "/stats/reset", nil, nil)
+	if got := stats(); got != 0 {
+		t.Errorf("folder_get_owed_max %d after a reset with nothing answered", got)
 	}
 }
 

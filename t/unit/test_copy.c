@@ -110,6 +110,21 @@ teardown(void **state)
  * chunks finish before earlier ones (as over HTTPS); its streamed reads
  * (read_to) put the first half of the range at once and the rest when
  * they complete, so ranges are half written meanwhile. */
+/* Bytes the slow source owes (requested, not yet answered), and the
+ * destination of test_hold keeps (written, not yet reported). */
+static uint64_t owed, owed_max, kept, kept_max, both_max;
+
+static void
+note_owed_kept(void)
+{
+	if (owed > owed_max)
+		owed_max = owed;
+	if (kept > kept_max)
+		kept_max = kept;
+	if (owed + kept > both_max)
+		both_max = owed + kept;
+}
+
 struct slow_io {
 	struct event *ev;
 	struct disk *dst;       /* streamed: the second half goes here */
@@ -127,6 +142,7 @@ slow_fire(evutil_socket_t fd, short what, void *arg)
 	struct slow_io *io = arg;
 
 	event_free(io->ev);
+	owed -= io->len;
 	if (io->dst != NULL && io->st == XFER_OK) {
 		size_t half = io->len / 2;
 
@@ -144,6 +160,9 @@ slow_start(uint64_t off, size_t len, long delay_us, xfer_cb cb, void *arg)
 {
 	struct slow_io *io = xcalloc(1, sizeof(*io));
 	struct timeval tv = { 0, delay_us };
+
+	owed += len;
+	note_owed_kept();
 
 	io->off = off;
 	io->len = len;
@@ -205,6 +224,7 @@ slow_cancel(struct disk_io *io)
 	struct slow_io *s = (struct slow_io *)io;
 
 	event_free(s->ev);
+	owed -= s->len;
 	free(s->err);
 	free(s);
 }
@@ -247,6 +267,8 @@ static int use_slow;
 static double ckpt_s = 1e-9;
 /* The source has learned to read one range per request. */
 static int src_one_range;
+/* copy_params.hold of the next copies. */
+static size_t copy_hold;
 
 static void
 keep_alive(evutil_socket_t fd, short what, void *arg)
@@ -283,6 +305,7 @@ copy_once(struct disk *dst, const char *path, const struct vs_extent *areas, siz
 	p.resume = resume;
 	p.chunk = chunk;
 	p.inflight = inflight;
+	p.hold = copy_hold;
 	p.progress = progress;
 	p.done = done;
 	p.checkpoint_s = ckpt_s;
@@ -667,12 +690,159 @@ test_written_image_leaves_the_page_cache(void **state)
 	free(back);
 }
 
+/* ---- hold: a destination that keeps each write until the whole
+ * KEEP_GROUP around it is written, as the backup sink keeps a
+ * repository chunk's writes until the chunk is complete and sealed ---- */
+
+#define KEEP_GROUP (1024 * 1024)
+#define KEEP_GROUPS (DISK / KEEP_GROUP + 1)
+
+struct keep_write {
+	struct keep_write *next;
+	size_t len;
+	xfer_cb cb;
+	void *arg;
+	int cancelled;
+};
+
+struct keep_disk {
+	struct disk d;
+	int fd;
+	uint64_t got[KEEP_GROUPS];
+	struct keep_write *pending[KEEP_GROUPS], *ready;
+	struct event *ev;
+};
+
+static void
+keep_report(evutil_socket_t fd, short what, void *arg)
+{
+	struct keep_disk *k = arg;
+	struct keep_write *w;
+
+	while ((w = k->ready) != NULL) {
+		k->ready = w->next;
+		kept -= w->len;
+		if (!w->cancelled)
+			w->cb(w->arg, XFER_OK, NULL);
+		free(w);
+	}
+}
+
+static struct disk_io *
+keep_write(struct disk *d, uint64_t off, size_t len, const void *buf, xfer_cb cb, void *arg)
+{
+	struct keep_disk *k = (struct keep_disk *)d;
+	struct keep_write *w = xcalloc(1, sizeof(*w)), *mine = w;
+	uint64_t g = off / KEEP_GROUP, end = (g + 1) * KEEP_GROUP < DISK ? (g + 1) * KEEP_GROUP : DISK;
+
+	assert_true(off + len <= end); /* the requests here never straddle a group */
+	assert_int_equal(pwrite(k->fd, buf, len, (off_t)off), (ssize_t)len);
+	w->len = len;
+	w->cb = cb;
+	w->arg = arg;
+	w->next = k->pending[g];
+	k->pending[g] = w;
+	kept += len;
+	note_owed_kept();
+	k->got[g] += len;
+	if (k->got[g] == end - g * KEEP_GROUP) {
+		/* The group is complete: its writes are reported 20 ms later
+		 * (the sink's hashing and filing). */
+		struct timeval later = { 0, 20000 };
+
+		while ((w = k->pending[g]) != NULL) {
+			k->pending[g] = w->next;
+			w->next = k->ready;
+			k->ready = w;
+		}
+		if (!evtimer_pending(k->ev, NULL))
+			evtimer_add(k->ev, &later);
+	}
+	return (struct disk_io *)mine;
+}
+
+static void
+keep_cancel(struct disk_io *io)
+{
+	((struct keep_write *)io)->cancelled = 1;
+}
+
+static int
+keep_flush(struct disk *d)
+{
+	return 0;
+}
+
+static void
+keep_close(struct disk *d)
+{
+	struct keep_disk *k = (struct keep_disk *)d;
+	size_t g;
+
+	keep_report(-1, 0, k);
+	for (g = 0; g < KEEP_GROUPS; g++)
+		assert_null(k->pending[g]);
+	event_free(k->ev);
+	close(k->fd);
+	free(k);
+}
+
+static const struct disk_ops keep_ops = {
+	.name = "keep",
+	.write = keep_write,
+	.cancel = keep_cancel,
+	.flush = keep_flush,
+	.close = keep_close,
+};
+
+/* With hold, the budget covers only what the source owes: the reads go on
+ * while the destination keeps more than the budget, what the copy keeps
+ * stays within hold, and everything arrives.  Without it a destination
+ * that keeps a group larger than the budget would stall the copy. */
+static void
+test_hold_reads_on_while_the_destination_keeps(void **state)
+{
+	struct vs_extent a[1] = { { 0, DISK } };
+	const size_t chunk = 256 * 1024;
+	struct keep_disk *k = xcalloc(1, sizeof(*k));
+	uint8_t *out = xmalloc(DISK);
+	char path[128];
+
+	snprintf(path, sizeof(path), "%s/kept", dir);
+	k->d.ops = &keep_ops;
+	k->d.size = DISK;
+	k->fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(k->fd >= 0);
+	k->ev = evtimer_new(loop_base(), keep_report, k);
+	use_slow = 1;
+	copy_hold = 6 * chunk;
+	owed = owed_max = kept = kept_max = both_max = 0;
+	assert_int_equal(copy_once(&k->d, path, a, 1, 0, chunk, 2), XFER_OK);
+	copy_hold = 0;
+	use_slow = 0;
+	if (owed_max > 2 * chunk)
+		fail_msg("the source owed %llu bytes at once, above the budget of %zu",
+		    (unsigned long long)owed_max, 2 * chunk);
+	if (kept_max <= 2 * chunk)
+		fail_msg("the destination kept at most %llu bytes: the reads waited for it",
+		    (unsigned long long)kept_max);
+	if (both_max > 6 * chunk)
+		fail_msg("the copy kept %llu bytes, above hold (%zu)", (unsigned long long)both_max, 6 * chunk);
+	assert_int_equal(owed, 0);
+	assert_int_equal(kept, 0);
+	assert_int_equal(pread(k->fd, out, DISK, 0), (ssize_t)DISK);
+	assert_memory_equal(out, pattern, DISK);
+	free(out);
+	disk_close(&k->d);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_many_small_areas, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_odd_sizes_and_resume, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hold_reads_on_while_the_destination_keeps, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_checkpoints_flush_on_a_worker, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stream_put_fails, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_destination_checkpoints_at_the_failure, setup, teardown),
