@@ -26,7 +26,6 @@ struct chunk {
 	struct disk_io *io;
 	int busy;       /* reading or writing */
 	int writing;
-	int held;       /* its bytes count in held, not in_flight */
 };
 
 struct copy {
@@ -170,6 +169,14 @@ copy_fail(struct copy *c, enum xfer_status st, const char *err)
 	copy_finish(c, st, err);
 }
 
+/* With hold, a request's bytes move from in_flight to held once read
+ * (a streamed request is written as it is read: nothing waits). */
+static int
+keeps(const struct copy *c)
+{
+	return c->p.hold > 0 && !c->stream;
+}
+
 static void
 chunk_written(void *arg, enum xfer_status st, const char *err)
 {
@@ -182,11 +189,10 @@ chunk_written(void *arg, enum xfer_status st, const char *err)
 		return;
 	}
 	k->busy = k->writing = 0;
-	if (k->held)
+	if (keeps(c))
 		c->held -= k->len;
 	else
 		c->in_flight -= k->len;
-	k->held = 0;
 	disk_buf_free(c->p.dst, k->buf);
 	k->buf = NULL;
 	c->copied += k->len;
@@ -211,19 +217,18 @@ chunk_read(void *arg, enum xfer_status st, const char *err)
 		return;
 	}
 	k->writing = 1;
-	if (c->p.hold > 0) {
+	if (keeps(c)) {
 		/* The source owes it nothing more: the host's share is free
 		 * for the next read while the destination keeps this one. */
 		c->in_flight -= k->len;
 		c->held += k->len;
-		k->held = 1;
 	}
 	k->io = disk_write_buf(c->p.dst, k->off, k->len, &k->buf, chunk_written, k);
 	if (k->io == NULL) {
 		copy_fail(c, XFER_FATAL, "the destination refused a write inside the disk");
 		return;
 	}
-	if (c->p.hold > 0)
+	if (keeps(c))
 		copy_pump(c);
 }
 

@@ -146,25 +146,22 @@ func newFaultState() *faultState {
 }
 
 func (f *faultState) delay(method string) {
-	f.mu.Lock()
-	d := f.delayF
-	f.mu.Unlock()
-	if d != nil && d.MS > 0 && (d.Method == "*" || d.Method == method) {
-		f.mu.Lock()
-		f.injectedDelay++
-		f.mu.Unlock()
-		time.Sleep(time.Duration(d.MS) * time.Millisecond)
-	}
+	f.sleepIf(func(m string) bool { return m == "*" || m == method })
 }
 
 // delayGet holds a /folder GET of a file when the delay's method is
 // "GET /folder" (never matched by "*", which stays with SOAP methods: a
 // delay of every read would slow the copies under test tenfold).
 func (f *faultState) delayGet() {
+	f.sleepIf(func(m string) bool { return m == "GET /folder" })
+}
+
+// sleepIf sleeps the delay fault's time when its method matches.
+func (f *faultState) sleepIf(match func(method string) bool) {
 	f.mu.Lock()
 	d := f.delayF
 	f.mu.Unlock()
-	if d != nil && d.MS > 0 && d.Method == "GET /folder" {
+	if d != nil && d.MS > 0 && match(d.Method) {
 		f.mu.Lock()
 		f.injectedDelay++
 		f.mu.Unlock()
