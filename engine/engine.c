@@ -26,6 +26,7 @@
 #include "engine/jobs/instant.h"
 #include "engine/jobs/job.h"
 #include "engine/jobs/repos.h"
+#include "engine/jobs/runtime.h"
 #include "engine/core/log.h"
 #include "engine/core/loop.h"
 #include "engine/jobs/kinds.h"
@@ -986,6 +987,7 @@ engine_run(const struct engine_opts *o)
 	log_info("vmferryd %s starting: %zu jobs restored, %zu rules configured", VMFERRY_VERSION, n,
 	    eng.loader.cur.nrules);
 	engine_apply_config(1);
+	rt_sweep_trash();
 	job_resume_all();
 	instant_init(eng.base);
 	runs_apply(&eng.loader.cur);

@@ -495,9 +495,9 @@ remove_staging(struct job *j, size_t n)
 		char *a = staging(j, "img", i), *b = staging(j, "areas", i);
 
 		if (a != NULL)
-			unlink(a);
+			rt_staging_unlink(j, a);
 		if (b != NULL)
-			unlink(b);
+			rt_staging_unlink(j, b);
 		free(a);
 		free(b);
 	}

@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <ftw.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 
 #include "drivers/vsops.h"
 #include "engine/config.h"
+#include "engine/core/workers.h"
 #include "engine/core/util.h"
 #include "engine/engine.h"
 #include "engine/jobs/job.h"
@@ -278,6 +280,13 @@ staging_upgrade(struct job *j, const char *base, char *dir, char **err)
 	return rc;
 }
 
+/* A node's temp_dir as a path. */
+static char *
+temp_base(const struct cfg_node *node)
+{
+	return node->temp_dir[0] == '/' ? xstrdup(node->temp_dir) : xasprintf("%s/%s", engine_state_dir(), node->temp_dir);
+}
+
 char *
 rt_staging_dir(struct job *j, char **err, int *errnum)
 {
@@ -290,7 +299,7 @@ rt_staging_dir(struct job *j, char **err, int *errnum)
 		*err = xasprintf("node %s is not configured", j->cfg != NULL ? j->cfg->node : "(none)");
 		return NULL;
 	}
-	base = node->temp_dir[0] == '/' ? xstrdup(node->temp_dir) : xasprintf("%s/%s", engine_state_dir(), node->temp_dir);
+	base = temp_base(node);
 	dir = xasprintf("%s/%s/%s/%s", base, cfg_kind_name(j->kind), j->rule, j->vm);
 	if ((*errnum = staging_upgrade(j, base, dir, err)) != 0) {
 		free(base);
@@ -319,23 +328,132 @@ rt_staging_file(struct job *j, const char *name, char **err, int *errnum)
 	return path;
 }
 
+/* ---- removing staging files off the loop ----
+ *
+ * Unlinking a staging image of gigabytes whose pages the kernel still
+ * caches takes it hundreds of milliseconds (every cached page is
+ * dropped), which the loop, and with it the status socket, must not wait
+ * for.  What goes is renamed at once into the node's temp_dir/.trash (so
+ * the path is free for the next pass, and a restart finds it there) and
+ * removed on a device thread, the trash with its last entry. */
+
 static int
 rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
-	return remove(path);
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	/* Go on past what is gone already: a sweep may meet a removal. */
+	(void)remove(path);
+	return 0;
+}
+
+static void
+trash_fn(void *arg)
+{
+	nftw(arg, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+/* An entry of the trash, then the trash itself once it is empty. */
+static void
+trash_entry_fn(void *arg)
+{
+	char *slash = strrchr(arg, '/');
+
+	trash_fn(arg);
+	if (slash != NULL) {
+		*slash = '\0';
+		(void)rmdir(arg);
+		*slash = '/';
+	}
+}
+
+static void
+trash_release(void *arg)
+{
+	free(arg);
+}
+
+static void
+remove_on_worker(work_fn fn, char *path)
+{
+	if (workers_count() == 0) {
+		fn(path);
+		free(path);
+		return;
+	}
+	work_submit_io(fn, NULL, trash_release, path);
+}
+
+/* path (a file or a directory under base, the node's temp_dir) removed
+ * off the loop; in place where it cannot be moved into the trash. */
+static void
+remove_later(const char *base, const char *path)
+{
+	static unsigned seq;
+	char *trash = xasprintf("%s/.trash", base), *to;
+
+	to = xasprintf("%s/%lld-%d-%u", trash, (long long)rt_now_ms(), (int)getpid(), seq++);
+	if ((mkdir(trash, 0700) == 0 || errno == EEXIST) && rename(path, to) == 0) {
+		remove_on_worker(trash_entry_fn, to);
+	} else {
+		/* Gone already, or the trash could not take it (another file
+		 * system; a start's sweep removing the trash meanwhile). */
+		free(to);
+		trash_fn((void *)(uintptr_t)path);
+	}
+	free(trash);
+}
+
+/* The job's node's temp_dir, or NULL (no node: nothing was staged). */
+static char *
+job_temp_base(struct job *j)
+{
+	const struct cfg_node *node = j->cfg != NULL ? config_node(engine_config(), j->cfg->node) : NULL;
+
+	return node != NULL ? temp_base(node) : NULL;
 }
 
 void
 rt_staging_remove(struct job *j)
 {
-	char *err;
+	char *base = job_temp_base(j), *err, *dir;
 	int en;
-	char *dir = rt_staging_dir(j, &err, &en);
 
-	if (dir != NULL)
-		nftw(dir, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+	if (base == NULL)
+		return;
+	if ((dir = rt_staging_dir(j, &err, &en)) != NULL)
+		remove_later(base, dir);
 	free(dir);
 	free(err);
+	free(base);
+}
+
+void
+rt_staging_unlink(struct job *j, const char *path)
+{
+	char *base = job_temp_base(j);
+
+	if (base == NULL) {
+		unlink(path);
+		return;
+	}
+	remove_later(base, path);
+	free(base);
+}
+
+void
+rt_sweep_trash(void)
+{
+	const struct config *cfg = engine_config();
+	size_t i;
+
+	for (i = 0; i < cfg->nnodes; i++) {
+		char *base = temp_base(cfg->nodes[i]);
+
+		remove_on_worker(trash_fn, xasprintf("%s/.trash", base));
+		free(base);
+	}
 }
 
 void

@@ -74,7 +74,14 @@ const char *rt_mount_of(const char *platform, const char *datastore);
 char *rt_staging_dir(struct job *j, char **err, int *errnum);
 /* A file in it. */
 char *rt_staging_file(struct job *j, const char *name, char **err, int *errnum);
+/* The job's directory, or one file in it, goes: moved aside at once,
+ * removed on a device thread (a cached image of gigabytes takes the
+ * kernel hundreds of milliseconds to unlink). */
 void rt_staging_remove(struct job *j);
+void rt_staging_unlink(struct job *j, const char *path);
+/* What a crash left in the nodes' temp_dir/.trash: removed on a device
+ * thread (engine start). */
+void rt_sweep_trash(void);
 
 int64_t rt_now_ms(void);
 

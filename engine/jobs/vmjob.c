@@ -174,7 +174,7 @@ via_changed(struct job *j, size_t i, enum target_via was, enum target_via now)
 		if (now == TARGET_VIA_WHOLE)
 			img = vmjob_staging_image(j, i, &e, &en);
 		if (img != NULL)
-			unlink(img);
+			rt_staging_unlink(j, img);
 		free(img);
 		free(e);
 	}

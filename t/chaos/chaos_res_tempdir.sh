@@ -95,5 +95,6 @@ gwrite '{"vm":"fill01","disk":0,"percent":10,"seed":13}' >/dev/null
 ctl migrate full fill01 >/dev/null || fail "migrate refused"
 wait_job full fill01 complete 180
 check_complete full fill01 2 "temp_dir full"
+wait_until 30 test ! -e "$TMPD/.trash" || fail "temp_dir/.trash is still there: $(find "$TMPD/.trash" | head -5 | tr '\n' ' ')"
 assert_eq "$(find "$TMPD" -name '*.img' | wc -l)" 0 "no staging image is left in temp_dir"
 echo "# figure: temp_dir full: $rounds time(s), 失效 after ${fails% } MiB copied with the reason, resumed by itself at offsets ${offs% } once space was freed, source read $((read_b / 1024)) KiB for $((to_copy / 1024)) KiB, bytes identical, no snapshot left, one target VM"

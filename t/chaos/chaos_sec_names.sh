@@ -220,7 +220,7 @@ assert_eq "$in_mount" "${#DIRECT_VMS[@]}" "on the target mount it wrote exactly 
 deep=$(grep "^$STATE/tmp/" <<<"$paths" | sed "s|^$STATE/tmp/||" | awk -F/ 'NF > 4' || true)
 assert_eq "$deep" "" "nothing in temp_dir lies deeper than KIND/RULE/VM/FILE"
 kinds=$(grep "^$STATE/tmp/" <<<"$paths" | sed "s|^$STATE/tmp/||" | cut -d/ -f1 | LC_ALL=C sort -u | tr '\n' ' ')
-assert_eq "$kinds" "migration " "temp_dir holds the migration kind's directory only"
+assert_eq "$kinds" ".trash migration " "temp_dir holds the migration kind's directory and the trash (what goes is removed off the loop) only"
 dots=$(grep "^$STATE/" <<<"$paths" | sed "s|^$STATE/||" | tr '/' '\n' | grep -xE '\.|\.\.' || true)
 assert_eq "$dots" "" "no path component is . or .."
 rules=$(grep "^$STATE/tmp/migration/" <<<"$paths" | sed "s|^$STATE/tmp/migration/||" | cut -d/ -f1 | LC_ALL=C sort -u | tr '\n' ' ')
@@ -228,6 +228,7 @@ assert_eq "$rules" "$(printf '%s\n' .direct "$RULE64" | LC_ALL=C sort | tr '\n' 
 assert_eq "$(grep -c 'outside\.bin' "$T/strace.log" || true)" 0 "the file the evil descriptors name was never opened, not even for reading"
 assert_eq "$(curl -sf "$S_CTL/stats" | jq '[.files | keys[] | select(test("outside"))] | length')" 0 \
 	"nor asked for over HTTPS"
+wait_until 30 test ! -e "$STATE/tmp/.trash" || fail "temp_dir/.trash did not empty: $(find "$STATE/tmp/.trash" | head -5 | tr '\n' ' ')"
 staging=$(find "$STATE/tmp" -mindepth 3 | grep -v "/evil-" | head -5 || true)
 assert_eq "$staging" "" "no staging is left in temp_dir after the migrations"
 echo "# figure: names: $((${#HTTPS_VMS[@]} + ${#DIRECT_VMS[@]})) VMs with hostile names migrated (HTTPS and direct), 13 unsafe names (7 rule, 5 VM, 1 not UTF-8) refused with file:line:col, $n paths traced: 0 outside the state directory and the target VMs' files; 2 descriptors naming a file outside the datastore: refused, never opened; ${#CTL_VMS[@]} control-character names and 1 forged host name: 0 forged log lines"

@@ -160,7 +160,13 @@ wait_until 30 sh -c "'$BIN/vmferryctl' -s '$SOCK' log cl cl01 -n 10 | grep -q 'r
 	fail "kill: the stop never began to remove cl01-k"
 crash_daemon
 assert_eq "$(vm_count "$S_CTL" cl01-k)" 1 "kill: the daemon is killed while the VM's removal is held"
+# What a crash left in temp_dir/.trash (staging files are moved there and
+# removed off the loop) is removed after the restart.
+mkdir -p "$STATE/tmp/.trash/1-1-0"
+head -c $MiB /dev/zero >"$STATE/tmp/.trash/1-1-0/restore-disk0.img"
 start_daemon "$CONF"
+wait_until 30 test ! -e "$STATE/tmp/.trash" && ok "kill: the restart removed what a crash left in temp_dir/.trash" ||
+	fail "kill: temp_dir/.trash is still there after the restart: $(find "$STATE/tmp/.trash" | tr '\n' ' ')"
 wait_job cl cl01 stopped 60
 fault "$S_CTL" '{"clear":true}'
 gone cl01-k "kill during the removal"
@@ -176,5 +182,7 @@ wait_until 60 sh -c "[ \"\$('$BIN/vmferryctl' -s '$SOCK' --json jobs cl | jq '.j
 	fail "delete: the job is not forgotten"
 fault "$S_CTL" '{"clear":true}'
 gone cl01-e "delete in the landing"
+wait_until 30 test ! -e "$STATE/tmp/.trash" || fail "temp_dir/.trash did not empty"
+assert_eq "$(find "$STATE/tmp" -name 'restore-disk*' | tr '\n' ' ')" "" "no restore's staging file is left in temp_dir"
 stop_daemon
 echo "1..$NTEST"

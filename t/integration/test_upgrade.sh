@@ -256,6 +256,8 @@ for rv in $READY; do
 done
 # No file is left; of the directories, the new rules' (as without an
 # upgrade) and migration/migration's old one, which held its new one.
+# What goes is removed off the loop: the trash empties by itself.
+wait_until 30 test ! -e "$STATE/tmp/.trash" || fail "temp_dir/.trash is still there: $(find "$STATE/tmp/.trash" | head -5 | tr '\n' ' ')"
 assert_eq "$(find "$STATE/tmp" -mindepth 1 ! -type d)" "" "no staging file is left"
 assert_eq "$(cd "$STATE/tmp" && find . -mindepth 1 | sort | tr '\n' ' ')" \
 	"./migration ./migration/migration ./migration/upg ./migration/upr " \
