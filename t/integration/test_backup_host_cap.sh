@@ -37,9 +37,11 @@ held=$(curl -sf "$S_CTL/fault" | jq .injected.delay)
 owed=$(curl -sf "$S_CTL/stats" | jq .requests.folder_get_owed_max)
 [ "$owed" -le $((4 * MiB)) ] && ok "the host owed at most $owed bytes at once (host_buffer_cap 4 MiB)" ||
 	fail "the host owed $owed bytes at once, above host_buffer_cap (4 MiB)"
-# Both jobs read at once: the share of each was used.
-[ "$owed" -ge $((3 * MiB)) ] && ok "the two backups read side by side ($owed bytes owed at the peak)" ||
-	fail "at most $owed bytes owed: the backups did not read side by side"
+# Both jobs read at once: one job's share is 2 MiB, so more than that
+# owed at once means the other job's reads were in flight too.  (hc02's
+# areas are small, so how far above 2 MiB the peak goes is timing.)
+[ "$owed" -gt $((2 * MiB)) ] && ok "the two backups read side by side ($owed bytes owed at the peak, one share is 2 MiB)" ||
+	fail "at most $owed bytes owed, one job's share: the backups did not read side by side"
 fault "$S_CTL" '{"clear":true}'
 bak_point_equal cap hc01 1 1 "within the host's share"
 bak_point_equal cap hc02 1 1 "within the host's share"
