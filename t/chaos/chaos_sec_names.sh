@@ -192,15 +192,23 @@ ok "vmferryd keeps serving after it"
 kill -TERM "$(pgrep -P "$DAEMON_PID" vmferryd)"
 wait "$DAEMON_PID" || true
 DAEMON_PID=
+# With threads, strace splits a call another thread interrupts into
+# "PID call(args <unfinished ...>" and "PID <... call resumed>) = R": join the
+# halves, or a failed call's first half (mkdir("/tmp") = -1 EEXIST) would count.
+awk '/ <unfinished \.\.\.>$/ { sub(/ <unfinished \.\.\.>$/, ""); open_[$1] = $0; next }
+	$2 == "<..." && $4 ~ /^resumed>/ { rest = $0; sub(/^[0-9]+ +<\.\.\. [a-z0-9_]+ resumed>/, "", rest)
+		print open_[$1] rest; delete open_[$1]; next }
+	{ print }' "$T/strace.log" >"$T/strace.joined"
+grep -q 'unfinished \.\.\.>\|resumed>' "$T/strace.joined" && fail "strace lines left unjoined: $(grep -m3 'unfinished\|resumed>' "$T/strace.joined")"
 # "openat(AT_FDCWD, "path", O_WRONLY|O_CREAT..., 0600) = 5" and friends; only
 # successful calls count, and opens only when they may write.
-paths=$(grep -v ' = -1 ' "$T/strace.log" | grep -v '^[0-9]* +++\|^[0-9]* ---' |
+paths=$(grep -v ' = -1 ' "$T/strace.joined" | grep -v '^[0-9]* +++\|^[0-9]* ---' |
 	grep -E '^[0-9]+ +(open|openat|openat2|creat)\(' | grep -E 'O_WRONLY|O_RDWR|O_CREAT|O_TRUNC|creat\(' |
 	sed -E 's/^[0-9]+ +[a-z0-9]+\((AT_FDCWD, )?"((\\"|[^"])*)".*/\2/')
-paths+=$'\n'$(grep -v ' = -1 ' "$T/strace.log" |
+paths+=$'\n'$(grep -v ' = -1 ' "$T/strace.joined" |
 	grep -E '^[0-9]+ +(mkdir|mkdirat|rename|renameat|renameat2|link|linkat|symlink|symlinkat|unlink|unlinkat|rmdir|truncate|chmod|fchmodat|chown|fchownat|lchown|mknod|mknodat|utimensat)\(' |
 	grep -oE '"((\\"|[^"])*)"' | sed -E 's/^"(.*)"$/\1/')
-paths+=$'\n'$(grep -v ' = -1 ' "$T/strace.log" | grep -E '^[0-9]+ +bind\(' | grep -oE 'sun_path="[^"]*"' | sed -E 's/^sun_path="(.*)"$/\1/')
+paths+=$'\n'$(grep -v ' = -1 ' "$T/strace.joined" | grep -E '^[0-9]+ +bind\(' | grep -oE 'sun_path="[^"]*"' | sed -E 's/^sun_path="(.*)"$/\1/')
 # strace writes bytes outside printable ASCII as \ooo (and "\\" for "\").
 paths=$(grep -v '^$' <<<"$paths" | sort -u | while IFS= read -r p; do
 	printf '%b\n' "$(sed 's/\\\([0-7][0-7][0-7]\)/\\0\1/g' <<<"$p")"; done)

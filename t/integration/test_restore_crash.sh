@@ -38,7 +38,9 @@ restore_crash() {
 
 # One crash mid-copy, past a checkpoint: the restore goes on from it.
 ctl restore bak cr01 --target new --name cr01-n0 >/dev/null
-wait_until 60 sh -c "[ \$('$BIN/vmferryctl' -s '$SOCK' --json jobs bak | jq '.jobs[0].progress') -ge 40 ]" ||
+# In restore_queued the job still shows the backup's 100 %: wait for the
+# restore's own progress.
+wait_until 60 sh -c "'$BIN/vmferryctl' -s '$SOCK' --json jobs bak | jq -e '.jobs[0] | .state == \"restoring\" and .progress >= 40' >/dev/null" ||
 	fail "the restore did not reach 40 %"
 progress=$(job_field bak cr01 progress)
 assert_eq "$(ctl --json show bak cr01 | jq -c '.details.restore | [.point, .target, .name, .stage]')" '[1,"new","cr01-n0","areas"]' \
@@ -55,7 +57,7 @@ assert_eq "$(src_hashes cr01-n0 2)" "$want" "killed mid-copy: the new VM equals 
 # A stop gives the restore up: the job rests, its staging files go, the
 # new VM it created is removed, and the next restore runs from the start.
 ctl restore bak cr01 --target new --name cr01-stop >/dev/null
-wait_until 60 sh -c "[ \$('$BIN/vmferryctl' -s '$SOCK' --json jobs bak | jq '.jobs[0].progress') -ge 20 ]" ||
+wait_until 60 sh -c "'$BIN/vmferryctl' -s '$SOCK' --json jobs bak | jq -e '.jobs[0] | .state == \"restoring\" and .progress >= 20' >/dev/null" ||
 	fail "the restore did not reach 20 %"
 ctl stop bak cr01 >/dev/null
 wait_job bak cr01 stopped 60
