@@ -192,13 +192,10 @@ ok "vmferryd keeps serving after it"
 kill -TERM "$(pgrep -P "$DAEMON_PID" vmferryd)"
 wait "$DAEMON_PID" || true
 DAEMON_PID=
-# With threads, strace splits a call another thread interrupts into
-# "PID call(args <unfinished ...>" and "PID <... call resumed>) = R": join the
-# halves, or a failed call's first half (mkdir("/tmp") = -1 EEXIST) would count.
-awk '/ <unfinished \.\.\.>$/ { sub(/ <unfinished \.\.\.>$/, ""); open_[$1] = $0; next }
-	$2 == "<..." && $4 ~ /^resumed>/ { rest = $0; sub(/^[0-9]+ +<\.\.\. [a-z0-9_]+ resumed>/, "", rest)
-		print open_[$1] rest; delete open_[$1]; next }
-	{ print }' "$T/strace.log" >"$T/strace.joined"
+# With threads, strace splits a call another thread interrupts in two
+# lines: join them (t/tools/strace_log.py), or a failed call's first half
+# (mkdir("/tmp") = -1 EEXIST) would count as a path made.
+python3 "$SRC/t/tools/strace_log.py" "$T/strace.log" >"$T/strace.joined" || fail "strace_log.py could not read $T/strace.log"
 grep -q 'unfinished \.\.\.>\|resumed>' "$T/strace.joined" && fail "strace lines left unjoined: $(grep -m3 'unfinished\|resumed>' "$T/strace.joined")"
 # "openat(AT_FDCWD, "path", O_WRONLY|O_CREAT..., 0600) = 5" and friends; only
 # successful calls count, and opens only when they may write.

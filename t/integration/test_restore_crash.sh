@@ -36,12 +36,17 @@ restore_crash() {
 	ok "$what: the restore killed after ${delay}s ($st) ends after the restart"
 }
 
+# restore_reaches PCT: wait until the restore has copied PCT %.  In
+# restore_queued the job still shows the backup's 100 %: only the
+# restore's own progress counts.
+restore_reaches() {
+	wait_until 60 sh -c "'$BIN/vmferryctl' -s '$SOCK' --json jobs bak | jq -e --argjson p $1 '.jobs[0] | .state == \"restoring\" and .progress >= \$p' >/dev/null" ||
+		fail "the restore did not reach $1 %"
+}
+
 # One crash mid-copy, past a checkpoint: the restore goes on from it.
 ctl restore bak cr01 --target new --name cr01-n0 >/dev/null
-# In restore_queued the job still shows the backup's 100 %: wait for the
-# restore's own progress.
-wait_until 60 sh -c "'$BIN/vmferryctl' -s '$SOCK' --json jobs bak | jq -e '.jobs[0] | .state == \"restoring\" and .progress >= 40' >/dev/null" ||
-	fail "the restore did not reach 40 %"
+restore_reaches 40
 progress=$(job_field bak cr01 progress)
 assert_eq "$(ctl --json show bak cr01 | jq -c '.details.restore | [.point, .target, .name, .stage]')" '[1,"new","cr01-n0","areas"]' \
 	"show tells the restore in progress: its point, target, name and stage"
@@ -57,8 +62,7 @@ assert_eq "$(src_hashes cr01-n0 2)" "$want" "killed mid-copy: the new VM equals 
 # A stop gives the restore up: the job rests, its staging files go, the
 # new VM it created is removed, and the next restore runs from the start.
 ctl restore bak cr01 --target new --name cr01-stop >/dev/null
-wait_until 60 sh -c "'$BIN/vmferryctl' -s '$SOCK' --json jobs bak | jq -e '.jobs[0] | .state == \"restoring\" and .progress >= 20' >/dev/null" ||
-	fail "the restore did not reach 20 %"
+restore_reaches 20
 ctl stop bak cr01 >/dev/null
 wait_job bak cr01 stopped 60
 assert_match "$(ctl log bak cr01 -n 20)" "the restore of point 1 is given up" "a stop gives the restore up, and says so"

@@ -33,12 +33,13 @@ import re
 import subprocess
 import sys
 
+from strace_log import LINE, joined
+
 PSEUDO_DEVICES = {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom",
                   "/dev/tty", "/dev/ptmx", "/dev/log", "/dev/stdin", "/dev/stdout", "/dev/stderr"}
 PSEUDO_DEVICE_DIRS = ("/dev/pts/", "/dev/shm/", "/dev/mqueue/", "/dev/hugepages/", "/dev/fd/")
 API_FS = ("/dev/", "/proc/", "/sys/")
 
-LINE = re.compile(r"^(\d+) +([a-z_0-9]+)\((.*)$")
 # A path argument: optional dirfd (AT_FDCWD</cwd> or 3</dir>), then "path".
 DIRFD_PATH = re.compile(r'(?:(AT_FDCWD|-?\d+)(?:<([^>]*)>)?, )?"((?:[^"\\]|\\.)*)"')
 # Calls whose first string argument (after an optional dirfd) is a path,
@@ -156,25 +157,6 @@ def paths_of(call, args, cwd):
     if call == "symlink" or call == "symlinkat":
         found = found[1:]  # the target is only text
     return found, writes
-
-
-RESUMED = re.compile(r"^(\d+) +<\.\.\. [a-z_0-9]+ resumed>(.*)$")
-
-
-def joined(f):
-    """The log's lines with each call that strace split across threads
-    (`<unfinished ...>`, then `<... NAME resumed>`) put back in one."""
-    lines, pending = [], {}
-    for line in f:
-        line = line.rstrip("\n")
-        m = RESUMED.match(line)
-        if m and m.group(1) in pending:
-            lines.append(pending.pop(m.group(1)) + m.group(2))
-        elif line.endswith(" <unfinished ...>") and LINE.match(line):
-            pending[LINE.match(line).group(1)] = line[:-len(" <unfinished ...>")]
-        else:
-            lines.append(line)
-    return lines + list(pending.values())
 
 
 def main(argv):
