@@ -28,6 +28,34 @@ it_cleanup() {
 trap it_cleanup EXIT
 
 ok() { NTEST=$((NTEST + 1)); echo "ok $NTEST - $*"; }
+
+# free_ports N: the first of N consecutive loopback ports free now, below
+# the kernel's ephemeral range (ip_local_port_range), so that no other
+# test's connection or port-0 listener can take one of them meanwhile.
+free_ports() {
+	python3 - "$1" <<'PY'
+import random, socket, sys
+n = int(sys.argv[1])
+low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+for _ in range(200):
+    base = random.randrange(10000, low - n)
+    socks = []
+    try:
+        for p in range(base, base + n):
+            s = socket.socket()
+            socks.append(s)
+            s.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    finally:
+        for s in socks:
+            s.close()
+    print(base)
+    sys.exit(0)
+sys.exit("no %d free loopback ports in a row below %d" % (n, low))
+PY
+}
+
 # skip_test REASON: the whole test cannot run here; it exits with the code
 # ctest reports as Skipped (SKIP_RETURN_CODE in t/integration and t/chaos).
 IT_SKIP_RC=77

@@ -32,7 +32,7 @@ cat >"$T/fixture.json" <<JSON
         {"name":$(jq -n --arg n "$XSS" '$n'),"host":"H0","power":"on","disks":[{"capacity":$((2 * MiB)),"seed":82}]}]}
 JSON
 mig_start_peers "$T/fixture.json"
-PORT=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PORT=$(free_ports 1)
 TOKEN=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
 mig_config "transfer_buffer: 1MiB
 host_buffer_cap: 8MiB

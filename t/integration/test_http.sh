@@ -18,8 +18,7 @@ command -v promtool >/dev/null || skip_test "promtool is not installed (Debian p
 TOOL=$SRC/t/tools/http_tool.py
 MiB=1048576
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-PORT=$(free_port)
+PORT=$(free_ports 1)
 H=http://127.0.0.1:$PORT
 TOKEN=vmferry-test-token-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 AUTH="Authorization: Bearer $TOKEN"
@@ -232,7 +231,7 @@ wait $IDLEPID 2>/dev/null || true
 kill -0 "$DAEMON_PID" && ok "vmferryd is still running" || fail "vmferryd is gone"
 
 # --- reload: a new address, then no token ---------------------------------
-PORT2=$(free_port)
+PORT2=$(free_ports 1)
 sed -i "s/127.0.0.1:$PORT/127.0.0.1:$PORT2/" "$CONF/00-system.yaml"
 kill -HUP "$DAEMON_PID"
 wait_until 10 curl -s -o /dev/null "http://127.0.0.1:$PORT2/" || fail "SIGHUP did not rebind to $PORT2"
@@ -258,7 +257,7 @@ assert_match "$r" '00-system.yaml:[0-9]+:[0-9]+: listen: 0.0.0.0:[0-9]+ is beyon
 stop_daemon
 
 # --- out of descriptors: accepting pauses instead of spinning --------------
-PORT3=$(free_port)
+PORT3=$(free_ports 1)
 mkdir -p "$T/fd/conf"
 printf 'kind: system\nhttp: { listen: "127.0.0.1:%s" }\n' "$PORT3" >"$T/fd/conf/system.yaml"
 (

@@ -126,7 +126,8 @@ rc=0; BOOT_TIMEOUT=20 "$SRC/t/tools/boot_check.sh" "$U0" raw 1 >"$T/boot.out" 2>
 assert_eq "$rc" 1 "the boot check expecting gen=1 from point 2's export fails"
 
 # ---- the encrypted repository, on loopback ports
-PORT=$((20000 + $$ % 20000))
+# PORT for ienc and the recovery refused on it, PORT+1 for its second disk, PORT+7 for http.
+PORT=$(free_ports 8)
 out=$(ctl restore ienc enc01 --target instant --listen 127.0.0.1:$PORT) || fail "instant recovery of ienc refused: $out"
 EID=$(ctl --json instant | jq -r '.instant[] | select(.rule == "ienc") | .id')
 E0=$(uri "$EID" 0)
