@@ -13,8 +13,16 @@ DAEMON_PID=
 PIDS=()
 NTEST=0
 
+# it_cleanup [STATUS]: STATUS is the test's exit status (default $?).
 it_cleanup() {
-	local p m
+	local rc=${1:-$?} p m
+	# A test that stops outside an assertion (set -e: a command failed,
+	# such as vmferryctl when the daemon died) still says what the daemon
+	# printed last: a sanitizer's report ends up there.
+	if [ "$rc" -ne 0 ] && [ -z "${IT_SAID:-}" ] && [ -f "$T/daemon.log" ]; then
+		echo "# stopped with status $rc outside an assertion; daemon log (tail):"
+		tail -n 80 "$T/daemon.log" | sed 's/^/#   /'
+	fi
 	for p in "${PIDS[@]}" $DAEMON_PID; do
 		kill -9 "$p" 2>/dev/null || true
 	done
@@ -61,12 +69,14 @@ PY
 IT_SKIP_RC=77
 skip_test() {
 	echo "ok $((NTEST + 1)) # SKIP $*"
+	IT_SAID=1
 	exit $IT_SKIP_RC
 }
 fail() {
 	NTEST=$((NTEST + 1))
 	echo "not ok $NTEST - $*"
 	if [ -f "$T/daemon.log" ]; then echo "# daemon log (tail):"; tail -n 40 "$T/daemon.log" | sed 's/^/#   /'; fi
+	IT_SAID=1
 	exit 1
 }
 assert_eq() { [ "$1" = "$2" ] && ok "$3" || fail "$3: expected '$2', got '$1'"; }

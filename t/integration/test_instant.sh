@@ -42,7 +42,7 @@ instant_cleanup() {
 	local p
 	for p in $(instant_pids); do kill -9 "$p" 2>/dev/null || true; done
 }
-trap 'instant_cleanup; it_cleanup' EXIT
+trap 'rc=$?; instant_cleanup; it_cleanup $rc' EXIT
 # nbdkit processes serving from this test's state directory.
 nbdkits() { pgrep -f -- "-P $STATE/instant/" | wc -l; }
 # (pgrep lists no zombies: their command line is gone)

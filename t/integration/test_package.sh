@@ -65,7 +65,7 @@ done
 ! getent passwd vmferry >/dev/null && ! getent group vmferry >/dev/null ||
 	skip_test "this machine has a user or group vmferry already"
 touch "$OWNED"
-trap 'rc=$?; pkg_restore; it_cleanup; exit $rc' EXIT
+trap 'rc=$?; pkg_restore; it_cleanup $rc; exit $rc' EXIT
 
 ctl() { /usr/bin/vmferryctl "$@"; }
 VERSION=$(sed -n 's/^project(vmferry VERSION \([0-9.]*\).*/\1/p' "$SRC/CMakeLists.txt")
