@@ -37,6 +37,12 @@ trap it_cleanup EXIT
 
 ok() { NTEST=$((NTEST + 1)); echo "ok $NTEST - $*"; }
 
+# set_clock DATE: the daemon's injected clock (the file $CLOCK, named by
+# VMFERRY_CLOCK_FILE) reads DATE.  Written whole, then renamed into place:
+# the daemon reads the file at any moment, and refuses one that holds no
+# time (a file `date >` has just truncated).
+set_clock() { date -u -d "$1" +%s >"$CLOCK.new" && mv -f "$CLOCK.new" "$CLOCK"; }
+
 # free_ports N: the first of N consecutive loopback ports free now, below
 # the kernel's ephemeral range (ip_local_port_range), so that no other
 # test's connection or port-0 listener can take one of them meanwhile.

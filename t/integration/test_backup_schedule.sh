@@ -13,7 +13,6 @@ set -euo pipefail
 export TZ=UTC
 CLOCK=$T/clock
 export VMFERRY_CLOCK_FILE=$CLOCK
-set_clock() { date -u -d "$1" +%s >"$CLOCK"; }
 MiB=1048576
 cat >"$T/fixture.json" <<JSON
 {"datacenters":[{"name":"DC0","hosts":["H0"],"datastores":["ds0"]}],

@@ -11,7 +11,6 @@ set -euo pipefail
 export TZ=UTC
 CLOCK=$T/clock
 export VMFERRY_CLOCK_FILE=$CLOCK
-set_clock() { date -u -d "$1" +%s >"$CLOCK"; }
 
 conf=$T/conf
 make_config "$conf" web01
